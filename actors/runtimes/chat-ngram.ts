@@ -1,0 +1,424 @@
+/**
+ * `ngram-chat`: a word-level trigram language model with back-off, trained in memory at start-up
+ * on the public-domain texts in `corpus/`. It is a real generative model that needs no weights and
+ * no GPU, so the streaming, deadline and retry paths of Vigil run against true token-by-token
+ * output. Output is deterministic: the same prompt and params always give the same text.
+ */
+
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { ErrorCode, RetryableError, ValidationError } from '../../protocol/errors.js';
+import { ModelKind } from './runtime.js';
+import type { ChatOutput, ModelRunContext, ModelRuntime } from './runtime.js';
+
+/** Completion length when the request sets no `params.max_tokens`. */
+export const DEFAULT_CHAT_MAX_TOKENS = 64;
+/** Largest `params.max_tokens` a request may ask for. */
+export const MAX_CHAT_MAX_TOKENS = 1024;
+/** Sampling temperature when the request sets no `params.temperature`; 0 means greedy. */
+export const DEFAULT_CHAT_TEMPERATURE = 0.8;
+/** Largest `params.temperature` a request may ask for. */
+export const MAX_CHAT_TEMPERATURE = 2;
+/** Most messages one request may carry. */
+export const MAX_CHAT_MESSAGES = 64;
+/** Longest message content (or string prompt), in UTF-16 code units. */
+export const MAX_CHAT_CONTENT_CHARS = 32_768;
+/** Fewest tokens an answer has before a sentence end may finish it. */
+export const MIN_CHAT_TOKENS_BEFORE_STOP = 12;
+/** The training corpus folder shipped beside this module. */
+export const DEFAULT_CORPUS_DIR = fileURLToPath(new URL('./corpus/', import.meta.url));
+
+/** Options for {@link createNgramChatModel}. */
+export interface NgramChatOptions {
+  /** Training text to use instead of the corpus files (tests pass a tiny one). */
+  corpus?: string;
+  /** Folder whose `*.txt` files form the corpus. Default {@link DEFAULT_CORPUS_DIR}. */
+  corpusDir?: string;
+}
+
+// Words keep inner apostrophes (`don't`); sentence punctuation is a token of its own so the model
+// learns where sentences end. Quotes, brackets and dashes carry no signal a trigram can use.
+const TOKEN_RE = /[\p{L}\p{N}]+(?:['’][\p{L}\p{N}]+)*|[.,;:!?]/gu;
+const PUNCTUATION = new Set(['.', ',', ';', ':', '!', '?']);
+const SENTENCE_END = new Set(['.', '!', '?']);
+const BOS = 0;
+const NO_TOKEN = -1;
+// Trigram contexts are packed into one number: id(a) * KEY_BASE + id(b), exact while ids < 2^21.
+const KEY_BASE = 2 ** 21;
+// Weight of the trigram in the interpolated distribution; the rest goes to the bigram, which
+// keeps a small corpus from being recited verbatim.
+const TRIGRAM_WEIGHT = 0.75;
+// A long answer must not hold the event loop: yield after this many tokens.
+const YIELD_EVERY_TOKENS = 16;
+const TITLE_LINE = /^\s*#/;
+// Old texts set clauses off with dashes; read them as the commas they stand for.
+const DASH = /\s*(?:--|\u2014)\s*/g;
+
+const contentSchema = z.string().max(MAX_CHAT_CONTENT_CHARS);
+const messagesInputSchema = z.object({
+  messages: z
+    .array(z.object({ role: z.enum(['system', 'user', 'assistant']), content: contentSchema }))
+    .min(1)
+    .max(MAX_CHAT_MESSAGES),
+});
+// Unknown keys are stripped, not rejected: clients send OpenAI fields we do not use. `null` means
+// unset, as in the OpenAI API.
+const paramsSchema = z.object({
+  max_tokens: z.number().int().min(1).max(MAX_CHAT_MAX_TOKENS).nullish(),
+  temperature: z.number().min(0).max(MAX_CHAT_TEMPERATURE).nullish(),
+  seed: z.number().int().nullish(),
+});
+
+type Message = z.infer<typeof messagesInputSchema>['messages'][number];
+
+/** Successor counts of one context, in first-seen corpus order (which makes ties deterministic). */
+interface Distribution {
+  readonly counts: Map<number, number>;
+  total: number;
+}
+
+interface NgramModel {
+  /** Lowercase token text by id; id 0 is the sentence-start marker. */
+  readonly tokens: string[];
+  readonly ids: Map<string, number>;
+  /** How each token is written mid-sentence (`I`, `Jupiter`, `the`). */
+  readonly surfaces: string[];
+  readonly trigrams: Map<number, Distribution>;
+  readonly bigrams: Map<number, Distribution>;
+  readonly unigrams: Distribution;
+}
+
+/**
+ * Creates the `ngram-chat` model, training it on the corpus now (well under a second). Throws
+ * `ValidationError` when the corpus has no words, and the fs error when it cannot be read.
+ */
+export function createNgramChatModel(options: NgramChatOptions = {}): ModelRuntime {
+  const corpus = options.corpus ?? readCorpus(options.corpusDir ?? DEFAULT_CORPUS_DIR);
+  const model = train(corpus);
+  const vocabulary = model.tokens.length - 1;
+
+  return {
+    name: 'ngram-chat',
+    version: 'v1',
+    kind: ModelKind.Chat,
+    description: `Word trigram language model with back-off (${vocabulary} token vocabulary)`,
+    async run(input, params, ctx): Promise<ChatOutput> {
+      const messages: Message[] =
+        typeof input === 'string'
+          ? [{ role: 'user', content: parseOrThrow(contentSchema, input, 'input') }]
+          : parseOrThrow(messagesInputSchema, input, 'input').messages;
+      const parsed = parseOrThrow(paramsSchema, params, 'params');
+      const maxTokens = parsed.max_tokens ?? DEFAULT_CHAT_MAX_TOKENS;
+      const temperature = parsed.temperature ?? DEFAULT_CHAT_TEMPERATURE;
+      // Without a seed the prompt picks one, so a repeated request repeats its answer.
+      const seed =
+        parsed.seed === undefined || parsed.seed === null
+          ? hashString(JSON.stringify(messages.map((m) => [m.role, m.content])))
+          : hashString(`seed:${parsed.seed}`);
+
+      const promptTokens = messages.reduce((sum, m) => sum + countWords(m.content), 0);
+      const lastUser = messages.findLast((m) => m.role === 'user');
+      const context = promptContext(model, lastUser?.content ?? '');
+      const { text, finishReason, completionTokens } = await generate(model, context, {
+        maxTokens,
+        temperature,
+        random: mulberry32(seed),
+        ctx,
+      });
+      return {
+        text,
+        finish_reason: finishReason,
+        usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens },
+      };
+    },
+  };
+}
+
+/** Reads every `*.txt` in `dir`, in name order so training does not depend on the file system. */
+function readCorpus(dir: string): string {
+  const files = readdirSync(dir)
+    .filter((name) => name.endsWith('.txt'))
+    .sort();
+  return files.map((name) => readFileSync(join(dir, name), 'utf8')).join('\n\n');
+}
+
+/** Counts unigrams, bigrams and trigrams over the corpus, sentence by sentence. */
+function train(corpus: string): NgramModel {
+  const tokens = ['<s>'];
+  const ids = new Map<string, number>();
+  const surfaceCounts: Map<string, number>[] = [new Map<string, number>()];
+  const trigrams = new Map<number, Distribution>();
+  const bigrams = new Map<number, Distribution>();
+  const unigrams: Distribution = { counts: new Map(), total: 0 };
+
+  const idOf = (lower: string): number => {
+    let id = ids.get(lower);
+    if (id === undefined) {
+      id = tokens.length;
+      if (id >= KEY_BASE)
+        throw new ValidationError('corpus vocabulary is too large', 'chat.corpus');
+      tokens.push(lower);
+      ids.set(lower, id);
+      surfaceCounts.push(new Map());
+    }
+    return id;
+  };
+
+  let words = 0;
+  for (const paragraph of paragraphs(corpus)) {
+    let a = BOS;
+    let b = BOS;
+    let position = 0;
+    const raw: string[] = paragraph.replace(DASH, ', ').match(TOKEN_RE) ?? [];
+    // A paragraph that stops without an end mark (a list item ending in `:`) still ends its
+    // sentence, or the model would learn sentences that never finish.
+    const tail = raw.at(-1);
+    if (tail !== undefined && !SENTENCE_END.has(tail)) {
+      if (PUNCTUATION.has(tail)) raw.pop();
+      raw.push('.');
+    }
+    for (const surface of raw) {
+      const id = idOf(surface.toLowerCase());
+      if (!PUNCTUATION.has(surface)) words++;
+      // Sentence-initial capitals say nothing about how a word is written, so they do not vote.
+      if (position > 0) bump(surfaceCounts[id] ?? new Map<string, number>(), surface);
+      addCount(trigrams, a * KEY_BASE + b, id);
+      addCount(bigrams, b, id);
+      unigrams.counts.set(id, (unigrams.counts.get(id) ?? 0) + 1);
+      unigrams.total++;
+      if (SENTENCE_END.has(surface)) {
+        a = BOS;
+        b = BOS;
+        position = 0;
+      } else {
+        a = b;
+        b = id;
+        position++;
+      }
+    }
+  }
+  if (words === 0) throw new ValidationError('corpus has no words', 'chat.corpus');
+
+  const surfaces = tokens.map((lower, id) => {
+    let best = lower;
+    let bestCount = 0;
+    for (const [surface, n] of surfaceCounts[id] ?? []) {
+      if (n > bestCount) {
+        best = surface;
+        bestCount = n;
+      }
+    }
+    return best;
+  });
+  return { tokens, ids, surfaces, trigrams, bigrams, unigrams };
+}
+
+/** Blank-line separated paragraphs; `#` lines are titles and are left out of training. */
+function paragraphs(corpus: string): string[] {
+  const out: string[] = [];
+  let current: string[] = [];
+  for (const line of corpus.split(/\r?\n/)) {
+    if (line.trim() === '') {
+      if (current.length > 0) out.push(current.join(' '));
+      current = [];
+    } else if (!TITLE_LINE.test(line)) {
+      current.push(line);
+    }
+  }
+  if (current.length > 0) out.push(current.join(' '));
+  return out;
+}
+
+function addCount(table: Map<number, Distribution>, key: number, id: number): void {
+  let dist = table.get(key);
+  if (dist === undefined) {
+    dist = { counts: new Map(), total: 0 };
+    table.set(key, dist);
+  }
+  dist.counts.set(id, (dist.counts.get(id) ?? 0) + 1);
+  dist.total++;
+}
+
+function bump(counts: Map<string, number>, key: string): void {
+  counts.set(key, (counts.get(key) ?? 0) + 1);
+}
+
+/**
+ * The generation context: the last two words of the prompt the model knows, so the answer goes on
+ * from what was asked; a sentence start when the prompt shares no words with the corpus.
+ */
+function promptContext(model: NgramModel, prompt: string): [number, number] {
+  const known: number[] = [];
+  for (const token of prompt.match(TOKEN_RE) ?? []) {
+    if (PUNCTUATION.has(token)) continue;
+    const id = model.ids.get(token.toLowerCase());
+    if (id !== undefined) known.push(id);
+  }
+  const b = known.at(-1);
+  if (b === undefined) return [BOS, BOS];
+  return [known.at(-2) ?? NO_TOKEN, b];
+}
+
+interface GenerateOptions {
+  maxTokens: number;
+  temperature: number;
+  random: () => number;
+  ctx: ModelRunContext;
+}
+
+async function generate(
+  model: NgramModel,
+  start: [number, number],
+  { maxTokens, temperature, random, ctx }: GenerateOptions,
+): Promise<{ text: string; finishReason: 'stop' | 'length'; completionTokens: number }> {
+  let [a, b] = start;
+  let text = '';
+  let produced = 0;
+  let sentenceStart = true;
+  while (produced < maxTokens) {
+    if (ctx.signal.aborted) throw new RetryableError('aborted', ErrorCode.DeadlineExceeded);
+    // The answer never opens with punctuation, even when the prompt's last word is usually
+    // followed by a comma.
+    const id = nextToken(model, a, b, produced === 0, temperature, random);
+    const token = model.tokens[id] ?? '';
+    let piece: string;
+    if (PUNCTUATION.has(token)) {
+      piece = token;
+    } else {
+      const surface = model.surfaces[id] ?? token;
+      const word = sentenceStart ? capitalise(surface) : surface;
+      piece = produced === 0 ? word : ` ${word}`;
+    }
+    text += piece;
+    produced++;
+    ctx.onToken?.(piece);
+
+    if (SENTENCE_END.has(token)) {
+      if (produced >= MIN_CHAT_TOKENS_BEFORE_STOP) {
+        return { text, finishReason: 'stop', completionTokens: produced };
+      }
+      a = BOS;
+      b = BOS;
+      sentenceStart = true;
+    } else {
+      a = b;
+      b = id;
+      sentenceStart = false;
+    }
+    if (produced % YIELD_EVERY_TOKENS === 0) {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+  return { text, finishReason: 'length', completionTokens: produced };
+}
+
+/**
+ * Picks the next token: trigram interpolated with bigram when the trigram context was seen,
+ * bigram alone when not, then unigram. With `wordsOnly`, punctuation is not a candidate and a
+ * context with only punctuation after it falls back to a sentence start.
+ */
+function nextToken(
+  model: NgramModel,
+  a: number,
+  b: number,
+  wordsOnly: boolean,
+  temperature: number,
+  random: () => number,
+): number {
+  const bigram = model.bigrams.get(b);
+  const trigram = a === NO_TOKEN ? undefined : model.trigrams.get(a * KEY_BASE + b);
+  const candidates: number[] = [];
+  const probabilities: number[] = [];
+  if (bigram !== undefined) {
+    const trigramTotal = trigram?.total ?? 0;
+    for (const [id, n] of bigram.counts) {
+      if (wordsOnly && PUNCTUATION.has(model.tokens[id] ?? '')) continue;
+      const p2 = n / bigram.total;
+      const p =
+        trigram === undefined
+          ? p2
+          : TRIGRAM_WEIGHT * ((trigram.counts.get(id) ?? 0) / trigramTotal) +
+            (1 - TRIGRAM_WEIGHT) * p2;
+      candidates.push(id);
+      probabilities.push(p);
+    }
+  }
+  if (candidates.length === 0) {
+    if (b !== BOS) return nextToken(model, BOS, BOS, wordsOnly, temperature, random);
+    for (const [id, n] of model.unigrams.counts) {
+      if (wordsOnly && PUNCTUATION.has(model.tokens[id] ?? '')) continue;
+      candidates.push(id);
+      probabilities.push(n / model.unigrams.total);
+    }
+  }
+  return sample(candidates, probabilities, temperature, random);
+}
+
+/** Samples with temperature; 0 is greedy, ties going to the first candidate in corpus order. */
+function sample(
+  candidates: number[],
+  probabilities: number[],
+  temperature: number,
+  random: () => number,
+): number {
+  let best = 0;
+  for (let i = 1; i < probabilities.length; i++) {
+    if ((probabilities[i] ?? 0) > (probabilities[best] ?? 0)) best = i;
+  }
+  if (temperature === 0) return candidates[best] ?? BOS;
+  // Scale in log space relative to the best candidate so a low temperature cannot underflow.
+  const logMax = Math.log(probabilities[best] ?? 1);
+  const weights = probabilities.map((p) => Math.exp((Math.log(p) - logMax) / temperature));
+  const total = weights.reduce((sum, w) => sum + w, 0);
+  let target = random() * total;
+  for (let i = 0; i < weights.length; i++) {
+    target -= weights[i] ?? 0;
+    if (target < 0) return candidates[i] ?? BOS;
+  }
+  return candidates[candidates.length - 1] ?? BOS;
+}
+
+function capitalise(word: string): string {
+  return word.charAt(0).toUpperCase() + word.slice(1);
+}
+
+function countWords(text: string): number {
+  let words = 0;
+  for (const token of text.match(TOKEN_RE) ?? []) if (!PUNCTUATION.has(token)) words++;
+  return words;
+}
+
+/** mulberry32: a tiny, well-mixed 32-bit PRNG; reproducible from its seed on every platform. */
+function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+/** FNV-1a over UTF-16 code units with murmur3's finaliser, as a 32-bit seed. */
+function hashString(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** Parses with zod and turns the first issue into a `ValidationError` carrying its dotted path. */
+function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, root: string): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const path = [root, ...(issue?.path ?? []).map(String)].join('.');
+  throw new ValidationError(issue?.message ?? 'invalid value', path);
+}

@@ -1,0 +1,130 @@
+/**
+ * `echo`: returns its input unchanged. It exists to test the data path without model noise, and
+ * it is where fault drills inject delays and failures. Faults are an operator switch: a client may
+ * ask for a delay or a failure only when the operator turned injection on, so no request can make
+ * a production node misbehave on its own.
+ */
+
+import { z } from 'zod';
+import {
+  ErrorCode,
+  RetryableError,
+  TerminalError,
+  ValidationError,
+} from '../../protocol/errors.js';
+import { ModelKind } from './runtime.js';
+import type { ModelRunContext, ModelRuntime } from './runtime.js';
+
+/** Cap on a client-requested `params.delay_ms` when the options set none, in milliseconds. */
+export const DEFAULT_ECHO_MAX_DELAY_MS = 60_000;
+
+// Node timers overflow past 2^31 - 1 ms; a day is far beyond any drill and keeps the sum in range.
+const MAX_DELAY_MS = 86_400_000;
+
+/** Operator-controlled fault injection for the echo model. */
+export interface EchoFaultOptions {
+  /** Master switch. When false, the other fields are ignored and fault params are rejected. */
+  enabled: boolean;
+  /** Fraction of calls, in [0, 1], that fail with a `RetryableError`. Default 0. */
+  failureRate?: number;
+  /** Delay added to every call, in milliseconds. Default 0. */
+  delayMs?: number;
+  /** Cap for a client-requested `params.delay_ms`, in milliseconds. Default {@link DEFAULT_ECHO_MAX_DELAY_MS}. */
+  maxDelayMs?: number;
+}
+
+/** Options for {@link createEchoModel}. */
+export interface EchoOptions {
+  /** Fault injection; off when absent. */
+  faults?: EchoFaultOptions;
+}
+
+/** The request params that ask for a fault; each is rejected unless the operator enabled faults. */
+const FAULT_PARAM_KEYS = ['delay_ms', 'fail'] as const;
+
+const faultOptionsSchema = z.object({
+  enabled: z.boolean(),
+  failureRate: z.number().min(0).max(1).default(0),
+  delayMs: z.number().int().min(0).max(MAX_DELAY_MS).default(0),
+  maxDelayMs: z.number().int().min(0).max(MAX_DELAY_MS).default(DEFAULT_ECHO_MAX_DELAY_MS),
+});
+
+const faultParamsSchema = z.object({
+  delay_ms: z.number().int().min(0).optional(),
+  fail: z.enum(['retryable', 'terminal']).optional(),
+});
+
+/** Creates the `echo` model. Throws `ValidationError` when the fault options are out of range. */
+export function createEchoModel(options: EchoOptions = {}): ModelRuntime {
+  const faults =
+    options.faults === undefined
+      ? undefined
+      : parseOrThrow(faultOptionsSchema, options.faults, 'echo.faults');
+  const faultsEnabled = faults?.enabled === true;
+
+  return {
+    name: 'echo',
+    version: 'v1',
+    kind: ModelKind.Echo,
+    description: faultsEnabled
+      ? 'Returns its input unchanged (fault injection enabled)'
+      : 'Returns its input unchanged',
+    async run(input, params, ctx): Promise<{ echo: unknown }> {
+      throwIfAborted(ctx);
+      if (faults === undefined || !faults.enabled) {
+        const key = FAULT_PARAM_KEYS.find((name) => params[name] !== undefined);
+        if (key !== undefined) {
+          throw new ValidationError('fault injection is disabled by the operator', `params.${key}`);
+        }
+        return { echo: input };
+      }
+
+      const requested = parseOrThrow(faultParamsSchema, params, 'params');
+      const delayMs = faults.delayMs + Math.min(requested.delay_ms ?? 0, faults.maxDelayMs);
+      if (delayMs > 0) await sleep(delayMs, ctx.signal);
+      // Math.random, not a seeded PRNG: this is operator-configured chaos, not model output.
+      if (faults.failureRate > 0 && Math.random() < faults.failureRate) {
+        throw new RetryableError('injected failure (failureRate)', ErrorCode.ModelFailed);
+      }
+      if (requested.fail === 'terminal') {
+        throw new TerminalError('injected terminal failure', ErrorCode.ModelRejected);
+      }
+      if (requested.fail === 'retryable') {
+        throw new RetryableError('injected retryable failure', ErrorCode.ModelFailed);
+      }
+      return { echo: input };
+    },
+  };
+}
+
+/** Waits `ms`, but rejects as soon as `signal` aborts so a drained or expired task stops at once. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(new RetryableError('aborted', ErrorCode.DeadlineExceeded));
+      return;
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(new RetryableError('aborted', ErrorCode.DeadlineExceeded));
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function throwIfAborted(ctx: ModelRunContext): void {
+  if (ctx.signal.aborted) throw new RetryableError('aborted', ErrorCode.DeadlineExceeded);
+}
+
+/** Parses with zod and turns the first issue into a `ValidationError` carrying its dotted path. */
+function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, root: string): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const path = [root, ...(issue?.path ?? []).map(String)].join('.');
+  throw new ValidationError(issue?.message ?? 'invalid value', path);
+}

@@ -1,0 +1,35 @@
+/**
+ * The runtimes folder's one door: the model contract and the built-in models that implement it.
+ */
+
+export { ModelKind } from './runtime.js';
+export type { ChatOutput, EmbeddingOutput, ModelRunContext, ModelRuntime } from './runtime.js';
+
+export { createBuiltinModels } from './builtin.js';
+export type { BuiltinModelsOptions } from './builtin.js';
+
+export { DEFAULT_ECHO_MAX_DELAY_MS, createEchoModel } from './echo.js';
+export type { EchoFaultOptions, EchoOptions } from './echo.js';
+
+export {
+  DEFAULT_CHAT_MAX_TOKENS,
+  DEFAULT_CHAT_TEMPERATURE,
+  DEFAULT_CORPUS_DIR,
+  MAX_CHAT_CONTENT_CHARS,
+  MAX_CHAT_MAX_TOKENS,
+  MAX_CHAT_MESSAGES,
+  MAX_CHAT_TEMPERATURE,
+  MIN_CHAT_TOKENS_BEFORE_STOP,
+  createNgramChatModel,
+} from './chat-ngram.js';
+export type { NgramChatOptions } from './chat-ngram.js';
+
+export {
+  DEFAULT_EMBEDDING_DIMENSIONS,
+  MAX_EMBEDDING_DIMENSIONS,
+  MAX_EMBEDDING_INPUTS,
+  MAX_EMBEDDING_INPUT_CHARS,
+  MIN_EMBEDDING_DIMENSIONS,
+  createHashEmbeddingModel,
+} from './embedding.js';
+export type { HashEmbeddingOptions } from './embedding.js';

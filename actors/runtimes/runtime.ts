@@ -1,0 +1,55 @@
+/**
+ * The contract between an inference actor and the model code it runs. A runtime is pure compute:
+ * it never touches NATS, and it reports failure by throwing a `TerminalError` (same input fails the
+ * same way: bad input, unsupported parameter) or a `RetryableError` (may pass on retry).
+ */
+
+/** The kinds of model Vigil knows how to expose (the OpenAI adapter maps on this). */
+export const ModelKind = {
+  Embedding: 'embedding',
+  Chat: 'chat',
+  Echo: 'echo',
+} as const;
+
+/** One of the {@link ModelKind} values. */
+export type ModelKind = (typeof ModelKind)[keyof typeof ModelKind];
+
+/** What the actor hands a runtime besides the input. */
+export interface ModelRunContext {
+  /** Aborted when the task's deadline passes or the host drains; long runs must check it. */
+  readonly signal: AbortSignal;
+  /** Receives each generated token in order, as it is produced (generative models only). */
+  readonly onToken?: (token: string) => void;
+}
+
+/** A loaded model that can run tasks. */
+export interface ModelRuntime {
+  /** Model name as clients address it (`[a-z0-9][a-z0-9_-]*`, no dots: it is a subject token). */
+  readonly name: string;
+  /** Version of the loaded artifact (same token rules as the name). */
+  readonly version: string;
+  readonly kind: ModelKind;
+  /** One line for `/v1/models` and operators. */
+  readonly description: string;
+  /**
+   * Runs one task. `input` and `params` come from a validated envelope but their shape is the
+   * model's own business: the runtime validates them and throws `ValidationError` when wrong.
+   */
+  run(input: unknown, params: Readonly<Record<string, unknown>>, ctx: ModelRunContext): Promise<unknown>;
+}
+
+/** Output of an embedding model. */
+export interface EmbeddingOutput {
+  /** One L2-normalised vector per input string, in input order. */
+  embeddings: number[][];
+  dimensions: number;
+  usage: { prompt_tokens: number };
+}
+
+/** Output of a chat model. */
+export interface ChatOutput {
+  text: string;
+  /** `stop` when the model ended its answer, `length` when `max_tokens` cut it. */
+  finish_reason: 'stop' | 'length';
+  usage: { prompt_tokens: number; completion_tokens: number };
+}

@@ -1,0 +1,125 @@
+/**
+ * The bench's own child processes (baseline servers and the load generator): spawned with tsx,
+ * tracked by PID, and killed when the bench exits however it exits. Vigil's nodes go through the
+ * launcher's `startNode` instead, exactly as in production.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { createInterface } from 'node:readline';
+import { PROJECT_ROOT } from '../nodes/launcher/node-process.js';
+
+/** Options of {@link startScript}. */
+export interface StartScriptOptions {
+  /** Environment on top of this process's environment. */
+  env?: Record<string, string>;
+  /** The `msg` of the JSON stdout line that means the script is ready. */
+  readyMessage: string;
+  /** Receives the script's stdout and stderr. */
+  logFile: string;
+  /** How long the script may take to become ready, ms. Default {@link SCRIPT_READY_TIMEOUT_MS}. */
+  timeoutMs?: number;
+}
+
+/** A running script. */
+export interface ScriptProcess {
+  readonly pid: number;
+  /** The ready line's fields (e.g. a server's `url`). */
+  readonly ready: Record<string, unknown>;
+  /** Resolves with the exit code, or the signal name. */
+  readonly exited: Promise<number | string>;
+  /** SIGTERM, then SIGKILL after `graceMs` (default {@link SCRIPT_STOP_GRACE_MS}). Idempotent. */
+  stop(graceMs?: number): Promise<number | string>;
+}
+
+/** Default start-up timeout of a script, ms. */
+export const SCRIPT_READY_TIMEOUT_MS = 30_000;
+/** Default time between SIGTERM and SIGKILL, ms. */
+export const SCRIPT_STOP_GRACE_MS = 5_000;
+
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
+/**
+ * Spawns `node --import tsx <file> ...args` from the project root. Its stdin is a pipe the script
+ * may watch: it closes when the bench dies, even by SIGKILL, so no baseline outlives the bench.
+ */
+export function spawnScript(file: string, args: readonly string[], env: Record<string, string> = {}): ChildProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', file, ...args], {
+    cwd: PROJECT_ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  return child;
+}
+
+/** Resolves with the exit code or signal name once `child` has exited. */
+export function exitOf(child: ChildProcess): Promise<number | string> {
+  if (child.exitCode !== null || child.signalCode !== null) {
+    return Promise.resolve(child.exitCode ?? child.signalCode ?? 'unknown');
+  }
+  return new Promise((resolve) => {
+    child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown'));
+  });
+}
+
+/** Starts a long-running script and resolves once it prints its ready line. */
+export function startScript(file: string, options: StartScriptOptions): Promise<ScriptProcess> {
+  const child = spawnScript(file, [], options.env);
+  const exited = exitOf(child);
+  mkdirSync(dirname(options.logFile), { recursive: true });
+  const log = createWriteStream(options.logFile, { flags: 'a' });
+  child.stderr?.pipe(log, { end: false });
+  void exited.then(() => log.end());
+
+  let stopping: Promise<number | string> | undefined;
+  const stop = (graceMs = SCRIPT_STOP_GRACE_MS): Promise<number | string> => {
+    stopping ??= (async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const force = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        try {
+          return await exited;
+        } finally {
+          clearTimeout(force);
+        }
+      }
+      return exited;
+    })();
+    return stopping;
+  };
+
+  return new Promise<ScriptProcess>((resolve, reject) => {
+    const timeoutMs = options.timeoutMs ?? SCRIPT_READY_TIMEOUT_MS;
+    let ready = false;
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${file} was not ready within ${timeoutMs} ms; see ${options.logFile}`));
+    }, timeoutMs);
+    void exited.then((code) => {
+      if (ready) return;
+      clearTimeout(timer);
+      reject(new Error(`${file} exited (${code}) before it was ready; see ${options.logFile}`));
+    });
+    createInterface({ input: child.stdout! }).on('line', (text) => {
+      log.write(`${text}\n`);
+      if (ready) return;
+      let line: unknown;
+      try {
+        line = JSON.parse(text);
+      } catch {
+        return;
+      }
+      if (typeof line !== 'object' || line === null) return;
+      const fields = line as Record<string, unknown>;
+      if (fields['msg'] !== options.readyMessage) return;
+      ready = true;
+      clearTimeout(timer);
+      resolve({ pid: child.pid!, ready: fields, exited, stop });
+    });
+  });
+}

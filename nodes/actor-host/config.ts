@@ -1,0 +1,57 @@
+/** The actor host's configuration, read once from the environment at start-up. */
+import { z } from 'zod';
+import { INFERENCE_ACTOR_DEFAULTS } from '../../actors/index.js';
+import type { Logger } from '../../actors/log.js';
+import { createBuiltinModels, type BuiltinModelsOptions } from '../../actors/runtimes/index.js';
+import { NAME_TOKEN, validate } from '../../protocol/index.js';
+import { ConfigError, envInt, envJson, envString } from '../common/env.js';
+import { natsOptionsFromEnv } from '../common/nats-connection.js';
+import type { ActorHostOptions } from './host.js';
+
+const echoFaultsSchema = z.object({
+  enabled: z.boolean(),
+  failureRate: z.number().min(0).max(1).optional(),
+  delayMs: z.number().int().min(0).optional(),
+  maxDelayMs: z.number().int().min(0).optional(),
+});
+
+/**
+ * Reads:
+ * - `VIGIL_REGION` (default `local`), `NATS_URL`, `NATS_USER`, `NATS_PASSWORD`, `NATS_TOKEN`
+ * - `VIGIL_MODELS`: comma-separated built-in models to serve (default: all)
+ * - `VIGIL_CONCURRENCY` (4), `VIGIL_MAX_ATTEMPTS` (5), `VIGIL_RETRY_SCHEDULE_MS` (`1000,5000,15000,30000`),
+ *   `VIGIL_ACK_WAIT_MS` (30 000)
+ * - `VIGIL_ECHO_FAULTS`: JSON `{"enabled":true,"failureRate":0.5,"delayMs":0,"maxDelayMs":60000}`;
+ *   fault injection is off unless the operator sets this.
+ * @throws ConfigError naming the first bad variable.
+ */
+export function actorHostOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger): ActorHostOptions {
+  const builtin: BuiltinModelsOptions = {};
+  const faults = envJson(env, 'VIGIL_ECHO_FAULTS');
+  if (faults !== undefined) builtin.echo = { faults: validate(echoFaultsSchema, faults, 'VIGIL_ECHO_FAULTS') };
+  const all = createBuiltinModels(builtin);
+  const wanted = envString(env, 'VIGIL_MODELS', all.map((m) => m.name).join(','))
+    .split(',')
+    .map((name) => name.trim())
+    .filter(Boolean);
+  const runtimes = wanted.map((name) => {
+    const runtime = all.find((m) => m.name === name);
+    if (!runtime) {
+      throw new ConfigError(`VIGIL_MODELS names '${name}'; built-in models are ${all.map((m) => m.name).join(', ')}`);
+    }
+    return runtime;
+  });
+  const schedule = envString(env, 'VIGIL_RETRY_SCHEDULE_MS', INFERENCE_ACTOR_DEFAULTS.retryScheduleMs.join(','), /^\d+(,\d+)*$/)
+    .split(',')
+    .map(Number);
+  return {
+    region: envString(env, 'VIGIL_REGION', 'local', NAME_TOKEN),
+    nats: natsOptionsFromEnv(env, ''),
+    runtimes,
+    concurrency: envInt(env, 'VIGIL_CONCURRENCY', INFERENCE_ACTOR_DEFAULTS.concurrency, 1, 1024),
+    maxAttempts: envInt(env, 'VIGIL_MAX_ATTEMPTS', INFERENCE_ACTOR_DEFAULTS.maxAttempts, 1, 100),
+    retryScheduleMs: schedule,
+    ackWaitMs: envInt(env, 'VIGIL_ACK_WAIT_MS', INFERENCE_ACTOR_DEFAULTS.ackWaitMs, 1000, 3600_000),
+    logger,
+  };
+}

@@ -1,0 +1,50 @@
+/**
+ * The life of a node process: start, report readiness on stdout, and on SIGTERM or SIGINT stop
+ * once, in order, then exit 0. A second signal forces the exit. Start-up failures exit 1 with one
+ * clear log line instead of a stack trace.
+ *
+ * Readiness is one JSON line `{"msg":"ready",...}` written whatever the log level: it is how a
+ * launcher or test knows the node serves (as systemd's READY=1), not a log message.
+ */
+import type { Logger } from '../../actors/log.js';
+
+/** The `msg` of the readiness line. */
+export const READY_MESSAGE = 'ready';
+
+/** What a started node hands back: how to stop it, and facts for its readiness line. */
+export interface StartedNode {
+  stop(): Promise<void>;
+  ready: Record<string, unknown>;
+}
+
+/** Runs `start`, announces readiness, and calls `stop` on the first SIGTERM/SIGINT. */
+export async function runUntilSignal(node: string, logger: Logger, start: () => Promise<StartedNode>): Promise<void> {
+  let stop: () => Promise<void>;
+  try {
+    const started = await start();
+    stop = () => started.stop();
+    const line = { time: new Date().toISOString(), level: 'info', msg: READY_MESSAGE, node, ...started.ready };
+    process.stdout.write(JSON.stringify(line) + '\n');
+  } catch (err) {
+    logger.error('start-up failed', { err });
+    process.exit(1);
+  }
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      logger.warn('second signal: exiting now', { signal });
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info('stopping', { signal });
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error('stop failed', { err });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}

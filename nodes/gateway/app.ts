@@ -1,0 +1,235 @@
+/**
+ * The gateway's HTTP surface: authentication, limits and error mapping around the native task API
+ * and the OpenAI-compatible API. It holds no state of its own; everything durable is in NATS.
+ */
+import { Hono, type Context } from 'hono';
+import { bearerAuth } from 'hono/bearer-auth';
+import { bodyLimit } from 'hono/body-limit';
+import { requestId, type RequestIdVariables } from 'hono/request-id';
+import { secureHeaders } from 'hono/secure-headers';
+import {
+  ErrorCode,
+  FINAL_STATES,
+  nameToken,
+  Priority,
+  TASK_ID,
+  TaskState,
+  validate,
+  ValidationError,
+  VigilError,
+  type ModelDeployment,
+  type TaskRecord,
+  type VigilClient,
+} from '../../protocol/index.js';
+import type { Logger } from '../../actors/log.js';
+import type { ApiKeyStore } from './api-keys.js';
+import type { ModelCatalog } from './catalog.js';
+import { errorResponse } from './http-errors.js';
+import { onGatewayError } from './http-errors.js';
+import { registerOpenAiRoutes } from './openai-routes.js';
+import { ownerOf, taskView } from './task-view.js';
+import { z } from 'zod';
+
+/** Limits and timings of the HTTP surface. */
+export interface GatewayAppOptions {
+  /** Largest request body, bytes. */
+  maxBodyBytes: number;
+  /** Longest a synchronous call waits for its result before answering 202, ms. */
+  maxSyncWaitMs: number;
+  /** Deadline given to tasks that do not ask for one, ms from acceptance. */
+  defaultTaskDeadlineMs: number;
+  /** Longest deadline a task may ask for, ms. */
+  maxTaskDeadlineMs: number;
+}
+
+/** What the app needs from the rest of the gateway. */
+export interface GatewayAppDeps {
+  client: VigilClient;
+  catalog: ModelCatalog;
+  apiKeys: ApiKeyStore;
+  logger: Logger;
+  /** True when NATS is connected and the catalog is loaded. */
+  isReady(): boolean;
+  options: GatewayAppOptions;
+}
+
+/** Hono variables set by the gateway's middleware. */
+export type GatewayEnv = { Variables: RequestIdVariables & { tenant: string } };
+
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+const inferBodySchema = z.object({
+  input: z.unknown().refine((v) => v !== undefined, 'is required'),
+  params: z.record(z.string(), z.unknown()).default({}),
+  priority: z.enum([Priority.Interactive, Priority.Batch]).default(Priority.Interactive),
+  /** Relative deadline for the task, ms. */
+  deadline_ms: z.number().int().positive().optional(),
+});
+
+/** A submission as the routes describe it. */
+export interface TaskSubmission {
+  model: ModelDeployment;
+  input: unknown;
+  params: Record<string, unknown>;
+  priority: Priority;
+  deadlineMs?: number;
+  /** How long to wait for the outcome, ms; 0 = answer once accepted. */
+  waitMs: number;
+}
+
+/** What the routes get back from {@link submitTask}. */
+export interface SubmittedTask {
+  taskId: string;
+  duplicate: boolean;
+  outcome?: TaskRecord;
+}
+
+/** Builds the gateway's Hono app. */
+export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
+  const { client, catalog, apiKeys, options } = deps;
+  const app = new Hono<GatewayEnv>();
+  app.onError(onGatewayError(deps.logger));
+  app.notFound((c) =>
+    errorResponse(c, { code: ErrorCode.NotFound, message: `no route for ${c.req.method} ${c.req.path}`, retryable: false }),
+  );
+  app.use(requestId({ headerName: 'X-Request-Id' }));
+  app.use(secureHeaders());
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/readyz', (c) =>
+    deps.isReady()
+      ? c.json({ status: 'ready' })
+      : errorResponse(c, { code: ErrorCode.Unavailable, message: 'not connected to NATS yet', retryable: true }),
+  );
+
+  const unauthenticated = (message: string) => (c: Context) => {
+    c.header('Content-Type', 'application/json');
+    return { error: { code: ErrorCode.Unauthenticated, message, retryable: false, type: ErrorCode.Unauthenticated } };
+  };
+  app.use(
+    '/v1/*',
+    bearerAuth<GatewayEnv>({
+      realm: 'vigil',
+      verifyToken: (token, c) => {
+        const tenant = apiKeys.tenantOf(token);
+        if (tenant === undefined) return false;
+        c.set('tenant', tenant);
+        return true;
+      },
+      noAuthenticationHeader: { message: unauthenticated('an API key is required: Authorization: Bearer <key>') },
+      invalidAuthenticationHeader: { message: unauthenticated('the Authorization header must be: Bearer <key>') },
+      invalidToken: { message: unauthenticated('the API key is not valid') },
+    }),
+  );
+  app.use(
+    '/v1/*',
+    bodyLimit({
+      maxSize: options.maxBodyBytes,
+      onError: (c) =>
+        errorResponse(c, {
+          code: ErrorCode.PayloadTooLarge,
+          message: `the request body is larger than ${options.maxBodyBytes} bytes`,
+          retryable: false,
+        }),
+    }),
+  );
+
+  /** Validates the common parts and hands the task to NATS. */
+  const submitTask = async (c: Context<GatewayEnv>, submission: TaskSubmission): Promise<SubmittedTask> => {
+    const key = c.req.header('Idempotency-Key');
+    if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
+      throw new ValidationError('must be 1-255 printable ASCII characters', 'Idempotency-Key');
+    }
+    const deadlineMs = Math.min(submission.deadlineMs ?? options.defaultTaskDeadlineMs, options.maxTaskDeadlineMs);
+    const headers: Record<string, string> = {};
+    const traceparent = c.req.header('traceparent');
+    if (traceparent && TRACEPARENT.test(traceparent)) headers['traceparent'] = traceparent;
+    const request = {
+      tenant: c.get('tenant'),
+      model: submission.model.name,
+      version: submission.model.version,
+      priority: submission.priority,
+      input: submission.input,
+      params: submission.params,
+      deadline: Date.now() + deadlineMs,
+      headers,
+      waitMs: Math.min(submission.waitMs, deadlineMs),
+      signal: c.req.raw.signal,
+      ...(key === undefined ? {} : { idempotencyKey: key }),
+    };
+    return client.submit(request);
+  };
+  const modelOr404 = (name: string): ModelDeployment => {
+    const model = catalog.get(name);
+    if (!model) throw new VigilError(ErrorCode.NotFound, `model '${name}' does not exist`, false);
+    return model;
+  };
+
+  app.post('/v1/models/:model/infer', async (c) => {
+    const model = modelOr404(nameToken(c.req.param('model'), 'model'));
+    const body = validate(inferBodySchema, await readJson(c), 'body');
+    const prefer = parsePrefer(c.req.header('Prefer'));
+    const waitMs = prefer.respondAsync ? 0 : Math.min(prefer.waitMs ?? options.maxSyncWaitMs, options.maxSyncWaitMs);
+    const submission: TaskSubmission = {
+      model,
+      input: body.input,
+      params: body.params,
+      priority: body.priority,
+      waitMs,
+      ...(body.deadline_ms === undefined ? {} : { deadlineMs: body.deadline_ms }),
+    };
+    const { taskId, outcome } = await submitTask(c, submission);
+    c.header('Location', `/v1/tasks/${taskId}`);
+    if (!outcome) {
+      return c.json({ id: taskId, object: 'task', state: TaskState.Accepted, links: { self: `/v1/tasks/${taskId}` } }, 202);
+    }
+    return finalResponse(c, outcome);
+  });
+
+  app.get('/v1/tasks/:id', async (c) => {
+    const id = c.req.param('id');
+    const notFound = new VigilError(ErrorCode.NotFound, `task '${id}' does not exist`, false);
+    if (!TASK_ID.test(id)) throw notFound;
+    let status = await client.getTask(id);
+    // A tenant sees only its own tasks; another tenant's id is indistinguishable from none.
+    if (!status || ownerOf(status) !== c.get('tenant')) throw notFound;
+    const prefer = parsePrefer(c.req.header('Prefer'));
+    if (prefer.waitMs && status.state !== TaskState.Succeeded && !FINAL_STATES.has(status.state)) {
+      const outcome = await client.waitForOutcome(id, Math.min(prefer.waitMs, options.maxSyncWaitMs), c.req.raw.signal);
+      if (outcome) status = { state: outcome.state, record: outcome };
+    }
+    return c.json(taskView(status));
+  });
+
+  registerOpenAiRoutes(app, { catalog, submitTask, modelOr404, maxSyncWaitMs: options.maxSyncWaitMs });
+  return app;
+}
+
+/** A finished task: 200 with the task, or the error's status with the error and the task. */
+export function finalResponse(c: Context, record: TaskRecord): Response {
+  const view = taskView({ state: record.state, record });
+  if (record.state === TaskState.Succeeded) return c.json(view, 200);
+  const error = record.error ?? { code: ErrorCode.Internal, message: 'task failed', retryable: false };
+  return errorResponse(c, { ...error, retryable: false }, { task: view });
+}
+
+/** Parses the JSON body, answering malformed JSON as a 400. */
+export async function readJson(c: Context): Promise<unknown> {
+  try {
+    return await c.req.json();
+  } catch {
+    throw new ValidationError('is not valid JSON', 'body');
+  }
+}
+
+/** RFC 7240 `Prefer`: `respond-async` and `wait=<seconds>`. */
+export function parsePrefer(header: string | undefined): { respondAsync: boolean; waitMs?: number } {
+  const result: { respondAsync: boolean; waitMs?: number } = { respondAsync: false };
+  for (const part of (header ?? '').split(',')) {
+    const [name, value] = part.trim().toLowerCase().split('=');
+    if (name === 'respond-async') result.respondAsync = true;
+    if (name === 'wait' && value !== undefined && /^\d{1,6}$/.test(value)) result.waitMs = Number(value) * 1000;
+  }
+  return result;
+}

@@ -1,0 +1,50 @@
+/**
+ * The gateway's view of the model catalog (the `vigil-models` bucket): which models exist, of
+ * what kind, and which version new requests run on. Kept current by a KV watch, so a gateway
+ * answers "unknown model" without a round trip and keeps serving known models if NATS blips.
+ */
+import { Kvm, KvWatchInclude, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { assetNames, decodeAs, modelDeploymentSchema, type ModelDeployment } from '../../protocol/index.js';
+import type { Logger } from '../../actors/log.js';
+
+/** The models a gateway accepts. */
+export interface ModelCatalog {
+  get(name: string): ModelDeployment | undefined;
+  list(): ModelDeployment[];
+  /** Stops watching. Idempotent. */
+  close(): void;
+}
+
+/** Loads the catalog and keeps it current. */
+export async function openModelCatalog(nc: NatsConnection, logger: Logger): Promise<ModelCatalog> {
+  const kv: KV = await new Kvm(nc).open(assetNames.modelBucket);
+  const models = new Map<string, ModelDeployment>();
+  const apply = (key: string, operation: string, value: Uint8Array): void => {
+    if (operation !== 'PUT') {
+      models.delete(key);
+      return;
+    }
+    try {
+      const deployment = decodeAs(modelDeploymentSchema, value, 'model deployment');
+      models.set(deployment.name, deployment);
+    } catch (err) {
+      logger.error('ignoring unreadable model deployment', { key, err });
+    }
+  };
+  // Watch first, then read: an update between the two is seen twice, never missed.
+  const updates = await kv.watch({ include: KvWatchInclude.UpdatesOnly });
+  for await (const key of await kv.keys()) {
+    const entry = await kv.get(key);
+    if (entry) apply(entry.key, entry.operation, entry.value);
+  }
+  void (async () => {
+    for await (const entry of updates) apply(entry.key, entry.operation, entry.value);
+  })().catch((err: unknown) => logger.error('model catalog watch ended', { err }));
+
+  return {
+    get: (name) => models.get(name),
+    list: () => [...models.values()].sort((a, b) => a.name.localeCompare(b.name)),
+    close: () => updates.stop(),
+  };
+}

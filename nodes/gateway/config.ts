@@ -1,0 +1,44 @@
+/** The gateway's configuration, read once from the environment at start-up. */
+import { NAME_TOKEN } from '../../protocol/index.js';
+import type { Logger } from '../../actors/log.js';
+import { ConfigError, envInt, envString } from '../common/env.js';
+import { natsOptionsFromEnv } from '../common/nats-connection.js';
+import { parseApiKeyList, readApiKeysFile, type ApiKeyEntry } from './api-keys.js';
+import { GATEWAY_DEFAULTS, type GatewayOptions } from './gateway.js';
+
+/**
+ * Reads:
+ * - `VIGIL_REGION` (default `local`), `NATS_URL`, `NATS_USER`, `NATS_PASSWORD`, `NATS_TOKEN`
+ * - `VIGIL_GATEWAY_HOST` (127.0.0.1), `VIGIL_GATEWAY_PORT` (8080)
+ * - `VIGIL_API_KEYS` (`tenant:key,...`) and/or `VIGIL_API_KEYS_FILE` (JSON with sha256 digests)
+ * - `VIGIL_MAX_BODY_BYTES` (1 MiB), `VIGIL_MAX_SYNC_WAIT_MS` (30 s), `VIGIL_TASK_DEADLINE_MS`
+ *   (10 min), `VIGIL_MAX_TASK_DEADLINE_MS` (24 h), `VIGIL_MAX_WAITERS` (10 000)
+ * - `VIGIL_TLS_CERT`, `VIGIL_TLS_KEY` (PEM paths; both or neither)
+ * @throws ConfigError naming the first bad variable.
+ */
+export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger): GatewayOptions {
+  const apiKeys: ApiKeyEntry[] = [];
+  if (env['VIGIL_API_KEYS']) apiKeys.push(...parseApiKeyList(env['VIGIL_API_KEYS']));
+  if (env['VIGIL_API_KEYS_FILE']) apiKeys.push(...readApiKeysFile(env['VIGIL_API_KEYS_FILE']));
+  if (apiKeys.length === 0) {
+    throw new ConfigError('no API keys: set VIGIL_API_KEYS=tenant:key or VIGIL_API_KEYS_FILE=path');
+  }
+  const cert = env['VIGIL_TLS_CERT'];
+  const key = env['VIGIL_TLS_KEY'];
+  if (Boolean(cert) !== Boolean(key)) throw new ConfigError('set both VIGIL_TLS_CERT and VIGIL_TLS_KEY, or neither');
+  const options: GatewayOptions = {
+    region: envString(env, 'VIGIL_REGION', 'local', NAME_TOKEN),
+    nats: natsOptionsFromEnv(env, ''),
+    host: envString(env, 'VIGIL_GATEWAY_HOST', GATEWAY_DEFAULTS.host),
+    port: envInt(env, 'VIGIL_GATEWAY_PORT', GATEWAY_DEFAULTS.port, 0, 65535),
+    apiKeys,
+    maxBodyBytes: envInt(env, 'VIGIL_MAX_BODY_BYTES', GATEWAY_DEFAULTS.maxBodyBytes, 1024, 64 * 1024 * 1024),
+    maxSyncWaitMs: envInt(env, 'VIGIL_MAX_SYNC_WAIT_MS', GATEWAY_DEFAULTS.maxSyncWaitMs, 0, 3600_000),
+    defaultTaskDeadlineMs: envInt(env, 'VIGIL_TASK_DEADLINE_MS', GATEWAY_DEFAULTS.defaultTaskDeadlineMs, 1000),
+    maxTaskDeadlineMs: envInt(env, 'VIGIL_MAX_TASK_DEADLINE_MS', GATEWAY_DEFAULTS.maxTaskDeadlineMs, 1000),
+    maxWaiters: envInt(env, 'VIGIL_MAX_WAITERS', GATEWAY_DEFAULTS.maxWaiters, 1),
+    logger,
+  };
+  if (cert && key) options.tls = { certFile: cert, keyFile: key };
+  return options;
+}

@@ -1,0 +1,120 @@
+/**
+ * A running gateway: NATS connection, task client, model catalog and the HTTP server around the
+ * Hono app. `main.ts` builds the options from the environment; tests and benches call this.
+ */
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { serve, type ServerType } from '@hono/node-server';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { createVigilClient, newTaskId, type VigilClient } from '../../protocol/index.js';
+import type { Logger } from '../../actors/log.js';
+import { connectNats, type NatsConnectOptions } from '../common/nats-connection.js';
+import { createApiKeyStore, type ApiKeyEntry } from './api-keys.js';
+import { createGatewayApp, type GatewayAppOptions } from './app.js';
+import { openModelCatalog, type ModelCatalog } from './catalog.js';
+
+/** Everything a gateway needs to start. */
+export interface GatewayOptions extends GatewayAppOptions {
+  region: string;
+  nats: NatsConnectOptions;
+  /** Interface to listen on. Default 127.0.0.1. */
+  host: string;
+  /** Port; 0 = any free port. */
+  port: number;
+  apiKeys: readonly ApiKeyEntry[];
+  /** Most requests waiting for a result at once; past it sync calls get 503. */
+  maxWaiters: number;
+  /** Serve HTTPS with this certificate and key (PEM file paths). */
+  tls?: { certFile: string; keyFile: string };
+  logger: Logger;
+}
+
+/** Defaults of {@link GatewayOptions}. */
+export const GATEWAY_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 8080,
+  maxBodyBytes: 1024 * 1024,
+  maxSyncWaitMs: 30_000,
+  defaultTaskDeadlineMs: 10 * 60_000,
+  maxTaskDeadlineMs: 24 * 3600_000,
+  maxWaiters: 10_000,
+} as const;
+
+/** A started gateway. */
+export interface Gateway {
+  /** Base URL, e.g. `http://127.0.0.1:8080`. */
+  readonly url: string;
+  readonly client: VigilClient;
+  /** Stops accepting connections, finishes open requests, disconnects. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Starts a gateway. */
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  const { logger } = options;
+  const gatewayId = `gw-${newTaskId().slice(0, 10)}`;
+  const nc: NatsConnection = await connectNats({ ...options.nats, name: options.nats.name || gatewayId }, logger);
+  let catalog: ModelCatalog | undefined;
+  let client: VigilClient | undefined;
+  try {
+    client = await createVigilClient(nc, {
+      region: options.region,
+      clientId: gatewayId,
+      maxWaiters: options.maxWaiters,
+    });
+    catalog = await openModelCatalog(nc, logger);
+  } catch (err) {
+    await nc.close();
+    throw err;
+  }
+  const app = createGatewayApp({
+    client,
+    catalog,
+    apiKeys: createApiKeyStore(options.apiKeys),
+    logger,
+    isReady: () => !nc.isClosed() && !nc.isDraining(),
+    options,
+  });
+
+  const server: ServerType = await new Promise((resolve) => {
+    const s = serve(
+      {
+        fetch: app.fetch,
+        hostname: options.host,
+        port: options.port,
+        ...(options.tls
+          ? {
+              createServer: createHttpsServer,
+              serverOptions: { cert: readFileSync(options.tls.certFile), key: readFileSync(options.tls.keyFile) },
+            }
+          : {}),
+      },
+      () => resolve(s),
+    );
+  });
+  const address = server.address() as AddressInfo;
+  const url = `${options.tls ? 'https' : 'http'}://${options.host}:${address.port}`;
+  logger.info('gateway listening', { url, region: options.region, gatewayId });
+
+  let closing: Promise<void> | undefined;
+  const openClient = client;
+  const openCatalog = catalog;
+  return {
+    url,
+    client: openClient,
+    close(): Promise<void> {
+      closing ??= (async () => {
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          // Idle keep-alive sockets would hold close() open; requests in flight still finish.
+          if ('closeIdleConnections' in server) server.closeIdleConnections();
+        });
+        openCatalog.close();
+        await openClient.close();
+        await nc.drain();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,78 @@
+/**
+ * One mapping from Vigil's error codes to HTTP. Bodies are `{error: {code, message, retryable}}`
+ * (plus `type`, which OpenAI clients read); retryable errors carry `Retry-After`.
+ */
+import type { Context } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { ErrorCode, toVigilError, VigilError, type WireError } from '../../protocol/index.js';
+import type { Logger } from '../../actors/log.js';
+
+const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
+  [ErrorCode.InvalidRequest]: 400,
+  [ErrorCode.InvalidPayload]: 400,
+  [ErrorCode.Unauthenticated]: 401,
+  [ErrorCode.Forbidden]: 403,
+  [ErrorCode.NotFound]: 404,
+  [ErrorCode.Conflict]: 409,
+  [ErrorCode.PayloadTooLarge]: 413,
+  [ErrorCode.ModelRejected]: 422,
+  [ErrorCode.RateLimited]: 429,
+  [ErrorCode.Internal]: 500,
+  [ErrorCode.ModelFailed]: 502,
+  [ErrorCode.RetriesExhausted]: 502,
+  [ErrorCode.QueueFull]: 503,
+  [ErrorCode.Unavailable]: 503,
+  [ErrorCode.DeadlineExceeded]: 504,
+};
+
+/** The HTTP status for an error code. */
+export function httpStatus(code: ErrorCode): ContentfulStatusCode {
+  return STATUS[code];
+}
+
+/** The JSON body of an error response. */
+export function errorBody(error: WireError): { error: WireError & { type: string } } {
+  const body: WireError & { type: string } = {
+    code: error.code,
+    message: error.message,
+    retryable: error.retryable,
+    type: error.code,
+  };
+  return { error: body };
+}
+
+/** Answers `error` as JSON with its status and, when retryable, `Retry-After` (seconds). */
+export function errorResponse(c: Context, error: WireError, extra: Record<string, unknown> = {}): Response {
+  if (error.retryable) {
+    c.header('Retry-After', String(Math.max(1, Math.ceil((error.retryAfterMs ?? 1000) / 1000))));
+  }
+  return c.json({ ...errorBody(error), ...extra }, httpStatus(error.code));
+}
+
+/** Hono `onError`: every thrown error leaves as a coded JSON response; bugs are logged. */
+export function onGatewayError(logger: Logger) {
+  return (err: Error, c: Context): Response => {
+    if (err instanceof HTTPException) {
+      const code =
+        err.status === 401
+          ? ErrorCode.Unauthenticated
+          : err.status === 413
+            ? ErrorCode.PayloadTooLarge
+            : err.status === 404
+              ? ErrorCode.NotFound
+              : err.status < 500
+                ? ErrorCode.InvalidRequest
+                : ErrorCode.Internal;
+      const res = errorResponse(c, { code, message: err.message || 'request refused', retryable: false });
+      const challenge = err.getResponse().headers.get('WWW-Authenticate');
+      if (challenge) res.headers.set('WWW-Authenticate', challenge);
+      return res;
+    }
+    const vigilError = toVigilError(err);
+    if (!(err instanceof VigilError) || vigilError.code === ErrorCode.Internal) {
+      logger.error('request failed', { err, path: c.req.path, requestId: c.get('requestId') as unknown });
+    }
+    return errorResponse(c, vigilError.toWire());
+  };
+}

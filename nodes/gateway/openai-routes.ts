@@ -1,0 +1,157 @@
+/**
+ * OpenAI-compatible routes, so existing SDKs work unchanged: chat completions and embeddings map
+ * onto ordinary Vigil tasks (durable, idempotent with `Idempotency-Key`), and `/v1/models` lists
+ * the catalog. Streaming is answered with a clear 400 until token streams exist.
+ */
+import type { Context, Hono } from 'hono';
+import { z } from 'zod';
+import {
+  ErrorCode,
+  Priority,
+  validate,
+  ValidationError,
+  VigilError,
+  type ModelDeployment,
+} from '../../protocol/index.js';
+import type { ChatOutput, EmbeddingOutput } from '../../actors/runtimes/index.js';
+import type { ModelCatalog } from './catalog.js';
+import type { GatewayEnv, SubmittedTask, TaskSubmission } from './app.js';
+import { finalResponse, readJson } from './app.js';
+
+/** What the OpenAI routes need from the app. */
+export interface OpenAiRouteDeps {
+  catalog: ModelCatalog;
+  submitTask(c: Context<GatewayEnv>, submission: TaskSubmission): Promise<SubmittedTask>;
+  modelOr404(name: string): ModelDeployment;
+  maxSyncWaitMs: number;
+}
+
+const message = z.object({
+  role: z.enum(['system', 'developer', 'user', 'assistant']),
+  content: z.union([z.string(), z.array(z.object({ type: z.literal('text'), text: z.string() }))]),
+});
+
+const chatBodySchema = z.object({
+  model: z.string(),
+  messages: z.array(message).min(1).max(64),
+  max_tokens: z.number().int().positive().nullish(),
+  max_completion_tokens: z.number().int().positive().nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  seed: z.number().int().nullish(),
+  n: z.literal(1).nullish(),
+  stream: z.boolean().nullish(),
+});
+
+const embeddingsBodySchema = z.object({
+  model: z.string(),
+  input: z.union([z.string(), z.array(z.string()).min(1), z.array(z.number()), z.array(z.array(z.number()))]),
+  encoding_format: z.enum(['float', 'base64']).default('float'),
+  dimensions: z.number().int().positive().optional(),
+});
+
+const seconds = (ms: number): number => Math.floor(ms / 1000);
+
+/** Mounts the OpenAI-compatible routes on `app`. */
+export function registerOpenAiRoutes(app: Hono<GatewayEnv>, deps: OpenAiRouteDeps): void {
+  const modelOfKind = (name: string, kind: ModelDeployment['kind']): ModelDeployment => {
+    const model = deps.modelOr404(name);
+    if (model.kind !== kind) {
+      throw new ValidationError(`model '${name}' is a ${model.kind} model, not a ${kind} model`, 'model');
+    }
+    return model;
+  };
+
+  /** Runs a task to its end within the sync wait; OpenAI clients cannot follow a 202. */
+  const run = async (c: Context<GatewayEnv>, submission: Omit<TaskSubmission, 'waitMs' | 'priority'>) => {
+    const { taskId, outcome } = await deps.submitTask(c, {
+      ...submission,
+      priority: Priority.Interactive,
+      waitMs: deps.maxSyncWaitMs,
+    });
+    if (!outcome) {
+      // Still running: a retry with the same Idempotency-Key picks up the same task.
+      throw new VigilError(ErrorCode.DeadlineExceeded, `task ${taskId} is still running`, true, {
+        retryAfterMs: 1000,
+      });
+    }
+    return { taskId, outcome };
+  };
+
+  app.get('/v1/models', (c) =>
+    c.json({ object: 'list', data: deps.catalog.list().map(openAiModel) }),
+  );
+  app.get('/v1/models/:model', (c) => c.json(openAiModel(deps.modelOr404(c.req.param('model')))));
+
+  app.post('/v1/chat/completions', async (c) => {
+    const body = validate(chatBodySchema, await readJson(c), 'body');
+    if (body.stream) throw new ValidationError('streaming is not supported yet; send stream: false', 'stream');
+    const model = modelOfKind(body.model, 'chat');
+    const params: Record<string, unknown> = {};
+    const maxTokens = body.max_completion_tokens ?? body.max_tokens;
+    if (maxTokens != null) params['max_tokens'] = maxTokens;
+    if (body.temperature != null) params['temperature'] = body.temperature;
+    if (body.seed != null) params['seed'] = body.seed;
+    const messages = body.messages.map((m) => ({
+      role: m.role === 'developer' ? 'system' : m.role,
+      content: typeof m.content === 'string' ? m.content : m.content.map((part) => part.text).join(''),
+    }));
+    const { taskId, outcome } = await run(c, { model, input: { messages }, params });
+    if (outcome.state !== 'succeeded') return finalResponse(c, outcome);
+    const output = outcome.result as ChatOutput;
+    return c.json({
+      id: `chatcmpl-${taskId}`,
+      object: 'chat.completion',
+      created: seconds(outcome.finishedAt ?? Date.now()),
+      model: model.name,
+      system_fingerprint: `${model.name}-${outcome.version}`,
+      choices: [
+        {
+          index: 0,
+          message: { role: 'assistant', content: output.text, refusal: null },
+          logprobs: null,
+          finish_reason: output.finish_reason,
+        },
+      ],
+      usage: usage(output.usage.prompt_tokens, output.usage.completion_tokens),
+    });
+  });
+
+  app.post('/v1/embeddings', async (c) => {
+    const body = validate(embeddingsBodySchema, await readJson(c), 'body');
+    if (typeof body.input !== 'string' && typeof body.input[0] !== 'string') {
+      throw new ValidationError('token arrays are not supported; send strings', 'input');
+    }
+    const model = modelOfKind(body.model, 'embedding');
+    const params: Record<string, unknown> = {};
+    if (body.dimensions !== undefined) params['dimensions'] = body.dimensions;
+    const { outcome } = await run(c, { model, input: body.input, params });
+    if (outcome.state !== 'succeeded') return finalResponse(c, outcome);
+    const output = outcome.result as EmbeddingOutput;
+    return c.json({
+      object: 'list',
+      model: model.name,
+      data: output.embeddings.map((vector, index) => ({
+        object: 'embedding',
+        index,
+        embedding: body.encoding_format === 'base64' ? float32Base64(vector) : vector,
+      })),
+      usage: { prompt_tokens: output.usage.prompt_tokens, total_tokens: output.usage.prompt_tokens },
+    });
+  });
+}
+
+function openAiModel(model: ModelDeployment) {
+  return { id: model.name, object: 'model', created: seconds(model.createdAt), owned_by: 'vigil' };
+}
+
+function usage(prompt: number, completion: number) {
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+/** OpenAI's base64 embedding format: little-endian float32s. */
+function float32Base64(vector: readonly number[]): string {
+  const floats = new Float32Array(vector);
+  return Buffer.from(floats.buffer, floats.byteOffset, floats.byteLength).toString('base64');
+}
+
+

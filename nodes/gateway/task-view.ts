@@ -1,0 +1,58 @@
+/** The JSON a client sees of a task, from its record or its queued request. */
+import { TaskState, type TaskStatus, type WireError } from '../../protocol/index.js';
+
+/** A task as `GET /v1/tasks/{id}` shows it. */
+export interface TaskView {
+  id: string;
+  object: 'task';
+  model: string;
+  version: string | null;
+  state: TaskState;
+  /** Attempts started so far (0 while queued). */
+  attempts: number;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  result?: unknown;
+  error?: WireError;
+}
+
+const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
+
+/** Renders a task status for clients. */
+export function taskView(status: TaskStatus): TaskView {
+  if (status.state === TaskState.Accepted) {
+    const { request } = status;
+    return {
+      id: request.id,
+      object: 'task',
+      model: request.model,
+      version: request.version ?? null,
+      state: TaskState.Accepted,
+      attempts: 0,
+      created_at: new Date(request.createdAt).toISOString(),
+      started_at: null,
+      finished_at: null,
+    };
+  }
+  const { record } = status;
+  const view: TaskView = {
+    id: record.id,
+    object: 'task',
+    model: record.model,
+    version: record.version,
+    state: record.state,
+    attempts: record.attempt,
+    created_at: new Date(record.createdAt).toISOString(),
+    started_at: iso(record.startedAt),
+    finished_at: iso(record.finishedAt),
+  };
+  if (record.result !== undefined) view.result = record.result;
+  if (record.error !== undefined) view.error = record.error;
+  return view;
+}
+
+/** The tenant that owns a task status. */
+export function ownerOf(status: TaskStatus): string {
+  return status.state === TaskState.Accepted ? status.request.tenant : status.record.tenant;
+}

@@ -1,0 +1,123 @@
+/**
+ * Runs a Vigil node (`nodes/<name>/main.ts`) as a child process and knows when it is ready, from
+ * the readiness line the node prints (see `runUntilSignal`). Used by the local launcher, the tests and the bench.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { READY_MESSAGE } from '../common/process.js';
+
+/** Project root (this file is `nodes/launcher/node-process.ts`). */
+export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** The nodes that can be started. */
+export type NodeName = 'gateway' | 'actor-host';
+
+/** Options of {@link startNode}. */
+export interface StartNodeOptions {
+  /** Environment on top of this process's environment. */
+  env: Record<string, string>;
+  /** Where the node's output goes; default: discarded. */
+  logFile?: string;
+  /** Called with each parsed JSON log line (for echoing warnings). */
+  onLog?: (line: Record<string, unknown>) => void;
+  /** Start-up timeout, ms. Default 30 s. */
+  timeoutMs?: number;
+}
+
+/** A running node process. */
+export interface NodeProcess {
+  readonly name: NodeName;
+  readonly pid: number;
+  /** The ready line's fields (e.g. the gateway's `url`). */
+  readonly ready: Record<string, unknown>;
+  /** Resolves with the exit code, or the signal name. */
+  readonly exited: Promise<number | string>;
+  /** SIGTERM, wait; SIGKILL after `graceMs` (default 15 s). Idempotent. */
+  stop(graceMs?: number): Promise<number | string>;
+  /** Sends a signal without waiting (chaos tests: SIGKILL, SIGSTOP). */
+  signal(signal: NodeJS.Signals): void;
+}
+
+const children = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+
+/** Spawns `nodes/<name>/main.ts` and resolves once it reports ready. */
+export function startNode(name: NodeName, options: StartNodeOptions): Promise<NodeProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'nodes', name, 'main.ts')], {
+    cwd: PROJECT_ROOT,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  let log: WriteStream | undefined;
+  if (options.logFile) {
+    mkdirSync(dirname(options.logFile), { recursive: true });
+    log = createWriteStream(options.logFile, { flags: 'a' });
+    child.stderr.pipe(log, { end: false });
+  } else {
+    child.stderr.resume();
+  }
+  const exited = new Promise<number | string>((resolveExit) => {
+    child.once('exit', (code, signal) => {
+      children.delete(child);
+      log?.end();
+      resolveExit(code ?? signal ?? 'unknown');
+    });
+  });
+
+  return new Promise<NodeProcess>((resolveReady, reject) => {
+    let ready = false;
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${name} did not become ready within ${options.timeoutMs ?? 30_000} ms`));
+    }, options.timeoutMs ?? 30_000);
+    void exited.then((code) => {
+      if (ready) return;
+      clearTimeout(timer);
+      reject(new Error(`${name} exited (${code}) before it was ready; see ${options.logFile ?? 'its output'}`));
+    });
+    let stopping: Promise<number | string> | undefined;
+    createInterface({ input: child.stdout }).on('line', (text) => {
+      log?.write(text + '\n');
+      let line: Record<string, unknown>;
+      try {
+        line = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        return;
+      }
+      options.onLog?.(line);
+      if (!ready && line['msg'] === READY_MESSAGE) {
+        ready = true;
+        clearTimeout(timer);
+        resolveReady({
+          name,
+          pid: child.pid!,
+          ready: line,
+          exited,
+          signal: (signal) => {
+            child.kill(signal);
+          },
+          stop(graceMs = 15_000) {
+            stopping ??= (async () => {
+              if (child.exitCode === null && child.signalCode === null) {
+                child.kill('SIGCONT'); // a stopped process cannot handle SIGTERM
+                child.kill('SIGTERM');
+                const force = setTimeout(() => child.kill('SIGKILL'), graceMs);
+                const code = await exited;
+                clearTimeout(force);
+                return code;
+              }
+              return exited;
+            })();
+            return stopping;
+          },
+        });
+      }
+    });
+  });
+}

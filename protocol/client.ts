@@ -1,0 +1,383 @@
+/**
+ * The typed client for submitting tasks and reading their outcome over NATS. The gateway is one
+ * user; internal services use it directly. It is the only part of `protocol/` that does I/O, and
+ * only through the connection it is given.
+ *
+ * Waiting for a result costs no extra JetStream write: the actor sends the stored final record to
+ * the client's reply subject (core NATS, one wildcard subscription per client). Core delivery is
+ * at most once, so every waiter also re-reads the task bucket on a slow timer; a lost reply delays
+ * an answer, it never loses one.
+ */
+import {
+  JetStreamApiCodes,
+  JetStreamApiError,
+  jetstream,
+  type JetStreamClient,
+} from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import {
+  headers as natsHeaders,
+  NoRespondersError,
+  TimeoutError,
+  type MsgHdrs,
+  type NatsConnection,
+  type Subscription,
+} from '@nats-io/transport-node';
+import { encode } from './codec.js';
+import { assetNames } from './definitions.js';
+import {
+  decodeAs,
+  ENVELOPE_VERSION,
+  FINAL_STATES,
+  newTaskId,
+  requestEnvelopeSchema,
+  taskIdForIdempotencyKey,
+  taskRecordSchema,
+  TaskState,
+  type RequestEnvelope,
+  type TaskRecord,
+} from './envelopes.js';
+import { ErrorCode, VigilError } from './errors.js';
+import { Header } from './headers.js';
+import { subjects, type Priority } from './subjects.js';
+
+/** JetStream's error for a store that refused a message (here: the bounded queue is full). */
+const STREAM_STORE_FAILED = 10077;
+/** JetStream's error for a message larger than the stream's `max_msg_size`. */
+const MESSAGE_TOO_LARGE = 10054;
+
+/** Options of {@link createVigilClient}. */
+export interface VigilClientOptions {
+  /** Region whose queue and task bucket this client uses. */
+  region: string;
+  /** Names this client's reply subject; must be unique among live clients. Default random. */
+  clientId?: string;
+  /** Most tasks waited for at once; past it `submit` with a wait is refused. Default 10 000. */
+  maxWaiters?: number;
+  /** How long to wait for JetStream's publish acknowledgement, ms. Default 5 000. */
+  publishTimeoutMs?: number;
+  /** First interval of the safety-net re-read of a waited-for task, ms; doubles to 8x. Default 1 000. */
+  resultPollMs?: number;
+}
+
+/** Defaults of {@link VigilClientOptions}. */
+export const VIGIL_CLIENT_DEFAULTS = {
+  maxWaiters: 10_000,
+  publishTimeoutMs: 5_000,
+  resultPollMs: 1_000,
+} as const;
+
+/** A task to submit. */
+export interface SubmitRequest {
+  tenant: string;
+  model: string;
+  version?: string;
+  priority: Priority;
+  input: unknown;
+  params: Record<string, unknown>;
+  /** Absolute deadline, epoch ms. */
+  deadline: number;
+  /** Client's idempotency key: the same key from the same tenant always names the same task. */
+  idempotencyKey?: string;
+  /** Extra headers for the request message (trace context). */
+  headers?: Record<string, string>;
+  /**
+   * How long to wait for the outcome after acceptance, ms; 0 = return once accepted. The actor
+   * sends the outcome straight to this client when it waits.
+   */
+  waitMs: number;
+  /** Ends the wait early (the client went away); the task itself goes on. */
+  signal?: AbortSignal;
+}
+
+/** What a submission came to. */
+export interface Submission {
+  taskId: string;
+  /** True when the task already existed (a retry with the same idempotency key). */
+  duplicate: boolean;
+  /** The final record, when the task ended before the submission's wait ran out. */
+  outcome?: TaskRecord;
+}
+
+/** What a client knows of a task. */
+export type TaskStatus =
+  | { state: typeof TaskState.Accepted; request: RequestEnvelope }
+  | { state: Exclude<TaskState, typeof TaskState.Accepted>; record: TaskRecord };
+
+/** Submits tasks and reads their outcomes. */
+export interface VigilClient {
+  /** This client's id (its reply subject token). */
+  readonly clientId: string;
+  /** Tasks being waited for right now. */
+  readonly waiting: number;
+  /**
+   * Publishes a task and waits for JetStream to store it, then up to `waitMs` for its outcome.
+   * Once the publish is acknowledged the task is accepted and will end. Throws a retryable
+   * `VigilError` (`queue_full`, `unavailable`) when it could not be accepted.
+   */
+  submit(request: SubmitRequest): Promise<Submission>;
+  /** Waits up to `timeoutMs` for a task to reach a final state; `undefined` on timeout. */
+  waitForOutcome(taskId: string, timeoutMs: number, signal?: AbortSignal): Promise<TaskRecord | undefined>;
+  /** Reads a task's state: its record, or its queued request; `undefined` when unknown. */
+  getTask(taskId: string): Promise<TaskStatus | undefined>;
+  /** Stops listening for replies; pending waits resolve `undefined`. Idempotent. */
+  close(): Promise<void>;
+}
+
+interface Waiter {
+  resolve(record: TaskRecord | undefined): void;
+}
+
+interface RegisteredWaiter {
+  /** Settles with the record from the reply subject, or `undefined` when the client closes. */
+  readonly replied: Promise<TaskRecord | undefined>;
+  cancel(): void;
+}
+
+class VigilClientImpl implements VigilClient {
+  readonly clientId: string;
+  readonly #nc: NatsConnection;
+  readonly #js: JetStreamClient;
+  readonly #tasks: KV;
+  readonly #region: string;
+  readonly #options: Required<Omit<VigilClientOptions, 'clientId'>>;
+  readonly #waiters = new Map<string, Set<Waiter>>();
+  readonly #replies: Subscription;
+  #closed = false;
+
+  constructor(nc: NatsConnection, js: JetStreamClient, tasks: KV, options: VigilClientOptions, clientId: string) {
+    this.#nc = nc;
+    this.#js = js;
+    this.#tasks = tasks;
+    this.#region = options.region;
+    this.#options = { ...VIGIL_CLIENT_DEFAULTS, ...options };
+    this.clientId = clientId;
+    this.#replies = nc.subscribe(subjects.repliesOfGateway(clientId), {
+      callback: (err, msg) => {
+        if (err) return;
+        let record: TaskRecord;
+        try {
+          record = decodeAs(taskRecordSchema, msg.data, 'reply');
+        } catch {
+          return; // a malformed reply is ignored; the waiter's re-read still finds the outcome
+        }
+        this.#settle(record.id, record);
+      },
+    });
+  }
+
+  get waiting(): number {
+    let n = 0;
+    for (const set of this.#waiters.values()) n += set.size;
+    return n;
+  }
+
+  async submit(request: SubmitRequest): Promise<Submission> {
+    const taskId =
+      request.idempotencyKey === undefined
+        ? newTaskId()
+        : taskIdForIdempotencyKey(request.tenant, request.idempotencyKey);
+
+    // Past JetStream's dedup window the task bucket still knows a finished keyed task.
+    if (request.idempotencyKey !== undefined) {
+      const existing = await this.#readRecord(taskId);
+      if (existing && FINAL_STATES.has(existing.state)) {
+        return { taskId, duplicate: true, outcome: existing };
+      }
+    }
+
+    const envelope: RequestEnvelope = {
+      v: ENVELOPE_VERSION,
+      id: taskId,
+      tenant: request.tenant,
+      model: request.model,
+      priority: request.priority,
+      input: request.input,
+      params: request.params,
+      createdAt: Date.now(),
+      deadline: request.deadline,
+    };
+    if (request.version !== undefined) envelope.version = request.version;
+    const waits = request.waitMs > 0;
+    if (waits) envelope.replyTo = subjects.reply(this.clientId, taskId);
+
+    const hdrs: MsgHdrs = natsHeaders();
+    for (const [name, value] of Object.entries(request.headers ?? {})) hdrs.set(name, value);
+    hdrs.set(Header.Deadline, String(request.deadline));
+    hdrs.set(Header.Priority, request.priority);
+    hdrs.set(Header.Tenant, request.tenant);
+
+    // Listen before publishing: the reply can arrive in the same socket read as the PubAck.
+    const waiter = waits ? this.#register(taskId) : undefined;
+    try {
+      let duplicate: boolean;
+      try {
+        const ack = await this.#js.publish(
+          subjects.request(this.#region, request.model, request.priority, taskId),
+          encode(envelope),
+          { msgID: taskId, headers: hdrs, timeout: this.#options.publishTimeoutMs },
+        );
+        duplicate = ack.duplicate;
+      } catch (err) {
+        throw publishError(err);
+      }
+      if (!waiter) return { taskId, duplicate };
+      // A duplicate's reply goes to whoever submitted first: read the bucket at once.
+      const outcome = await this.#wait(taskId, waiter, request.waitMs, duplicate, request.signal);
+      return outcome ? { taskId, duplicate, outcome } : { taskId, duplicate };
+    } finally {
+      waiter?.cancel();
+    }
+  }
+
+  async waitForOutcome(
+    taskId: string,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<TaskRecord | undefined> {
+    const waiter = this.#register(taskId);
+    try {
+      return await this.#wait(taskId, waiter, timeoutMs, true, signal);
+    } finally {
+      waiter.cancel();
+    }
+  }
+
+  #register(taskId: string): RegisteredWaiter {
+    if (this.#closed) throw new VigilError(ErrorCode.Unavailable, 'the client is closed', true);
+    if (this.waiting >= this.#options.maxWaiters) {
+      throw new VigilError(ErrorCode.Unavailable, 'too many requests are waiting for results', true, {
+        retryAfterMs: 1000,
+      });
+    }
+    let waiter!: Waiter;
+    const replied = new Promise<TaskRecord | undefined>((resolve) => {
+      waiter = { resolve };
+    });
+    let set = this.#waiters.get(taskId);
+    if (!set) this.#waiters.set(taskId, (set = new Set()));
+    set.add(waiter);
+    const waiters = this.#waiters;
+    return {
+      replied,
+      cancel(): void {
+        set.delete(waiter);
+        if (set.size === 0 && waiters.get(taskId) === set) waiters.delete(taskId);
+      },
+    };
+  }
+
+  async #wait(
+    taskId: string,
+    waiter: RegisteredWaiter,
+    timeoutMs: number,
+    readFirst: boolean,
+    signal: AbortSignal | undefined,
+  ): Promise<TaskRecord | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    let pollMs = this.#options.resultPollMs;
+    let read = readFirst;
+    // The reply may have gone to another client or been lost (core NATS is at most once): the
+    // bucket is re-read on a doubling timer, so a lost reply delays the answer, never loses it.
+    for (;;) {
+      if (read) {
+        const existing = await this.#readRecord(taskId);
+        if (existing && FINAL_STATES.has(existing.state)) return existing;
+      }
+      read = true;
+      const left = deadline - Date.now();
+      if (left <= 0 || signal?.aborted || this.#closed) return undefined;
+      const outcome = await raceTimeout(waiter.replied, Math.min(pollMs, left), signal);
+      if (outcome !== null) return outcome;
+      pollMs = Math.min(pollMs * 2, this.#options.resultPollMs * 8);
+    }
+  }
+
+  async getTask(taskId: string): Promise<TaskStatus | undefined> {
+    const record = await this.#readRecord(taskId);
+    if (record) return { state: record.state, record };
+    const queued = await this.#js.jetstreamManager().then((jsm) =>
+      jsm.direct.getMessage(assetNames.requestStream(this.#region), {
+        next_by_subj: subjects.requestById(this.#region, taskId),
+      }),
+    );
+    if (!queued) return undefined;
+    return { state: TaskState.Accepted, request: decodeAs(requestEnvelopeSchema, queued.data, 'request') };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#replies.unsubscribe();
+    for (const [taskId] of this.#waiters) this.#settle(taskId, undefined);
+  }
+
+  async #readRecord(taskId: string): Promise<TaskRecord | undefined> {
+    const entry = await this.#tasks.get(taskId);
+    if (!entry || entry.operation !== 'PUT') return undefined;
+    return decodeAs(taskRecordSchema, entry.value, 'task record');
+  }
+
+  #settle(taskId: string, record: TaskRecord | undefined): void {
+    const set = this.#waiters.get(taskId);
+    if (!set) return;
+    if (record && !FINAL_STATES.has(record.state)) return;
+    for (const waiter of set) waiter.resolve(record);
+  }
+}
+
+/** Resolves with the promise's value, or `null` after `ms` or on abort. */
+function raceTimeout<T>(promise: Promise<T>, ms: number, signal?: AbortSignal): Promise<T | null> {
+  return new Promise<T | null>((resolve) => {
+    const onAbort = (): void => finish(null);
+    const timer = setTimeout(() => finish(null), ms);
+    function finish(value: T | null): void {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      resolve(value);
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+    promise.then(finish, () => finish(null));
+  });
+}
+
+/** Maps a failed publish onto a coded error that says whether and when to retry. */
+function publishError(err: unknown): VigilError {
+  if (err instanceof JetStreamApiError) {
+    if (err.code === STREAM_STORE_FAILED) {
+      return new VigilError(ErrorCode.QueueFull, `the request queue is full: ${err.message}`, true, {
+        cause: err,
+        retryAfterMs: 2000,
+      });
+    }
+    if (err.code === MESSAGE_TOO_LARGE) {
+      return new VigilError(ErrorCode.PayloadTooLarge, 'the request is larger than the queue accepts', false, {
+        cause: err,
+      });
+    }
+    if (err.code === JetStreamApiCodes.StreamNotFound) {
+      return new VigilError(ErrorCode.Unavailable, 'the request queue does not exist yet', true, {
+        cause: err,
+        retryAfterMs: 5000,
+      });
+    }
+  }
+  if (err instanceof NoRespondersError || err instanceof TimeoutError) {
+    return new VigilError(ErrorCode.Unavailable, 'JetStream did not acknowledge the request', true, {
+      cause: err,
+      retryAfterMs: 1000,
+    });
+  }
+  return new VigilError(ErrorCode.Unavailable, `could not queue the request: ${(err as Error).message}`, true, {
+    cause: err,
+    retryAfterMs: 1000,
+  });
+}
+
+/** Opens a client on `nc` for `options.region`; the region's assets must exist. */
+export async function createVigilClient(nc: NatsConnection, options: VigilClientOptions): Promise<VigilClient> {
+  const js = jetstream(nc);
+  const tasks = await new Kvm(js).open(assetNames.taskBucket(options.region));
+  const clientId = options.clientId ?? newTaskId();
+  return new VigilClientImpl(nc, js, tasks, options, clientId);
+}

@@ -1,0 +1,198 @@
+/**
+ * The JetStream assets Vigil needs in a region, as data, and an idempotent `ensure` that creates
+ * them or brings their limits up to date. Run by the launcher or an operator with admin rights;
+ * gateways and actor hosts only bind to what exists.
+ */
+import {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  RetentionPolicy,
+  StorageType,
+  type ConsumerConfig,
+  type JetStreamManager,
+  type StreamConfig,
+} from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { subjects } from './subjects.js';
+
+const NS_PER_MS = 1_000_000;
+
+/** Asset names, derived from the region so that regions never collide in a supercluster. */
+export const assetNames = {
+  requestStream: (region: string): string => `VIGIL_REQ_${region.toUpperCase().replace(/-/g, '_')}`,
+  deadLetterStream: (region: string): string =>
+    `VIGIL_DLQ_${region.toUpperCase().replace(/-/g, '_')}`,
+  taskBucket: (region: string): string => `vigil-tasks-${region}`,
+  /** The model catalog is shared by every region. */
+  modelBucket: 'vigil-models',
+  modelConsumer: (model: string): string => `actor-${model}`,
+} as const;
+
+/** Limits and durability of one region's assets. */
+export interface RegionAssetsOptions {
+  region: string;
+  /** JetStream replicas for streams and buckets: 1 locally, 3 in production. Default 1. */
+  replicas?: number;
+  /** Most requests waiting in the region's queue; past it publishes are refused. Default 100 000. */
+  maxQueuedRequests?: number;
+  /** Most bytes waiting in the region's queue. Default 1 GiB. */
+  maxQueuedBytes?: number;
+  /** Largest request message, bytes. Default 2 MiB. */
+  maxRequestBytes?: number;
+  /**
+   * How long a repeated idempotency key is recognised by JetStream itself, ms. Must cover the
+   * client retry horizon. Default 15 minutes.
+   */
+  duplicateWindowMs?: number;
+  /** How long finished task records (and results) are kept, ms. Default 24 hours. */
+  taskRetentionMs?: number;
+  /** How long dead letters are kept, ms. Default 14 days. */
+  deadLetterRetentionMs?: number;
+}
+
+/** Defaults of {@link RegionAssetsOptions}. */
+export const REGION_ASSET_DEFAULTS = {
+  replicas: 1,
+  maxQueuedRequests: 100_000,
+  maxQueuedBytes: 1024 * 1024 * 1024,
+  maxRequestBytes: 2 * 1024 * 1024,
+  duplicateWindowMs: 15 * 60_000,
+  taskRetentionMs: 24 * 3600_000,
+  deadLetterRetentionMs: 14 * 24 * 3600_000,
+} as const;
+
+/** The request stream: a bounded work queue that refuses, never drops, when full. */
+export function requestStreamConfig(options: RegionAssetsOptions): Partial<StreamConfig> & { name: string } {
+  const o = { ...REGION_ASSET_DEFAULTS, ...options };
+  return {
+    name: assetNames.requestStream(o.region),
+    subjects: [subjects.requestsOfRegion(o.region)],
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.File,
+    discard: DiscardPolicy.New,
+    max_msgs: o.maxQueuedRequests,
+    max_bytes: o.maxQueuedBytes,
+    max_msg_size: o.maxRequestBytes,
+    duplicate_window: o.duplicateWindowMs * NS_PER_MS,
+    num_replicas: o.replicas,
+    // Direct get lets any gateway answer "is this task still queued?" without a consumer.
+    allow_direct: true,
+  };
+}
+
+/** The dead-letter stream: kept by age, for operators to inspect and replay. */
+export function deadLetterStreamConfig(options: RegionAssetsOptions): Partial<StreamConfig> & { name: string } {
+  const o = { ...REGION_ASSET_DEFAULTS, ...options };
+  return {
+    name: assetNames.deadLetterStream(o.region),
+    subjects: [subjects.deadLettersOfRegion(o.region)],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    max_age: o.deadLetterRetentionMs * NS_PER_MS,
+    num_replicas: o.replicas,
+    allow_direct: true,
+  };
+}
+
+/** Delivery settings of one model's consumer. */
+export interface ModelConsumerOptions {
+  region: string;
+  model: string;
+  /** Attempts before a task is dead-lettered. Default 5. */
+  maxAttempts?: number;
+  /** How long an attempt may go without an ack or in-progress signal before redelivery, ms. Default 30 s. */
+  ackWaitMs?: number;
+  /** Unacknowledged deliveries allowed across all actors of the model. Default 1024. */
+  maxAckPending?: number;
+}
+
+/** Defaults of {@link ModelConsumerOptions}. */
+export const MODEL_CONSUMER_DEFAULTS = {
+  maxAttempts: 5,
+  ackWaitMs: 30_000,
+  maxAckPending: 1024,
+} as const;
+
+/**
+ * A model's durable pull consumer. One delivery beyond `maxAttempts` is allowed so that a task
+ * whose every attempt crashed its actor still reaches an actor once more, to be dead-lettered
+ * rather than left in the queue forever.
+ */
+export function modelConsumerConfig(options: ModelConsumerOptions): Partial<ConsumerConfig> & { durable_name: string } {
+  const o = { ...MODEL_CONSUMER_DEFAULTS, ...options };
+  return {
+    durable_name: assetNames.modelConsumer(o.model),
+    filter_subject: subjects.requestsOfModel(o.region, o.model),
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    ack_wait: o.ackWaitMs * NS_PER_MS,
+    max_deliver: o.maxAttempts + 1,
+    max_ack_pending: o.maxAckPending,
+  };
+}
+
+function isNotFound(err: unknown): boolean {
+  return (
+    err instanceof JetStreamApiError &&
+    (err.code === JetStreamApiCodes.StreamNotFound || err.code === JetStreamApiCodes.ConsumerNotFound)
+  );
+}
+
+/** Creates a stream, or updates the limits of an existing one to `config`. */
+export async function ensureStream(
+  jsm: JetStreamManager,
+  config: Partial<StreamConfig> & { name: string },
+): Promise<void> {
+  try {
+    const info = await jsm.streams.info(config.name);
+    await jsm.streams.update(config.name, { ...info.config, ...config });
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    await jsm.streams.add(config);
+  }
+}
+
+/** Creates a model's consumer, or updates its delivery settings. */
+export async function ensureModelConsumer(
+  jsm: JetStreamManager,
+  options: ModelConsumerOptions,
+): Promise<string> {
+  const config = modelConsumerConfig(options);
+  const stream = assetNames.requestStream(options.region);
+  try {
+    const info = await jsm.consumers.info(stream, config.durable_name);
+    await jsm.consumers.update(stream, config.durable_name, { ...info.config, ...config });
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    await jsm.consumers.add(stream, config);
+  }
+  return config.durable_name;
+}
+
+/** Creates (or updates) a region's streams and buckets, and the shared model catalog. */
+export async function ensureRegionAssets(
+  nc: NatsConnection,
+  jsm: JetStreamManager,
+  options: RegionAssetsOptions,
+): Promise<void> {
+  const o = { ...REGION_ASSET_DEFAULTS, ...options };
+  await ensureStream(jsm, requestStreamConfig(o));
+  await ensureStream(jsm, deadLetterStreamConfig(o));
+  const kvm = new Kvm(nc);
+  await kvm.create(assetNames.taskBucket(o.region), {
+    history: 1,
+    ttl: o.taskRetentionMs,
+    storage: StorageType.File,
+    replicas: o.replicas,
+    maxValueSize: o.maxRequestBytes * 2,
+  });
+  await kvm.create(assetNames.modelBucket, {
+    history: 5,
+    storage: StorageType.File,
+    replicas: o.replicas,
+  });
+}

@@ -1,0 +1,184 @@
+/**
+ * Message shapes on the wire and their validation. Payloads are validated where they enter a
+ * process from the network (`parse*` below); inside a process the types are trusted.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { decode, type DecodeLimits } from './codec.js';
+import { ErrorCode, PayloadError, ValidationError, type WireError } from './errors.js';
+import { NAME_TOKEN, Priority, TASK_ID } from './subjects.js';
+
+/** Current envelope version; a decoder rejects versions it does not know. */
+export const ENVELOPE_VERSION = 1;
+
+const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
+
+function base32(bytes: Uint8Array): string {
+  let out = '';
+  let buffer = 0;
+  let bits = 0;
+  for (const byte of bytes) {
+    buffer = (buffer << 8) | byte;
+    bits += 8;
+    while (bits >= 5) {
+      out += BASE32[(buffer >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  if (bits > 0) out += BASE32[(buffer << (5 - bits)) & 31];
+  return out;
+}
+
+/** A fresh random task id: 128 bits, 26 base32 characters, safe as a subject token and KV key. */
+export function newTaskId(): string {
+  return base32(randomBytes(16));
+}
+
+/**
+ * The task id for a client's idempotency key. Deterministic, so a retry reaches the same task, the
+ * same JetStream dedup entry and the same result without any lookup table; the tenant is part of
+ * the hash so two tenants' keys never collide.
+ */
+export function taskIdForIdempotencyKey(tenant: string, key: string): string {
+  const digest = createHash('sha256').update(tenant).update('\0').update(key).digest();
+  return base32(digest.subarray(0, 16));
+}
+
+const nameToken = z.string().regex(NAME_TOKEN);
+const epochMs = z.number().int().nonnegative();
+
+const wireErrorSchema = z.object({
+  code: z.enum(Object.values(ErrorCode) as [ErrorCode, ...ErrorCode[]]),
+  message: z.string().max(4096),
+  retryable: z.boolean(),
+  retryAfterMs: epochMs.optional(),
+});
+
+/** What a gateway publishes to the request stream: one task. */
+export const requestEnvelopeSchema = z.object({
+  v: z.literal(ENVELOPE_VERSION),
+  id: z.string().regex(TASK_ID),
+  tenant: nameToken,
+  model: nameToken,
+  /** Version pinned by the client or the route; absent = whatever version the actor runs. */
+  version: nameToken.optional(),
+  priority: z.enum([Priority.Interactive, Priority.Batch]),
+  input: z.unknown(),
+  params: z.record(z.string(), z.unknown()),
+  createdAt: epochMs,
+  /** Absolute deadline, epoch ms: work past it ends as `deadline_exceeded`. */
+  deadline: epochMs,
+  /** Core subject where the accepting gateway waits for the outcome, if anyone waits. */
+  replyTo: z
+    .string()
+    .max(256)
+    .regex(/^vigil\.reply\.[a-z0-9_-]+\.[a-z2-7]{26}$/)
+    .optional(),
+});
+
+/** A validated request envelope. */
+export type RequestEnvelope = z.infer<typeof requestEnvelopeSchema>;
+
+/** States a task can be in. `accepted` is derived (request queued, no record yet), never stored. */
+export const TaskState = {
+  Accepted: 'accepted',
+  Running: 'running',
+  Succeeded: 'succeeded',
+  Failed: 'failed',
+  Dead: 'dead',
+} as const;
+
+/** One of the {@link TaskState} values. */
+export type TaskState = (typeof TaskState)[keyof typeof TaskState];
+
+/** States after which nothing changes. */
+export const FINAL_STATES: ReadonlySet<TaskState> = new Set([
+  TaskState.Succeeded,
+  TaskState.Failed,
+  TaskState.Dead,
+]);
+
+/**
+ * The durable record of a task in the task bucket: its state and, once final, its outcome. The
+ * final record is written once, with a revision check, so it is also the deduplicated result.
+ */
+export const taskRecordSchema = z.object({
+  v: z.literal(ENVELOPE_VERSION),
+  id: z.string().regex(TASK_ID),
+  tenant: nameToken,
+  model: nameToken,
+  version: nameToken,
+  state: z.enum([TaskState.Running, TaskState.Succeeded, TaskState.Failed, TaskState.Dead]),
+  /** Delivery attempt that wrote this record (1 = first). */
+  attempt: z.number().int().positive(),
+  createdAt: epochMs,
+  startedAt: epochMs.optional(),
+  finishedAt: epochMs.optional(),
+  result: z.unknown().optional(),
+  error: wireErrorSchema.optional(),
+  /** Which actor wrote the record. */
+  actor: z.string().max(256).optional(),
+});
+
+/** A validated task record. */
+export type TaskRecord = z.infer<typeof taskRecordSchema>;
+
+/** A dead-lettered task with the reason it could not finish. */
+export const deadLetterSchema = z.object({
+  v: z.literal(ENVELOPE_VERSION),
+  task: requestEnvelopeSchema,
+  error: wireErrorSchema,
+  attempts: z.number().int().positive(),
+  deadAt: epochMs,
+  actor: z.string().max(256).optional(),
+});
+
+/** A validated dead-letter record. */
+export type DeadLetter = z.infer<typeof deadLetterSchema>;
+
+/** An entry of the model catalog: what gateways accept and actor hosts serve. */
+export const modelDeploymentSchema = z.object({
+  v: z.literal(ENVELOPE_VERSION),
+  name: nameToken,
+  kind: z.enum(['embedding', 'chat', 'echo']),
+  description: z.string().max(1024),
+  /** The version new requests run on. */
+  version: nameToken,
+  createdAt: epochMs,
+});
+
+/** A validated model deployment. */
+export type ModelDeployment = z.infer<typeof modelDeploymentSchema>;
+
+/** Validates `value` against `schema`, turning the first problem into a `ValidationError`. */
+export function validate<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const path = issue && issue.path.length > 0 ? `${what}.${issue.path.join('.')}` : what;
+  return throwValidation(issue?.message ?? 'is invalid', path);
+}
+
+function throwValidation(message: string, path: string): never {
+  throw new ValidationError(message, path);
+}
+
+/** Decodes and validates a payload from the network into a `T`, or throws `PayloadError`. */
+export function decodeAs<T>(
+  schema: z.ZodType<T>,
+  bytes: Uint8Array,
+  what: string,
+  limits?: Partial<DecodeLimits>,
+): T {
+  const value = decode(bytes, limits);
+  try {
+    return validate(schema, value, what);
+  } catch (err) {
+    throw new PayloadError((err as Error).message, { cause: err });
+  }
+}
+
+/** Builds the wire error for a task that failed or died. */
+export function wireError(code: ErrorCode, message: string, retryable = false): WireError {
+  return { code, message, retryable };
+}

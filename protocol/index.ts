@@ -1,0 +1,53 @@
+/**
+ * Vigil's wire contract: subjects, headers, envelopes, the codec, error codes, JetStream asset
+ * definitions and the typed client. Imported by actors and nodes; imports neither.
+ */
+export { decode, DEFAULT_DECODE_LIMITS, encode, scanMsgpack } from './codec.js';
+export type { DecodeLimits } from './codec.js';
+export {
+  ErrorCode,
+  PayloadError,
+  RetryableError,
+  TerminalError,
+  toVigilError,
+  ValidationError,
+  VigilError,
+} from './errors.js';
+export type { VigilErrorOptions, WireError } from './errors.js';
+export { Header } from './headers.js';
+export { isNameToken, NAME_TOKEN, nameToken, Priority, subjects, TASK_ID } from './subjects.js';
+export {
+  deadLetterSchema,
+  decodeAs,
+  ENVELOPE_VERSION,
+  FINAL_STATES,
+  modelDeploymentSchema,
+  newTaskId,
+  requestEnvelopeSchema,
+  taskIdForIdempotencyKey,
+  taskRecordSchema,
+  TaskState,
+  validate,
+  wireError,
+} from './envelopes.js';
+export type { DeadLetter, ModelDeployment, RequestEnvelope, TaskRecord } from './envelopes.js';
+export {
+  assetNames,
+  deadLetterStreamConfig,
+  ensureModelConsumer,
+  ensureRegionAssets,
+  ensureStream,
+  MODEL_CONSUMER_DEFAULTS,
+  modelConsumerConfig,
+  REGION_ASSET_DEFAULTS,
+  requestStreamConfig,
+} from './definitions.js';
+export type { ModelConsumerOptions, RegionAssetsOptions } from './definitions.js';
+export { createVigilClient, VIGIL_CLIENT_DEFAULTS } from './client.js';
+export type {
+  SubmitRequest,
+  Submission,
+  TaskStatus,
+  VigilClient,
+  VigilClientOptions,
+} from './client.js';

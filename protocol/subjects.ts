@@ -1,0 +1,76 @@
+/**
+ * Every NATS subject Vigil uses, built in one place. Names that become subject tokens (region,
+ * model, version, ids) are validated first: a dot or wildcard smuggled into a model name would
+ * otherwise change which consumer sees a message.
+ */
+import { ValidationError } from './errors.js';
+
+/** A subject token Vigil accepts for names: lowercase, digits, `_` and `-`, 1 to 64 chars. */
+export const NAME_TOKEN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+/** Task ids: 26 lowercase base32 characters (128 bits), as made by `newTaskId`. */
+export const TASK_ID = /^[a-z2-7]{26}$/;
+
+/** Priority classes, in the subject so that consumers can favour interactive work. */
+export const Priority = {
+  Interactive: 'interactive',
+  Batch: 'batch',
+} as const;
+
+/** One of the {@link Priority} values. */
+export type Priority = (typeof Priority)[keyof typeof Priority];
+
+/** True when `value` is a valid name token (see {@link NAME_TOKEN}). */
+export function isNameToken(value: string): boolean {
+  return NAME_TOKEN.test(value);
+}
+
+/**
+ * Returns `value` when it is a valid name token.
+ * @throws ValidationError naming `what` otherwise.
+ */
+export function nameToken(value: string, what: string): string {
+  if (!NAME_TOKEN.test(value)) {
+    throw new ValidationError(
+      'must be 1-64 characters of a-z, 0-9, "_" or "-", starting with a letter or digit',
+      what,
+    );
+  }
+  return value;
+}
+
+/** Subject builders. Requests carry the task id last so a pending task can be found by subject. */
+export const subjects = {
+  /** Where a request for `model` is published in `region`. */
+  request(region: string, model: string, priority: Priority, taskId: string): string {
+    return `vigil.req.${region}.${model}.${priority}.${taskId}`;
+  },
+  /** Every request of a region: the request stream's subject. */
+  requestsOfRegion(region: string): string {
+    return `vigil.req.${region}.>`;
+  },
+  /** The filter of one model's consumer in a region. */
+  requestsOfModel(region: string, model: string): string {
+    return `vigil.req.${region}.${model}.>`;
+  },
+  /** Finds a pending task by id regardless of model and priority. */
+  requestById(region: string, taskId: string): string {
+    return `vigil.req.${region}.*.*.${taskId}`;
+  },
+  /** The core (non-persistent) subject on which an actor tells the waiting gateway a task ended. */
+  reply(gatewayId: string, taskId: string): string {
+    return `vigil.reply.${gatewayId}.${taskId}`;
+  },
+  /** What one gateway subscribes to for all its replies. */
+  repliesOfGateway(gatewayId: string): string {
+    return `vigil.reply.${gatewayId}.>`;
+  },
+  /** Dead-letter records of a model in a region. */
+  deadLetter(region: string, model: string): string {
+    return `vigil.dlq.${region}.${model}`;
+  },
+  /** Every dead letter of a region: the dead-letter stream's subject. */
+  deadLettersOfRegion(region: string): string {
+    return `vigil.dlq.${region}.>`;
+  },
+} as const;

@@ -1,0 +1,206 @@
+/**
+ * The durable inference path over real HTTP, a real nats-server and real gateway and actor-host
+ * processes: sync and async calls, idempotency, tenants, validation, and the OpenAI client.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { jetstreamManager } from '@nats-io/jetstream';
+import OpenAI from 'openai';
+import { assetNames } from '../../protocol/index.js';
+import { pollTask, startTestEdge, TENANTS, type TestEdge } from '../harness/edge.js';
+
+type Json = Record<string, unknown>;
+let edge: TestEdge;
+
+before(async () => {
+  edge = await startTestEdge({ gatewayEnv: { VIGIL_MAX_BODY_BYTES: '65536' } });
+});
+after(async () => {
+  await edge?.stop();
+});
+
+const infer = (model: string, body: unknown, headers: Record<string, string> = {}, key?: string) =>
+  edge.request(`/v1/models/${model}/infer`, {
+    method: 'POST',
+    body: JSON.stringify(body),
+    headers,
+    ...(key === undefined ? {} : { key }),
+  });
+
+void describe('native API', () => {
+  void test('a sync call returns the result with the task', async () => {
+    const res = await infer('echo', { input: { text: 'hello' } });
+    assert.equal(res.status, 200);
+    assert.ok(res.headers.get('x-request-id'), 'every response carries a request id');
+    const body = (await res.json()) as Json;
+    assert.equal(body['state'], 'succeeded');
+    assert.deepEqual(body['result'], { echo: { text: 'hello' } });
+    assert.equal(body['attempts'], 1);
+    assert.match(String(body['id']), /^[a-z2-7]{26}$/);
+  });
+
+  void test('an async call answers 202 at once and the task can be polled to its result', async () => {
+    const res = await infer('ngram-chat', { input: 'Tell me about the fox', params: { max_tokens: 20 } }, {
+      Prefer: 'respond-async',
+    });
+    assert.equal(res.status, 202);
+    const accepted = (await res.json()) as Json;
+    assert.equal(res.headers.get('location'), `/v1/tasks/${String(accepted['id'])}`);
+    const done = await pollTask(edge, String(accepted['id']));
+    assert.equal(done['state'], 'succeeded');
+    const result = done['result'] as Json;
+    assert.equal(typeof result['text'], 'string');
+    assert.ok(String(result['text']).length > 0);
+  });
+
+  void test('the same Idempotency-Key gives the same task and publishes once', async () => {
+    const nc = await edge.connect();
+    const jsm = await jetstreamManager(nc);
+    const stream = assetNames.requestStream(edge.region);
+    const before = (await jsm.streams.info(stream)).state.last_seq;
+    const key = `retry-${Date.now()}`;
+    const [first, second] = await Promise.all([
+      infer('echo', { input: 1 }, { 'Idempotency-Key': key }),
+      infer('echo', { input: 1 }, { 'Idempotency-Key': key }),
+    ]);
+    const third = await infer('echo', { input: 1 }, { 'Idempotency-Key': key });
+    const bodies = (await Promise.all([first.json(), second.json(), third.json()])) as Json[];
+    assert.deepEqual(
+      bodies.map((b) => b['id']),
+      [bodies[0]!['id'], bodies[0]!['id'], bodies[0]!['id']],
+    );
+    for (const b of bodies) assert.equal(b['state'], 'succeeded');
+    const afterSeq = (await jsm.streams.info(stream)).state.last_seq;
+    assert.equal(afterSeq - before, 1, 'three submissions, one stored request: the task ran once');
+    // Another tenant using the same key gets its own task.
+    const other = (await (await infer('echo', { input: 1 }, { 'Idempotency-Key': key }, TENANTS.beta.key)).json()) as Json;
+    assert.notEqual(other['id'], bodies[0]!['id']);
+  });
+
+  void test('another tenant cannot see a task: 404, same as a task that does not exist', async () => {
+    const body = (await (await infer('echo', { input: 'mine' })).json()) as Json;
+    const own = await edge.request(`/v1/tasks/${String(body['id'])}`);
+    assert.equal(own.status, 200);
+    const foreign = await edge.request(`/v1/tasks/${String(body['id'])}`, { key: TENANTS.beta.key });
+    assert.equal(foreign.status, 404);
+    const missing = await edge.request('/v1/tasks/aaaaaaaaaaaaaaaaaaaaaaaaaa');
+    assert.equal(missing.status, 404);
+    assert.deepEqual(await foreign.json(), {
+      error: { code: 'not_found', message: `task '${String(body['id'])}' does not exist`, retryable: false, type: 'not_found' },
+    });
+  });
+
+  void test('unknown model is 404, a model name that is not a subject token is 400', async () => {
+    const unknown = await infer('no-such-model', { input: 1 });
+    assert.equal(unknown.status, 404);
+    assert.equal(((await unknown.json()) as { error: Json }).error['code'], 'not_found');
+    const dotted = await infer('echo.evil', { input: 1 });
+    assert.equal(dotted.status, 400);
+    const wildcard = await infer('%3E', { input: 1 });
+    assert.equal(wildcard.status, 400);
+  });
+
+  void test('malformed bodies are 400 with a JSON error', async () => {
+    const notJson = await edge.request('/v1/models/echo/infer', { method: 'POST', body: '{"input":' });
+    assert.equal(notJson.status, 400);
+    assert.deepEqual(((await notJson.json()) as { error: Json }).error, {
+      code: 'invalid_request',
+      message: 'body: is not valid JSON',
+      retryable: false,
+      type: 'invalid_request',
+    });
+    const noInput = await infer('echo', { params: {} });
+    assert.equal(noInput.status, 400);
+    const badParams = await infer('echo', { input: 1, params: [1, 2] });
+    assert.equal(badParams.status, 400);
+    const badKey = await infer('echo', { input: 1 }, { 'Idempotency-Key': 'has space' });
+    assert.equal(badKey.status, 400);
+    const badChatParam = await infer('ngram-chat', { input: 'hi', params: { max_tokens: -5 } });
+    assert.equal(badChatParam.status, 400, 'a model-level validation error is terminal and answers 400');
+    assert.equal(((await badChatParam.json()) as { task: Json }).task['state'], 'failed');
+  });
+
+  void test('a body over the limit is 413', async () => {
+    const res = await infer('echo', { input: 'x'.repeat(70_000) });
+    assert.equal(res.status, 413);
+    assert.equal(((await res.json()) as { error: Json }).error['code'], 'payload_too_large');
+  });
+
+  void test('missing or wrong API key is 401 with a JSON error and a challenge', async () => {
+    const missing = await edge.request('/v1/models', { key: '' });
+    assert.equal(missing.status, 401);
+    assert.match(missing.headers.get('www-authenticate') ?? '', /Bearer/);
+    assert.equal(((await missing.json()) as { error: Json }).error['code'], 'unauthenticated');
+    const wrong = await edge.request('/v1/models', { key: 'not-a-real-key-at-all' });
+    assert.equal(wrong.status, 401);
+    const health = await edge.request('/healthz', { key: '' });
+    assert.equal(health.status, 200, 'health checks need no key');
+    assert.equal((await edge.request('/readyz', { key: '' })).status, 200);
+  });
+
+  void test('client-requested faults are refused unless the operator enabled them', async () => {
+    const res = await infer('echo', { input: 1, params: { fail: 'retryable' } });
+    assert.equal(res.status, 400);
+    const body = (await res.json()) as { error: Json; task: Json };
+    assert.match(String(body.error['message']), /disabled/);
+    assert.equal(body.task['attempts'], 1, 'a refused fault is not retried');
+  });
+});
+
+void describe('OpenAI-compatible API, through the official openai client', () => {
+  const client = () =>
+    new OpenAI({ apiKey: TENANTS.alpha.key, baseURL: `${edge.gatewayUrl}/v1`, maxRetries: 0 });
+
+  void test('models.list shows the built-in models', async () => {
+    const models = await client().models.list();
+    const ids = models.data.map((m) => m.id).sort();
+    assert.deepEqual(ids, ['echo', 'hash-embed', 'ngram-chat']);
+  });
+
+  void test('chat.completions.create answers deterministically for the same seed', async () => {
+    const ask = () =>
+      client().chat.completions.create({
+        model: 'ngram-chat',
+        messages: [
+          { role: 'system', content: 'You are terse.' },
+          { role: 'user', content: 'What did the tortoise say to the hare?' },
+        ],
+        max_tokens: 30,
+        seed: 7,
+      });
+    const [a, b] = await Promise.all([ask(), ask()]);
+    assert.equal(a.object, 'chat.completion');
+    assert.equal(a.choices[0]?.message.role, 'assistant');
+    assert.ok((a.choices[0]?.message.content ?? '').length > 0);
+    assert.equal(a.choices[0]?.message.content, b.choices[0]?.message.content);
+    assert.ok(a.usage && a.usage.completion_tokens > 0 && a.usage.completion_tokens <= 30);
+  });
+
+  void test('embeddings.create returns normalised vectors (base64 by default in the client, and float)', async () => {
+    const res = await client().embeddings.create({ model: 'hash-embed', input: ['the quick brown fox', 'a lazy dog'] });
+    assert.equal(res.data.length, 2);
+    for (const item of res.data) {
+      const norm = Math.sqrt(item.embedding.reduce((s, x) => s + x * x, 0));
+      assert.ok(Math.abs(norm - 1) < 1e-4, `norm ${norm}`);
+    }
+    const floats = await client().embeddings.create({
+      model: 'hash-embed',
+      input: 'the quick brown fox',
+      encoding_format: 'float',
+    });
+    assert.deepEqual(floats.data[0]?.embedding, res.data[0]?.embedding);
+  });
+
+  void test('errors reach the client as typed API errors', async () => {
+    await assert.rejects(
+      client().chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] }),
+      (err: unknown) => err instanceof OpenAI.NotFoundError,
+    );
+    await assert.rejects(
+      client().chat.completions.create({ model: 'hash-embed', messages: [{ role: 'user', content: 'hi' }] }),
+      (err: unknown) => err instanceof OpenAI.BadRequestError,
+    );
+    const badKey = new OpenAI({ apiKey: 'wrong-key-wrong-key', baseURL: `${edge.gatewayUrl}/v1`, maxRetries: 0 });
+    await assert.rejects(badKey.models.list(), (err: unknown) => err instanceof OpenAI.AuthenticationError);
+  });
+});
