@@ -212,7 +212,10 @@ class InferenceActorImpl implements InferenceActor {
     try {
       result = await this.#o.runtime.run(task.input, task.params, { signal: abort.signal });
     } catch (err) {
-      failure = abort.signal.aborted && Date.now() >= task.deadline ? deadlineError() : toVigilError(err).toWire();
+      failure =
+        abort.signal.aborted && Date.now() >= task.deadline
+          ? deadlineError()
+          : toVigilError(err).toWire();
     } finally {
       clearTimeout(deadlineTimer);
       clearInterval(keepAlive);
@@ -250,9 +253,25 @@ class InferenceActorImpl implements InferenceActor {
         message: `gave up after ${attempt} attempts; last error: ${failure.message}`,
         retryable: false,
       };
-      await this.#finishUnsuccessfully(msg, task, attempt, TaskState.Dead, exhausted, startedAt, attemptState);
+      await this.#finishUnsuccessfully(
+        msg,
+        task,
+        attempt,
+        TaskState.Dead,
+        exhausted,
+        startedAt,
+        attemptState,
+      );
     } else {
-      await this.#finishUnsuccessfully(msg, task, attempt, TaskState.Failed, failure, startedAt, attemptState);
+      await this.#finishUnsuccessfully(
+        msg,
+        task,
+        attempt,
+        TaskState.Failed,
+        failure,
+        startedAt,
+        attemptState,
+      );
     }
   }
 
@@ -261,7 +280,12 @@ class InferenceActorImpl implements InferenceActor {
     return schedule[Math.min(attempt - 1, schedule.length - 1)] ?? 1_000;
   }
 
-  #record(task: RequestEnvelope, attempt: number, state: TaskRecord['state'], startedAt?: number): TaskRecord {
+  #record(
+    task: RequestEnvelope,
+    attempt: number,
+    state: TaskRecord['state'],
+    startedAt?: number,
+  ): TaskRecord {
     const record: TaskRecord = {
       v: ENVELOPE_VERSION,
       id: task.id,
@@ -354,10 +378,14 @@ class InferenceActorImpl implements InferenceActor {
           state.superseded = true;
           abort.abort();
         } else if (entry) {
-          state.revision = await this.#tasks.update(task.id, payload, entry.revision).catch(() => entry.revision);
+          state.revision = await this.#tasks
+            .update(task.id, payload, entry.revision)
+            .catch(() => entry.revision);
         }
       }
-    })().catch((err: unknown) => this.#log.warn('could not mark task running', { task: task.id, err }));
+    })().catch((err: unknown) =>
+      this.#log.warn('could not mark task running', { task: task.id, err }),
+    );
     await state.marking;
   }
 
@@ -388,7 +416,11 @@ class InferenceActorImpl implements InferenceActor {
   /** A payload no actor can read: dead-letter the raw bytes and term, so it is never retried. */
   async #poison(msg: JsMsg, err: unknown): Promise<void> {
     const error = toVigilError(err).toWire();
-    this.#log.error('undecodable request dead-lettered', { subject: msg.subject, seq: msg.seq, error });
+    this.#log.error('undecodable request dead-lettered', {
+      subject: msg.subject,
+      seq: msg.seq,
+      error,
+    });
     try {
       const hdrs = natsHeaders();
       hdrs.set('Vigil-Error', `${error.code}: ${error.message}`.slice(0, 1024));
@@ -415,7 +447,11 @@ class AttemptState {
 }
 
 function deadlineError(): WireError {
-  return { code: ErrorCode.DeadlineExceeded, message: 'the task deadline passed', retryable: false };
+  return {
+    code: ErrorCode.DeadlineExceeded,
+    message: 'the task deadline passed',
+    retryable: false,
+  };
 }
 
 function isWrongRevision(err: unknown): boolean {

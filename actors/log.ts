@@ -31,7 +31,13 @@ export function jsonLogger(
   const threshold = LOG_LEVELS.indexOf(level);
   const emit = (lvl: LogLevel, message: string, fields?: LogFields): void => {
     if (LOG_LEVELS.indexOf(lvl) < threshold) return;
-    const line: LogFields = { time: new Date().toISOString(), level: lvl, msg: message, ...base, ...fields };
+    const line: LogFields = {
+      time: new Date().toISOString(),
+      level: lvl,
+      msg: message,
+      ...base,
+      ...fields,
+    };
     const err = line['err'];
     if (err instanceof Error) line['err'] = { name: err.name, message: err.message };
     write(JSON.stringify(line) + '\n');

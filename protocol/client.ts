@@ -117,7 +117,11 @@ export interface VigilClient {
    */
   submit(request: SubmitRequest): Promise<Submission>;
   /** Waits up to `timeoutMs` for a task to reach a final state; `undefined` on timeout. */
-  waitForOutcome(taskId: string, timeoutMs: number, signal?: AbortSignal): Promise<TaskRecord | undefined>;
+  waitForOutcome(
+    taskId: string,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<TaskRecord | undefined>;
   /** Reads a task's state: its record, or its queued request; `undefined` when unknown. */
   getTask(taskId: string): Promise<TaskStatus | undefined>;
   /** Stops listening for replies; pending waits resolve `undefined`. Idempotent. */
@@ -136,7 +140,6 @@ interface RegisteredWaiter {
 
 class VigilClientImpl implements VigilClient {
   readonly clientId: string;
-  readonly #nc: NatsConnection;
   readonly #js: JetStreamClient;
   readonly #tasks: KV;
   readonly #region: string;
@@ -145,8 +148,13 @@ class VigilClientImpl implements VigilClient {
   readonly #replies: Subscription;
   #closed = false;
 
-  constructor(nc: NatsConnection, js: JetStreamClient, tasks: KV, options: VigilClientOptions, clientId: string) {
-    this.#nc = nc;
+  constructor(
+    nc: NatsConnection,
+    js: JetStreamClient,
+    tasks: KV,
+    options: VigilClientOptions,
+    clientId: string,
+  ) {
     this.#js = js;
     this.#tasks = tasks;
     this.#region = options.region;
@@ -246,9 +254,14 @@ class VigilClientImpl implements VigilClient {
   #register(taskId: string): RegisteredWaiter {
     if (this.#closed) throw new VigilError(ErrorCode.Unavailable, 'the client is closed', true);
     if (this.waiting >= this.#options.maxWaiters) {
-      throw new VigilError(ErrorCode.Unavailable, 'too many requests are waiting for results', true, {
-        retryAfterMs: 1000,
-      });
+      throw new VigilError(
+        ErrorCode.Unavailable,
+        'too many requests are waiting for results',
+        true,
+        {
+          retryAfterMs: 1000,
+        },
+      );
     }
     let waiter!: Waiter;
     const replied = new Promise<TaskRecord | undefined>((resolve) => {
@@ -302,14 +315,19 @@ class VigilClientImpl implements VigilClient {
       }),
     );
     if (!queued) return undefined;
-    return { state: TaskState.Accepted, request: decodeAs(requestEnvelopeSchema, queued.data, 'request') };
+    return {
+      state: TaskState.Accepted,
+      request: decodeAs(requestEnvelopeSchema, queued.data, 'request'),
+    };
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#replies.unsubscribe();
-    for (const [taskId] of this.#waiters) this.#settle(taskId, undefined);
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#replies.unsubscribe();
+      for (const [taskId] of this.#waiters) this.#settle(taskId, undefined);
+    }
+    return Promise.resolve();
   }
 
   async #readRecord(taskId: string): Promise<TaskRecord | undefined> {
@@ -345,15 +363,25 @@ function raceTimeout<T>(promise: Promise<T>, ms: number, signal?: AbortSignal): 
 function publishError(err: unknown): VigilError {
   if (err instanceof JetStreamApiError) {
     if (err.code === STREAM_STORE_FAILED) {
-      return new VigilError(ErrorCode.QueueFull, `the request queue is full: ${err.message}`, true, {
-        cause: err,
-        retryAfterMs: 2000,
-      });
+      return new VigilError(
+        ErrorCode.QueueFull,
+        `the request queue is full: ${err.message}`,
+        true,
+        {
+          cause: err,
+          retryAfterMs: 2000,
+        },
+      );
     }
     if (err.code === MESSAGE_TOO_LARGE) {
-      return new VigilError(ErrorCode.PayloadTooLarge, 'the request is larger than the queue accepts', false, {
-        cause: err,
-      });
+      return new VigilError(
+        ErrorCode.PayloadTooLarge,
+        'the request is larger than the queue accepts',
+        false,
+        {
+          cause: err,
+        },
+      );
     }
     if (err.code === JetStreamApiCodes.StreamNotFound) {
       return new VigilError(ErrorCode.Unavailable, 'the request queue does not exist yet', true, {
@@ -363,19 +391,32 @@ function publishError(err: unknown): VigilError {
     }
   }
   if (err instanceof NoRespondersError || err instanceof TimeoutError) {
-    return new VigilError(ErrorCode.Unavailable, 'JetStream did not acknowledge the request', true, {
+    return new VigilError(
+      ErrorCode.Unavailable,
+      'JetStream did not acknowledge the request',
+      true,
+      {
+        cause: err,
+        retryAfterMs: 1000,
+      },
+    );
+  }
+  return new VigilError(
+    ErrorCode.Unavailable,
+    `could not queue the request: ${(err as Error).message}`,
+    true,
+    {
       cause: err,
       retryAfterMs: 1000,
-    });
-  }
-  return new VigilError(ErrorCode.Unavailable, `could not queue the request: ${(err as Error).message}`, true, {
-    cause: err,
-    retryAfterMs: 1000,
-  });
+    },
+  );
 }
 
 /** Opens a client on `nc` for `options.region`; the region's assets must exist. */
-export async function createVigilClient(nc: NatsConnection, options: VigilClientOptions): Promise<VigilClient> {
+export async function createVigilClient(
+  nc: NatsConnection,
+  options: VigilClientOptions,
+): Promise<VigilClient> {
   const js = jetstream(nc);
   const tasks = await new Kvm(js).open(assetNames.taskBucket(options.region));
   const clientId = options.clientId ?? newTaskId();

@@ -51,7 +51,9 @@ export function decode(bytes: Uint8Array, limits: Partial<DecodeLimits> = {}): u
   try {
     return unpackr.unpack(bytes);
   } catch (err) {
-    throw new PayloadError(`payload is not valid MessagePack: ${(err as Error).message}`, { cause: err });
+    throw new PayloadError(`payload is not valid MessagePack: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }
 

@@ -66,7 +66,9 @@ export const REGION_ASSET_DEFAULTS = {
 } as const;
 
 /** The request stream: a bounded work queue that refuses, never drops, when full. */
-export function requestStreamConfig(options: RegionAssetsOptions): Partial<StreamConfig> & { name: string } {
+export function requestStreamConfig(
+  options: RegionAssetsOptions,
+): Partial<StreamConfig> & { name: string } {
   const o = { ...REGION_ASSET_DEFAULTS, ...options };
   return {
     name: assetNames.requestStream(o.region),
@@ -85,7 +87,9 @@ export function requestStreamConfig(options: RegionAssetsOptions): Partial<Strea
 }
 
 /** The dead-letter stream: kept by age, for operators to inspect and replay. */
-export function deadLetterStreamConfig(options: RegionAssetsOptions): Partial<StreamConfig> & { name: string } {
+export function deadLetterStreamConfig(
+  options: RegionAssetsOptions,
+): Partial<StreamConfig> & { name: string } {
   const o = { ...REGION_ASSET_DEFAULTS, ...options };
   return {
     name: assetNames.deadLetterStream(o.region),
@@ -122,7 +126,9 @@ export const MODEL_CONSUMER_DEFAULTS = {
  * whose every attempt crashed its actor still reaches an actor once more, to be dead-lettered
  * rather than left in the queue forever.
  */
-export function modelConsumerConfig(options: ModelConsumerOptions): Partial<ConsumerConfig> & { durable_name: string } {
+export function modelConsumerConfig(
+  options: ModelConsumerOptions,
+): Partial<ConsumerConfig> & { durable_name: string } {
   const o = { ...MODEL_CONSUMER_DEFAULTS, ...options };
   return {
     durable_name: assetNames.modelConsumer(o.model),
@@ -138,7 +144,8 @@ export function modelConsumerConfig(options: ModelConsumerOptions): Partial<Cons
 function isNotFound(err: unknown): boolean {
   return (
     err instanceof JetStreamApiError &&
-    (err.code === JetStreamApiCodes.StreamNotFound || err.code === JetStreamApiCodes.ConsumerNotFound)
+    (err.code === JetStreamApiCodes.StreamNotFound ||
+      err.code === JetStreamApiCodes.ConsumerNotFound)
   );
 }
 

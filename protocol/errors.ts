@@ -64,7 +64,12 @@ export class VigilError extends Error {
   readonly retryable: boolean;
   readonly retryAfterMs: number | undefined;
 
-  constructor(code: ErrorCode, message: string, retryable: boolean, options: VigilErrorOptions = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    retryable: boolean,
+    options: VigilErrorOptions = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.retryable = retryable;
@@ -82,7 +87,11 @@ export class VigilError extends Error {
 /** A failure that will recur on retry: the task is failed and dead-lettered, never retried. */
 export class TerminalError extends VigilError {
   override name = 'TerminalError';
-  constructor(message: string, code: ErrorCode = ErrorCode.ModelRejected, options: VigilErrorOptions = {}) {
+  constructor(
+    message: string,
+    code: ErrorCode = ErrorCode.ModelRejected,
+    options: VigilErrorOptions = {},
+  ) {
     super(code, message, false, options);
   }
 }
@@ -90,7 +99,11 @@ export class TerminalError extends VigilError {
 /** A failure that may pass on retry, after `retryAfterMs` when given. */
 export class RetryableError extends VigilError {
   override name = 'RetryableError';
-  constructor(message: string, code: ErrorCode = ErrorCode.ModelFailed, options: VigilErrorOptions = {}) {
+  constructor(
+    message: string,
+    code: ErrorCode = ErrorCode.ModelFailed,
+    options: VigilErrorOptions = {},
+  ) {
     super(code, message, true, options);
   }
 }

@@ -35,7 +35,11 @@ export interface ModelRuntime {
    * Runs one task. `input` and `params` come from a validated envelope but their shape is the
    * model's own business: the runtime validates them and throws `ValidationError` when wrong.
    */
-  run(input: unknown, params: Readonly<Record<string, unknown>>, ctx: ModelRunContext): Promise<unknown>;
+  run(
+    input: unknown,
+    params: Readonly<Record<string, unknown>>,
+    ctx: ModelRunContext,
+  ): Promise<unknown>;
 }
 
 /** Output of an embedding model. */

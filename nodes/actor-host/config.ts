@@ -28,7 +28,8 @@ const echoFaultsSchema = z.object({
 export function actorHostOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger): ActorHostOptions {
   const builtin: BuiltinModelsOptions = {};
   const faults = envJson(env, 'VIGIL_ECHO_FAULTS');
-  if (faults !== undefined) builtin.echo = { faults: validate(echoFaultsSchema, faults, 'VIGIL_ECHO_FAULTS') };
+  if (faults !== undefined)
+    builtin.echo = { faults: validate(echoFaultsSchema, faults, 'VIGIL_ECHO_FAULTS') };
   const all = createBuiltinModels(builtin);
   const wanted = envString(env, 'VIGIL_MODELS', all.map((m) => m.name).join(','))
     .split(',')
@@ -37,11 +38,18 @@ export function actorHostOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger):
   const runtimes = wanted.map((name) => {
     const runtime = all.find((m) => m.name === name);
     if (!runtime) {
-      throw new ConfigError(`VIGIL_MODELS names '${name}'; built-in models are ${all.map((m) => m.name).join(', ')}`);
+      throw new ConfigError(
+        `VIGIL_MODELS names '${name}'; built-in models are ${all.map((m) => m.name).join(', ')}`,
+      );
     }
     return runtime;
   });
-  const schedule = envString(env, 'VIGIL_RETRY_SCHEDULE_MS', INFERENCE_ACTOR_DEFAULTS.retryScheduleMs.join(','), /^\d+(,\d+)*$/)
+  const schedule = envString(
+    env,
+    'VIGIL_RETRY_SCHEDULE_MS',
+    INFERENCE_ACTOR_DEFAULTS.retryScheduleMs.join(','),
+    /^\d+(,\d+)*$/,
+  )
     .split(',')
     .map(Number);
   return {

@@ -38,7 +38,10 @@ export interface ActorHost {
 export async function startActorHost(options: ActorHostOptions): Promise<ActorHost> {
   const hostId = `${hostname()}-${process.pid}-${newTaskId().slice(0, 6)}`;
   const logger = options.logger.child({ host: hostId });
-  const nc = await connectNats({ ...options.nats, name: options.nats.name || `actor-host-${hostId}` }, logger);
+  const nc = await connectNats(
+    { ...options.nats, name: options.nats.name || `actor-host-${hostId}` },
+    logger,
+  );
   const actors: InferenceActor[] = [];
   try {
     for (const runtime of options.runtimes) {

@@ -8,5 +8,8 @@ const level = (process.env['VIGIL_LOG_LEVEL'] ?? 'info') as LogLevel;
 const logger = jsonLogger({ node: 'actor-host' }, LOG_LEVELS.includes(level) ? level : 'info');
 await runUntilSignal('actor-host', logger, async () => {
   const host = await startActorHost(actorHostOptionsFromEnv(process.env, logger));
-  return { stop: () => host.close(), ready: { host: host.hostId, models: host.actors.map((a) => a.model) } };
+  return {
+    stop: () => host.close(),
+    ready: { host: host.hostId, models: host.actors.map((a) => a.model) },
+  };
 });

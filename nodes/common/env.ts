@@ -9,7 +9,13 @@ export class ConfigError extends Error {
 }
 
 /** An integer variable within [min, max], or `fallback` when unset. */
-export function envInt(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+export function envInt(
+  env: NodeJS.ProcessEnv,
+  name: string,
+  fallback: number,
+  min = 0,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
@@ -20,10 +26,16 @@ export function envInt(env: NodeJS.ProcessEnv, name: string, fallback: number, m
 }
 
 /** A string variable matching `pattern`, or `fallback` when unset. */
-export function envString(env: NodeJS.ProcessEnv, name: string, fallback: string, pattern?: RegExp): string {
+export function envString(
+  env: NodeJS.ProcessEnv,
+  name: string,
+  fallback: string,
+  pattern?: RegExp,
+): string {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
-  if (pattern && !pattern.test(raw)) throw new ConfigError(`${name}=${raw} must match ${String(pattern)}`);
+  if (pattern && !pattern.test(raw))
+    throw new ConfigError(`${name}=${raw} must match ${String(pattern)}`);
   return raw;
 }
 

@@ -18,7 +18,10 @@ export interface NatsConnectOptions {
 }
 
 /** Connects with Vigil's connection policy and logs status changes. */
-export async function connectNats(options: NatsConnectOptions, logger: Logger): Promise<NatsConnection> {
+export async function connectNats(
+  options: NatsConnectOptions,
+  logger: Logger,
+): Promise<NatsConnection> {
   const nc = await connect({
     servers: options.servers.split(',').map((s) => s.trim()),
     name: options.name,
@@ -32,7 +35,9 @@ export async function connectNats(options: NatsConnectOptions, logger: Logger): 
   void (async () => {
     for await (const status of nc.status()) {
       if (status.type === 'disconnect' || status.type === 'reconnect') {
-        logger.warn(`nats ${status.type}`, { server: 'server' in status ? status.server : undefined });
+        logger.warn(`nats ${status.type}`, {
+          server: 'server' in status ? status.server : undefined,
+        });
       }
     }
   })();

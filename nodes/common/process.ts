@@ -18,12 +18,22 @@ export interface StartedNode {
 }
 
 /** Runs `start`, announces readiness, and calls `stop` on the first SIGTERM/SIGINT. */
-export async function runUntilSignal(node: string, logger: Logger, start: () => Promise<StartedNode>): Promise<void> {
+export async function runUntilSignal(
+  node: string,
+  logger: Logger,
+  start: () => Promise<StartedNode>,
+): Promise<void> {
   let stop: () => Promise<void>;
   try {
     const started = await start();
     stop = () => started.stop();
-    const line = { time: new Date().toISOString(), level: 'info', msg: READY_MESSAGE, node, ...started.ready };
+    const line = {
+      time: new Date().toISOString(),
+      level: 'info',
+      msg: READY_MESSAGE,
+      node,
+      ...started.ready,
+    };
     process.stdout.write(JSON.stringify(line) + '\n');
   } catch (err) {
     logger.error('start-up failed', { err });

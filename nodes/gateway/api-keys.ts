@@ -26,7 +26,10 @@ export function digestApiKey(key: string): string {
 export function createApiKeyStore(entries: readonly ApiKeyEntry[]): ApiKeyStore {
   const tenants = new Map<string, string>();
   for (const entry of entries) {
-    tenants.set('key' in entry ? digestApiKey(entry.key) : entry.sha256.toLowerCase(), entry.tenant);
+    tenants.set(
+      'key' in entry ? digestApiKey(entry.key) : entry.sha256.toLowerCase(),
+      entry.tenant,
+    );
   }
   return {
     tenantOf: (key) => tenants.get(digestApiKey(key)),
@@ -53,7 +56,11 @@ export function parseApiKeyList(text: string): ApiKeyEntry[] {
     .map((pair, i) => {
       const colon = pair.indexOf(':');
       const entry = { tenant: pair.slice(0, colon), key: pair.slice(colon + 1) };
-      return validate(keysFileSchema.shape.keys.element, colon > 0 ? entry : {}, `VIGIL_API_KEYS[${i}]`);
+      return validate(
+        keysFileSchema.shape.keys.element,
+        colon > 0 ? entry : {},
+        `VIGIL_API_KEYS[${i}]`,
+      );
     });
 }
 

@@ -91,7 +91,11 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
   const app = new Hono<GatewayEnv>();
   app.onError(onGatewayError(deps.logger));
   app.notFound((c) =>
-    errorResponse(c, { code: ErrorCode.NotFound, message: `no route for ${c.req.method} ${c.req.path}`, retryable: false }),
+    errorResponse(c, {
+      code: ErrorCode.NotFound,
+      message: `no route for ${c.req.method} ${c.req.path}`,
+      retryable: false,
+    }),
   );
   app.use(requestId({ headerName: 'X-Request-Id' }));
   app.use(secureHeaders());
@@ -100,12 +104,23 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
   app.get('/readyz', (c) =>
     deps.isReady()
       ? c.json({ status: 'ready' })
-      : errorResponse(c, { code: ErrorCode.Unavailable, message: 'not connected to NATS yet', retryable: true }),
+      : errorResponse(c, {
+          code: ErrorCode.Unavailable,
+          message: 'not connected to NATS yet',
+          retryable: true,
+        }),
   );
 
   const unauthenticated = (message: string) => (c: Context) => {
     c.header('Content-Type', 'application/json');
-    return { error: { code: ErrorCode.Unauthenticated, message, retryable: false, type: ErrorCode.Unauthenticated } };
+    return {
+      error: {
+        code: ErrorCode.Unauthenticated,
+        message,
+        retryable: false,
+        type: ErrorCode.Unauthenticated,
+      },
+    };
   };
   app.use(
     '/v1/*',
@@ -117,8 +132,12 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
         c.set('tenant', tenant);
         return true;
       },
-      noAuthenticationHeader: { message: unauthenticated('an API key is required: Authorization: Bearer <key>') },
-      invalidAuthenticationHeader: { message: unauthenticated('the Authorization header must be: Bearer <key>') },
+      noAuthenticationHeader: {
+        message: unauthenticated('an API key is required: Authorization: Bearer <key>'),
+      },
+      invalidAuthenticationHeader: {
+        message: unauthenticated('the Authorization header must be: Bearer <key>'),
+      },
       invalidToken: { message: unauthenticated('the API key is not valid') },
     }),
   );
@@ -136,12 +155,18 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
   );
 
   /** Validates the common parts and hands the task to NATS. */
-  const submitTask = async (c: Context<GatewayEnv>, submission: TaskSubmission): Promise<SubmittedTask> => {
+  const submitTask = async (
+    c: Context<GatewayEnv>,
+    submission: TaskSubmission,
+  ): Promise<SubmittedTask> => {
     const key = c.req.header('Idempotency-Key');
     if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
       throw new ValidationError('must be 1-255 printable ASCII characters', 'Idempotency-Key');
     }
-    const deadlineMs = Math.min(submission.deadlineMs ?? options.defaultTaskDeadlineMs, options.maxTaskDeadlineMs);
+    const deadlineMs = Math.min(
+      submission.deadlineMs ?? options.defaultTaskDeadlineMs,
+      options.maxTaskDeadlineMs,
+    );
     const headers: Record<string, string> = {};
     const traceparent = c.req.header('traceparent');
     if (traceparent && TRACEPARENT.test(traceparent)) headers['traceparent'] = traceparent;
@@ -170,7 +195,9 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     const model = modelOr404(nameToken(c.req.param('model'), 'model'));
     const body = validate(inferBodySchema, await readJson(c), 'body');
     const prefer = parsePrefer(c.req.header('Prefer'));
-    const waitMs = prefer.respondAsync ? 0 : Math.min(prefer.waitMs ?? options.maxSyncWaitMs, options.maxSyncWaitMs);
+    const waitMs = prefer.respondAsync
+      ? 0
+      : Math.min(prefer.waitMs ?? options.maxSyncWaitMs, options.maxSyncWaitMs);
     const submission: TaskSubmission = {
       model,
       input: body.input,
@@ -182,7 +209,15 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     const { taskId, outcome } = await submitTask(c, submission);
     c.header('Location', `/v1/tasks/${taskId}`);
     if (!outcome) {
-      return c.json({ id: taskId, object: 'task', state: TaskState.Accepted, links: { self: `/v1/tasks/${taskId}` } }, 202);
+      return c.json(
+        {
+          id: taskId,
+          object: 'task',
+          state: TaskState.Accepted,
+          links: { self: `/v1/tasks/${taskId}` },
+        },
+        202,
+      );
     }
     return finalResponse(c, outcome);
   });
@@ -196,13 +231,22 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     if (!status || ownerOf(status) !== c.get('tenant')) throw notFound;
     const prefer = parsePrefer(c.req.header('Prefer'));
     if (prefer.waitMs && status.state !== TaskState.Succeeded && !FINAL_STATES.has(status.state)) {
-      const outcome = await client.waitForOutcome(id, Math.min(prefer.waitMs, options.maxSyncWaitMs), c.req.raw.signal);
+      const outcome = await client.waitForOutcome(
+        id,
+        Math.min(prefer.waitMs, options.maxSyncWaitMs),
+        c.req.raw.signal,
+      );
       if (outcome) status = { state: outcome.state, record: outcome };
     }
     return c.json(taskView(status));
   });
 
-  registerOpenAiRoutes(app, { catalog, submitTask, modelOr404, maxSyncWaitMs: options.maxSyncWaitMs });
+  registerOpenAiRoutes(app, {
+    catalog,
+    submitTask,
+    modelOr404,
+    maxSyncWaitMs: options.maxSyncWaitMs,
+  });
   return app;
 }
 
@@ -210,7 +254,11 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
 export function finalResponse(c: Context, record: TaskRecord): Response {
   const view = taskView({ state: record.state, record });
   if (record.state === TaskState.Succeeded) return c.json(view, 200);
-  const error = record.error ?? { code: ErrorCode.Internal, message: 'task failed', retryable: false };
+  const error = record.error ?? {
+    code: ErrorCode.Internal,
+    message: 'task failed',
+    retryable: false,
+  };
   return errorResponse(c, { ...error, retryable: false }, { task: view });
 }
 
@@ -224,12 +272,16 @@ export async function readJson(c: Context): Promise<unknown> {
 }
 
 /** RFC 7240 `Prefer`: `respond-async` and `wait=<seconds>`. */
-export function parsePrefer(header: string | undefined): { respondAsync: boolean; waitMs?: number } {
+export function parsePrefer(header: string | undefined): {
+  respondAsync: boolean;
+  waitMs?: number;
+} {
   const result: { respondAsync: boolean; waitMs?: number } = { respondAsync: false };
   for (const part of (header ?? '').split(',')) {
     const [name, value] = part.trim().toLowerCase().split('=');
     if (name === 'respond-async') result.respondAsync = true;
-    if (name === 'wait' && value !== undefined && /^\d{1,6}$/.test(value)) result.waitMs = Number(value) * 1000;
+    if (name === 'wait' && value !== undefined && /^\d{1,6}$/.test(value))
+      result.waitMs = Number(value) * 1000;
   }
   return result;
 }

@@ -5,7 +5,12 @@
  */
 import { Kvm, KvWatchInclude, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { assetNames, decodeAs, modelDeploymentSchema, type ModelDeployment } from '../../protocol/index.js';
+import {
+  assetNames,
+  decodeAs,
+  modelDeploymentSchema,
+  type ModelDeployment,
+} from '../../protocol/index.js';
 import type { Logger } from '../../actors/log.js';
 
 /** The models a gateway accepts. */

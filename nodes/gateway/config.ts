@@ -25,17 +25,40 @@ export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger): G
   }
   const cert = env['VIGIL_TLS_CERT'];
   const key = env['VIGIL_TLS_KEY'];
-  if (Boolean(cert) !== Boolean(key)) throw new ConfigError('set both VIGIL_TLS_CERT and VIGIL_TLS_KEY, or neither');
+  if (Boolean(cert) !== Boolean(key))
+    throw new ConfigError('set both VIGIL_TLS_CERT and VIGIL_TLS_KEY, or neither');
   const options: GatewayOptions = {
     region: envString(env, 'VIGIL_REGION', 'local', NAME_TOKEN),
     nats: natsOptionsFromEnv(env, ''),
     host: envString(env, 'VIGIL_GATEWAY_HOST', GATEWAY_DEFAULTS.host),
     port: envInt(env, 'VIGIL_GATEWAY_PORT', GATEWAY_DEFAULTS.port, 0, 65535),
     apiKeys,
-    maxBodyBytes: envInt(env, 'VIGIL_MAX_BODY_BYTES', GATEWAY_DEFAULTS.maxBodyBytes, 1024, 64 * 1024 * 1024),
-    maxSyncWaitMs: envInt(env, 'VIGIL_MAX_SYNC_WAIT_MS', GATEWAY_DEFAULTS.maxSyncWaitMs, 0, 3600_000),
-    defaultTaskDeadlineMs: envInt(env, 'VIGIL_TASK_DEADLINE_MS', GATEWAY_DEFAULTS.defaultTaskDeadlineMs, 1000),
-    maxTaskDeadlineMs: envInt(env, 'VIGIL_MAX_TASK_DEADLINE_MS', GATEWAY_DEFAULTS.maxTaskDeadlineMs, 1000),
+    maxBodyBytes: envInt(
+      env,
+      'VIGIL_MAX_BODY_BYTES',
+      GATEWAY_DEFAULTS.maxBodyBytes,
+      1024,
+      64 * 1024 * 1024,
+    ),
+    maxSyncWaitMs: envInt(
+      env,
+      'VIGIL_MAX_SYNC_WAIT_MS',
+      GATEWAY_DEFAULTS.maxSyncWaitMs,
+      0,
+      3600_000,
+    ),
+    defaultTaskDeadlineMs: envInt(
+      env,
+      'VIGIL_TASK_DEADLINE_MS',
+      GATEWAY_DEFAULTS.defaultTaskDeadlineMs,
+      1000,
+    ),
+    maxTaskDeadlineMs: envInt(
+      env,
+      'VIGIL_MAX_TASK_DEADLINE_MS',
+      GATEWAY_DEFAULTS.maxTaskDeadlineMs,
+      1000,
+    ),
     maxWaiters: envInt(env, 'VIGIL_MAX_WAITERS', GATEWAY_DEFAULTS.maxWaiters, 1),
     logger,
   };

@@ -54,7 +54,10 @@ export interface Gateway {
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { logger } = options;
   const gatewayId = `gw-${newTaskId().slice(0, 10)}`;
-  const nc: NatsConnection = await connectNats({ ...options.nats, name: options.nats.name || gatewayId }, logger);
+  const nc: NatsConnection = await connectNats(
+    { ...options.nats, name: options.nats.name || gatewayId },
+    logger,
+  );
   let catalog: ModelCatalog | undefined;
   let client: VigilClient | undefined;
   try {
@@ -86,7 +89,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         ...(options.tls
           ? {
               createServer: createHttpsServer,
-              serverOptions: { cert: readFileSync(options.tls.certFile), key: readFileSync(options.tls.keyFile) },
+              serverOptions: {
+                cert: readFileSync(options.tls.certFile),
+                key: readFileSync(options.tls.keyFile),
+              },
             }
           : {}),
       },

@@ -43,7 +43,11 @@ export function errorBody(error: WireError): { error: WireError & { type: string
 }
 
 /** Answers `error` as JSON with its status and, when retryable, `Retry-After` (seconds). */
-export function errorResponse(c: Context, error: WireError, extra: Record<string, unknown> = {}): Response {
+export function errorResponse(
+  c: Context,
+  error: WireError,
+  extra: Record<string, unknown> = {},
+): Response {
   if (error.retryable) {
     c.header('Retry-After', String(Math.max(1, Math.ceil((error.retryAfterMs ?? 1000) / 1000))));
   }
@@ -64,14 +68,22 @@ export function onGatewayError(logger: Logger) {
               : err.status < 500
                 ? ErrorCode.InvalidRequest
                 : ErrorCode.Internal;
-      const res = errorResponse(c, { code, message: err.message || 'request refused', retryable: false });
+      const res = errorResponse(c, {
+        code,
+        message: err.message || 'request refused',
+        retryable: false,
+      });
       const challenge = err.getResponse().headers.get('WWW-Authenticate');
       if (challenge) res.headers.set('WWW-Authenticate', challenge);
       return res;
     }
     const vigilError = toVigilError(err);
     if (!(err instanceof VigilError) || vigilError.code === ErrorCode.Internal) {
-      logger.error('request failed', { err, path: c.req.path, requestId: c.get('requestId') as unknown });
+      logger.error('request failed', {
+        err,
+        path: c.req.path,
+        requestId: c.get('requestId'),
+      });
     }
     return errorResponse(c, vigilError.toWire());
   };

@@ -44,7 +44,12 @@ const chatBodySchema = z.object({
 
 const embeddingsBodySchema = z.object({
   model: z.string(),
-  input: z.union([z.string(), z.array(z.string()).min(1), z.array(z.number()), z.array(z.array(z.number()))]),
+  input: z.union([
+    z.string(),
+    z.array(z.string()).min(1),
+    z.array(z.number()),
+    z.array(z.array(z.number())),
+  ]),
   encoding_format: z.enum(['float', 'base64']).default('float'),
   dimensions: z.number().int().positive().optional(),
 });
@@ -56,13 +61,19 @@ export function registerOpenAiRoutes(app: Hono<GatewayEnv>, deps: OpenAiRouteDep
   const modelOfKind = (name: string, kind: ModelDeployment['kind']): ModelDeployment => {
     const model = deps.modelOr404(name);
     if (model.kind !== kind) {
-      throw new ValidationError(`model '${name}' is a ${model.kind} model, not a ${kind} model`, 'model');
+      throw new ValidationError(
+        `model '${name}' is a ${model.kind} model, not a ${kind} model`,
+        'model',
+      );
     }
     return model;
   };
 
   /** Runs a task to its end within the sync wait; OpenAI clients cannot follow a 202. */
-  const run = async (c: Context<GatewayEnv>, submission: Omit<TaskSubmission, 'waitMs' | 'priority'>) => {
+  const run = async (
+    c: Context<GatewayEnv>,
+    submission: Omit<TaskSubmission, 'waitMs' | 'priority'>,
+  ) => {
     const { taskId, outcome } = await deps.submitTask(c, {
       ...submission,
       priority: Priority.Interactive,
@@ -84,7 +95,8 @@ export function registerOpenAiRoutes(app: Hono<GatewayEnv>, deps: OpenAiRouteDep
 
   app.post('/v1/chat/completions', async (c) => {
     const body = validate(chatBodySchema, await readJson(c), 'body');
-    if (body.stream) throw new ValidationError('streaming is not supported yet; send stream: false', 'stream');
+    if (body.stream)
+      throw new ValidationError('streaming is not supported yet; send stream: false', 'stream');
     const model = modelOfKind(body.model, 'chat');
     const params: Record<string, unknown> = {};
     const maxTokens = body.max_completion_tokens ?? body.max_tokens;
@@ -93,7 +105,8 @@ export function registerOpenAiRoutes(app: Hono<GatewayEnv>, deps: OpenAiRouteDep
     if (body.seed != null) params['seed'] = body.seed;
     const messages = body.messages.map((m) => ({
       role: m.role === 'developer' ? 'system' : m.role,
-      content: typeof m.content === 'string' ? m.content : m.content.map((part) => part.text).join(''),
+      content:
+        typeof m.content === 'string' ? m.content : m.content.map((part) => part.text).join(''),
     }));
     const { taskId, outcome } = await run(c, { model, input: { messages }, params });
     if (outcome.state !== 'succeeded') return finalResponse(c, outcome);
@@ -135,7 +148,10 @@ export function registerOpenAiRoutes(app: Hono<GatewayEnv>, deps: OpenAiRouteDep
         index,
         embedding: body.encoding_format === 'base64' ? float32Base64(vector) : vector,
       })),
-      usage: { prompt_tokens: output.usage.prompt_tokens, total_tokens: output.usage.prompt_tokens },
+      usage: {
+        prompt_tokens: output.usage.prompt_tokens,
+        total_tokens: output.usage.prompt_tokens,
+      },
     });
   });
 }
@@ -145,7 +161,11 @@ function openAiModel(model: ModelDeployment) {
 }
 
 function usage(prompt: number, completion: number) {
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: prompt + completion,
+  };
 }
 
 /** OpenAI's base64 embedding format: little-endian float32s. */
@@ -153,5 +173,3 @@ function float32Base64(vector: readonly number[]): string {
   const floats = new Float32Array(vector);
   return Buffer.from(floats.buffer, floats.byteOffset, floats.byteLength).toString('base64');
 }
-
-

@@ -17,7 +17,8 @@ export interface TaskView {
   error?: WireError;
 }
 
-const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
+const iso = (ms: number | undefined): string | null =>
+  ms === undefined ? null : new Date(ms).toISOString();
 
 /** Renders a task status for clients. */
 export function taskView(status: TaskStatus): TaskView {

@@ -5,7 +5,8 @@
  *
  * Environment: `VIGIL_PORT` (gateway, default 8080), `VIGIL_NATS_PORT` (default: a free port),
  * `VIGIL_DEMO_KEY` (default: generated once and kept in `.vigil/demo-key`), `VIGIL_REGION`
- * (default `local`), and anything the gateway and actor host read themselves.
+ * (default `local`), `VIGIL_STATE_DIR` (default `.vigil`), and anything the gateway and actor
+ * host read themselves (they inherit this environment).
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -20,7 +21,7 @@ import { PROJECT_ROOT, startNode, type NodeName, type NodeProcess } from './node
 import { provisionRegion } from './provision.js';
 
 const env = process.env;
-const stateDir = join(PROJECT_ROOT, '.vigil');
+const stateDir = env['VIGIL_STATE_DIR'] ?? join(PROJECT_ROOT, '.vigil');
 const logDir = join(stateDir, 'logs');
 const logger = jsonLogger({ node: 'launcher' }, 'info');
 
@@ -55,14 +56,23 @@ async function main(): Promise<void> {
     logFile: join(logDir, 'nats-server.log'),
     extraConfig: `authorization { users: [ { user: "vigil", password: "${natsPassword}" } ] }\n`,
   });
-  const natsEnv = { NATS_URL: nats.url, NATS_USER: 'vigil', NATS_PASSWORD: natsPassword, VIGIL_REGION: region };
+  const natsEnv = {
+    NATS_URL: nats.url,
+    NATS_USER: 'vigil',
+    NATS_PASSWORD: natsPassword,
+    VIGIL_REGION: region,
+  };
 
-  const nc = await connectNats({ servers: nats.url, name: 'launcher', user: 'vigil', pass: natsPassword }, logger);
+  const nc = await connectNats(
+    { servers: nats.url, name: 'launcher', user: 'vigil', pass: natsPassword },
+    logger,
+  );
   await provisionRegion(nc, { region }, createBuiltinModels());
   await nc.close();
 
   const echoWarnings = (name: NodeName) => (line: Record<string, unknown>) => {
-    if (line['level'] === 'warn' || line['level'] === 'error') say(`[${name}] ${line['level']}: ${String(line['msg'])}`);
+    if (line['level'] === 'warn' || line['level'] === 'error')
+      say(`[${name}] ${line['level']}: ${String(line['msg'])}`);
   };
   const children: NodeProcess[] = [];
   let stopping = false;
@@ -71,8 +81,16 @@ async function main(): Promise<void> {
     for (const child of [...children].reverse()) await child.stop();
     await nats.stop();
   };
-  process.on('SIGINT', () => void stopAll().then(() => process.exit(0)));
-  process.on('SIGTERM', () => void stopAll().then(() => process.exit(0)));
+  const onSignal = (): void => {
+    if (stopping) return;
+    say('\nStopping Vigil...');
+    void stopAll().then(() => {
+      say('Vigil stopped.');
+      process.exit(0);
+    });
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
 
   const level: LogLevel = 'info';
   const launch = async (name: NodeName, extraEnv: Record<string, string>): Promise<NodeProcess> => {
@@ -88,20 +106,24 @@ async function main(): Promise<void> {
       say(`[launcher] ${name} exited (${code}); restarting it`);
       children.splice(children.indexOf(child), 1);
       await new Promise((r) => setTimeout(r, 1000));
-      if (!stopping) await launch(name, extraEnv).catch((err: unknown) => say(`[launcher] ${String(err)}`));
+      if (!stopping)
+        await launch(name, extraEnv).catch((err: unknown) => say(`[launcher] ${String(err)}`));
     });
     return child;
   };
 
   await launch('actor-host', {});
-  const gateway = await launch(
-    'gateway',
-    { VIGIL_GATEWAY_PORT: String(gatewayPort), VIGIL_API_KEYS: `demo:${demoKey}` },
-  );
+  const gateway = await launch('gateway', {
+    VIGIL_GATEWAY_PORT: String(gatewayPort),
+    VIGIL_API_KEYS: `demo:${demoKey}`,
+  });
   const url = String(gateway.ready['url']);
   say('');
   say(`Vigil is running: gateway ${url}, NATS ${nats.url}, region ${region}`);
   say(`Demo API key (tenant "demo"): ${demoKey}`);
+  say(
+    `Processes: ${[`nats-server=${nats.pid}`, ...children.map((c) => `${c.name}=${c.pid}`)].join(' ')}`,
+  );
   say(`Logs: ${logDir}    Stop: Ctrl-C`);
   say('');
   say('Try:');

@@ -238,9 +238,12 @@ class NatsServer implements NatsServerProcess {
     const logFd = openSync(o.logFile!, 'a');
     let child: ChildProcess;
     try {
+      // Its own process group: a terminal's Ctrl-C reaches only the parent, which stops the
+      // server last, after the nodes that need it have drained.
       child = spawn(o.binPath!, ['-c', this.#confFile], {
         stdio: ['ignore', logFd, logFd],
         cwd: this.#confDir,
+        detached: true,
       });
     } finally {
       closeSync(logFd);

@@ -48,11 +48,18 @@ process.once('exit', () => {
 
 /** Spawns `nodes/<name>/main.ts` and resolves once it reports ready. */
 export function startNode(name: NodeName, options: StartNodeOptions): Promise<NodeProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'nodes', name, 'main.ts')], {
-    cwd: PROJECT_ROOT,
-    env: { ...process.env, ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(PROJECT_ROOT, 'nodes', name, 'main.ts')],
+    {
+      cwd: PROJECT_ROOT,
+      env: { ...process.env, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group: a terminal's Ctrl-C reaches only the parent, which stops the
+      // nodes in order (gateway, then actor host, then nats-server).
+      detached: true,
+    },
+  );
   children.add(child);
   let log: WriteStream | undefined;
   if (options.logFile) {
@@ -79,7 +86,11 @@ export function startNode(name: NodeName, options: StartNodeOptions): Promise<No
     void exited.then((code) => {
       if (ready) return;
       clearTimeout(timer);
-      reject(new Error(`${name} exited (${code}) before it was ready; see ${options.logFile ?? 'its output'}`));
+      reject(
+        new Error(
+          `${name} exited (${code}) before it was ready; see ${options.logFile ?? 'its output'}`,
+        ),
+      );
     });
     let stopping: Promise<number | string> | undefined;
     createInterface({ input: child.stdout }).on('line', (text) => {

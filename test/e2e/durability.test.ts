@@ -19,7 +19,11 @@ async function submitAsync(edge: TestEdge, model: string, body: unknown): Promis
   });
 }
 
-async function submitMany(edge: TestEdge, count: number, input: (i: number) => unknown = (i) => ({ n: i })) {
+async function submitMany(
+  edge: TestEdge,
+  count: number,
+  input: (i: number) => unknown = (i) => ({ n: i }),
+) {
   const ids: string[] = [];
   for (let i = 0; i < count; i += 1) {
     const res = await submitAsync(edge, 'echo', { input: input(i) });
@@ -32,12 +36,13 @@ async function submitMany(edge: TestEdge, count: number, input: (i: number) => u
 async function countOutcomes(edge: TestEdge, ids: string[], timeoutMs = 60_000) {
   const states = new Map<string, number>();
   const results = await Promise.all(ids.map((id) => pollTask(edge, id, timeoutMs)));
-  for (const body of results) states.set(String(body['state']), (states.get(String(body['state'])) ?? 0) + 1);
+  for (const body of results)
+    states.set(String(body['state']), (states.get(String(body['state'])) ?? 0) + 1);
   return { states, results };
 }
 
-void describe('durability of accepted tasks', () => {
-  void test('a task accepted while no actor runs completes once an actor starts', async () => {
+describe('durability of accepted tasks', () => {
+  test('a task accepted while no actor runs completes once an actor starts', async () => {
     const edge = await startTestEdge({ actorHost: false });
     try {
       const ids = await submitMany(edge, 10);
@@ -45,7 +50,9 @@ void describe('durability of accepted tasks', () => {
       assert.equal(queued['state'], 'accepted', 'a queued task is visible before any actor ran it');
       await edge.startActorHost();
       const { states, results } = await countOutcomes(edge, ids);
-      console.log(`accepted 10 with no actor; after start: ${JSON.stringify(Object.fromEntries(states))}`);
+      console.log(
+        `accepted 10 with no actor; after start: ${JSON.stringify(Object.fromEntries(states))}`,
+      );
       assert.equal(states.get('succeeded'), 10);
       results.forEach((body, i) => assert.deepEqual(body['result'], { echo: { n: i } }));
     } finally {
@@ -53,7 +60,7 @@ void describe('durability of accepted tasks', () => {
     }
   });
 
-  void test('a nats-server kill -9 between acceptance and execution loses no accepted task', async () => {
+  test('a nats-server kill -9 between acceptance and execution loses no accepted task', async () => {
     const edge = await startTestEdge({ actorHost: false });
     try {
       const ids = await submitMany(edge, 50);
@@ -69,7 +76,7 @@ void describe('durability of accepted tasks', () => {
     }
   });
 
-  void test('a full queue answers 503 with Retry-After and keeps every task it accepted', async () => {
+  test('a full queue answers 503 with Retry-After and keeps every task it accepted', async () => {
     const edge = await startTestEdge({ actorHost: false, assets: { maxQueuedRequests: 5 } });
     try {
       const accepted: string[] = [];
@@ -90,14 +97,16 @@ void describe('durability of accepted tasks', () => {
       assert.equal(refused, 7);
       await edge.startActorHost();
       const { states } = await countOutcomes(edge, accepted);
-      console.log(`queue of 5: accepted ${accepted.length}, refused ${refused}, succeeded ${states.get('succeeded')}`);
+      console.log(
+        `queue of 5: accepted ${accepted.length}, refused ${refused}, succeeded ${states.get('succeeded')}`,
+      );
       assert.equal(states.get('succeeded'), 5);
     } finally {
       await edge.stop();
     }
   });
 
-  void test('retryable failures are retried with backoff, then dead-lettered; terminal ones fail at once', async () => {
+  test('retryable failures are retried with backoff, then dead-lettered; terminal ones fail at once', async () => {
     const edge = await startTestEdge({
       actorEnv: {
         VIGIL_ECHO_FAULTS: JSON.stringify({ enabled: true }),
@@ -106,8 +115,12 @@ void describe('durability of accepted tasks', () => {
       },
     });
     try {
-      const retryable = (await (await submitAsync(edge, 'echo', { input: 1, params: { fail: 'retryable' } })).json()) as Json;
-      const terminal = (await (await submitAsync(edge, 'echo', { input: 2, params: { fail: 'terminal' } })).json()) as Json;
+      const retryable = (await (
+        await submitAsync(edge, 'echo', { input: 1, params: { fail: 'retryable' } })
+      ).json()) as Json;
+      const terminal = (await (
+        await submitAsync(edge, 'echo', { input: 2, params: { fail: 'terminal' } })
+      ).json()) as Json;
       const dead = await pollTask(edge, String(retryable['id']));
       const failed = await pollTask(edge, String(terminal['id']));
       assert.equal(dead['state'], 'dead');
@@ -124,22 +137,27 @@ void describe('durability of accepted tasks', () => {
         const msg = await jsm.streams.getMessage(stream, { seq });
         if (msg) letters.push(decodeAs(deadLetterSchema, msg.data, 'dead letter'));
       }
-      assert.deepEqual(letters.map((l) => [l.task.id, l.attempts, l.error.code]).sort(), [
-        [String(retryable['id']), 3, 'retries_exhausted'],
-        [String(terminal['id']), 1, 'model_rejected'],
-      ].sort());
+      assert.deepEqual(
+        letters.map((l) => [l.task.id, l.attempts, l.error.code]).sort(),
+        [
+          [String(retryable['id']), 3, 'retries_exhausted'],
+          [String(terminal['id']), 1, 'model_rejected'],
+        ].sort(),
+      );
     } finally {
       await edge.stop();
     }
   });
 
-  void test('an actor killed mid-task: the task is redelivered and completes once', async () => {
+  test('an actor killed mid-task: the task is redelivered and completes once', async () => {
     const edge = await startTestEdge({
       actorEnv: { VIGIL_ECHO_FAULTS: JSON.stringify({ enabled: true }), VIGIL_ACK_WAIT_MS: '2000' },
     });
     try {
       const ids = await submitMany(edge, 8, (i) => i);
-      const slow = (await (await submitAsync(edge, 'echo', { input: 'slow', params: { delay_ms: 1500 } })).json()) as Json;
+      const slow = (await (
+        await submitAsync(edge, 'echo', { input: 'slow', params: { delay_ms: 1500 } })
+      ).json()) as Json;
       await new Promise((r) => setTimeout(r, 300));
       edge.actorHosts[0]!.signal('SIGKILL');
       await edge.actorHosts[0]!.exited;
@@ -149,7 +167,11 @@ void describe('durability of accepted tasks', () => {
       assert.equal(states.get('succeeded'), 9);
       const slowDone = await pollTask(edge, String(slow['id']));
       assert.deepEqual(slowDone['result'], { echo: 'slow' });
-      assert.equal(slowDone['attempts'], 2, 'the killed attempt was the first; the second finished');
+      assert.equal(
+        slowDone['attempts'],
+        2,
+        'the killed attempt was the first; the second finished',
+      );
     } finally {
       await edge.stop();
     }

@@ -27,8 +27,8 @@ const infer = (model: string, body: unknown, headers: Record<string, string> = {
     ...(key === undefined ? {} : { key }),
   });
 
-void describe('native API', () => {
-  void test('a sync call returns the result with the task', async () => {
+describe('native API', () => {
+  test('a sync call returns the result with the task', async () => {
     const res = await infer('echo', { input: { text: 'hello' } });
     assert.equal(res.status, 200);
     assert.ok(res.headers.get('x-request-id'), 'every response carries a request id');
@@ -39,10 +39,14 @@ void describe('native API', () => {
     assert.match(String(body['id']), /^[a-z2-7]{26}$/);
   });
 
-  void test('an async call answers 202 at once and the task can be polled to its result', async () => {
-    const res = await infer('ngram-chat', { input: 'Tell me about the fox', params: { max_tokens: 20 } }, {
-      Prefer: 'respond-async',
-    });
+  test('an async call answers 202 at once and the task can be polled to its result', async () => {
+    const res = await infer(
+      'ngram-chat',
+      { input: 'Tell me about the fox', params: { max_tokens: 20 } },
+      {
+        Prefer: 'respond-async',
+      },
+    );
     assert.equal(res.status, 202);
     const accepted = (await res.json()) as Json;
     assert.equal(res.headers.get('location'), `/v1/tasks/${String(accepted['id'])}`);
@@ -53,7 +57,7 @@ void describe('native API', () => {
     assert.ok(String(result['text']).length > 0);
   });
 
-  void test('the same Idempotency-Key gives the same task and publishes once', async () => {
+  test('the same Idempotency-Key gives the same task and publishes once', async () => {
     const nc = await edge.connect();
     const jsm = await jetstreamManager(nc);
     const stream = assetNames.requestStream(edge.region);
@@ -73,24 +77,33 @@ void describe('native API', () => {
     const afterSeq = (await jsm.streams.info(stream)).state.last_seq;
     assert.equal(afterSeq - before, 1, 'three submissions, one stored request: the task ran once');
     // Another tenant using the same key gets its own task.
-    const other = (await (await infer('echo', { input: 1 }, { 'Idempotency-Key': key }, TENANTS.beta.key)).json()) as Json;
+    const other = (await (
+      await infer('echo', { input: 1 }, { 'Idempotency-Key': key }, TENANTS.beta.key)
+    ).json()) as Json;
     assert.notEqual(other['id'], bodies[0]!['id']);
   });
 
-  void test('another tenant cannot see a task: 404, same as a task that does not exist', async () => {
+  test('another tenant cannot see a task: 404, same as a task that does not exist', async () => {
     const body = (await (await infer('echo', { input: 'mine' })).json()) as Json;
     const own = await edge.request(`/v1/tasks/${String(body['id'])}`);
     assert.equal(own.status, 200);
-    const foreign = await edge.request(`/v1/tasks/${String(body['id'])}`, { key: TENANTS.beta.key });
+    const foreign = await edge.request(`/v1/tasks/${String(body['id'])}`, {
+      key: TENANTS.beta.key,
+    });
     assert.equal(foreign.status, 404);
     const missing = await edge.request('/v1/tasks/aaaaaaaaaaaaaaaaaaaaaaaaaa');
     assert.equal(missing.status, 404);
     assert.deepEqual(await foreign.json(), {
-      error: { code: 'not_found', message: `task '${String(body['id'])}' does not exist`, retryable: false, type: 'not_found' },
+      error: {
+        code: 'not_found',
+        message: `task '${String(body['id'])}' does not exist`,
+        retryable: false,
+        type: 'not_found',
+      },
     });
   });
 
-  void test('unknown model is 404, a model name that is not a subject token is 400', async () => {
+  test('unknown model is 404, a model name that is not a subject token is 400', async () => {
     const unknown = await infer('no-such-model', { input: 1 });
     assert.equal(unknown.status, 404);
     assert.equal(((await unknown.json()) as { error: Json }).error['code'], 'not_found');
@@ -100,8 +113,11 @@ void describe('native API', () => {
     assert.equal(wildcard.status, 400);
   });
 
-  void test('malformed bodies are 400 with a JSON error', async () => {
-    const notJson = await edge.request('/v1/models/echo/infer', { method: 'POST', body: '{"input":' });
+  test('malformed bodies are 400 with a JSON error', async () => {
+    const notJson = await edge.request('/v1/models/echo/infer', {
+      method: 'POST',
+      body: '{"input":',
+    });
     assert.equal(notJson.status, 400);
     assert.deepEqual(((await notJson.json()) as { error: Json }).error, {
       code: 'invalid_request',
@@ -116,17 +132,21 @@ void describe('native API', () => {
     const badKey = await infer('echo', { input: 1 }, { 'Idempotency-Key': 'has space' });
     assert.equal(badKey.status, 400);
     const badChatParam = await infer('ngram-chat', { input: 'hi', params: { max_tokens: -5 } });
-    assert.equal(badChatParam.status, 400, 'a model-level validation error is terminal and answers 400');
+    assert.equal(
+      badChatParam.status,
+      400,
+      'a model-level validation error is terminal and answers 400',
+    );
     assert.equal(((await badChatParam.json()) as { task: Json }).task['state'], 'failed');
   });
 
-  void test('a body over the limit is 413', async () => {
+  test('a body over the limit is 413', async () => {
     const res = await infer('echo', { input: 'x'.repeat(70_000) });
     assert.equal(res.status, 413);
     assert.equal(((await res.json()) as { error: Json }).error['code'], 'payload_too_large');
   });
 
-  void test('missing or wrong API key is 401 with a JSON error and a challenge', async () => {
+  test('missing or wrong API key is 401 with a JSON error and a challenge', async () => {
     const missing = await edge.request('/v1/models', { key: '' });
     assert.equal(missing.status, 401);
     assert.match(missing.headers.get('www-authenticate') ?? '', /Bearer/);
@@ -138,7 +158,7 @@ void describe('native API', () => {
     assert.equal((await edge.request('/readyz', { key: '' })).status, 200);
   });
 
-  void test('client-requested faults are refused unless the operator enabled them', async () => {
+  test('client-requested faults are refused unless the operator enabled them', async () => {
     const res = await infer('echo', { input: 1, params: { fail: 'retryable' } });
     assert.equal(res.status, 400);
     const body = (await res.json()) as { error: Json; task: Json };
@@ -147,17 +167,17 @@ void describe('native API', () => {
   });
 });
 
-void describe('OpenAI-compatible API, through the official openai client', () => {
+describe('OpenAI-compatible API, through the official openai client', () => {
   const client = () =>
     new OpenAI({ apiKey: TENANTS.alpha.key, baseURL: `${edge.gatewayUrl}/v1`, maxRetries: 0 });
 
-  void test('models.list shows the built-in models', async () => {
+  test('models.list shows the built-in models', async () => {
     const models = await client().models.list();
     const ids = models.data.map((m) => m.id).sort();
     assert.deepEqual(ids, ['echo', 'hash-embed', 'ngram-chat']);
   });
 
-  void test('chat.completions.create answers deterministically for the same seed', async () => {
+  test('chat.completions.create answers deterministically for the same seed', async () => {
     const ask = () =>
       client().chat.completions.create({
         model: 'ngram-chat',
@@ -176,8 +196,11 @@ void describe('OpenAI-compatible API, through the official openai client', () =>
     assert.ok(a.usage && a.usage.completion_tokens > 0 && a.usage.completion_tokens <= 30);
   });
 
-  void test('embeddings.create returns normalised vectors (base64 by default in the client, and float)', async () => {
-    const res = await client().embeddings.create({ model: 'hash-embed', input: ['the quick brown fox', 'a lazy dog'] });
+  test('embeddings.create returns normalised vectors (base64 by default in the client, and float)', async () => {
+    const res = await client().embeddings.create({
+      model: 'hash-embed',
+      input: ['the quick brown fox', 'a lazy dog'],
+    });
     assert.equal(res.data.length, 2);
     for (const item of res.data) {
       const norm = Math.sqrt(item.embedding.reduce((s, x) => s + x * x, 0));
@@ -191,16 +214,29 @@ void describe('OpenAI-compatible API, through the official openai client', () =>
     assert.deepEqual(floats.data[0]?.embedding, res.data[0]?.embedding);
   });
 
-  void test('errors reach the client as typed API errors', async () => {
+  test('errors reach the client as typed API errors', async () => {
     await assert.rejects(
-      client().chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] }),
+      client().chat.completions.create({
+        model: 'no-such-model',
+        messages: [{ role: 'user', content: 'hi' }],
+      }),
       (err: unknown) => err instanceof OpenAI.NotFoundError,
     );
     await assert.rejects(
-      client().chat.completions.create({ model: 'hash-embed', messages: [{ role: 'user', content: 'hi' }] }),
+      client().chat.completions.create({
+        model: 'hash-embed',
+        messages: [{ role: 'user', content: 'hi' }],
+      }),
       (err: unknown) => err instanceof OpenAI.BadRequestError,
     );
-    const badKey = new OpenAI({ apiKey: 'wrong-key-wrong-key', baseURL: `${edge.gatewayUrl}/v1`, maxRetries: 0 });
-    await assert.rejects(badKey.models.list(), (err: unknown) => err instanceof OpenAI.AuthenticationError);
+    const badKey = new OpenAI({
+      apiKey: 'wrong-key-wrong-key',
+      baseURL: `${edge.gatewayUrl}/v1`,
+      maxRetries: 0,
+    });
+    await assert.rejects(
+      badKey.models.list(),
+      (err: unknown) => err instanceof OpenAI.AuthenticationError,
+    );
   });
 });

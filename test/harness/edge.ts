@@ -88,7 +88,11 @@ export async function startTestEdge(options: TestEdgeOptions = {}): Promise<Test
       edge.gatewayUrl = String(gateway.ready['url']);
     },
     async connect() {
-      const nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+      const nc = await connect({
+        servers: nats.url,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
+      });
       connections.push(nc);
       return nc;
     },
@@ -96,7 +100,8 @@ export async function startTestEdge(options: TestEdgeOptions = {}): Promise<Test
       const { key = TENANTS.alpha.key, ...rest } = init;
       const headers = new Headers(rest.headers);
       if (!headers.has('Authorization') && key) headers.set('Authorization', `Bearer ${key}`);
-      if (rest.body !== undefined && !headers.has('Content-Type')) headers.set('Content-Type', 'application/json');
+      if (rest.body !== undefined && !headers.has('Content-Type'))
+        headers.set('Content-Type', 'application/json');
       return fetch(edge.gatewayUrl + path, { ...rest, headers });
     },
     async stop() {
@@ -128,6 +133,7 @@ export async function pollTask(
   for (;;) {
     const res = await edge.request(`/v1/tasks/${id}`, { key, headers: { Prefer: 'wait=5' } });
     const body = (await res.json()) as Record<string, unknown>;
-    if (['succeeded', 'failed', 'dead'].includes(String(body['state'])) || Date.now() > until) return body;
+    if (['succeeded', 'failed', 'dead'].includes(String(body['state'])) || Date.now() > until)
+      return body;
   }
 }

@@ -22,8 +22,8 @@ function alive(pid: number): boolean {
   }
 }
 
-void describe('nats test harness', () => {
-  void test('a single server starts and JetStream stores a message', async () => {
+describe('nats test harness', () => {
+  test('a single server starts and JetStream stores a message', async () => {
     await using srv = await startTestNats();
     pids.add(srv.pid);
     assert.match(srv.url, /^nats:\/\/127\.0\.0\.1:\d+$/);
@@ -43,7 +43,7 @@ void describe('nats test harness', () => {
     }
   });
 
-  void test('kill -9 and restart keep a file-stored stream on the same port', async () => {
+  test('kill -9 and restart keep a file-stored stream on the same port', async () => {
     await using srv = await startTestNats();
     const firstPid = srv.pid;
     const port = srv.port;
@@ -81,7 +81,7 @@ void describe('nats test harness', () => {
     }
   });
 
-  void test('a 3-node cluster keeps acking an R3 stream with one node killed', async () => {
+  test('a 3-node cluster keeps acking an R3 stream with one node killed', async () => {
     await using cluster = await startTestCluster({ nodes: 3, jetstream: true });
     for (const n of cluster.nodes) pids.add(n.pid);
     assert.equal(cluster.nodes.length, 3);

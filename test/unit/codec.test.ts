@@ -19,13 +19,16 @@ describe('msgpack codec limits', () => {
 
   test('rejects an oversized payload before decoding it', () => {
     const bytes = encode({ text: 'x'.repeat(2000) });
-    assert.throws(() => decode(bytes, { maxBytes: 1000 }), (err: unknown) => {
-      assert.ok(err instanceof PayloadError);
-      assert.equal(err.code, 'invalid_payload');
-      assert.equal(err.retryable, false);
-      assert.match(err.message, /more than the limit of 1000/);
-      return true;
-    });
+    assert.throws(
+      () => decode(bytes, { maxBytes: 1000 }),
+      (err: unknown) => {
+        assert.ok(err instanceof PayloadError);
+        assert.equal(err.code, 'invalid_payload');
+        assert.equal(err.retryable, false);
+        assert.match(err.message, /more than the limit of 1000/);
+        return true;
+      },
+    );
   });
 
   test('rejects nesting deeper than the limit (and does not overflow the stack on 100k levels)', () => {
@@ -46,22 +49,36 @@ describe('msgpack codec limits', () => {
   test('rejects too many items, trailing bytes, extension types, empty and reserved bytes', () => {
     assert.throws(() => decode(encode(new Array(50).fill(0)), { maxItems: 10 }), /more than 10/);
     assert.throws(() => decode(Uint8Array.from([0x01, 0x02])), /trailing/);
-    assert.throws(() => decode(Uint8Array.from([0xd4, 0x01, 0x00])), /unsupported MessagePack type 0xd4/);
+    assert.throws(
+      () => decode(Uint8Array.from([0xd4, 0x01, 0x00])),
+      /unsupported MessagePack type 0xd4/,
+    );
     assert.throws(() => decode(new Uint8Array(0)), /empty/);
     assert.throws(() => decode(Uint8Array.from([0xc1])), PayloadError);
   });
 
   test('a well-formed payload of the wrong shape is a typed PayloadError naming the field', () => {
     const bytes = encode({ v: 1, id: 'not-an-id', tenant: 'a', model: 'echo' });
-    assert.throws(() => decodeAs(requestEnvelopeSchema, bytes, 'request'), (err: unknown) => {
-      assert.ok(err instanceof PayloadError);
-      assert.match(err.message, /request\.id/);
-      return true;
-    });
+    assert.throws(
+      () => decodeAs(requestEnvelopeSchema, bytes, 'request'),
+      (err: unknown) => {
+        assert.ok(err instanceof PayloadError);
+        assert.match(err.message, /request\.id/);
+        return true;
+      },
+    );
   });
 
   test('__proto__ keys do not pollute prototypes', () => {
-    const bytes = Uint8Array.from([0x81, 0xa9, ...Buffer.from('__proto__'), 0x81, 0xa1, 0x78, 0x01]);
+    const bytes = Uint8Array.from([
+      0x81,
+      0xa9,
+      ...Buffer.from('__proto__'),
+      0x81,
+      0xa1,
+      0x78,
+      0x01,
+    ]);
     const value = decode(bytes) as Record<string, unknown>;
     assert.equal(({} as Record<string, unknown>)['x'], undefined);
     assert.equal(Object.getPrototypeOf(value), Object.prototype);

@@ -90,16 +90,16 @@ function rejectsValidation(promise: Promise<unknown>, path: string): Promise<voi
   });
 }
 
-void describe('hash-embed', () => {
+describe('hash-embed', () => {
   const model = createHashEmbeddingModel();
 
-  void test('identifies itself as an embedding model', () => {
+  test('identifies itself as an embedding model', () => {
     assert.equal(model.name, 'hash-embed');
     assert.equal(model.version, 'v1');
     assert.equal(model.kind, ModelKind.Embedding);
   });
 
-  void test('returns unit-length float32 vectors of the default 384 dimensions', async () => {
+  test('returns unit-length float32 vectors of the default 384 dimensions', async () => {
     const out = await embed(model, 'The quick brown fox jumps over the lazy dog.');
     assert.equal(out.dimensions, 384);
     assert.equal(out.embeddings.length, 1);
@@ -109,7 +109,7 @@ void describe('hash-embed', () => {
     for (const x of vector) assert.equal(x, Math.fround(x));
   });
 
-  void test('is deterministic across calls and instances, and keeps batch order', async () => {
+  test('is deterministic across calls and instances, and keeps batch order', async () => {
     const texts = ['alpha beta gamma', 'the tortoise and the hare', 'liberty'];
     const first = await embed(model, texts);
     const again = await embed(createHashEmbeddingModel(), texts);
@@ -120,13 +120,13 @@ void describe('hash-embed', () => {
     }
   });
 
-  void test('normalises case and whitespace', async () => {
+  test('normalises case and whitespace', async () => {
     const a = await embed(model, '  Hello\n\tWORLD  ');
     const b = await embed(model, 'hello world');
     assert.deepEqual(a.embeddings, b.embeddings);
   });
 
-  void test('honours params.dimensions within 32..4096', async () => {
+  test('honours params.dimensions within 32..4096', async () => {
     for (const dimensions of [32, 100, 4096]) {
       const out = await embed(model, 'some text', { dimensions });
       assert.equal(out.dimensions, dimensions);
@@ -138,13 +138,13 @@ void describe('hash-embed', () => {
     }
   });
 
-  void test('uses options.dimensions as the default and rejects bad options', async () => {
+  test('uses options.dimensions as the default and rejects bad options', async () => {
     const small = createHashEmbeddingModel({ dimensions: 64 });
     assert.equal((await embed(small, 'x')).dimensions, 64);
     assert.throws(() => createHashEmbeddingModel({ dimensions: 16 }), ValidationError);
   });
 
-  void test('similar texts are closer than unrelated ones', async () => {
+  test('similar texts are closer than unrelated ones', async () => {
     const cases: [string, string, string][] = [
       [
         'The fox jumped over the fence.',
@@ -172,7 +172,7 @@ void describe('hash-embed', () => {
     }
   });
 
-  void test('an empty string gives a zero vector and prompt_tokens counts words', async () => {
+  test('an empty string gives a zero vector and prompt_tokens counts words', async () => {
     const out = await embed(model, ['', 'the quick brown fox', '  ...  ']);
     assert.deepEqual(out.embeddings[0], new Array<number>(384).fill(0));
     assert.deepEqual(out.embeddings[2], new Array<number>(384).fill(0));
@@ -180,7 +180,7 @@ void describe('hash-embed', () => {
     assert.equal(out.usage.prompt_tokens, 4);
   });
 
-  void test('rejects bad input with ValidationError', async () => {
+  test('rejects bad input with ValidationError', async () => {
     await rejectsValidation(embed(model, 42), 'input');
     await rejectsValidation(embed(model, { text: 'x' }), 'input');
     await rejectsValidation(embed(model, []), 'input');
@@ -192,7 +192,7 @@ void describe('hash-embed', () => {
     assert.equal((await embed(model, 'x'.repeat(32_768))).embeddings.length, 1);
   });
 
-  void test('an aborted signal stops the run with a retryable deadline error', async () => {
+  test('an aborted signal stops the run with a retryable deadline error', async () => {
     const controller = new AbortController();
     controller.abort();
     await rejectsWith(model.run('text', {}, { signal: controller.signal }), RetryableError, (err) =>
@@ -201,7 +201,7 @@ void describe('hash-embed', () => {
   });
 });
 
-void describe('ngram-chat', () => {
+describe('ngram-chat', () => {
   const started = performance.now();
   const model = createNgramChatModel();
   const trainingMs = performance.now() - started;
@@ -211,7 +211,7 @@ void describe('ngram-chat', () => {
     corpus: 'The cat sat on the mat.\n\nThe dog ran in the park.\n\nA bird sang in the tree.',
   });
 
-  void test('trains on the shipped corpus well under a second', () => {
+  test('trains on the shipped corpus well under a second', () => {
     console.log(`training took ${trainingMs.toFixed(1)} ms: ${model.description}`);
     assert.equal(model.name, 'ngram-chat');
     assert.equal(model.version, 'v1');
@@ -219,7 +219,7 @@ void describe('ngram-chat', () => {
     assert.ok(trainingMs < 1000, `training took ${trainingMs} ms`);
   });
 
-  void test('the same input and params give the same text, with or without a seed', async () => {
+  test('the same input and params give the same text, with or without a seed', async () => {
     const prompt = 'Tell me about the fox and the crow.';
     for (const params of [{ seed: 7 }, { seed: 7, temperature: 1.3 }, {}, { temperature: 0 }]) {
       const a = await chat(model, prompt, params);
@@ -231,7 +231,7 @@ void describe('ngram-chat', () => {
     assert.deepEqual(asMessages, await chat(model, prompt));
   });
 
-  void test('different seeds usually give different text', async () => {
+  test('different seeds usually give different text', async () => {
     const texts = new Set<string>();
     for (let seed = 1; seed <= 8; seed++) {
       texts.add((await chat(model, 'Tell me a story.', { seed })).text);
@@ -240,7 +240,7 @@ void describe('ngram-chat', () => {
     assert.ok(texts.size >= 4, `only ${texts.size} distinct answers`);
   });
 
-  void test('streamed pieces concatenate to the text, one piece per token', async () => {
+  test('streamed pieces concatenate to the text, one piece per token', async () => {
     for (let seed = 1; seed <= 10; seed++) {
       const { output, pieces } = await chatStream(model, 'What did the wolf say?', {
         seed,
@@ -252,7 +252,7 @@ void describe('ngram-chat', () => {
     }
   });
 
-  void test('detokenises: no space before punctuation, capitalised sentence starts', async () => {
+  test('detokenises: no space before punctuation, capitalised sentence starts', async () => {
     for (let seed = 1; seed <= 20; seed++) {
       const { text } = await chat(model, 'Speak of liberty and the people.', {
         seed,
@@ -265,7 +265,7 @@ void describe('ngram-chat', () => {
     }
   });
 
-  void test('max_tokens is respected and finish_reason says why it stopped', async () => {
+  test('max_tokens is respected and finish_reason says why it stopped', async () => {
     for (const max_tokens of [1, 5, 17, 100, 1024]) {
       for (let seed = 1; seed <= 5; seed++) {
         const { output, pieces } = await chatStream(model, 'The river', {
@@ -287,7 +287,7 @@ void describe('ngram-chat', () => {
     assert.equal(one.usage.completion_tokens, 1);
   });
 
-  void test('prompt words steer the answer', async () => {
+  test('prompt words steer the answer', async () => {
     // In the tiny corpus only `dog` is followed by `ran`, and only `cat` by `sat`.
     assert.equal(
       (await chat(tiny, 'Tell me about the dog', { temperature: 0 })).text.split(' ')[0],
@@ -323,7 +323,7 @@ void describe('ngram-chat', () => {
     assert.notEqual(crow.text, liberty.text);
   });
 
-  void test('counts prompt words over all messages', async () => {
+  test('counts prompt words over all messages', async () => {
     const out = await chat(model, {
       messages: [
         { role: 'system', content: 'You are terse.' },
@@ -334,7 +334,7 @@ void describe('ngram-chat', () => {
     assert.equal((await chat(model, '')).usage.prompt_tokens, 0);
   });
 
-  void test('an abort stops generation with a retryable deadline error', async () => {
+  test('an abort stops generation with a retryable deadline error', async () => {
     const pre = new AbortController();
     pre.abort();
     await rejectsWith(chat(model, 'hello', {}, { signal: pre.signal }), RetryableError, (err) =>
@@ -362,7 +362,7 @@ void describe('ngram-chat', () => {
     assert.equal(seen, 3);
   });
 
-  void test('a long answer yields to the event loop', async () => {
+  test('a long answer yields to the event loop', async () => {
     // Greedy decoding on this corpus loops forever, so the answer runs to max_tokens.
     const looping = createNgramChatModel({ corpus: 'one two one two one two one two one two.' });
     let tokens = 0;
@@ -384,7 +384,7 @@ void describe('ngram-chat', () => {
     );
   });
 
-  void test('rejects bad input and params with ValidationError', async () => {
+  test('rejects bad input and params with ValidationError', async () => {
     await rejectsValidation(chat(model, 'x', { max_tokens: 0 }), 'params.max_tokens');
     await rejectsValidation(chat(model, 'x', { max_tokens: 1025 }), 'params.max_tokens');
     await rejectsValidation(chat(model, 'x', { max_tokens: 1.5 }), 'params.max_tokens');
@@ -411,13 +411,13 @@ void describe('ngram-chat', () => {
     assert.ok(out.text.length > 0);
   });
 
-  void test('refuses a corpus without words', () => {
+  test('refuses a corpus without words', () => {
     assert.throws(() => createNgramChatModel({ corpus: '# only a title\n\n...' }), ValidationError);
   });
 });
 
-void describe('echo', () => {
-  void test('returns its input unchanged', async () => {
+describe('echo', () => {
+  test('returns its input unchanged', async () => {
     const model = createEchoModel();
     assert.equal(model.name, 'echo');
     assert.equal(model.version, 'v1');
@@ -427,7 +427,7 @@ void describe('echo', () => {
     }
   });
 
-  void test('rejects fault params unless the operator enabled faults', async () => {
+  test('rejects fault params unless the operator enabled faults', async () => {
     for (const model of [createEchoModel(), createEchoModel({ faults: { enabled: false } })]) {
       for (const [key, value] of [
         ['delay_ms', 10],
@@ -445,7 +445,7 @@ void describe('echo', () => {
     assert.deepEqual(await off.run('x', {}, ctx()), { echo: 'x' });
   });
 
-  void test('injects the requested failure when enabled', async () => {
+  test('injects the requested failure when enabled', async () => {
     const model = createEchoModel({ faults: { enabled: true } });
     await rejectsWith(model.run('x', { fail: 'terminal' }, ctx()), TerminalError, (err) =>
       assert.equal(err.retryable, false),
@@ -462,7 +462,7 @@ void describe('echo', () => {
   // Timers may fire up to a millisecond early against performance.now(), hence the 1 ms slack.
   const TIMER_SLACK_MS = 1;
 
-  void test('delays by at least the requested and configured time', async () => {
+  test('delays by at least the requested and configured time', async () => {
     const model = createEchoModel({ faults: { enabled: true, delayMs: 20 } });
     const start = performance.now();
     assert.deepEqual(await model.run('x', { delay_ms: 40 }, ctx()), { echo: 'x' });
@@ -471,7 +471,7 @@ void describe('echo', () => {
     assert.ok(elapsed >= 60 - TIMER_SLACK_MS, `only ${elapsed} ms`);
   });
 
-  void test('caps a requested delay at maxDelayMs', async () => {
+  test('caps a requested delay at maxDelayMs', async () => {
     const model = createEchoModel({ faults: { enabled: true, maxDelayMs: 20 } });
     const start = performance.now();
     // Without the cap this would hit the 10 s signal and reject.
@@ -484,7 +484,7 @@ void describe('echo', () => {
     assert.ok(performance.now() - start >= 20 - TIMER_SLACK_MS);
   });
 
-  void test('an abort cuts a delay short with a retryable deadline error', async () => {
+  test('an abort cuts a delay short with a retryable deadline error', async () => {
     const model = createEchoModel({ faults: { enabled: true } });
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 10);
@@ -495,7 +495,7 @@ void describe('echo', () => {
     );
   });
 
-  void test('failureRate 1 always fails retryably and 0 never does', async () => {
+  test('failureRate 1 always fails retryably and 0 never does', async () => {
     const always = createEchoModel({ faults: { enabled: true, failureRate: 1 } });
     const never = createEchoModel({ faults: { enabled: true, failureRate: 0 } });
     for (let i = 0; i < 50; i++) {
@@ -506,7 +506,7 @@ void describe('echo', () => {
     }
   });
 
-  void test('rejects out-of-range fault options at construction', () => {
+  test('rejects out-of-range fault options at construction', () => {
     assert.throws(
       () => createEchoModel({ faults: { enabled: true, failureRate: 1.5 } }),
       ValidationError,
@@ -518,8 +518,8 @@ void describe('echo', () => {
   });
 });
 
-void describe('createBuiltinModels', () => {
-  void test('returns echo, chat and embedding, passing each its options', async () => {
+describe('createBuiltinModels', () => {
+  test('returns echo, chat and embedding, passing each its options', async () => {
     const models = createBuiltinModels({ echo: { faults: { enabled: true } } });
     assert.deepEqual(
       models.map((m) => [m.name, m.kind]),
