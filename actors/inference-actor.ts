@@ -31,9 +31,11 @@ import {
   requestEnvelopeSchema,
   subjects,
   taskRecordSchema,
+  TaskEventType,
   TaskState,
   toVigilError,
   type DeadLetter,
+  type TaskEvent,
   type DecodeLimits,
   type RequestEnvelope,
   type TaskRecord,
@@ -236,6 +238,7 @@ class InferenceActorImpl implements InferenceActor {
       const stored = await this.#finalize(record, attemptState);
       this.#stats.succeeded += 1;
       this.#reply(task, stored);
+      this.#emit(task, stored.state, stored.attempt);
       msg.ack();
       return;
     }
@@ -244,6 +247,7 @@ class InferenceActorImpl implements InferenceActor {
     if (failure.retryable && attempt < this.#o.maxAttempts && Date.now() + delay < task.deadline) {
       this.#stats.retried += 1;
       this.#log.info('retrying task', { task: task.id, attempt, delayMs: delay, error: failure });
+      this.#emit(task, TaskEventType.Retrying, attempt, { retryInMs: delay, error: failure });
       msg.nak(delay);
       return;
     }
@@ -331,6 +335,7 @@ class InferenceActorImpl implements InferenceActor {
     else this.#stats.failed += 1;
     this.#log.warn('task ended unsuccessfully', { task: task.id, state, attempt, error });
     this.#reply(task, stored);
+    this.#emit(task, stored.state, stored.attempt, stored.error ? { error: stored.error } : {});
     msg.term(`${state}: ${error.code}`);
   }
 
@@ -370,6 +375,7 @@ class InferenceActorImpl implements InferenceActor {
     state.marking = (async () => {
       try {
         state.revision = await this.#tasks.create(task.id, payload);
+        this.#emit(task, TaskEventType.Running, attempt);
       } catch (err) {
         if (!isWrongRevision(err)) return;
         const entry = await this.#tasks.get(task.id);
@@ -410,6 +416,30 @@ class InferenceActorImpl implements InferenceActor {
       this.#nc.publish(task.replyTo, encode(record));
     } catch (err) {
       this.#log.debug('reply not sent', { task: task.id, err });
+    }
+  }
+
+  /** Publishes a lifecycle event on core NATS: a notification, never part of the guarantee. */
+  #emit(
+    task: RequestEnvelope,
+    type: TaskEvent['type'],
+    attempt: number,
+    extra: Pick<TaskEvent, 'retryInMs' | 'error'> = {},
+  ): void {
+    const event: TaskEvent = {
+      v: ENVELOPE_VERSION,
+      type,
+      taskId: task.id,
+      tenant: task.tenant,
+      model: task.model,
+      attempt,
+      at: Date.now(),
+      ...extra,
+    };
+    try {
+      this.#nc.publish(subjects.event(this.#o.region, task.tenant, task.id), encode(event));
+    } catch (err) {
+      this.#log.debug('event not sent', { task: task.id, err });
     }
   }
 

@@ -123,6 +123,44 @@ export const taskRecordSchema = z.object({
 /** A validated task record. */
 export type TaskRecord = z.infer<typeof taskRecordSchema>;
 
+/** Kinds of task event. */
+export const TaskEventType = {
+  Running: 'running',
+  Retrying: 'retrying',
+  Succeeded: 'succeeded',
+  Failed: 'failed',
+  Dead: 'dead',
+} as const;
+
+/** One of the {@link TaskEventType} values. */
+export type TaskEventType = (typeof TaskEventType)[keyof typeof TaskEventType];
+
+/**
+ * A task lifecycle event, published on core NATS by the actor (see `subjects.event`). Events are
+ * notifications, at most once; the task record is the truth.
+ */
+export const taskEventSchema = z.object({
+  v: z.literal(ENVELOPE_VERSION),
+  type: z.enum([
+    TaskEventType.Running,
+    TaskEventType.Retrying,
+    TaskEventType.Succeeded,
+    TaskEventType.Failed,
+    TaskEventType.Dead,
+  ]),
+  taskId: z.string().regex(TASK_ID),
+  tenant: nameToken,
+  model: nameToken,
+  attempt: z.number().int().positive(),
+  at: epochMs,
+  /** Set on `retrying`: when the next attempt may start, ms from `at`. */
+  retryInMs: epochMs.optional(),
+  error: wireErrorSchema.optional(),
+});
+
+/** A validated task event. */
+export type TaskEvent = z.infer<typeof taskEventSchema>;
+
 /** A dead-lettered task with the reason it could not finish. */
 export const deadLetterSchema = z.object({
   v: z.literal(ENVELOPE_VERSION),

@@ -25,12 +25,20 @@ export {
   newTaskId,
   requestEnvelopeSchema,
   taskIdForIdempotencyKey,
+  taskEventSchema,
+  TaskEventType,
   taskRecordSchema,
   TaskState,
   validate,
   wireError,
 } from './envelopes.js';
-export type { DeadLetter, ModelDeployment, RequestEnvelope, TaskRecord } from './envelopes.js';
+export type {
+  DeadLetter,
+  ModelDeployment,
+  RequestEnvelope,
+  TaskEvent,
+  TaskRecord,
+} from './envelopes.js';
 export {
   assetNames,
   deadLetterStreamConfig,

@@ -65,6 +65,17 @@ export const subjects = {
   repliesOfGateway(gatewayId: string): string {
     return `vigil.reply.${gatewayId}.>`;
   },
+  /**
+   * Lifecycle events of a task (core NATS, not stored): internal services subscribe to
+   * `vigil.evt.<region>.<tenant>.>` to follow their tenant's tasks.
+   */
+  event(region: string, tenant: string, taskId: string): string {
+    return `vigil.evt.${region}.${tenant}.${taskId}`;
+  },
+  /** Every event of one tenant's tasks in a region. */
+  eventsOfTenant(region: string, tenant: string): string {
+    return `vigil.evt.${region}.${tenant}.>`;
+  },
   /** Dead-letter records of a model in a region. */
   deadLetter(region: string, model: string): string {
     return `vigil.dlq.${region}.${model}`;

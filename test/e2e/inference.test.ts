@@ -6,7 +6,15 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { jetstreamManager } from '@nats-io/jetstream';
 import OpenAI from 'openai';
-import { assetNames } from '../../protocol/index.js';
+import {
+  assetNames,
+  createVigilClient,
+  decodeAs,
+  Priority,
+  subjects,
+  taskEventSchema,
+  type TaskEvent,
+} from '../../protocol/index.js';
 import { pollTask, startTestEdge, TENANTS, type TestEdge } from '../harness/edge.js';
 
 type Json = Record<string, unknown>;
@@ -238,5 +246,42 @@ describe('OpenAI-compatible API, through the official openai client', () => {
       badKey.models.list(),
       (err: unknown) => err instanceof OpenAI.AuthenticationError,
     );
+  });
+});
+
+describe('internal services over NATS', () => {
+  test('the typed client submits and waits; lifecycle events arrive on the tenant subject', async () => {
+    const nc = await edge.connect();
+    const events: TaskEvent[] = [];
+    const sub = nc.subscribe(subjects.eventsOfTenant(edge.region, 'svc'), {
+      callback: (_err, msg) => events.push(decodeAs(taskEventSchema, msg.data, 'event')),
+    });
+    const client = await createVigilClient(nc, { region: edge.region });
+    const submission = await client.submit({
+      tenant: 'svc',
+      model: 'hash-embed',
+      priority: Priority.Batch,
+      input: ['internal services talk NATS'],
+      params: { dimensions: 64 },
+      deadline: Date.now() + 30_000,
+      waitMs: 10_000,
+    });
+    assert.equal(submission.duplicate, false);
+    assert.equal(submission.outcome?.state, 'succeeded');
+    const output = submission.outcome?.result as { embeddings: number[][] };
+    assert.equal(output.embeddings[0]?.length, 64);
+    const status = await client.getTask(submission.taskId);
+    assert.equal(status?.state, 'succeeded');
+    await nc.flush();
+    const deadline = Date.now() + 5_000;
+    while (!events.some((e) => e.taskId === submission.taskId) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.deepEqual(
+      events.filter((e) => e.taskId === submission.taskId).map((e) => e.type),
+      ['succeeded'],
+    );
+    sub.unsubscribe();
+    await client.close();
   });
 });
