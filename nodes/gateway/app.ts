@@ -230,7 +230,7 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     // A tenant sees only its own tasks; another tenant's id is indistinguishable from none.
     if (!status || ownerOf(status) !== c.get('tenant')) throw notFound;
     const prefer = parsePrefer(c.req.header('Prefer'));
-    if (prefer.waitMs && status.state !== TaskState.Succeeded && !FINAL_STATES.has(status.state)) {
+    if (prefer.waitMs && !FINAL_STATES.has(status.state)) {
       const outcome = await client.waitForOutcome(
         id,
         Math.min(prefer.waitMs, options.maxSyncWaitMs),
