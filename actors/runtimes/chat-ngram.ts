@@ -9,8 +9,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { ErrorCode, RetryableError, ValidationError } from '../../protocol/errors.js';
-import { ModelKind } from './runtime.js';
+import { ErrorCode, RetryableError, validate, ValidationError } from '../../protocol/index.js';
+import { fmix32, ModelKind } from './runtime.js';
 import type { ChatOutput, ModelRunContext, ModelRuntime } from './runtime.js';
 
 /** Completion length when the request sets no `params.max_tokens`. */
@@ -107,9 +107,9 @@ export function createNgramChatModel(options: NgramChatOptions = {}): ModelRunti
     async run(input, params, ctx): Promise<ChatOutput> {
       const messages: Message[] =
         typeof input === 'string'
-          ? [{ role: 'user', content: parseOrThrow(contentSchema, input, 'input') }]
-          : parseOrThrow(messagesInputSchema, input, 'input').messages;
-      const parsed = parseOrThrow(paramsSchema, params, 'params');
+          ? [{ role: 'user', content: validate(contentSchema, input, 'input') }]
+          : validate(messagesInputSchema, input, 'input').messages;
+      const parsed = validate(paramsSchema, params, 'params');
       const maxTokens = parsed.max_tokens ?? DEFAULT_CHAT_MAX_TOKENS;
       const temperature = parsed.temperature ?? DEFAULT_CHAT_TEMPERATURE;
       // Without a seed the prompt picks one, so a repeated request repeats its answer.
@@ -406,19 +406,5 @@ function mulberry32(seed: number): () => number {
 function hashString(text: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
-
-/** Parses with zod and turns the first issue into a `ValidationError` carrying its dotted path. */
-function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, root: string): T {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  const path = [root, ...(issue?.path ?? []).map(String)].join('.');
-  throw new ValidationError(issue?.message ?? 'invalid value', path);
+  return fmix32(h);
 }

@@ -10,10 +10,11 @@ import {
   ErrorCode,
   RetryableError,
   TerminalError,
+  validate,
   ValidationError,
-} from '../../protocol/errors.js';
-import { ModelKind } from './runtime.js';
-import type { ModelRunContext, ModelRuntime } from './runtime.js';
+} from '../../protocol/index.js';
+import { ModelKind, throwIfAborted } from './runtime.js';
+import type { ModelRuntime } from './runtime.js';
 
 /** Cap on a client-requested `params.delay_ms` when the options set none, in milliseconds. */
 export const DEFAULT_ECHO_MAX_DELAY_MS = 60_000;
@@ -59,7 +60,7 @@ export function createEchoModel(options: EchoOptions = {}): ModelRuntime {
   const faults =
     options.faults === undefined
       ? undefined
-      : parseOrThrow(faultOptionsSchema, options.faults, 'echo.faults');
+      : validate(faultOptionsSchema, options.faults, 'echo.faults');
   const faultsEnabled = faults?.enabled === true;
 
   return {
@@ -79,7 +80,7 @@ export function createEchoModel(options: EchoOptions = {}): ModelRuntime {
         return { echo: input };
       }
 
-      const requested = parseOrThrow(faultParamsSchema, params, 'params');
+      const requested = validate(faultParamsSchema, params, 'params');
       const delayMs = faults.delayMs + Math.min(requested.delay_ms ?? 0, faults.maxDelayMs);
       if (delayMs > 0) await sleep(delayMs, ctx.signal);
       // Math.random, not a seeded PRNG: this is operator-configured chaos, not model output.
@@ -114,17 +115,4 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     }, ms);
     signal.addEventListener('abort', onAbort, { once: true });
   });
-}
-
-function throwIfAborted(ctx: ModelRunContext): void {
-  if (ctx.signal.aborted) throw new RetryableError('aborted', ErrorCode.DeadlineExceeded);
-}
-
-/** Parses with zod and turns the first issue into a `ValidationError` carrying its dotted path. */
-function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, root: string): T {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  const path = [root, ...(issue?.path ?? []).map(String)].join('.');
-  throw new ValidationError(issue?.message ?? 'invalid value', path);
 }

@@ -6,9 +6,9 @@
  */
 
 import { z } from 'zod';
-import { ErrorCode, RetryableError, ValidationError } from '../../protocol/errors.js';
-import { ModelKind } from './runtime.js';
-import type { EmbeddingOutput, ModelRunContext, ModelRuntime } from './runtime.js';
+import { validate } from '../../protocol/index.js';
+import { fmix32, ModelKind, throwIfAborted } from './runtime.js';
+import type { EmbeddingOutput, ModelRuntime } from './runtime.js';
 
 /** Vector length when neither the options nor the request say otherwise. */
 export const DEFAULT_EMBEDDING_DIMENSIONS = 384;
@@ -63,7 +63,7 @@ const paramsSchema = z.object({ dimensions: dimensionsSchema.optional() });
 
 /** Creates the `hash-embed` model. Throws `ValidationError` when the options are out of range. */
 export function createHashEmbeddingModel(options: HashEmbeddingOptions = {}): ModelRuntime {
-  const defaultDimensions = parseOrThrow(
+  const defaultDimensions = validate(
     dimensionsSchema.optional(),
     options.dimensions,
     'embedding.dimensions',
@@ -77,9 +77,9 @@ export function createHashEmbeddingModel(options: HashEmbeddingOptions = {}): Mo
     description: `Feature-hashed word and character n-gram embeddings (${fallbackDimensions} dimensions by default)`,
     async run(input, params, ctx): Promise<EmbeddingOutput> {
       const texts = Array.isArray(input)
-        ? parseOrThrow(batchSchema, input, 'input')
-        : [parseOrThrow(textSchema, input, 'input')];
-      const { dimensions = fallbackDimensions } = parseOrThrow(paramsSchema, params, 'params');
+        ? validate(batchSchema, input, 'input')
+        : [validate(textSchema, input, 'input')];
+      const { dimensions = fallbackDimensions } = validate(paramsSchema, params, 'params');
 
       const embeddings: number[][] = [];
       let promptTokens = 0;
@@ -110,9 +110,9 @@ function embed(text: string, dimensions: number): { vector: number[]; words: num
   const chars = new Map<number, number>();
   let previous: string | undefined;
   for (const word of words) {
-    count(unigrams, finalise(feed(WORD_SEED, word)));
+    count(unigrams, fmix32(feed(WORD_SEED, word)));
     if (previous !== undefined) {
-      count(bigrams, finalise(feed(feed(feedCode(BIGRAM_SEED, SPACE), previous), word)));
+      count(bigrams, fmix32(feed(feed(feedCode(BIGRAM_SEED, SPACE), previous), word)));
     }
     previous = word;
     addCharNgrams(chars, WORD_START + word + WORD_END);
@@ -139,7 +139,7 @@ function addCharNgrams(counts: Map<number, number>, marked: string): void {
     const end = Math.min(start + CHAR_NGRAM_MAX, marked.length);
     for (let i = start; i < end; i++) {
       hash = feedCode(hash, marked.charCodeAt(i));
-      if (i - start + 1 >= CHAR_NGRAM_MIN) count(counts, finalise(hash));
+      if (i - start + 1 >= CHAR_NGRAM_MIN) count(counts, fmix32(hash));
     }
   }
 }
@@ -168,28 +168,4 @@ function feed(hash: number, text: string): number {
 
 function feedCode(hash: number, code: number): number {
   return Math.imul(hash ^ code, FNV_PRIME) >>> 0;
-}
-
-/** Murmur3's fmix32: FNV's low bits mix poorly, and the slot index is taken from them. */
-function finalise(hash: number): number {
-  let h = hash;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
-
-function throwIfAborted(ctx: ModelRunContext): void {
-  if (ctx.signal.aborted) throw new RetryableError('aborted', ErrorCode.DeadlineExceeded);
-}
-
-/** Parses with zod and turns the first issue into a `ValidationError` carrying its dotted path. */
-function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, root: string): T {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  const path = [root, ...(issue?.path ?? []).map(String)].join('.');
-  throw new ValidationError(issue?.message ?? 'invalid value', path);
 }

@@ -1,3 +1,5 @@
+import { ErrorCode, RetryableError } from '../../protocol/errors.js';
+
 /**
  * The contract between an inference actor and the model code it runs. A runtime is pure compute:
  * it never touches NATS, and it reports failure by throwing a `TerminalError` (same input fails the
@@ -56,4 +58,20 @@ export interface ChatOutput {
   /** `stop` when the model ended its answer, `length` when `max_tokens` cut it. */
   finish_reason: 'stop' | 'length';
   usage: { prompt_tokens: number; completion_tokens: number };
+}
+
+/** Throws the error a runtime reports when its task was aborted (deadline passed, host draining). */
+export function throwIfAborted(ctx: ModelRunContext): void {
+  if (ctx.signal.aborted) throw new RetryableError('aborted', ErrorCode.DeadlineExceeded);
+}
+
+/** Murmur3's fmix32 finaliser: spreads every input bit over the low bits FNV-1a leaves weak. */
+export function fmix32(hash: number): number {
+  let h = hash;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
 }

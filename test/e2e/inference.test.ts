@@ -254,7 +254,9 @@ describe('internal services over NATS', () => {
     const nc = await edge.connect();
     const events: TaskEvent[] = [];
     const sub = nc.subscribe(subjects.eventsOfTenant(edge.region, 'svc'), {
-      callback: (_err, msg) => events.push(decodeAs(taskEventSchema, msg.data, 'event')),
+      callback: (_err, msg) => {
+        events.push(decodeAs(taskEventSchema, msg.data, 'event'));
+      },
     });
     const client = await createVigilClient(nc, { region: edge.region });
     const submission = await client.submit({
