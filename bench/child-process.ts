@@ -46,7 +46,11 @@ process.once('exit', () => {
  * Spawns `node --import tsx <file> ...args` from the project root. Its stdin is a pipe the script
  * may watch: it closes when the bench dies, even by SIGKILL, so no baseline outlives the bench.
  */
-export function spawnScript(file: string, args: readonly string[], env: Record<string, string> = {}): ChildProcess {
+export function spawnScript(
+  file: string,
+  args: readonly string[],
+  env: Record<string, string> = {},
+): ChildProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', file, ...args], {
     cwd: PROJECT_ROOT,
     env: { ...process.env, ...env },
@@ -58,7 +62,7 @@ export function spawnScript(file: string, args: readonly string[], env: Record<s
 }
 
 /** Resolves with the exit code or signal name once `child` has exited. */
-export function exitOf(child: ChildProcess): Promise<number | string> {
+function exitOf(child: ChildProcess): Promise<number | string> {
   if (child.exitCode !== null || child.signalCode !== null) {
     return Promise.resolve(child.exitCode ?? child.signalCode ?? 'unknown');
   }

@@ -33,6 +33,9 @@ export const loadOptionsSchema = z.object({
   timeoutMs: z.number().int().positive().max(600_000),
 });
 
+/** The line the load generator prints when its warm-up ends and the measured window begins. */
+export const MEASURING_LINE = '{"event":"measuring"}';
+
 /**
  * The one JSON line the load generator prints. Latencies are milliseconds over the requests that
  * got a 2xx answer, `null` when there were none.
@@ -52,6 +55,8 @@ export interface LoadSummary {
   p90: number | null;
   p99: number | null;
   max: number | null;
+  /** The generator's own CPU over the measured window, % of one core. */
+  cpuPercent: number;
 }
 
 /** Validates the load generator's output line in the parent. */
@@ -65,4 +70,5 @@ export const loadSummarySchema = z.object({
   p90: z.number().nullable(),
   p99: z.number().nullable(),
   max: z.number().nullable(),
+  cpuPercent: z.number().min(0),
 });

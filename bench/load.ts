@@ -5,12 +5,18 @@
  *   node --import tsx bench/load.ts '<LoadOptions as JSON>'
  *
  * Runs `concurrency` closed loops over keep-alive sockets for the warm-up and then the measured
- * time, and prints one JSON line ({@link LoadSummary}) on stdout. It stops by itself: no loop
- * starts a request after the deadline, and every request has a timeout.
+ * time. On stdout it prints {@link MEASURING_LINE} when the warm-up ends (so the parent can start
+ * its CPU accounting) and, last, one JSON summary line ({@link LoadSummary}). It stops by itself:
+ * no loop starts a request after the deadline, and every request has a timeout.
  */
 import { Agent, request } from 'node:http';
 import { hrtime } from 'node:process';
-import { loadOptionsSchema, type LoadOptions, type LoadSummary } from './load-protocol.js';
+import {
+  loadOptionsSchema,
+  MEASURING_LINE,
+  type LoadOptions,
+  type LoadSummary,
+} from './load-protocol.js';
 
 const NS_PER_MS = 1e6;
 const NS_PER_S = 1e9;
@@ -77,6 +83,11 @@ async function run(options: LoadOptions): Promise<LoadSummary> {
 
   const start = hrtime.bigint();
   const measureFrom = start + BigInt(Math.round(options.warmupSeconds * NS_PER_S));
+  let cpuAtMeasureStart = process.cpuUsage();
+  setTimeout(() => {
+    cpuAtMeasureStart = process.cpuUsage();
+    process.stdout.write(`${MEASURING_LINE}\n`);
+  }, options.warmupSeconds * 1000);
   const until = measureFrom + BigInt(Math.round(options.seconds * NS_PER_S));
   const latenciesMs: number[] = [];
   const outcomes: Record<string, number> = {};
@@ -104,6 +115,7 @@ async function run(options: LoadOptions): Promise<LoadSummary> {
     }
   };
   await Promise.all(Array.from({ length: options.concurrency }, () => loop()));
+  const cpu = process.cpuUsage(cpuAtMeasureStart);
   agent.destroy();
 
   const sorted = Float64Array.from(latenciesMs).sort();
@@ -118,6 +130,7 @@ async function run(options: LoadOptions): Promise<LoadSummary> {
     p90: ms3(percentile(sorted, 0.9)),
     p99: ms3(percentile(sorted, 0.99)),
     max: ms3(percentile(sorted, 1)),
+    cpuPercent: seconds > 0 ? Math.round((cpu.user + cpu.system) / 1e4 / seconds) : 0,
   };
 }
 

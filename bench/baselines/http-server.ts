@@ -1,0 +1,35 @@
+/**
+ * Serves a Hono app on @hono/node-server exactly as Vigil's gateway does (same adapter, loopback,
+ * any free port), so the baselines differ from the gateway in what they do, not in how they listen.
+ */
+import type { AddressInfo } from 'node:net';
+import { serve, type ServerType } from '@hono/node-server';
+import type { Hono } from 'hono';
+
+/** Interface the baselines listen on: loopback only. */
+export const BASELINE_HOST = '127.0.0.1';
+
+/** A listening HTTP server. */
+export interface HttpServer {
+  /** Base URL, `http://127.0.0.1:<port>`. */
+  readonly url: string;
+  /** Stops accepting connections and closes idle keep-alive sockets. */
+  close(): Promise<void>;
+}
+
+/** Listens on {@link BASELINE_HOST}, port `port` (0 = any free port). */
+export async function listen(app: Hono, port = 0): Promise<HttpServer> {
+  const server: ServerType = await new Promise((resolve) => {
+    const s = serve({ fetch: app.fetch, hostname: BASELINE_HOST, port }, () => resolve(s));
+  });
+  const address = server.address() as AddressInfo;
+  return {
+    url: `http://${BASELINE_HOST}:${address.port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Idle keep-alive sockets would otherwise hold close() open.
+        if ('closeIdleConnections' in server) server.closeIdleConnections();
+      }),
+  };
+}
