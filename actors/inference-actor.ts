@@ -75,6 +75,12 @@ export const INFERENCE_ACTOR_DEFAULTS = {
   runningMarkAfterMs: 1_000,
 } as const;
 
+/**
+ * Period of the actor's housekeeping timer, ms: deadlines are enforced, and in-progress acks and
+ * `running` records sent, to within this.
+ */
+const TICK_MS = 250;
+
 /** Counters an actor keeps about itself. */
 export interface ActorStats {
   inFlight: number;
@@ -128,6 +134,9 @@ class InferenceActorImpl implements InferenceActor {
   readonly #tasks: KV;
   readonly #o: ResolvedOptions;
   readonly #log: Logger;
+  /** Attempts whose model is running now, walked by the actor's one timer. */
+  readonly #running = new Set<Attempt>();
+  readonly #ticker: NodeJS.Timeout;
   readonly #stats: Omit<ActorStats, 'inFlight'> = {
     succeeded: 0,
     failed: 0,
@@ -142,6 +151,7 @@ class InferenceActorImpl implements InferenceActor {
     this.#tasks = tasks;
     this.#o = options;
     this.#log = options.logger.child({ actor: options.actorId, model: options.runtime.name });
+    this.#ticker = setInterval(() => this.#tick(), TICK_MS);
   }
 
   get model(): string {
@@ -154,6 +164,7 @@ class InferenceActorImpl implements InferenceActor {
 
   async stop(): Promise<void> {
     await this.mailbox?.close();
+    clearInterval(this.#ticker);
   }
 
   /** Brings one delivery to an ack, nak or term. Never throws. */
@@ -200,31 +211,25 @@ class InferenceActorImpl implements InferenceActor {
       return;
     }
 
-    const attemptState = new AttemptState();
-    const startedAt = Date.now();
-    const abort = new AbortController();
-    const deadlineTimer = setTimeout(() => abort.abort(), task.deadline - startedAt);
-    const keepAlive = setInterval(() => msg.working(), Math.max(1_000, this.#o.ackWaitMs / 3));
-    const markTimer = setTimeout(() => {
-      void this.#markRunning(task, attempt, startedAt, attemptState, abort);
-    }, this.#o.runningMarkAfterMs);
-
+    const current = new Attempt(msg, task, attempt);
+    this.#running.add(current);
     let result: unknown;
     let failure: WireError | undefined;
     try {
-      result = await this.#o.runtime.run(task.input, task.params, { signal: abort.signal });
+      result = await this.#o.runtime.run(task.input, task.params, {
+        signal: current.abort.signal,
+      });
     } catch (err) {
       failure =
-        abort.signal.aborted && Date.now() >= task.deadline
+        current.abort.signal.aborted && Date.now() >= task.deadline
           ? deadlineError()
           : toVigilError(err).toWire();
     } finally {
-      clearTimeout(deadlineTimer);
-      clearInterval(keepAlive);
-      clearTimeout(markTimer);
+      this.#running.delete(current);
     }
-    await attemptState.marking;
-    if (attemptState.superseded) {
+    const startedAt = current.startedAt;
+    await current.marking;
+    if (current.superseded) {
       // Another attempt already stored the outcome while this one ran.
       const stored = await this.#readRecord(task.id);
       if (stored) this.#reply(task, stored);
@@ -235,7 +240,7 @@ class InferenceActorImpl implements InferenceActor {
     if (!failure) {
       const record = this.#record(task, attempt, TaskState.Succeeded, startedAt);
       record.result = result;
-      const stored = await this.#finalize(record, attemptState);
+      const stored = await this.#finalize(record, current);
       this.#stats.succeeded += 1;
       this.#reply(task, stored);
       this.#emit(task, stored.state, stored.attempt);
@@ -264,7 +269,7 @@ class InferenceActorImpl implements InferenceActor {
         TaskState.Dead,
         exhausted,
         startedAt,
-        attemptState,
+        current,
       );
     } else {
       await this.#finishUnsuccessfully(
@@ -274,7 +279,7 @@ class InferenceActorImpl implements InferenceActor {
         TaskState.Failed,
         failure,
         startedAt,
-        attemptState,
+        current,
       );
     }
   }
@@ -314,7 +319,7 @@ class InferenceActorImpl implements InferenceActor {
     state: typeof TaskState.Failed | typeof TaskState.Dead,
     error: WireError,
     startedAt?: number,
-    attemptState = new AttemptState(),
+    current?: Attempt,
   ): Promise<void> {
     const letter: DeadLetter = {
       v: ENVELOPE_VERSION,
@@ -330,7 +335,7 @@ class InferenceActorImpl implements InferenceActor {
     });
     const record = this.#record(task, Math.max(1, attempt), state, startedAt);
     record.error = error;
-    const stored = await this.#finalize(record, attemptState);
+    const stored = await this.#finalize(record, current);
     if (state === TaskState.Dead) this.#stats.deadLettered += 1;
     else this.#stats.failed += 1;
     this.#log.warn('task ended unsuccessfully', { task: task.id, state, attempt, error });
@@ -344,9 +349,9 @@ class InferenceActorImpl implements InferenceActor {
    * update is conditional on the revision this attempt last saw, so exactly one final record is
    * ever written. Returns whichever record is stored.
    */
-  async #finalize(record: TaskRecord, attemptState: AttemptState): Promise<TaskRecord> {
+  async #finalize(record: TaskRecord, attempt?: Attempt): Promise<TaskRecord> {
     const payload = encode(record);
-    let revision = attemptState.revision;
+    let revision = attempt?.revision;
     for (let tries = 0; tries < 5; tries += 1) {
       try {
         if (revision === undefined) await this.#tasks.create(record.id, payload);
@@ -364,27 +369,24 @@ class InferenceActorImpl implements InferenceActor {
   }
 
   /** Writes a `running` record for a long task, learning whether another attempt already finished. */
-  async #markRunning(
-    task: RequestEnvelope,
-    attempt: number,
-    startedAt: number,
-    state: AttemptState,
-    abort: AbortController,
-  ): Promise<void> {
-    const payload = encode(this.#record(task, attempt, TaskState.Running, startedAt));
-    state.marking = (async () => {
+  #markRunning(attempt: Attempt): void {
+    const { task } = attempt;
+    const payload = encode(
+      this.#record(task, attempt.number, TaskState.Running, attempt.startedAt),
+    );
+    attempt.marking = (async () => {
       try {
-        state.revision = await this.#tasks.create(task.id, payload);
-        this.#emit(task, TaskEventType.Running, attempt);
+        attempt.revision = await this.#tasks.create(task.id, payload);
+        this.#emit(task, TaskEventType.Running, attempt.number);
       } catch (err) {
         if (!isWrongRevision(err)) return;
         const entry = await this.#tasks.get(task.id);
         const current = entry?.operation === 'PUT' ? this.#decodeRecord(entry.value) : undefined;
         if (current && FINAL_STATES.has(current.state)) {
-          state.superseded = true;
-          abort.abort();
+          attempt.superseded = true;
+          attempt.abort.abort();
         } else if (entry) {
-          state.revision = await this.#tasks
+          attempt.revision = await this.#tasks
             .update(task.id, payload, entry.revision)
             .catch(() => entry.revision);
         }
@@ -392,7 +394,27 @@ class InferenceActorImpl implements InferenceActor {
     })().catch((err: unknown) =>
       this.#log.warn('could not mark task running', { task: task.id, err }),
     );
-    await state.marking;
+  }
+
+  /**
+   * One timer per actor instead of three per task: every tick, attempts past their deadline are
+   * aborted, long ones send an in-progress ack (so the ack wait never expires under them) and
+   * get their `running` record.
+   */
+  #tick(): void {
+    const now = Date.now();
+    const workingEveryMs = Math.max(1_000, this.#o.ackWaitMs / 3);
+    for (const attempt of this.#running) {
+      if (now >= attempt.task.deadline) attempt.abort.abort();
+      if (now - attempt.lastSignalAt >= workingEveryMs) {
+        attempt.msg.working();
+        attempt.lastSignalAt = now;
+      }
+      if (!attempt.marked && now - attempt.startedAt >= this.#o.runningMarkAfterMs) {
+        attempt.marked = true;
+        this.#markRunning(attempt);
+      }
+    }
   }
 
   async #readRecord(taskId: string): Promise<TaskRecord | undefined> {
@@ -467,13 +489,25 @@ class InferenceActorImpl implements InferenceActor {
   }
 }
 
-/** What one attempt learned about the task's record while it ran. */
-class AttemptState {
+/** One attempt at a task while it runs, and what it learned about the task's record. */
+class Attempt {
+  readonly startedAt = Date.now();
+  readonly abort = new AbortController();
+  /** When the server last heard from this attempt (delivery or in-progress ack). */
+  lastSignalAt = this.startedAt;
+  /** A `running` record has been asked for. */
+  marked = false;
   /** Revision of the `running` record this attempt wrote, for the conditional final write. */
   revision: number | undefined;
   /** Another attempt stored the outcome first: this attempt's result is discarded. */
   superseded = false;
   marking: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly msg: JsMsg,
+    readonly task: RequestEnvelope,
+    readonly number: number,
+  ) {}
 }
 
 function deadlineError(): WireError {

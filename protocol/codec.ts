@@ -67,116 +67,128 @@ export function scanMsgpack(bytes: Uint8Array, limits: DecodeLimits): void {
   if (size > limits.maxBytes) {
     throw new PayloadError(`payload is ${size} bytes, more than the limit of ${limits.maxBytes}`);
   }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  // pending[d] = values still to read in the container open at depth d (index 0: the top level).
-  const pending: number[] = [1];
-  let pos = 0;
-  let items = 0;
+  new MsgpackScanner(bytes, limits).scan();
+}
 
-  const need = (n: number): void => {
-    if (pos + n > size) throw new PayloadError(`payload is truncated at byte ${pos}`);
-  };
-  const skip = (n: number): void => {
-    need(n);
-    pos += n;
-  };
-  const open = (count: number): void => {
-    // Each item takes at least one byte: a declared count past the end is a lie, caught here
-    // before anything is allocated for it.
-    if (count > size - pos) throw new PayloadError(`payload declares ${count} items past its end`);
-    items += count;
-    if (items > limits.maxItems) {
-      throw new PayloadError(`payload has more than ${limits.maxItems} array or map items`);
-    }
-    if (count === 0) return;
-    if (pending.length >= limits.maxDepth) {
-      throw new PayloadError(`payload nests deeper than ${limits.maxDepth} levels`);
-    }
-    pending.push(count);
-  };
+/** The state of one scan; a class so that its helpers are not closures made anew per payload. */
+class MsgpackScanner {
+  readonly #view: DataView;
+  readonly #size: number;
+  readonly #limits: DecodeLimits;
+  /** pending[d]: values still to read in the container open at depth d (0: the top level). */
+  readonly #pending: number[] = [1];
+  #pos = 0;
+  #items = 0;
 
-  while (pending.length > 0) {
-    const top = pending.length - 1;
-    if (pending[top] === 0) {
-      pending.pop();
-      continue;
-    }
-    pending[top]! -= 1;
-    need(1);
-    const b = view.getUint8(pos++);
-    if (b <= 0x7f || b >= 0xe0) continue; // fixint
-    if (b <= 0x8f) open((b & 0x0f) * 2);
-    else if (b <= 0x9f) open(b & 0x0f);
-    else if (b <= 0xbf) skip(b & 0x1f);
-    else {
-      switch (b) {
-        case 0xc0:
-        case 0xc2:
-        case 0xc3:
-          break;
-        case 0xc4:
-        case 0xd9:
-          need(1);
-          skip(1 + view.getUint8(pos));
-          break;
-        case 0xc5:
-        case 0xda:
-          need(2);
-          skip(2 + view.getUint16(pos));
-          break;
-        case 0xc6:
-        case 0xdb:
-          need(4);
-          skip(4 + view.getUint32(pos));
-          break;
-        case 0xca:
-          skip(4);
-          break;
-        case 0xcb:
-          skip(8);
-          break;
-        case 0xcc:
-        case 0xd0:
-          skip(1);
-          break;
-        case 0xcd:
-        case 0xd1:
-          skip(2);
-          break;
-        case 0xce:
-        case 0xd2:
-          skip(4);
-          break;
-        case 0xcf:
-        case 0xd3:
-          skip(8);
-          break;
-        case 0xdc:
-          need(2);
-          pos += 2;
-          open(view.getUint16(pos - 2));
-          break;
-        case 0xdd:
-          need(4);
-          pos += 4;
-          open(view.getUint32(pos - 4));
-          break;
-        case 0xde:
-          need(2);
-          pos += 2;
-          open(view.getUint16(pos - 2) * 2);
-          break;
-        case 0xdf:
-          need(4);
-          pos += 4;
-          open(view.getUint32(pos - 4) * 2);
-          break;
-        default:
-          // 0xc1 is never used; 0xc7-0xc9 and 0xd4-0xd8 are extension types, which Vigil's wire
-          // does not carry (timestamps travel as epoch milliseconds).
-          throw new PayloadError(`payload uses unsupported MessagePack type 0x${b.toString(16)}`);
+  constructor(bytes: Uint8Array, limits: DecodeLimits) {
+    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.#size = bytes.byteLength;
+    this.#limits = limits;
+  }
+
+  scan(): void {
+    const view = this.#view;
+    const pending = this.#pending;
+    while (pending.length > 0) {
+      const top = pending.length - 1;
+      if (pending[top] === 0) {
+        pending.pop();
+        continue;
       }
+      pending[top]! -= 1;
+      this.#need(1);
+      const b = view.getUint8(this.#pos++);
+      if (b <= 0x7f || b >= 0xe0) continue; // fixint
+      if (b <= 0x8f) this.#open((b & 0x0f) * 2);
+      else if (b <= 0x9f) this.#open(b & 0x0f);
+      else if (b <= 0xbf) this.#skip(b & 0x1f);
+      else this.#scanTyped(b);
+    }
+    if (this.#pos !== this.#size) {
+      throw new PayloadError(`payload has ${this.#size - this.#pos} trailing bytes`);
     }
   }
-  if (pos !== size) throw new PayloadError(`payload has ${size - pos} trailing bytes`);
+
+  #scanTyped(b: number): void {
+    const view = this.#view;
+    switch (b) {
+      case 0xc0:
+      case 0xc2:
+      case 0xc3:
+        return;
+      case 0xc4:
+      case 0xd9:
+        this.#need(1);
+        return this.#skip(1 + view.getUint8(this.#pos));
+      case 0xc5:
+      case 0xda:
+        this.#need(2);
+        return this.#skip(2 + view.getUint16(this.#pos));
+      case 0xc6:
+      case 0xdb:
+        this.#need(4);
+        return this.#skip(4 + view.getUint32(this.#pos));
+      case 0xcc:
+      case 0xd0:
+        return this.#skip(1);
+      case 0xcd:
+      case 0xd1:
+        return this.#skip(2);
+      case 0xca:
+      case 0xce:
+      case 0xd2:
+        return this.#skip(4);
+      case 0xcb:
+      case 0xcf:
+      case 0xd3:
+        return this.#skip(8);
+      case 0xdc:
+        this.#need(2);
+        this.#pos += 2;
+        return this.#open(view.getUint16(this.#pos - 2));
+      case 0xdd:
+        this.#need(4);
+        this.#pos += 4;
+        return this.#open(view.getUint32(this.#pos - 4));
+      case 0xde:
+        this.#need(2);
+        this.#pos += 2;
+        return this.#open(view.getUint16(this.#pos - 2) * 2);
+      case 0xdf:
+        this.#need(4);
+        this.#pos += 4;
+        return this.#open(view.getUint32(this.#pos - 4) * 2);
+      default:
+        // 0xc1 is never used; 0xc7-0xc9 and 0xd4-0xd8 are extension types, which Vigil's wire
+        // does not carry (timestamps travel as epoch milliseconds).
+        throw new PayloadError(`payload uses unsupported MessagePack type 0x${b.toString(16)}`);
+    }
+  }
+
+  #need(n: number): void {
+    if (this.#pos + n > this.#size)
+      throw new PayloadError(`payload is truncated at byte ${this.#pos}`);
+  }
+
+  #skip(n: number): void {
+    this.#need(n);
+    this.#pos += n;
+  }
+
+  #open(count: number): void {
+    // Each item takes at least one byte: a declared count past the end is a lie, caught here
+    // before anything is allocated for it.
+    if (count > this.#size - this.#pos) {
+      throw new PayloadError(`payload declares ${count} items past its end`);
+    }
+    this.#items += count;
+    if (this.#items > this.#limits.maxItems) {
+      throw new PayloadError(`payload has more than ${this.#limits.maxItems} array or map items`);
+    }
+    if (count === 0) return;
+    if (this.#pending.length >= this.#limits.maxDepth) {
+      throw new PayloadError(`payload nests deeper than ${this.#limits.maxDepth} levels`);
+    }
+    this.#pending.push(count);
+  }
 }

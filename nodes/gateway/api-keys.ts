@@ -22,6 +22,9 @@ export function digestApiKey(key: string): string {
   return createHash('sha256').update(key).digest('hex');
 }
 
+/** Presented keys remembered after a successful check, so a busy client is hashed once. */
+export const VERIFIED_KEY_CACHE_SIZE = 1024;
+
 /** Builds a store from entries. */
 export function createApiKeyStore(entries: readonly ApiKeyEntry[]): ApiKeyStore {
   const tenants = new Map<string, string>();
@@ -31,8 +34,19 @@ export function createApiKeyStore(entries: readonly ApiKeyEntry[]): ApiKeyStore 
       entry.tenant,
     );
   }
+  // Only keys that passed are cached: wrong keys are hashed every time and cannot fill the cache.
+  const verified = new Map<string, string>();
   return {
-    tenantOf: (key) => tenants.get(digestApiKey(key)),
+    tenantOf(key) {
+      const cached = verified.get(key);
+      if (cached !== undefined) return cached;
+      const tenant = tenants.get(digestApiKey(key));
+      if (tenant !== undefined) {
+        if (verified.size >= VERIFIED_KEY_CACHE_SIZE) verified.clear();
+        verified.set(key, tenant);
+      }
+      return tenant;
+    },
     size: tenants.size,
   };
 }
