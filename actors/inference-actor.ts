@@ -190,7 +190,7 @@ class InferenceActorImpl implements InferenceActor {
     const attempt = msg.info.deliveryCount;
     if (attempt > 1) {
       const stored = await this.#readRecord(task.id);
-      if (stored && FINAL_STATES.has(stored.state)) {
+      if (stored && FINAL_STATES.has(stored.record.state)) {
         this.#stats.reused += 1;
         this.#reply(task, stored);
         msg.ack();
@@ -228,7 +228,7 @@ class InferenceActorImpl implements InferenceActor {
       this.#running.delete(current);
     }
     const startedAt = current.startedAt;
-    await current.marking;
+    if (current.marked) await current.marking;
     if (current.superseded) {
       // Another attempt already stored the outcome while this one ran.
       const stored = await this.#readRecord(task.id);
@@ -243,7 +243,7 @@ class InferenceActorImpl implements InferenceActor {
       const stored = await this.#finalize(record, current);
       this.#stats.succeeded += 1;
       this.#reply(task, stored);
-      this.#emit(task, stored.state, stored.attempt);
+      this.#emit(task, stored.record.state, stored.record.attempt);
       msg.ack();
       return;
     }
@@ -340,7 +340,8 @@ class InferenceActorImpl implements InferenceActor {
     else this.#stats.failed += 1;
     this.#log.warn('task ended unsuccessfully', { task: task.id, state, attempt, error });
     this.#reply(task, stored);
-    this.#emit(task, stored.state, stored.attempt, stored.error ? { error: stored.error } : {});
+    const { state: finalState, attempt: finalAttempt, error: finalError } = stored.record;
+    this.#emit(task, finalState, finalAttempt, finalError ? { error: finalError } : {});
     msg.term(`${state}: ${error.code}`);
   }
 
@@ -349,19 +350,21 @@ class InferenceActorImpl implements InferenceActor {
    * update is conditional on the revision this attempt last saw, so exactly one final record is
    * ever written. Returns whichever record is stored.
    */
-  async #finalize(record: TaskRecord, attempt?: Attempt): Promise<TaskRecord> {
+  async #finalize(record: TaskRecord, attempt?: Attempt): Promise<StoredRecord> {
     const payload = encode(record);
     let revision = attempt?.revision;
     for (let tries = 0; tries < 5; tries += 1) {
       try {
         if (revision === undefined) await this.#tasks.create(record.id, payload);
         else await this.#tasks.update(record.id, payload, revision);
-        return record;
+        return { record, payload };
       } catch (err) {
         if (!isWrongRevision(err)) throw err;
         const entry = await this.#tasks.get(record.id);
         const current = entry?.operation === 'PUT' ? this.#decodeRecord(entry.value) : undefined;
-        if (current && FINAL_STATES.has(current.state)) return current;
+        if (entry && current && FINAL_STATES.has(current.state)) {
+          return { record: current, payload: entry.value };
+        }
         revision = entry?.revision;
       }
     }
@@ -417,9 +420,11 @@ class InferenceActorImpl implements InferenceActor {
     }
   }
 
-  async #readRecord(taskId: string): Promise<TaskRecord | undefined> {
+  async #readRecord(taskId: string): Promise<StoredRecord | undefined> {
     const entry = await this.#tasks.get(taskId);
-    return entry?.operation === 'PUT' ? this.#decodeRecord(entry.value) : undefined;
+    if (entry?.operation !== 'PUT') return undefined;
+    const record = this.#decodeRecord(entry.value);
+    return record && { record, payload: entry.value };
   }
 
   #decodeRecord(bytes: Uint8Array): TaskRecord | undefined {
@@ -432,10 +437,10 @@ class InferenceActorImpl implements InferenceActor {
   }
 
   /** Tells the waiting client, if any, over core NATS. Best effort: the client also polls. */
-  #reply(task: RequestEnvelope, record: TaskRecord): void {
+  #reply(task: RequestEnvelope, stored: StoredRecord): void {
     if (!task.replyTo) return;
     try {
-      this.#nc.publish(task.replyTo, encode(record));
+      this.#nc.publish(task.replyTo, stored.payload);
     } catch (err) {
       this.#log.debug('reply not sent', { task: task.id, err });
     }
@@ -487,6 +492,12 @@ class InferenceActorImpl implements InferenceActor {
       msg.nak(1_000);
     }
   }
+}
+
+/** A final record as stored, with its bytes, which are also the reply. */
+interface StoredRecord {
+  record: TaskRecord;
+  payload: Uint8Array;
 }
 
 /** One attempt at a task while it runs, and what it learned about the task's record. */

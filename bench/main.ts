@@ -329,6 +329,7 @@ const SYSTEMS: Record<SystemName, SystemDefinition> = {
       const { started, stopAll } = await startInOrder([
         () =>
           startNode('actor-host', {
+            compiled: true,
             env: {
               ...base,
               VIGIL_MODELS: 'echo',
@@ -339,6 +340,7 @@ const SYSTEMS: Record<SystemName, SystemDefinition> = {
           }),
         () =>
           startNode('gateway', {
+            compiled: true,
             env: {
               ...base,
               VIGIL_GATEWAY_PORT: '0',

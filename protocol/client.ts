@@ -38,7 +38,6 @@ import {
   type TaskRecord,
 } from './envelopes.js';
 import { ErrorCode, VigilError } from './errors.js';
-import { Header } from './headers.js';
 import { subjects, type Priority } from './subjects.js';
 
 /** JetStream's error for a store that refused a message (here: the bounded queue is full). */
@@ -87,7 +86,15 @@ export interface SubmitRequest {
    */
   waitMs: number;
   /** Ends the wait early (the client went away); the task itself goes on. */
-  signal?: AbortSignal;
+  cancel?: Cancellation;
+}
+
+/**
+ * Tells a wait that nobody is waiting any more. Read at each safety-net poll, so the wait ends
+ * within one poll interval; an `AbortSignal` is one.
+ */
+export interface Cancellation {
+  readonly aborted: boolean;
 }
 
 /** What a submission came to. */
@@ -120,7 +127,7 @@ export interface VigilClient {
   waitForOutcome(
     taskId: string,
     timeoutMs: number,
-    signal?: AbortSignal,
+    cancel?: Cancellation,
   ): Promise<TaskRecord | undefined>;
   /** Reads a task's state: its record, or its queued request; `undefined` when unknown. */
   getTask(taskId: string): Promise<TaskStatus | undefined>;
@@ -211,9 +218,6 @@ class VigilClientImpl implements VigilClient {
 
     const hdrs: MsgHdrs = natsHeaders();
     for (const [name, value] of Object.entries(request.headers ?? {})) hdrs.set(name, value);
-    hdrs.set(Header.Deadline, String(request.deadline));
-    hdrs.set(Header.Priority, request.priority);
-    hdrs.set(Header.Tenant, request.tenant);
 
     // Listen before publishing: the reply can arrive in the same socket read as the PubAck.
     const waiter = waits ? this.#register(taskId) : undefined;
@@ -231,7 +235,7 @@ class VigilClientImpl implements VigilClient {
       }
       if (!waiter) return { taskId, duplicate };
       // A duplicate's reply goes to whoever submitted first: read the bucket at once.
-      const outcome = await this.#wait(taskId, waiter, request.waitMs, duplicate, request.signal);
+      const outcome = await this.#wait(taskId, waiter, request.waitMs, duplicate, request.cancel);
       return outcome ? { taskId, duplicate, outcome } : { taskId, duplicate };
     } finally {
       waiter?.cancel();
@@ -241,11 +245,11 @@ class VigilClientImpl implements VigilClient {
   async waitForOutcome(
     taskId: string,
     timeoutMs: number,
-    signal?: AbortSignal,
+    cancel?: Cancellation,
   ): Promise<TaskRecord | undefined> {
     const waiter = this.#register(taskId);
     try {
-      return await this.#wait(taskId, waiter, timeoutMs, true, signal);
+      return await this.#wait(taskId, waiter, timeoutMs, true, cancel);
     } finally {
       waiter.cancel();
     }
@@ -285,7 +289,7 @@ class VigilClientImpl implements VigilClient {
     waiter: RegisteredWaiter,
     timeoutMs: number,
     readFirst: boolean,
-    signal: AbortSignal | undefined,
+    cancel: Cancellation | undefined,
   ): Promise<TaskRecord | undefined> {
     const deadline = Date.now() + timeoutMs;
     let pollMs = this.#options.resultPollMs;
@@ -299,8 +303,8 @@ class VigilClientImpl implements VigilClient {
       }
       read = true;
       const left = deadline - Date.now();
-      if (left <= 0 || signal?.aborted || this.#closed) return undefined;
-      const outcome = await raceTimeout(waiter.replied, Math.min(pollMs, left), signal);
+      if (left <= 0 || cancel?.aborted || this.#closed) return undefined;
+      const outcome = await raceTimeout(waiter.replied, Math.min(pollMs, left));
       if (outcome !== null) return outcome;
       pollMs = Math.min(pollMs * 2, this.#options.resultPollMs * 8);
     }
@@ -344,18 +348,20 @@ class VigilClientImpl implements VigilClient {
   }
 }
 
-/** Resolves with the promise's value, or `null` after `ms` or on abort. */
-function raceTimeout<T>(promise: Promise<T>, ms: number, signal?: AbortSignal): Promise<T | null> {
+/** Resolves with the promise's value, or `null` after `ms`. */
+function raceTimeout<T>(promise: Promise<T>, ms: number): Promise<T | null> {
   return new Promise<T | null>((resolve) => {
-    const onAbort = (): void => finish(null);
-    const timer = setTimeout(() => finish(null), ms);
-    function finish(value: T | null): void {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-      resolve(value);
-    }
-    signal?.addEventListener('abort', onAbort, { once: true });
-    promise.then(finish, () => finish(null));
+    const timer = setTimeout(() => resolve(null), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      () => {
+        clearTimeout(timer);
+        resolve(null);
+      },
+    );
   });
 }
 

@@ -53,6 +53,7 @@ export {
 export type { ModelConsumerOptions, RegionAssetsOptions } from './definitions.js';
 export { createVigilClient, VIGIL_CLIENT_DEFAULTS } from './client.js';
 export type {
+  Cancellation,
   SubmitRequest,
   Submission,
   TaskStatus,

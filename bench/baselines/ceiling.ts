@@ -5,15 +5,16 @@
  *
  * Env: none required. Prints `{"msg":"ready","url":...}` once listening.
  */
+import type { HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
-import { listen } from './http-server.js';
+import { listen, readBody } from './http-server.js';
 import { announceReady, stopOnSignal } from './lifecycle.js';
 
-const app = new Hono();
+const app = new Hono<{ Bindings: HttpBindings }>();
 app.post('/v1/models/echo/infer', async (c) => {
   let body: unknown;
   try {
-    body = await c.req.json();
+    body = JSON.parse((await readBody(c)).toString('utf8'));
   } catch {
     return c.json({ error: 'body is not valid JSON' }, 400);
   }

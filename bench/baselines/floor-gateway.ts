@@ -13,9 +13,10 @@
 import { randomBytes } from 'node:crypto';
 import { jetstream } from '@nats-io/jetstream';
 import { connect, headers as natsHeaders } from '@nats-io/transport-node';
+import type { HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import { FLOOR } from './floor-assets.js';
-import { listen } from './http-server.js';
+import { listen, readBody } from './http-server.js';
 import { announceReady, requireEnv, stopOnSignal } from './lifecycle.js';
 
 /** Most requests waiting for a reply at once; past it the gateway answers 503 (Vigil's default). */
@@ -46,7 +47,7 @@ nc.subscribe(FLOOR.repliesOf(gatewayId), {
 });
 
 let nextId = 0;
-const app = new Hono();
+const app = new Hono<{ Bindings: HttpBindings }>();
 app.post('/v1/models/echo/infer', async (c) => {
   if (pending.size >= MAX_PENDING) return c.json({ error: 'too many requests waiting' }, 503);
   const id = (nextId++).toString(36);
@@ -57,7 +58,7 @@ app.post('/v1/models/echo/infer', async (c) => {
     timer = setTimeout(() => resolve(undefined), REPLY_TIMEOUT_MS);
   });
   try {
-    const body = new Uint8Array(await c.req.arrayBuffer());
+    const body = await readBody(c);
     const hdrs = natsHeaders();
     hdrs.set(FLOOR.replyHeader, FLOOR.reply(gatewayId, id));
     const subject = FLOOR.request(gatewayId, id);

@@ -3,8 +3,8 @@
  * any free port), so the baselines differ from the gateway in what they do, not in how they listen.
  */
 import type { AddressInfo } from 'node:net';
-import { serve, type ServerType } from '@hono/node-server';
-import type { Hono } from 'hono';
+import { serve, type HttpBindings, type ServerType } from '@hono/node-server';
+import type { Context, Hono } from 'hono';
 
 /** Interface the baselines listen on: loopback only. */
 export const BASELINE_HOST = '127.0.0.1';
@@ -18,7 +18,7 @@ export interface HttpServer {
 }
 
 /** Listens on {@link BASELINE_HOST}, port `port` (0 = any free port). */
-export async function listen(app: Hono, port = 0): Promise<HttpServer> {
+export async function listen(app: Hono<{ Bindings: HttpBindings }>, port = 0): Promise<HttpServer> {
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: app.fetch, hostname: BASELINE_HOST, port }, () => resolve(s));
   });
@@ -32,4 +32,20 @@ export async function listen(app: Hono, port = 0): Promise<HttpServer> {
         if ('closeIdleConnections' in server) server.closeIdleConnections();
       }),
   };
+}
+
+/**
+ * The request body, read straight from Node's `IncomingMessage` as Vigil's gateway does
+ * (`nodes/gateway/json-body.ts`): `c.req.arrayBuffer()` / `c.req.json()` make @hono/node-server
+ * build a full fetch `Request` per call, a cost the baselines must not carry when the gateway
+ * does not, or the comparison would flatter Vigil.
+ */
+export function readBody(c: Context<{ Bindings: HttpBindings }>): Promise<Buffer> {
+  const incoming = c.env.incoming;
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    incoming.on('data', (chunk: Buffer) => chunks.push(chunk));
+    incoming.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    incoming.once('error', reject);
+  });
 }

@@ -16,7 +16,8 @@ import {
 import type { ChatOutput, EmbeddingOutput } from '../../actors/runtimes/index.js';
 import type { ModelCatalog } from './catalog.js';
 import type { GatewayEnv, SubmittedTask, TaskSubmission } from './app.js';
-import { finalResponse, readJson } from './app.js';
+import { finalResponse } from './app.js';
+import { readJsonBody } from './json-body.js';
 
 /** What the OpenAI routes need from the app. */
 export interface OpenAiRouteDeps {
@@ -24,6 +25,8 @@ export interface OpenAiRouteDeps {
   submitTask(c: Context<GatewayEnv>, submission: TaskSubmission): Promise<SubmittedTask>;
   modelOr404(name: string): ModelDeployment;
   maxSyncWaitMs: number;
+  /** Largest request body, bytes. */
+  maxBodyBytes: number;
 }
 
 const message = z.object({
@@ -94,7 +97,7 @@ export function registerOpenAiRoutes(app: Hono<GatewayEnv>, deps: OpenAiRouteDep
   app.get('/v1/models/:model', (c) => c.json(openAiModel(deps.modelOr404(c.req.param('model')))));
 
   app.post('/v1/chat/completions', async (c) => {
-    const body = validate(chatBodySchema, await readJson(c), 'body');
+    const body = validate(chatBodySchema, await readJsonBody(c, deps.maxBodyBytes), 'body');
     if (body.stream)
       throw new ValidationError('streaming is not supported yet; send stream: false', 'stream');
     const model = modelOfKind(body.model, 'chat');
@@ -130,7 +133,7 @@ export function registerOpenAiRoutes(app: Hono<GatewayEnv>, deps: OpenAiRouteDep
   });
 
   app.post('/v1/embeddings', async (c) => {
-    const body = validate(embeddingsBodySchema, await readJson(c), 'body');
+    const body = validate(embeddingsBodySchema, await readJsonBody(c, deps.maxBodyBytes), 'body');
     if (typeof body.input !== 'string' && typeof body.input[0] !== 'string') {
       throw new ValidationError('token arrays are not supported; send strings', 'input');
     }

@@ -23,6 +23,11 @@ export interface StartNodeOptions {
   logFile?: string;
   /** Called with each parsed JSON log line (for echoing warnings). */
   onLog?: (line: Record<string, unknown>) => void;
+  /**
+   * Run the compiled `dist/nodes/<name>/main.js` (`npm run build`) instead of the TypeScript
+   * through tsx: what containers run, and what the bench measures.
+   */
+  compiled?: boolean;
   /** Start-up timeout, ms. Default 30 s. */
   timeoutMs?: number;
 }
@@ -50,7 +55,9 @@ process.once('exit', () => {
 export function startNode(name: NodeName, options: StartNodeOptions): Promise<NodeProcess> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', join(PROJECT_ROOT, 'nodes', name, 'main.ts')],
+    options.compiled
+      ? [join(PROJECT_ROOT, 'dist', 'nodes', name, 'main.js')]
+      : ['--import', 'tsx', join(PROJECT_ROOT, 'nodes', name, 'main.ts')],
     {
       cwd: PROJECT_ROOT,
       env: { ...process.env, ...options.env },
