@@ -83,7 +83,7 @@ const REQUEST_BODY = JSON.stringify({ input: INPUT });
 const SYSTEM_NAMES = ['ceiling', 'floor', 'floor-kv', 'vigil'] as const;
 type SystemName = (typeof SYSTEM_NAMES)[number];
 /** What runs unless `BENCH_SYSTEMS` says otherwise; `floor-kv` is for taking the gap apart. */
-const DEFAULT_SYSTEMS: readonly SystemName[] = ['ceiling', 'floor', 'vigil'];
+const DEFAULT_SYSTEMS: readonly SystemName[] = ['ceiling', 'floor', 'floor-kv', 'vigil'];
 
 /** The bench's settings, read once from the environment. */
 interface BenchConfig {
