@@ -31,6 +31,7 @@ import {
   requestEnvelopeSchema,
   subjects,
   taskRecordSchema,
+  BreakerState,
   TaskEventType,
   TaskState,
   toVigilError,
@@ -41,6 +42,13 @@ import {
   type TaskRecord,
   type WireError,
 } from '../protocol/index.js';
+import {
+  CIRCUIT_BREAKER_DEFAULTS,
+  createCircuitBreaker,
+  type CircuitBreaker,
+  type CircuitBreakerOptions,
+} from './circuit-breaker.js';
+import type { RunOptions } from './executors/executor.js';
 import { silentLogger, type Logger } from './log.js';
 import { openMailbox, type Mailbox } from './mailbox.js';
 import type { ModelRuntime } from './runtimes/runtime.js';
@@ -48,7 +56,8 @@ import type { ModelRuntime } from './runtimes/runtime.js';
 /** Options of {@link createInferenceActor}. */
 export interface InferenceActorOptions {
   region: string;
-  runtime: ModelRuntime;
+  /** Where the model runs (see {@link ModelHandle}). */
+  model: ModelHandle;
   /** Identifies this actor in task records and logs. */
   actorId: string;
   /** Tasks run at once (and prefetched). Default 4. */
@@ -63,7 +72,60 @@ export interface InferenceActorOptions {
   runningMarkAfterMs?: number;
   /** Limits for decoding request payloads. */
   decodeLimits?: Partial<DecodeLimits>;
+  /** The actor's circuit breaker. */
+  breaker?: CircuitBreakerOptions;
+  /** Called when the actor's state or breaker changes (the host writes a heartbeat at once). */
+  onChange?: () => void;
   logger?: Logger;
+}
+
+/**
+ * The model as the actor sees it: a runtime in the host's thread, or an executor in a worker
+ * thread or child process under a supervisor. `run` rejects with the model's coded error.
+ */
+export interface ModelHandle {
+  readonly name: string;
+  readonly version: string;
+  readonly isolation: string;
+  /** PID of the process running the model. */
+  readonly pid: number;
+  /** Times the model's executor was restarted. */
+  readonly restarts: number;
+  /** False while the executor is being restarted (or has been given up on). */
+  readonly available: boolean;
+  run(
+    input: unknown,
+    params: Readonly<Record<string, unknown>>,
+    options: RunOptions,
+  ): Promise<unknown>;
+}
+
+/** A runtime run in the host's own thread: no isolation. */
+export function inProcessModel(runtime: ModelRuntime): ModelHandle {
+  return {
+    name: runtime.name,
+    version: runtime.version,
+    isolation: 'in-process',
+    pid: process.pid,
+    restarts: 0,
+    available: true,
+    async run(input, params, options) {
+      const abort = new AbortController();
+      const timer = setTimeout(() => abort.abort(), Math.max(0, options.deadline - Date.now()));
+      const onOuterAbort = (): void => abort.abort();
+      options.signal?.addEventListener('abort', onOuterAbort, { once: true });
+      try {
+        return await runtime.run(input, params, {
+          signal: abort.signal,
+          ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+          ...(options.onToken ? { onToken: options.onToken } : {}),
+        });
+      } finally {
+        clearTimeout(timer);
+        options.signal?.removeEventListener('abort', onOuterAbort);
+      }
+    },
+  };
 }
 
 /** Defaults of {@link InferenceActorOptions}. */
@@ -90,13 +152,31 @@ export interface ActorStats {
   deadLettered: number;
   /** Redeliveries answered from an already stored outcome. */
   reused: number;
+  /** Runs whose outcome was discarded because another attempt stored one first. */
+  superseded: number;
+  /** Model runs that ended in an error (any kind). */
+  errors: number;
+  /** Model runs finished, successful or not. */
+  processed: number;
+  /** Run latency over the last {@link LATENCY_SAMPLES} runs, ms. */
+  latencyMs: { p50: number; p99: number };
+  breaker: BreakerState;
+  draining: boolean;
 }
+
+/** Runs kept for the latency percentiles in heartbeats. */
+const LATENCY_SAMPLES = 256;
 
 /** A running inference actor. */
 export interface InferenceActor {
   readonly model: string;
   stats(): ActorStats;
-  /** Stops taking work, hands buffered work back, waits for in-flight tasks. Idempotent. */
+  /**
+   * Stops pulling, lets in-flight tasks finish for up to `graceMs`, then hands the rest back for
+   * immediate redelivery and waits for them to settle. Idempotent.
+   */
+  drain(graceMs: number): Promise<void>;
+  /** `drain(0)`. */
   stop(): Promise<void>;
 }
 
@@ -110,7 +190,7 @@ export async function createInferenceActor(
   const jsm = await js.jetstreamManager();
   const consumer = await ensureModelConsumer(jsm, {
     region: o.region,
-    model: o.runtime.name,
+    model: o.model.name,
     maxAttempts: o.maxAttempts,
     ackWaitMs: o.ackWaitMs,
   });
@@ -124,8 +204,10 @@ export async function createInferenceActor(
   return actor;
 }
 
-type ResolvedOptions = Required<Omit<InferenceActorOptions, 'decodeLimits'>> &
-  Pick<InferenceActorOptions, 'decodeLimits'>;
+type ResolvedOptions = Required<
+  Omit<InferenceActorOptions, 'decodeLimits' | 'breaker' | 'onChange'>
+> &
+  Pick<InferenceActorOptions, 'decodeLimits' | 'breaker' | 'onChange'>;
 
 class InferenceActorImpl implements InferenceActor {
   mailbox: Mailbox | undefined;
@@ -137,34 +219,97 @@ class InferenceActorImpl implements InferenceActor {
   /** Attempts whose model is running now, walked by the actor's one timer. */
   readonly #running = new Set<Attempt>();
   readonly #ticker: NodeJS.Timeout;
-  readonly #stats: Omit<ActorStats, 'inFlight'> = {
+  readonly #stats = {
     succeeded: 0,
     failed: 0,
     retried: 0,
     deadLettered: 0,
     reused: 0,
+    superseded: 0,
+    errors: 0,
+    processed: 0,
   };
+  readonly #latencies: number[] = [];
+  readonly #breaker: CircuitBreaker;
+  #probeTimer: NodeJS.Timeout | undefined;
+  #draining: Promise<void> | undefined;
 
   constructor(nc: NatsConnection, js: JetStreamClient, tasks: KV, options: ResolvedOptions) {
     this.#nc = nc;
     this.#js = js;
     this.#tasks = tasks;
     this.#o = options;
-    this.#log = options.logger.child({ actor: options.actorId, model: options.runtime.name });
+    this.#log = options.logger.child({ actor: options.actorId, model: options.model.name });
     this.#ticker = setInterval(() => this.#tick(), TICK_MS);
+    this.#breaker = createCircuitBreaker(options.breaker);
+    this.#breaker.onChange((state) => this.#onBreakerChange(state));
   }
 
   get model(): string {
-    return this.#o.runtime.name;
+    return this.#o.model.name;
   }
 
   stats(): ActorStats {
-    return { inFlight: this.mailbox?.inFlight ?? 0, ...this.#stats };
+    const sorted = [...this.#latencies].sort((a, b) => a - b);
+    const pick = (q: number): number =>
+      sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+    return {
+      inFlight: this.mailbox?.inFlight ?? 0,
+      ...this.#stats,
+      latencyMs: { p50: pick(0.5), p99: pick(0.99) },
+      breaker: this.#breaker.state,
+      draining: this.#draining !== undefined,
+    };
   }
 
-  async stop(): Promise<void> {
-    await this.mailbox?.close();
-    clearInterval(this.#ticker);
+  drain(graceMs: number): Promise<void> {
+    this.#draining ??= (async () => {
+      clearTimeout(this.#probeTimer);
+      this.#o.onChange?.();
+      const mailbox = this.mailbox;
+      if (mailbox) {
+        await mailbox.pause();
+        if (!(await mailbox.idle(graceMs))) {
+          // Past the grace period: abort what still runs; each attempt hands its delivery back.
+          for (const attempt of this.#running) {
+            attempt.handedBack = true;
+            attempt.abort.abort();
+          }
+        }
+        await mailbox.close();
+      }
+      clearInterval(this.#ticker);
+    })();
+    return this.#draining;
+  }
+
+  stop(): Promise<void> {
+    return this.drain(0);
+  }
+
+  /**
+   * An open breaker stops the pulling (the work waits in the stream, burning no attempts); after
+   * the cooldown a half-open breaker lets one task at a time through as a probe.
+   */
+  #onBreakerChange(state: BreakerState): void {
+    this.#log.warn('circuit breaker', { state, failureRatio: this.#breaker.failureRatio() });
+    this.#o.onChange?.();
+    if (this.#draining || !this.mailbox) return;
+    clearTimeout(this.#probeTimer);
+    if (state === BreakerState.Open) {
+      void this.mailbox.pause();
+      // Reading the state after the cooldown moves it to half-open, which resumes the pulling.
+      this.#probeTimer = setTimeout(
+        () => void this.#breaker.state,
+        this.#o.breaker?.cooldownMs ?? CIRCUIT_BREAKER_DEFAULTS.cooldownMs,
+      );
+    } else if (state === BreakerState.HalfOpen) {
+      this.mailbox.resume(1);
+    } else {
+      // Back to full prefetch: the probe's session pulled one at a time.
+      const mailbox = this.mailbox;
+      void mailbox.pause().then(() => mailbox.resume());
+    }
   }
 
   /** Brings one delivery to an ack, nak or term. Never throws. */
@@ -216,20 +361,26 @@ class InferenceActorImpl implements InferenceActor {
     let result: unknown;
     let failure: WireError | undefined;
     try {
-      result = await this.#o.runtime.run(task.input, task.params, {
+      result = await this.#o.model.run(task.input, task.params, {
+        deadline: task.deadline,
         signal: current.abort.signal,
+        onProgress: (fraction, message) => current.reportProgress(fraction, message),
       });
     } catch (err) {
-      failure =
-        current.abort.signal.aborted && Date.now() >= task.deadline
-          ? deadlineError()
-          : toVigilError(err).toWire();
+      failure = Date.now() >= task.deadline ? deadlineError() : toVigilError(err).toWire();
     } finally {
       this.#running.delete(current);
     }
     const startedAt = current.startedAt;
+    this.#recordRun(Date.now() - startedAt, failure);
+    if (current.handedBack) {
+      // Drained past the grace period: not this attempt's failure, the next one runs it.
+      msg.nak();
+      return;
+    }
     if (current.marked) await current.marking;
     if (current.superseded) {
+      this.#stats.superseded += 1;
       // Another attempt already stored the outcome while this one ran.
       const stored = await this.#readRecord(task.id);
       if (stored) this.#reply(task, stored);
@@ -284,6 +435,17 @@ class InferenceActorImpl implements InferenceActor {
     }
   }
 
+  /** Counts a finished run and feeds the breaker: only model failures say the model is sick. */
+  #recordRun(latencyMs: number, failure: WireError | undefined): void {
+    this.#stats.processed += 1;
+    if (this.#latencies.length >= LATENCY_SAMPLES) this.#latencies.shift();
+    this.#latencies.push(latencyMs);
+    if (failure) this.#stats.errors += 1;
+    const modelFault =
+      failure !== undefined && failure.retryable && failure.code !== ErrorCode.DeadlineExceeded;
+    if (!failure || modelFault) this.#breaker.record(!failure);
+  }
+
   #retryDelay(attempt: number): number {
     const schedule = this.#o.retryScheduleMs;
     return schedule[Math.min(attempt - 1, schedule.length - 1)] ?? 1_000;
@@ -300,7 +462,7 @@ class InferenceActorImpl implements InferenceActor {
       id: task.id,
       tenant: task.tenant,
       model: task.model,
-      version: this.#o.runtime.version,
+      version: this.#o.model.version,
       state,
       attempt,
       createdAt: task.createdAt,
@@ -329,9 +491,10 @@ class InferenceActorImpl implements InferenceActor {
       deadAt: Date.now(),
       actor: this.#o.actorId,
     };
-    // Dedup on the task id: a crash between this write and the term must not leave two letters.
+    // Dedup on the task and its request message: a crash between this write and the term must
+    // not leave two letters, while a replayed task (a new request message) can die again.
     await this.#js.publish(subjects.deadLetter(this.#o.region, task.model), encode(letter), {
-      msgID: `dlq-${task.id}`,
+      msgID: `dlq-${task.id}-${msg.info.streamSequence}`,
     });
     const record = this.#record(task, Math.max(1, attempt), state, startedAt);
     record.error = error;
@@ -381,6 +544,7 @@ class InferenceActorImpl implements InferenceActor {
       try {
         attempt.revision = await this.#tasks.create(task.id, payload);
         this.#emit(task, TaskEventType.Running, attempt.number);
+        if (attempt.progress) await this.#writeProgress(attempt);
       } catch (err) {
         if (!isWrongRevision(err)) return;
         const entry = await this.#tasks.get(task.id);
@@ -400,6 +564,30 @@ class InferenceActorImpl implements InferenceActor {
   }
 
   /**
+   * Stores an attempt's latest progress in its `running` record (conditional on the revision this
+   * attempt wrote, so it never overwrites another attempt's record) and tells subscribers.
+   */
+  async #writeProgress(attempt: Attempt): Promise<void> {
+    const progress = attempt.progress;
+    if (!progress || attempt.revision === undefined || attempt.superseded) return;
+    attempt.progressDirty = false;
+    const record = this.#record(attempt.task, attempt.number, TaskState.Running, attempt.startedAt);
+    record.progress = progress;
+    try {
+      attempt.revision = await this.#tasks.update(
+        attempt.task.id,
+        encode(record),
+        attempt.revision,
+      );
+      this.#emit(attempt.task, TaskEventType.Progress, attempt.number, { progress });
+    } catch (err) {
+      // Another attempt wrote the record since: progress is advisory, the final write decides.
+      if (!isWrongRevision(err))
+        this.#log.debug('progress not stored', { task: attempt.task.id, err });
+    }
+  }
+
+  /**
    * One timer per actor instead of three per task: every tick, attempts past their deadline are
    * aborted, long ones send an in-progress ack (so the ack wait never expires under them) and
    * get their `running` record.
@@ -413,9 +601,15 @@ class InferenceActorImpl implements InferenceActor {
         attempt.msg.working();
         attempt.lastSignalAt = now;
       }
-      if (!attempt.marked && now - attempt.startedAt >= this.#o.runningMarkAfterMs) {
+      if (
+        !attempt.marked &&
+        (attempt.progress || now - attempt.startedAt >= this.#o.runningMarkAfterMs)
+      ) {
         attempt.marked = true;
         this.#markRunning(attempt);
+      } else if (attempt.progressDirty && !attempt.writingProgress) {
+        attempt.writingProgress = true;
+        void this.#writeProgress(attempt).finally(() => (attempt.writingProgress = false));
       }
     }
   }
@@ -451,7 +645,7 @@ class InferenceActorImpl implements InferenceActor {
     task: RequestEnvelope,
     type: TaskEvent['type'],
     attempt: number,
-    extra: Pick<TaskEvent, 'retryInMs' | 'error'> = {},
+    extra: Pick<TaskEvent, 'retryInMs' | 'error' | 'progress'> = {},
   ): void {
     const event: TaskEvent = {
       v: ENVELOPE_VERSION,
@@ -481,7 +675,7 @@ class InferenceActorImpl implements InferenceActor {
     try {
       const hdrs = natsHeaders();
       hdrs.set('Vigil-Error', `${error.code}: ${error.message}`.slice(0, 1024));
-      await this.#js.publish(subjects.deadLetter(this.#o.region, this.#o.runtime.name), msg.data, {
+      await this.#js.publish(subjects.deadLetter(this.#o.region, this.#o.model.name), msg.data, {
         msgID: `dlq-seq-${msg.seq}`,
         headers: hdrs,
       });
@@ -512,7 +706,20 @@ class Attempt {
   revision: number | undefined;
   /** Another attempt stored the outcome first: this attempt's result is discarded. */
   superseded = false;
+  /** The host drained past its grace period: the delivery goes back, unjudged. */
+  handedBack = false;
   marking: Promise<void> = Promise.resolve();
+  /** Latest progress the model reported, and whether it is newer than the stored one. */
+  progress: { fraction: number; message?: string } | undefined;
+  progressDirty = false;
+  writingProgress = false;
+
+  reportProgress(fraction: number, message?: string): void {
+    if (!Number.isFinite(fraction)) return;
+    this.progress = { fraction: Math.min(1, Math.max(0, fraction)) };
+    if (message !== undefined) this.progress.message = message.slice(0, 256);
+    this.progressDirty = true;
+  }
 
   constructor(
     readonly msg: JsMsg,

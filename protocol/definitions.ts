@@ -27,6 +27,7 @@ export const assetNames = {
   deadLetterStream: (region: string): string =>
     `VIGIL_DLQ_${region.toUpperCase().replace(/-/g, '_')}`,
   taskBucket: (region: string): string => `vigil-tasks-${region}`,
+  actorBucket: (region: string): string => `vigil-actors-${region}`,
   /** The model catalog is shared by every region. */
   modelBucket: 'vigil-models',
   modelConsumer: (model: string): string => `actor-${model}`,
@@ -52,6 +53,11 @@ export interface RegionAssetsOptions {
   taskRetentionMs?: number;
   /** How long dead letters are kept, ms. Default 14 days. */
   deadLetterRetentionMs?: number;
+  /**
+   * Actor heartbeat interval, ms. Default 10 s. Heartbeats expire after three intervals (the
+   * actors bucket's TTL), so changing it means re-running provisioning.
+   */
+  heartbeatIntervalMs?: number;
 }
 
 /** Defaults of {@link RegionAssetsOptions}. */
@@ -63,7 +69,11 @@ export const REGION_ASSET_DEFAULTS = {
   duplicateWindowMs: 15 * 60_000,
   taskRetentionMs: 24 * 3600_000,
   deadLetterRetentionMs: 14 * 24 * 3600_000,
+  heartbeatIntervalMs: 10_000,
 } as const;
+
+/** Heartbeats expire after this many missed intervals. */
+export const HEARTBEAT_EXPIRY_INTERVALS = 3;
 
 /** The request stream: a bounded work queue that refuses, never drops, when full. */
 export function requestStreamConfig(
@@ -196,6 +206,13 @@ export async function ensureRegionAssets(
     storage: StorageType.File,
     replicas: o.replicas,
     maxValueSize: o.maxRequestBytes * 2,
+  });
+  await kvm.create(assetNames.actorBucket(o.region), {
+    history: 1,
+    ttl: o.heartbeatIntervalMs * HEARTBEAT_EXPIRY_INTERVALS,
+    // Heartbeats are soft state, rewritten every interval: memory is enough and cheaper.
+    storage: StorageType.Memory,
+    replicas: o.replicas,
   });
   await kvm.create(assetNames.modelBucket, {
     history: 5,

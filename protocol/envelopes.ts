@@ -128,6 +128,10 @@ export const taskRecordSchema = z.object({
   finishedAt: epochMs.optional(),
   result: z.unknown().optional(),
   error: wireErrorSchema.optional(),
+  /** Last progress the model reported (running tasks only). */
+  progress: z
+    .object({ fraction: z.number().min(0).max(1), message: z.string().max(256).optional() })
+    .optional(),
   /** Which actor wrote the record. */
   actor: z.string().max(256).optional(),
 });
@@ -138,6 +142,7 @@ export type TaskRecord = z.infer<typeof taskRecordSchema>;
 /** Kinds of task event. */
 export const TaskEventType = {
   Running: 'running',
+  Progress: 'progress',
   Retrying: 'retrying',
   Succeeded: 'succeeded',
   Failed: 'failed',
@@ -155,6 +160,7 @@ export const taskEventSchema = z.object({
   v: z.literal(ENVELOPE_VERSION),
   type: z.enum([
     TaskEventType.Running,
+    TaskEventType.Progress,
     TaskEventType.Retrying,
     TaskEventType.Succeeded,
     TaskEventType.Failed,
@@ -165,6 +171,10 @@ export const taskEventSchema = z.object({
   model: nameToken,
   attempt: z.number().int().positive(),
   at: epochMs,
+  /** Set on `progress`. */
+  progress: z
+    .object({ fraction: z.number().min(0).max(1), message: z.string().max(256).optional() })
+    .optional(),
   /** Set on `retrying`: when the next attempt may start, ms from `at`. */
   retryInMs: epochMs.optional(),
   error: wireErrorSchema.optional(),
@@ -172,6 +182,69 @@ export const taskEventSchema = z.object({
 
 /** A validated task event. */
 export type TaskEvent = z.infer<typeof taskEventSchema>;
+
+/** What an actor is doing, as its heartbeat says. */
+export const ActorState = {
+  Starting: 'starting',
+  Running: 'running',
+  /** Its model executor died and is being restarted. */
+  Restarting: 'restarting',
+  /** Stopped pulling work on SIGTERM; finishing what it has. */
+  Draining: 'draining',
+  /** Restart intensity exceeded: the host gave up on it. */
+  Failed: 'failed',
+} as const;
+
+/** One of the {@link ActorState} values. */
+export type ActorState = (typeof ActorState)[keyof typeof ActorState];
+
+/** States of an actor's circuit breaker. */
+export const BreakerState = {
+  Closed: 'closed',
+  Open: 'open',
+  HalfOpen: 'half-open',
+} as const;
+
+/** One of the {@link BreakerState} values. */
+export type BreakerState = (typeof BreakerState)[keyof typeof BreakerState];
+
+/**
+ * An actor's heartbeat, written to the region's actors bucket every interval and on every change
+ * of state. The bucket's entries expire after about three intervals, so a silent actor vanishes.
+ */
+export const actorHeartbeatSchema = z.object({
+  v: z.literal(ENVELOPE_VERSION),
+  actorId: z.string().max(256),
+  host: z.string().max(256),
+  region: nameToken,
+  model: nameToken,
+  version: nameToken,
+  state: z.enum([
+    ActorState.Starting,
+    ActorState.Running,
+    ActorState.Restarting,
+    ActorState.Draining,
+    ActorState.Failed,
+  ]),
+  breaker: z.enum([BreakerState.Closed, BreakerState.Open, BreakerState.HalfOpen]),
+  isolation: z.string().max(32),
+  /** PID of the process running the model (a child process, or the host itself). */
+  pid: z.number().int().nonnegative(),
+  inFlight: z.number().int().nonnegative(),
+  processed: z.number().int().nonnegative(),
+  errors: z.number().int().nonnegative(),
+  restarts: z.number().int().nonnegative(),
+  /** Run latency over the recent window, ms. */
+  latencyMs: z.object({ p50: z.number().nonnegative(), p99: z.number().nonnegative() }),
+  startedAt: epochMs,
+  /** When this beat was written, epoch ms. */
+  at: epochMs,
+  /** The writer's beat interval, ms: readers judge freshness by it. */
+  intervalMs: z.number().int().positive(),
+});
+
+/** A validated actor heartbeat. */
+export type ActorHeartbeat = z.infer<typeof actorHeartbeatSchema>;
 
 /** A dead-lettered task with the reason it could not finish. */
 export const deadLetterSchema = z.object({

@@ -17,6 +17,9 @@ export type { VigilErrorOptions, WireError } from './errors.js';
 export { Header } from './headers.js';
 export { isNameToken, NAME_TOKEN, nameToken, Priority, subjects, TASK_ID } from './subjects.js';
 export {
+  actorHeartbeatSchema,
+  ActorState,
+  BreakerState,
   deadLetterSchema,
   decodeAs,
   ENVELOPE_VERSION,
@@ -33,6 +36,7 @@ export {
   wireError,
 } from './envelopes.js';
 export type {
+  ActorHeartbeat,
   DeadLetter,
   ModelDeployment,
   RequestEnvelope,
@@ -45,6 +49,7 @@ export {
   ensureModelConsumer,
   ensureRegionAssets,
   ensureStream,
+  HEARTBEAT_EXPIRY_INTERVALS,
   MODEL_CONSUMER_DEFAULTS,
   modelConsumerConfig,
   REGION_ASSET_DEFAULTS,
@@ -60,3 +65,16 @@ export type {
   VigilClient,
   VigilClientOptions,
 } from './client.js';
+export {
+  createDeadLetterAdmin,
+  DEFAULT_DEAD_LETTER_LIST_LIMIT,
+  MAX_DEAD_LETTER_LIST_LIMIT,
+} from './dead-letters.js';
+export type {
+  DeadLetterAdmin,
+  DeadLetterAdminOptions,
+  DeadLetterDetail,
+  DeadLetterQuery,
+  DeadLetterReplay,
+  DeadLetterSummary,
+} from './dead-letters.js';

@@ -22,6 +22,8 @@ export interface ModelRunContext {
   readonly signal: AbortSignal;
   /** Receives each generated token in order, as it is produced (generative models only). */
   readonly onToken?: (token: string) => void;
+  /** Receives progress reports: `fraction` from 0 to 1, and an optional short message. */
+  readonly onProgress?: (fraction: number, message?: string) => void;
 }
 
 /** A loaded model that can run tasks. */

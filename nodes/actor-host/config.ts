@@ -1,12 +1,21 @@
 /** The actor host's configuration, read once from the environment at start-up. */
 import { z } from 'zod';
 import { INFERENCE_ACTOR_DEFAULTS } from '../../actors/index.js';
+import { inProcessModel } from '../../actors/inference-actor.js';
 import type { Logger } from '../../actors/log.js';
 import { createBuiltinModels, type BuiltinModelsOptions } from '../../actors/runtimes/index.js';
-import { NAME_TOKEN, validate } from '../../protocol/index.js';
+import { NAME_TOKEN, REGION_ASSET_DEFAULTS, validate } from '../../protocol/index.js';
 import { ConfigError, envInt, envJson, envString } from '../common/env.js';
 import { natsOptionsFromEnv } from '../common/nats-connection.js';
 import type { ActorHostOptions } from './host.js';
+
+const breakerSchema = z.object({
+  windowMs: z.number().int().positive().optional(),
+  minCalls: z.number().int().positive().optional(),
+  failureRatio: z.number().gt(0).max(1).optional(),
+  cooldownMs: z.number().int().positive().optional(),
+  probes: z.number().int().positive().optional(),
+});
 
 const echoFaultsSchema = z.object({
   enabled: z.boolean(),
@@ -20,12 +29,16 @@ const echoFaultsSchema = z.object({
  * - `VIGIL_REGION` (default `local`), `NATS_URL`, `NATS_USER`, `NATS_PASSWORD`, `NATS_TOKEN`
  * - `VIGIL_MODELS`: comma-separated built-in models to serve (default: all)
  * - `VIGIL_CONCURRENCY` (4), `VIGIL_MAX_ATTEMPTS` (5), `VIGIL_RETRY_SCHEDULE_MS` (`1000,5000,15000,30000`),
- *   `VIGIL_ACK_WAIT_MS` (30 000)
+ *   `VIGIL_ACK_WAIT_MS` (30 000), `VIGIL_HEARTBEAT_MS` (10 000; the actors bucket expires beats
+ *   after three intervals, set at provisioning)
+ * - `VIGIL_BREAKER`: JSON circuit-breaker settings
+ *   `{"windowMs":30000,"minCalls":10,"failureRatio":0.5,"cooldownMs":10000,"probes":2}`
  * - `VIGIL_ECHO_FAULTS`: JSON `{"enabled":true,"failureRate":0.5,"delayMs":0,"maxDelayMs":60000}`;
  *   fault injection is off unless the operator sets this.
  * @throws ConfigError naming the first bad variable.
  */
 export function actorHostOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger): ActorHostOptions {
+  const breaker = envJson(env, 'VIGIL_BREAKER');
   const builtin: BuiltinModelsOptions = {};
   const faults = envJson(env, 'VIGIL_ECHO_FAULTS');
   if (faults !== undefined)
@@ -55,11 +68,21 @@ export function actorHostOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger):
   return {
     region: envString(env, 'VIGIL_REGION', 'local', NAME_TOKEN),
     nats: natsOptionsFromEnv(env, ''),
-    runtimes,
+    models: runtimes.map(inProcessModel),
     concurrency: envInt(env, 'VIGIL_CONCURRENCY', INFERENCE_ACTOR_DEFAULTS.concurrency, 1, 1024),
     maxAttempts: envInt(env, 'VIGIL_MAX_ATTEMPTS', INFERENCE_ACTOR_DEFAULTS.maxAttempts, 1, 100),
     retryScheduleMs: schedule,
     ackWaitMs: envInt(env, 'VIGIL_ACK_WAIT_MS', INFERENCE_ACTOR_DEFAULTS.ackWaitMs, 1000, 3600_000),
+    heartbeatIntervalMs: envInt(
+      env,
+      'VIGIL_HEARTBEAT_MS',
+      REGION_ASSET_DEFAULTS.heartbeatIntervalMs,
+      100,
+      3600_000,
+    ),
+    ...(breaker === undefined
+      ? {}
+      : { breaker: validate(breakerSchema, breaker, 'VIGIL_BREAKER') }),
     logger,
   };
 }

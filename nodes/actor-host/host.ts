@@ -1,20 +1,35 @@
 /**
- * An actor host: one NATS connection and one inference actor per model it serves. `main.ts`
- * builds the options from the environment; tests call this directly.
+ * An actor host: one NATS connection, one inference actor per model it serves, heartbeats for
+ * each actor in the region's actors bucket, and a NATS service (`$SRV.PING/INFO/STATS`) through
+ * which internal services find them. `main.ts` builds the options from the environment; tests
+ * call this directly.
  */
 import { hostname } from 'node:os';
-import { createInferenceActor, type InferenceActor } from '../../actors/index.js';
+import { Kvm, type KV } from '@nats-io/kv';
+import { Svcm, type Service } from '@nats-io/services';
+import {
+  createInferenceActor,
+  type InferenceActor,
+  type ModelHandle,
+} from '../../actors/inference-actor.js';
+import type { CircuitBreakerOptions } from '../../actors/circuit-breaker.js';
 import type { Logger } from '../../actors/log.js';
-import type { ModelRuntime } from '../../actors/runtimes/index.js';
-import { newTaskId } from '../../protocol/index.js';
+import {
+  ActorState,
+  assetNames,
+  encode,
+  ENVELOPE_VERSION,
+  newTaskId,
+  type ActorHeartbeat,
+} from '../../protocol/index.js';
 import { connectNats, type NatsConnectOptions } from '../common/nats-connection.js';
 
 /** Everything an actor host needs to start. */
 export interface ActorHostOptions {
   region: string;
   nats: NatsConnectOptions;
-  /** The models to serve, already loaded. */
-  runtimes: readonly ModelRuntime[];
+  /** The models to serve. */
+  models: readonly ModelHandle[];
   /** Tasks each actor runs at once. */
   concurrency: number;
   /** Attempts before a retryable failure is dead-lettered. */
@@ -23,6 +38,9 @@ export interface ActorHostOptions {
   retryScheduleMs: readonly number[];
   /** Consumer ack wait, ms. */
   ackWaitMs: number;
+  /** Heartbeat interval, ms (must match the actors bucket's TTL: three intervals). */
+  heartbeatIntervalMs: number;
+  breaker?: CircuitBreakerOptions;
   logger: Logger;
 }
 
@@ -30,50 +48,152 @@ export interface ActorHostOptions {
 export interface ActorHost {
   readonly hostId: string;
   readonly actors: readonly InferenceActor[];
-  /** Stops pulling, finishes in-flight tasks, hands buffered ones back, disconnects. Idempotent. */
-  close(): Promise<void>;
+  /** Writes every actor's heartbeat now. */
+  beat(): Promise<void>;
+  /**
+   * Graceful stop: stop pulling, finish in-flight work within `graceMs`, hand the rest back for
+   * immediate redelivery, write a last heartbeat that says `draining`, disconnect. Idempotent.
+   */
+  drain(graceMs: number): Promise<void>;
 }
 
-/** Starts a host serving `options.runtimes`. */
+/** Host ids become KV key and subject tokens. */
+function tokenSafe(text: string): string {
+  return text.replace(/[^A-Za-z0-9_-]/g, '-');
+}
+
+/** Starts a host serving `options.models`. */
 export async function startActorHost(options: ActorHostOptions): Promise<ActorHost> {
-  const hostId = `${hostname()}-${process.pid}-${newTaskId().slice(0, 6)}`;
+  const hostId = tokenSafe(`${hostname()}-${process.pid}-${newTaskId().slice(0, 6)}`);
   const logger = options.logger.child({ host: hostId });
   const nc = await connectNats(
     { ...options.nats, name: options.nats.name || `actor-host-${hostId}` },
     logger,
   );
+  const startedAt = Date.now();
+  let heartbeats: KV;
   const actors: InferenceActor[] = [];
+  let state: ActorState = ActorState.Starting;
+  let beating: Promise<void> = Promise.resolve();
+
+  const heartbeatOf = (actor: InferenceActor, model: ModelHandle): ActorHeartbeat => {
+    const stats = actor.stats();
+    return {
+      v: ENVELOPE_VERSION,
+      actorId: `${hostId}/${model.name}`,
+      host: hostId,
+      region: options.region,
+      model: model.name,
+      version: model.version,
+      state: stats.draining
+        ? ActorState.Draining
+        : !model.available
+          ? ActorState.Restarting
+          : state,
+      breaker: stats.breaker,
+      isolation: model.isolation,
+      pid: model.pid,
+      inFlight: stats.inFlight,
+      processed: stats.processed,
+      errors: stats.errors,
+      restarts: model.restarts,
+      latencyMs: stats.latencyMs,
+      startedAt,
+      at: Date.now(),
+      intervalMs: options.heartbeatIntervalMs,
+    };
+  };
+  /** One write per actor; a beat requested while one is running follows it, never overlaps. */
+  const beat = (): Promise<void> => {
+    beating = beating.then(async () => {
+      await Promise.all(
+        actors.map((actor, i) => {
+          const model = options.models[i]!;
+          return heartbeats
+            .put(`${model.name}.${hostId}`, encode(heartbeatOf(actor, model)))
+            .catch((err: unknown) =>
+              logger.warn('heartbeat not written', { model: model.name, err }),
+            );
+        }),
+      );
+    });
+    return beating;
+  };
+
+  let service: Service | undefined;
+  let ticker: NodeJS.Timeout | undefined;
   try {
-    for (const runtime of options.runtimes) {
+    heartbeats = await new Kvm(nc).open(assetNames.actorBucket(options.region));
+    for (const model of options.models) {
       actors.push(
         await createInferenceActor(nc, {
           region: options.region,
-          runtime,
-          actorId: `${hostId}/${runtime.name}`,
+          model,
+          actorId: `${hostId}/${model.name}`,
           concurrency: options.concurrency,
           maxAttempts: options.maxAttempts,
           retryScheduleMs: options.retryScheduleMs,
           ackWaitMs: options.ackWaitMs,
+          ...(options.breaker ? { breaker: options.breaker } : {}),
+          onChange: () => void beat(),
           logger,
         }),
       );
-      logger.info('actor started', { model: runtime.name, version: runtime.version });
+      logger.info('actor started', {
+        model: model.name,
+        version: model.version,
+        isolation: model.isolation,
+      });
     }
+    state = ActorState.Running;
+    await beat();
+    ticker = setInterval(() => void beat(), options.heartbeatIntervalMs);
+
+    // Discovery through the standard NATS services protocol: $SRV.PING, $SRV.INFO, $SRV.STATS.
+    service = await new Svcm(nc).add({
+      name: 'vigil-actor-host',
+      version: '0.1.0',
+      description: 'Vigil inference actors',
+      metadata: {
+        region: options.region,
+        host: hostId,
+        models: options.models.map((m) => `${m.name}@${m.version}`).join(','),
+      },
+    });
+    actors.forEach((actor, i) => {
+      const model = options.models[i]!;
+      service!.addEndpoint(`${model.name}-status`, {
+        subject: `vigil.svc.${options.region}.${model.name}.status.${hostId}`,
+        metadata: { model: model.name },
+        handler: (_err, msg) => {
+          msg.respond(JSON.stringify(heartbeatOf(actor, model)));
+        },
+      });
+    });
   } catch (err) {
+    clearInterval(ticker);
     await Promise.allSettled(actors.map((a) => a.stop()));
     await nc.close();
     throw err;
   }
-  let closing: Promise<void> | undefined;
+
+  let draining: Promise<void> | undefined;
   return {
     hostId,
     actors,
-    close(): Promise<void> {
-      closing ??= (async () => {
-        await Promise.allSettled(actors.map((a) => a.stop()));
+    beat,
+    drain(graceMs: number): Promise<void> {
+      draining ??= (async () => {
+        state = ActorState.Draining;
+        const drained = Promise.allSettled(actors.map((a) => a.drain(graceMs)));
+        await beat(); // the last heartbeat says draining: gateways stop sending work here
+        await drained;
+        clearInterval(ticker);
+        await service?.stop().catch(() => undefined);
+        await beat();
         await nc.drain();
       })();
-      return closing;
+      return draining;
     },
   };
 }

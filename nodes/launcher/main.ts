@@ -118,6 +118,12 @@ async function main(): Promise<void> {
     VIGIL_API_KEYS: `demo:${demoKey}`,
   });
   const url = String(gateway.ready['url']);
+  // Where the running edge is, for `npm run vigil` (the CLI) and other local tools.
+  writeFileSync(
+    join(stateDir, 'edge.json'),
+    JSON.stringify({ region, gatewayUrl: url, natsUrl: nats.url, natsUser: 'vigil' }, null, 2) +
+      '\n',
+  );
   say('');
   say(`Vigil is running: gateway ${url}, NATS ${nats.url}, region ${region}`);
   say(`Demo API key (tenant "demo"): ${demoKey}`);

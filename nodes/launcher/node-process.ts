@@ -40,7 +40,7 @@ export interface NodeProcess {
   readonly ready: Record<string, unknown>;
   /** Resolves with the exit code, or the signal name. */
   readonly exited: Promise<number | string>;
-  /** SIGTERM, wait; SIGKILL after `graceMs` (default 15 s). Idempotent. */
+  /** SIGTERM, wait; SIGKILL after `graceMs` (default 40 s: above the actor host's 30 s drain). Idempotent. */
   stop(graceMs?: number): Promise<number | string>;
   /** Sends a signal without waiting (chaos tests: SIGKILL, SIGSTOP). */
   signal(signal: NodeJS.Signals): void;
@@ -120,7 +120,7 @@ export function startNode(name: NodeName, options: StartNodeOptions): Promise<No
           signal: (signal) => {
             child.kill(signal);
           },
-          stop(graceMs = 15_000) {
+          stop(graceMs = 40_000) {
             stopping ??= (async () => {
               if (child.exitCode === null && child.signalCode === null) {
                 child.kill('SIGCONT'); // a stopped process cannot handle SIGTERM
