@@ -134,7 +134,12 @@ class DeadLetterAdminImpl implements DeadLetterAdmin {
   readonly #stream: string;
   readonly #publishTimeoutMs: number;
 
-  constructor(js: JetStreamClient, jsm: JetStreamManager, tasks: KV, options: DeadLetterAdminOptions) {
+  constructor(
+    js: JetStreamClient,
+    jsm: JetStreamManager,
+    tasks: KV,
+    options: DeadLetterAdminOptions,
+  ) {
     this.#js = js;
     this.#jsm = jsm;
     this.#tasks = tasks;
@@ -146,7 +151,10 @@ class DeadLetterAdminImpl implements DeadLetterAdmin {
   async list(query: DeadLetterQuery = {}): Promise<DeadLetterSummary[]> {
     const limit = query.limit ?? DEFAULT_DEAD_LETTER_LIST_LIMIT;
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_DEAD_LETTER_LIST_LIMIT) {
-      throw new ValidationError(`must be an integer from 1 to ${MAX_DEAD_LETTER_LIST_LIMIT}`, 'limit');
+      throw new ValidationError(
+        `must be an integer from 1 to ${MAX_DEAD_LETTER_LIST_LIMIT}`,
+        'limit',
+      );
     }
     const fromSeq = query.fromSeq ?? 1;
     checkSeq(fromSeq, 'fromSeq');
@@ -200,7 +208,8 @@ class DeadLetterAdminImpl implements DeadLetterAdmin {
     const entry = await this.#tasks.get(task.id);
     const record = entry?.operation === 'PUT' ? readRecord(entry) : undefined;
     if (record && !isOutcomeOf(record, task)) {
-      // A later run (an earlier replay's) owns the record now: the task was replayed already.
+      // The record is not this letter's failure (a later run's, or a success): the task was
+      // replayed already or did not die after all, so only the stale letter goes.
       await this.#deleteLetter(seq);
       return { taskId: task.id };
     }
@@ -250,8 +259,9 @@ class DeadLetterAdminImpl implements DeadLetterAdmin {
     try {
       await this.#jsm.streams.deleteMessage(this.#stream, seq, false);
     } catch (err) {
-      // A concurrent replay deleted it first.
-      if (!(err instanceof JetStreamApiError)) throw err;
+      // A concurrent replay deleted it first. The server words that several ways ("no message
+      // found", "sequence not found") depending on where the sequence sits, so look, not parse.
+      if (!(err instanceof JetStreamApiError) || (await this.#read(seq))) throw err;
     }
   }
 
@@ -286,7 +296,10 @@ function parseLetter(msg: StoredMsg): ParsedLetter {
     const colon = header.indexOf(': ');
     const code = colon > 0 ? header.slice(0, colon) : '';
     return KNOWN_CODES.has(code)
-      ? { type: 'undecodable', error: { code: code as ErrorCode, message: header.slice(colon + 2) } }
+      ? {
+          type: 'undecodable',
+          error: { code: code as ErrorCode, message: header.slice(colon + 2) },
+        }
       : { type: 'undecodable', error: { code: ErrorCode.InvalidPayload, message: header } };
   }
   try {

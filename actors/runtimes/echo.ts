@@ -14,7 +14,7 @@ import {
   ValidationError,
 } from '../../protocol/index.js';
 import { ModelKind, throwIfAborted } from './runtime.js';
-import type { ModelRuntime } from './runtime.js';
+import type { ModelRunContext, ModelRuntime } from './runtime.js';
 
 /** Cap on a client-requested `params.delay_ms` when the options set none, in milliseconds. */
 export const DEFAULT_ECHO_MAX_DELAY_MS = 60_000;
@@ -41,7 +41,7 @@ export interface EchoOptions {
 }
 
 /** The request params that ask for a fault; each is rejected unless the operator enabled faults. */
-const FAULT_PARAM_KEYS = ['delay_ms', 'fail'] as const;
+const FAULT_PARAM_KEYS = ['delay_ms', 'fail', 'fail_until'] as const;
 
 const faultOptionsSchema = z.object({
   enabled: z.boolean(),
@@ -53,6 +53,8 @@ const faultOptionsSchema = z.object({
 const faultParamsSchema = z.object({
   delay_ms: z.number().int().min(0).optional(),
   fail: z.enum(['retryable', 'terminal']).optional(),
+  /** Epoch ms: every call before it fails retryably (a task that dies now and passes later). */
+  fail_until: z.number().int().min(0).optional(),
 });
 
 /** Creates the `echo` model. Throws `ValidationError` when the fault options are out of range. */
@@ -82,7 +84,7 @@ export function createEchoModel(options: EchoOptions = {}): ModelRuntime {
 
       const requested = validate(faultParamsSchema, params, 'params');
       const delayMs = faults.delayMs + Math.min(requested.delay_ms ?? 0, faults.maxDelayMs);
-      if (delayMs > 0) await sleep(delayMs, ctx.signal);
+      if (delayMs > 0) await sleepReportingProgress(delayMs, ctx);
       // Math.random, not a seeded PRNG: this is operator-configured chaos, not model output.
       if (faults.failureRate > 0 && Math.random() < faults.failureRate) {
         throw new RetryableError('injected failure (failureRate)', ErrorCode.ModelFailed);
@@ -93,9 +95,27 @@ export function createEchoModel(options: EchoOptions = {}): ModelRuntime {
       if (requested.fail === 'retryable') {
         throw new RetryableError('injected retryable failure', ErrorCode.ModelFailed);
       }
+      if (requested.fail_until !== undefined && Date.now() < requested.fail_until) {
+        throw new RetryableError(
+          `injected retryable failure until ${new Date(requested.fail_until).toISOString()}`,
+          ErrorCode.ModelFailed,
+        );
+      }
       return { echo: input };
     },
   };
+}
+
+/** Progress is reported this often during a delay, ms. */
+const PROGRESS_EVERY_MS = 250;
+
+/** A delay in steps, reporting the fraction done after each: a stand-in for a long model run. */
+async function sleepReportingProgress(ms: number, ctx: ModelRunContext): Promise<void> {
+  const start = Date.now();
+  for (let waited = 0; waited < ms; waited = Date.now() - start) {
+    await sleep(Math.min(PROGRESS_EVERY_MS, ms - waited), ctx.signal);
+    ctx.onProgress?.(Math.min(1, (Date.now() - start) / ms), 'waiting');
+  }
 }
 
 /** Waits `ms`, but rejects as soon as `signal` aborts so a drained or expired task stops at once. */

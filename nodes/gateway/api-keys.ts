@@ -88,3 +88,60 @@ export function readApiKeysFile(path: string): ApiKeyEntry[] {
   }
   return validate(keysFileSchema, json, path).keys;
 }
+
+/**
+ * Operator keys for the admin routes. They are kept apart from tenant keys: an admin key names no
+ * tenant, so it cannot submit or read tasks, and a tenant key is never an admin key.
+ */
+export interface AdminKeyStore {
+  /** True when `key` is an admin key. */
+  isAdminKey(key: string): boolean;
+  readonly size: number;
+}
+
+/** Shortest admin key accepted. */
+export const MIN_ADMIN_KEY_LENGTH = 16;
+
+/** Builds an admin key store; like tenant keys, the keys are held only as digests. */
+export function createAdminKeyStore(keys: readonly string[]): AdminKeyStore {
+  const digests = new Set(keys.map(digestApiKey));
+  return {
+    isAdminKey: (key) => digests.has(digestApiKey(key)),
+    size: digests.size,
+  };
+}
+
+/**
+ * Parses `key,key` (the `VIGIL_ADMIN_KEYS` form).
+ * @throws ValidationError naming the first key that is too short or not printable ASCII.
+ */
+export function parseAdminKeyList(text: string): string[] {
+  const keys = text
+    .split(',')
+    .map((key) => key.trim())
+    .filter((key) => key.length > 0);
+  keys.forEach((key, i) =>
+    validate(
+      z
+        .string()
+        .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces')
+        .min(MIN_ADMIN_KEY_LENGTH),
+      key,
+      `VIGIL_ADMIN_KEYS[${i}]`,
+    ),
+  );
+  return keys;
+}
+
+/** The admin keys that are also tenant keys: a key must be one or the other, never both. */
+export function adminKeysSharedWithTenants(
+  adminKeys: readonly string[],
+  tenantKeys: readonly ApiKeyEntry[],
+): string[] {
+  const tenantDigests = new Set(
+    tenantKeys.map((entry) =>
+      'key' in entry ? digestApiKey(entry.key) : entry.sha256.toLowerCase(),
+    ),
+  );
+  return adminKeys.filter((key) => tenantDigests.has(digestApiKey(key)));
+}

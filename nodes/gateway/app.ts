@@ -5,6 +5,7 @@
 import type { HttpBindings } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
 import { bearerAuth } from 'hono/bearer-auth';
+import { createMiddleware } from 'hono/factory';
 import { requestId, type RequestIdVariables } from 'hono/request-id';
 import { secureHeaders } from 'hono/secure-headers';
 import {
@@ -24,7 +25,9 @@ import {
   type VigilClient,
 } from '../../protocol/index.js';
 import type { Logger } from '../../actors/log.js';
+import { isAdminPath, registerAdminRoutes, type AdminRoutesDeps } from './admin-routes.js';
 import type { ApiKeyStore } from './api-keys.js';
+import type { ActorHealth } from './actor-health.js';
 import type { ModelCatalog } from './catalog.js';
 import { errorResponse } from './http-errors.js';
 import { onGatewayError } from './http-errors.js';
@@ -50,6 +53,10 @@ export interface GatewayAppDeps {
   client: VigilClient;
   catalog: ModelCatalog;
   apiKeys: ApiKeyStore;
+  /** Admin keys and dead-letter access; absent: no admin routes (`/v1/admin/*` is a 404). */
+  admin?: AdminRoutesDeps;
+  /** Which models have a healthy actor in the region (from heartbeats). */
+  health: ActorHealth;
   logger: Logger;
   /** True when NATS is connected and the catalog is loaded. */
   isReady(): boolean;
@@ -143,25 +150,30 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
       },
     };
   };
+  const tenantAuth = bearerAuth<GatewayEnv>({
+    realm: 'vigil',
+    verifyToken: (token, c) => {
+      const tenant = apiKeys.tenantOf(token);
+      if (tenant === undefined) return false;
+      c.set('tenant', tenant);
+      return true;
+    },
+    noAuthenticationHeader: {
+      message: unauthenticated('an API key is required: Authorization: Bearer <key>'),
+    },
+    invalidAuthenticationHeader: {
+      message: unauthenticated('the Authorization header must be: Bearer <key>'),
+    },
+    invalidToken: { message: unauthenticated('the API key is not valid') },
+  });
+  // Admin paths are authenticated with admin keys by the admin routes, never with tenant keys.
   app.use(
     '/v1/*',
-    bearerAuth<GatewayEnv>({
-      realm: 'vigil',
-      verifyToken: (token, c) => {
-        const tenant = apiKeys.tenantOf(token);
-        if (tenant === undefined) return false;
-        c.set('tenant', tenant);
-        return true;
-      },
-      noAuthenticationHeader: {
-        message: unauthenticated('an API key is required: Authorization: Bearer <key>'),
-      },
-      invalidAuthenticationHeader: {
-        message: unauthenticated('the Authorization header must be: Bearer <key>'),
-      },
-      invalidToken: { message: unauthenticated('the API key is not valid') },
-    }),
+    createMiddleware<GatewayEnv>((c, next) =>
+      isAdminPath(c.req.path) ? next() : tenantAuth(c, next),
+    ),
   );
+  if (deps.admin) registerAdminRoutes(app, deps.admin);
 
   /** Validates the common parts and hands the task to NATS. */
   const submitTask = async (
@@ -171,6 +183,15 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     const key = c.req.header('Idempotency-Key');
     if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
       throw new ValidationError('must be 1-255 printable ASCII characters', 'Idempotency-Key');
+    }
+    // Fail fast rather than queue sync work no actor can run now; async work waits in the queue.
+    if (submission.waitMs > 0 && !(await deps.health.hasHealthyActor(submission.model.name))) {
+      throw new VigilError(
+        ErrorCode.Unavailable,
+        `no healthy actor serves model '${submission.model.name}' right now; retry later, or send Prefer: respond-async to queue the task`,
+        true,
+        { retryAfterMs: 5_000 },
+      );
     }
     const deadlineMs = Math.min(
       submission.deadlineMs ?? options.defaultTaskDeadlineMs,

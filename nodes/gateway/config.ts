@@ -3,7 +3,13 @@ import { NAME_TOKEN } from '../../protocol/index.js';
 import type { Logger } from '../../actors/log.js';
 import { ConfigError, envInt, envString } from '../common/env.js';
 import { natsOptionsFromEnv } from '../common/nats-connection.js';
-import { parseApiKeyList, readApiKeysFile, type ApiKeyEntry } from './api-keys.js';
+import {
+  adminKeysSharedWithTenants,
+  parseAdminKeyList,
+  parseApiKeyList,
+  readApiKeysFile,
+  type ApiKeyEntry,
+} from './api-keys.js';
 import { GATEWAY_DEFAULTS, type GatewayOptions } from './gateway.js';
 
 /**
@@ -11,6 +17,8 @@ import { GATEWAY_DEFAULTS, type GatewayOptions } from './gateway.js';
  * - `VIGIL_REGION` (default `local`), `NATS_URL`, `NATS_USER`, `NATS_PASSWORD`, `NATS_TOKEN`
  * - `VIGIL_GATEWAY_HOST` (127.0.0.1), `VIGIL_GATEWAY_PORT` (8080)
  * - `VIGIL_API_KEYS` (`tenant:key,...`) and/or `VIGIL_API_KEYS_FILE` (JSON with sha256 digests)
+ * - `VIGIL_ADMIN_KEYS` (`key,...`, 16+ characters each, none a tenant key): mounts the admin
+ *   routes (`/v1/admin/*`); unset, they do not exist
  * - `VIGIL_MAX_BODY_BYTES` (1 MiB), `VIGIL_MAX_SYNC_WAIT_MS` (30 s), `VIGIL_TASK_DEADLINE_MS`
  *   (10 min), `VIGIL_MAX_TASK_DEADLINE_MS` (24 h), `VIGIL_MAX_WAITERS` (10 000)
  * - `VIGIL_TLS_CERT`, `VIGIL_TLS_KEY` (PEM paths; both or neither)
@@ -23,6 +31,10 @@ export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger): G
   if (apiKeys.length === 0) {
     throw new ConfigError('no API keys: set VIGIL_API_KEYS=tenant:key or VIGIL_API_KEYS_FILE=path');
   }
+  const adminKeys = parseAdminKeyList(env['VIGIL_ADMIN_KEYS'] ?? '');
+  if (adminKeysSharedWithTenants(adminKeys, apiKeys).length > 0) {
+    throw new ConfigError('VIGIL_ADMIN_KEYS: an admin key must not also be a tenant API key');
+  }
   const cert = env['VIGIL_TLS_CERT'];
   const key = env['VIGIL_TLS_KEY'];
   if (Boolean(cert) !== Boolean(key))
@@ -33,6 +45,7 @@ export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger): G
     host: envString(env, 'VIGIL_GATEWAY_HOST', GATEWAY_DEFAULTS.host),
     port: envInt(env, 'VIGIL_GATEWAY_PORT', GATEWAY_DEFAULTS.port, 0, 65535),
     apiKeys,
+    adminKeys,
     maxBodyBytes: envInt(
       env,
       'VIGIL_MAX_BODY_BYTES',

@@ -7,11 +7,18 @@ import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { serve, type ServerType } from '@hono/node-server';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { createVigilClient, newTaskId, type VigilClient } from '../../protocol/index.js';
+import {
+  createDeadLetterAdmin,
+  createVigilClient,
+  newTaskId,
+  type DeadLetterAdmin,
+  type VigilClient,
+} from '../../protocol/index.js';
 import type { Logger } from '../../actors/log.js';
 import { connectNats, type NatsConnectOptions } from '../common/nats-connection.js';
-import { createApiKeyStore, type ApiKeyEntry } from './api-keys.js';
+import { createAdminKeyStore, createApiKeyStore, type ApiKeyEntry } from './api-keys.js';
 import { createGatewayApp, type GatewayAppOptions } from './app.js';
+import { watchActorHealth, type ActorHealth } from './actor-health.js';
 import { openModelCatalog, type ModelCatalog } from './catalog.js';
 
 /** Everything a gateway needs to start. */
@@ -23,6 +30,8 @@ export interface GatewayOptions extends GatewayAppOptions {
   /** Port; 0 = any free port. */
   port: number;
   apiKeys: readonly ApiKeyEntry[];
+  /** Operator keys for the admin routes (`/v1/admin/*`). None (default): the routes do not exist. */
+  adminKeys?: readonly string[];
   /** Most requests waiting for a result at once; past it sync calls get 503. */
   maxWaiters: number;
   /** Serve HTTPS with this certificate and key (PEM file paths). */
@@ -59,7 +68,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     logger,
   );
   let catalog: ModelCatalog | undefined;
+  let health: ActorHealth | undefined;
   let client: VigilClient | undefined;
+  let deadLetters: DeadLetterAdmin | undefined;
+  const adminKeys = options.adminKeys ?? [];
   try {
     client = await createVigilClient(nc, {
       region: options.region,
@@ -67,6 +79,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       maxWaiters: options.maxWaiters,
     });
     catalog = await openModelCatalog(nc, logger);
+    health = await watchActorHealth(nc, options.region, logger);
+    if (adminKeys.length > 0)
+      deadLetters = await createDeadLetterAdmin(nc, { region: options.region });
   } catch (err) {
     await nc.close();
     throw err;
@@ -74,7 +89,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const app = createGatewayApp({
     client,
     catalog,
+    health,
     apiKeys: createApiKeyStore(options.apiKeys),
+    ...(deadLetters ? { admin: { keys: createAdminKeyStore(adminKeys), deadLetters } } : {}),
     logger,
     isReady: () => !nc.isClosed() && !nc.isDraining(),
     options,
@@ -106,6 +123,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   let closing: Promise<void> | undefined;
   const openClient = client;
   const openCatalog = catalog;
+  const openHealth = health;
   return {
     url,
     client: openClient,
@@ -117,6 +135,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           if ('closeIdleConnections' in server) server.closeIdleConnections();
         });
         openCatalog.close();
+        openHealth.close();
         await openClient.close();
         await nc.drain();
       })();

@@ -15,6 +15,8 @@ export interface TaskView {
   finished_at: string | null;
   result?: unknown;
   error?: WireError;
+  /** Last progress the model reported, while it runs. */
+  progress?: { fraction: number; message?: string };
 }
 
 const iso = (ms: number | undefined): string | null =>
@@ -50,6 +52,7 @@ export function taskView(status: TaskStatus): TaskView {
   };
   if (record.result !== undefined) view.result = record.result;
   if (record.error !== undefined) view.error = record.error;
+  if (record.progress !== undefined) view.progress = record.progress;
   return view;
 }
 

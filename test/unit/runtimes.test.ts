@@ -433,6 +433,7 @@ describe('echo', () => {
         ['delay_ms', 10],
         ['fail', 'terminal'],
         ['fail', 'retryable'],
+        ['fail_until', Date.now() + 60_000],
       ] as const) {
         await rejectsWith(model.run('x', { [key]: value }, ctx()), ValidationError, (err) => {
           assert.equal(err.path, `params.${key}`);
@@ -457,6 +458,20 @@ describe('echo', () => {
     await rejectsValidation(model.run('x', { delay_ms: -1 }, ctx()), 'params.delay_ms');
     await rejectsValidation(model.run('x', { delay_ms: 1.5 }, ctx()), 'params.delay_ms');
     assert.deepEqual(await model.run('x', {}, ctx()), { echo: 'x' });
+  });
+
+  test('fail_until fails retryably before the given time and echoes after it', async () => {
+    const model = createEchoModel({ faults: { enabled: true } });
+    const until = Date.now() + 50;
+    await rejectsWith(model.run('x', { fail_until: until }, ctx()), RetryableError, (err) => {
+      assert.equal(err.code, ErrorCode.ModelFailed);
+      assert.equal(err.retryable, true);
+    });
+    await new Promise((resolve) => setTimeout(resolve, until - Date.now() + 5));
+    assert.deepEqual(await model.run('x', { fail_until: until }, ctx()), { echo: 'x' });
+    assert.deepEqual(await model.run('x', { fail_until: 0 }, ctx()), { echo: 'x' });
+    await rejectsValidation(model.run('x', { fail_until: 'soon' }, ctx()), 'params.fail_until');
+    await rejectsValidation(model.run('x', { fail_until: -1 }, ctx()), 'params.fail_until');
   });
 
   // Timers may fire up to a millisecond early against performance.now(), hence the 1 ms slack.

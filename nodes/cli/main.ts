@@ -1,0 +1,155 @@
+/**
+ * `npm run vigil -- <command>`: operator commands against a running edge. Exit codes: 0 done,
+ * 1 failed (no edge, no such letter, NATS error), 2 bad usage (the usage is printed).
+ */
+import { parseArgs } from 'node:util';
+import type { NatsConnection } from '@nats-io/transport-node';
+import {
+  createDeadLetterAdmin,
+  MAX_DEAD_LETTER_LIST_LIMIT,
+  NAME_TOKEN,
+  VigilError,
+  type DeadLetterAdmin,
+} from '../../protocol/index.js';
+import { dlqList, dlqReplay, dlqShow, type Output } from './dlq-commands.js';
+import { CliError, connectToEdge, edgeTargetFromEnv } from './edge-target.js';
+
+const USAGE = `Usage: npm run vigil -- <command>
+
+Commands:
+  dlq list [--model <m>] [--limit <n>] [--from <seq>] [--json]
+                           dead letters, oldest first (default limit 50, at most ${MAX_DEAD_LETTER_LIST_LIMIT})
+  dlq show <seq> [--json]  one dead letter with its task (input, params, deadline, error)
+  dlq replay <seq>         run the letter's task again under the same task id, and remove the letter
+  help                     this text
+
+Connects to NATS_URL (with NATS_USER/NATS_PASSWORD or NATS_TOKEN) in region VIGIL_REGION
+(default local) when NATS_URL is set; otherwise to the edge \`npm start\` is running, as described
+in .vigil/edge.json (VIGIL_STATE_DIR moves .vigil).
+
+Exit codes: 0 done, 1 failed, 2 bad usage.
+`;
+
+/** Bad arguments: the message, then the usage, and exit code 2. */
+class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+/** A command, parsed, that needs the dead-letter admin. */
+type Command =
+  | { type: 'list'; model?: string; limit?: number; fromSeq?: number; json: boolean }
+  | { type: 'show'; seq: number; json: boolean }
+  | { type: 'replay'; seq: number };
+
+function positiveInt(raw: string | undefined, what: string, max = Number.MAX_SAFE_INTEGER): number {
+  if (raw === undefined || !/^[1-9][0-9]{0,15}$/.test(raw) || Number(raw) > max) {
+    throw new UsageError(`${what} must be an integer from 1 to ${max}, not '${raw ?? ''}'`);
+  }
+  return Number(raw);
+}
+
+const OPTIONS = {
+  model: { type: 'string' },
+  limit: { type: 'string' },
+  from: { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
+
+function parseOptions(args: string[]) {
+  try {
+    return parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+function parse(args: string[]): Command | 'help' {
+  const [group, sub, ...rest] = args;
+  if (group === undefined) throw new UsageError('no command given');
+  if (group === 'help' || group === '--help' || group === '-h') return 'help';
+  if (group !== 'dlq') throw new UsageError(`unknown command '${group}'`);
+  if (sub === undefined) throw new UsageError('dlq needs a subcommand: list, show or replay');
+  if (sub === 'help' || sub === '--help' || sub === '-h') return 'help';
+  const { values, positionals } = parseOptions(rest);
+  const only = (allowed: readonly string[]): void => {
+    const extra = Object.keys(values).find((name) => !allowed.includes(name));
+    if (extra) throw new UsageError(`dlq ${sub} does not take --${extra}`);
+  };
+  const oneSeq = (): number => {
+    if (positionals.length !== 1) throw new UsageError(`dlq ${sub} needs exactly one <seq>`);
+    return positiveInt(positionals[0], '<seq>');
+  };
+  switch (sub) {
+    case 'list': {
+      only(['model', 'limit', 'from', 'json']);
+      if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+      if (values.model !== undefined && !NAME_TOKEN.test(values.model)) {
+        throw new UsageError(`--model '${values.model}' is not a model name`);
+      }
+      const command: Command = { type: 'list', json: values.json === true };
+      if (values.model !== undefined) command.model = values.model;
+      if (values.limit !== undefined) {
+        command.limit = positiveInt(values.limit, '--limit', MAX_DEAD_LETTER_LIST_LIMIT);
+      }
+      if (values.from !== undefined) command.fromSeq = positiveInt(values.from, '--from');
+      return command;
+    }
+    case 'show':
+      only(['json']);
+      return { type: 'show', seq: oneSeq(), json: values.json === true };
+    case 'replay':
+      only([]);
+      return { type: 'replay', seq: oneSeq() };
+    default:
+      throw new UsageError(`unknown dlq subcommand '${sub}'`);
+  }
+}
+
+async function run(admin: DeadLetterAdmin, command: Command, out: Output): Promise<void> {
+  switch (command.type) {
+    case 'list': {
+      const { type: _type, ...options } = command;
+      return dlqList(admin, options, out);
+    }
+    case 'show':
+      return dlqShow(admin, command.seq, command.json, out);
+    case 'replay':
+      return dlqReplay(admin, command.seq, out);
+  }
+}
+
+async function main(args: string[]): Promise<number> {
+  const stdout: Output = { write: (text) => void process.stdout.write(text) };
+  let command: Command | 'help';
+  try {
+    command = parse(args);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`vigil: ${err.message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (command === 'help') {
+    stdout.write(USAGE);
+    return 0;
+  }
+  let nc: NatsConnection | undefined;
+  try {
+    const target = edgeTargetFromEnv(process.env);
+    nc = await connectToEdge(target);
+    const admin = await createDeadLetterAdmin(nc, { region: target.region });
+    await run(admin, command, stdout);
+    return 0;
+  } catch (err) {
+    if (err instanceof CliError || err instanceof VigilError) {
+      const code = err instanceof VigilError ? ` [${err.code}]` : '';
+      process.stderr.write(`vigil: ${err.message}${code}\n`);
+      return 1;
+    }
+    process.stderr.write(`vigil: ${(err as Error).stack ?? String(err)}\n`);
+    return 1;
+  } finally {
+    await nc?.close().catch(() => undefined);
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
