@@ -48,10 +48,10 @@ import {
   type CircuitBreaker,
   type CircuitBreakerOptions,
 } from './circuit-breaker.js';
+import { ExecutorGoneError } from './executors/errors.js';
 import type { RunOptions } from './executors/executor.js';
 import { silentLogger, type Logger } from './log.js';
 import { openMailbox, type Mailbox } from './mailbox.js';
-import type { ModelRuntime } from './runtimes/runtime.js';
 
 /** Options of {@link createInferenceActor}. */
 export interface InferenceActorOptions {
@@ -100,33 +100,6 @@ export interface ModelHandle {
   ): Promise<unknown>;
 }
 
-/** A runtime run in the host's own thread: no isolation. */
-export function inProcessModel(runtime: ModelRuntime): ModelHandle {
-  return {
-    name: runtime.name,
-    version: runtime.version,
-    isolation: 'in-process',
-    pid: process.pid,
-    restarts: 0,
-    available: true,
-    async run(input, params, options) {
-      const abort = new AbortController();
-      const timer = setTimeout(() => abort.abort(), Math.max(0, options.deadline - Date.now()));
-      const onOuterAbort = (): void => abort.abort();
-      options.signal?.addEventListener('abort', onOuterAbort, { once: true });
-      try {
-        return await runtime.run(input, params, {
-          signal: abort.signal,
-          ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-          ...(options.onToken ? { onToken: options.onToken } : {}),
-        });
-      } finally {
-        clearTimeout(timer);
-        options.signal?.removeEventListener('abort', onOuterAbort);
-      }
-    },
-  };
-}
 
 /** Defaults of {@link InferenceActorOptions}. */
 export const INFERENCE_ACTOR_DEFAULTS = {
@@ -368,6 +341,7 @@ class InferenceActorImpl implements InferenceActor {
       });
     } catch (err) {
       failure = Date.now() >= task.deadline ? deadlineError() : toVigilError(err).toWire();
+      current.executorDied = err instanceof ExecutorGoneError;
     } finally {
       this.#running.delete(current);
     }
@@ -399,7 +373,9 @@ class InferenceActorImpl implements InferenceActor {
       return;
     }
 
-    const delay = this.#retryDelay(attempt);
+    // The model's executor died under this task (the supervisor is restarting it): hand the
+    // task back at once rather than after a backoff; the crash still counts as an attempt.
+    const delay = current.executorDied ? 0 : this.#retryDelay(attempt);
     if (failure.retryable && attempt < this.#o.maxAttempts && Date.now() + delay < task.deadline) {
       this.#stats.retried += 1;
       this.#log.info('retrying task', { task: task.id, attempt, delayMs: delay, error: failure });
@@ -708,6 +684,8 @@ class Attempt {
   superseded = false;
   /** The host drained past its grace period: the delivery goes back, unjudged. */
   handedBack = false;
+  /** The model's executor died during the run. */
+  executorDied = false;
   marking: Promise<void> = Promise.resolve();
   /** Latest progress the model reported, and whether it is newer than the stored one. */
   progress: { fraction: number; message?: string } | undefined;

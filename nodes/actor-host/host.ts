@@ -13,6 +13,12 @@ import {
   type ModelHandle,
 } from '../../actors/inference-actor.js';
 import type { CircuitBreakerOptions } from '../../actors/circuit-breaker.js';
+import type { ExecutorSpec } from '../../actors/executors/index.js';
+import {
+  createSupervisor,
+  type Escalation,
+  type SupervisorOptions,
+} from '../../actors/supervisor.js';
 import type { Logger } from '../../actors/log.js';
 import {
   ActorState,
@@ -23,13 +29,18 @@ import {
   type ActorHeartbeat,
 } from '../../protocol/index.js';
 import { connectNats, type NatsConnectOptions } from '../common/nats-connection.js';
+import { superviseModel, type SupervisedModel } from './supervised-model.js';
 
 /** Everything an actor host needs to start. */
 export interface ActorHostOptions {
   region: string;
   nats: NatsConnectOptions;
-  /** The models to serve. */
-  models: readonly ModelHandle[];
+  /** The models to serve, each in its executor (isolation) under the host's supervisor. */
+  executors: readonly ExecutorSpec[];
+  /** Restart strategy: backoff, intensity (past it the host escalates), liveness pings. */
+  supervision?: SupervisorOptions;
+  /** Executors kept booted ahead of a crash, per model: 0 or 1. */
+  spares?: 0 | 1;
   /** Tasks each actor runs at once. */
   concurrency: number;
   /** Attempts before a retryable failure is dead-lettered. */
@@ -48,6 +59,12 @@ export interface ActorHostOptions {
 export interface ActorHost {
   readonly hostId: string;
   readonly actors: readonly InferenceActor[];
+  /**
+   * Resolves when a model restarted more often than the restart intensity allows: the host has
+   * then marked itself failed in its heartbeats, and its process should exit non-zero so that
+   * systemd or Kubernetes restarts it.
+   */
+  readonly escalated: Promise<Escalation>;
   /** Writes every actor's heartbeat now. */
   beat(): Promise<void>;
   /**
@@ -72,6 +89,27 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
   );
   const startedAt = Date.now();
   let heartbeats: KV;
+  const models: ModelHandle[] = [];
+  const supervised: SupervisedModel[] = [];
+  const supervisor = createSupervisor({
+    ...options.supervision,
+    onEvent: (event) => {
+      if (event.type === 'started' && event.attempt > 0) {
+        logger.warn('model executor restarted', {
+          model: event.name,
+          attempt: event.attempt,
+          downMs: event.downMs,
+        });
+      } else if (event.type === 'exited' && event.unexpected) {
+        logger.warn('model executor died', { model: event.name, reason: event.reason });
+      } else if (event.type === 'hung') {
+        logger.warn('model executor unresponsive; replacing it', { model: event.name });
+      } else if (event.type === 'escalated') {
+        logger.error('restart intensity exceeded; giving up', { ...event });
+      }
+      if (event.type !== 'restarting') void beat();
+    },
+  });
   const actors: InferenceActor[] = [];
   let state: ActorState = ActorState.Starting;
   let beating: Promise<void> = Promise.resolve();
@@ -85,11 +123,14 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
       region: options.region,
       model: model.name,
       version: model.version,
-      state: stats.draining
-        ? ActorState.Draining
-        : !model.available
-          ? ActorState.Restarting
-          : state,
+      state:
+        state === ActorState.Failed
+          ? ActorState.Failed
+          : stats.draining
+            ? ActorState.Draining
+            : !model.available
+              ? ActorState.Restarting
+              : state,
       breaker: stats.breaker,
       isolation: model.isolation,
       pid: model.pid,
@@ -108,7 +149,7 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
     beating = beating.then(async () => {
       await Promise.all(
         actors.map((actor, i) => {
-          const model = options.models[i]!;
+          const model = models[i]!;
           return heartbeats
             .put(`${model.name}.${hostId}`, encode(heartbeatOf(actor, model)))
             .catch((err: unknown) =>
@@ -124,7 +165,12 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
   let ticker: NodeJS.Timeout | undefined;
   try {
     heartbeats = await new Kvm(nc).open(assetNames.actorBucket(options.region));
-    for (const model of options.models) {
+    for (const spec of options.executors) {
+      const model = await superviseModel(supervisor, spec, options.spares ?? 0);
+      supervised.push(model);
+      models.push(model.handle);
+    }
+    for (const model of models) {
       actors.push(
         await createInferenceActor(nc, {
           region: options.region,
@@ -157,11 +203,11 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
       metadata: {
         region: options.region,
         host: hostId,
-        models: options.models.map((m) => `${m.name}@${m.version}`).join(','),
+        models: models.map((m) => `${m.name}@${m.version}`).join(','),
       },
     });
     actors.forEach((actor, i) => {
-      const model = options.models[i]!;
+      const model = models[i]!;
       service!.addEndpoint(`${model.name}-status`, {
         subject: `vigil.svc.${options.region}.${model.name}.status.${hostId}`,
         metadata: { model: model.name },
@@ -173,14 +219,23 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
   } catch (err) {
     clearInterval(ticker);
     await Promise.allSettled(actors.map((a) => a.stop()));
+    await supervisor.stop();
+    await Promise.allSettled(supervised.map((m) => m.close()));
     await nc.close();
     throw err;
   }
+
+  const escalated = supervisor.escalated.then(async (escalation) => {
+    state = ActorState.Failed;
+    await beat();
+    return escalation;
+  });
 
   let draining: Promise<void> | undefined;
   return {
     hostId,
     actors,
+    escalated,
     beat,
     drain(graceMs: number): Promise<void> {
       draining ??= (async () => {
@@ -188,6 +243,8 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
         const drained = Promise.allSettled(actors.map((a) => a.drain(graceMs)));
         await beat(); // the last heartbeat says draining: gateways stop sending work here
         await drained;
+        await supervisor.stop();
+        await Promise.allSettled(supervised.map((m) => m.close()));
         clearInterval(ticker);
         await service?.stop().catch(() => undefined);
         await beat();

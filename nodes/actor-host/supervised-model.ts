@@ -1,0 +1,56 @@
+/**
+ * A model running in an executor (worker thread or child process) under the host's supervisor,
+ * seen by the inference actor as a `ModelHandle`. While the executor is being restarted, runs
+ * wait for the new one instead of failing, so a crash costs only the tasks it was running.
+ */
+import type { ModelHandle } from '../../actors/inference-actor.js';
+import {
+  createExecutorStarter,
+  type ExecutorSpec,
+  type ExecutorStarter,
+  type ModelExecutor,
+} from '../../actors/executors/index.js';
+import type { SupervisedHandle, Supervisor } from '../../actors/supervisor.js';
+
+/** A supervised model and how to release it. */
+export interface SupervisedModel {
+  readonly handle: ModelHandle;
+  /** Stops keeping a spare; the supervisor stops the executor itself. */
+  close(): Promise<void>;
+}
+
+/** Starts `spec` under `supervisor` and resolves once its first executor is up. */
+export async function superviseModel(
+  supervisor: Supervisor,
+  spec: ExecutorSpec,
+  spares: 0 | 1,
+): Promise<SupervisedModel> {
+  const starter: ExecutorStarter = createExecutorStarter(spec, { spares });
+  let supervised: SupervisedHandle<ModelExecutor>;
+  try {
+    supervised = await supervisor.supervise(spec.model, () => starter.start());
+  } catch (err) {
+    await starter.close();
+    throw err;
+  }
+  const first = await supervised.current();
+  const handle: ModelHandle = {
+    name: spec.model,
+    version: first.version,
+    isolation: spec.isolation,
+    get pid() {
+      return supervised.child?.pid ?? 0;
+    },
+    get restarts() {
+      return supervised.restarts;
+    },
+    get available() {
+      return supervised.state === 'running';
+    },
+    async run(input, params, options) {
+      const executor = await supervised.current();
+      return executor.run(input, params, options);
+    },
+  };
+  return { handle, close: () => starter.close() };
+}
