@@ -100,7 +100,6 @@ export interface ModelHandle {
   ): Promise<unknown>;
 }
 
-
 /** Defaults of {@link InferenceActorOptions}. */
 export const INFERENCE_ACTOR_DEFAULTS = {
   concurrency: 4,
@@ -205,6 +204,9 @@ class InferenceActorImpl implements InferenceActor {
   readonly #latencies: number[] = [];
   readonly #breaker: CircuitBreaker;
   #probeTimer: NodeJS.Timeout | undefined;
+  /** Tasks that were running when their executor died (bounded: oldest forgotten first). */
+  readonly #suspects = new BoundedSet<string>(MAX_SUSPECTS);
+  readonly #gate = new RunGate();
   #draining: Promise<void> | undefined;
 
   constructor(nc: NatsConnection, js: JetStreamClient, tasks: KV, options: ResolvedOptions) {
@@ -330,6 +332,10 @@ class InferenceActorImpl implements InferenceActor {
     }
 
     const current = new Attempt(msg, task, attempt);
+    // A task that was running when its executor died may be the one that killed it: it runs
+    // alone next time, so a poison task cannot keep burning its neighbours' attempts.
+    const suspect = this.#suspects.has(task.id);
+    const release = await this.#gate.acquire(suspect);
     this.#running.add(current);
     let result: unknown;
     let failure: WireError | undefined;
@@ -344,7 +350,10 @@ class InferenceActorImpl implements InferenceActor {
       current.executorDied = err instanceof ExecutorGoneError;
     } finally {
       this.#running.delete(current);
+      release();
     }
+    if (current.executorDied) this.#suspects.add(task.id);
+    else if (suspect) this.#suspects.delete(task.id);
     const startedAt = current.startedAt;
     this.#recordRun(Date.now() - startedAt, failure);
     if (current.handedBack) {
@@ -661,6 +670,59 @@ class InferenceActorImpl implements InferenceActor {
       this.#log.warn('could not dead-letter undecodable request', { err: publishErr });
       msg.nak(1_000);
     }
+  }
+}
+
+/** Suspect task ids remembered per actor. */
+const MAX_SUSPECTS = 1024;
+
+/** A set that forgets its oldest entries past `limit`. */
+class BoundedSet<T> {
+  readonly #items = new Set<T>();
+  constructor(readonly limit: number) {}
+  has(item: T): boolean {
+    return this.#items.has(item);
+  }
+  add(item: T): void {
+    this.#items.add(item);
+    if (this.#items.size > this.limit) this.#items.delete(this.#items.values().next().value as T);
+  }
+  delete(item: T): void {
+    this.#items.delete(item);
+  }
+}
+
+/**
+ * Shared runs go together; an exclusive run waits for them to end and runs alone. Exclusive
+ * requests are served before new shared ones, so a suspect is not starved by a busy queue.
+ */
+class RunGate {
+  #shared = 0;
+  #exclusive = false;
+  #exclusiveWaiting = 0;
+  #wakers: (() => void)[] = [];
+
+  async acquire(exclusive: boolean): Promise<() => void> {
+    if (exclusive) this.#exclusiveWaiting += 1;
+    while (this.#exclusive || (exclusive ? this.#shared > 0 : this.#exclusiveWaiting > 0)) {
+      await new Promise<void>((resolve) => this.#wakers.push(resolve));
+    }
+    if (exclusive) {
+      this.#exclusiveWaiting -= 1;
+      this.#exclusive = true;
+    } else {
+      this.#shared += 1;
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (exclusive) this.#exclusive = false;
+      else this.#shared -= 1;
+      const wakers = this.#wakers;
+      this.#wakers = [];
+      for (const wake of wakers) wake();
+    };
   }
 }
 

@@ -239,7 +239,7 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
     beat,
     drain(graceMs: number): Promise<void> {
       draining ??= (async () => {
-        state = ActorState.Draining;
+        if (state !== ActorState.Failed) state = ActorState.Draining;
         const drained = Promise.allSettled(actors.map((a) => a.drain(graceMs)));
         await beat(); // the last heartbeat says draining: gateways stop sending work here
         await drained;
