@@ -11,6 +11,7 @@ import {
   VigilError,
   type DeadLetterAdmin,
 } from '../../protocol/index.js';
+import { actorsList } from './actor-commands.js';
 import { dlqList, dlqReplay, dlqShow, type Output } from './dlq-commands.js';
 import { CliError, connectToEdge, edgeTargetFromEnv } from './edge-target.js';
 
@@ -21,6 +22,7 @@ Commands:
                            dead letters, oldest first (default limit 50, at most ${MAX_DEAD_LETTER_LIST_LIMIT})
   dlq show <seq> [--json]  one dead letter with its task (input, params, deadline, error)
   dlq replay <seq>         run the letter's task again under the same task id, and remove the letter
+  actors [--json]          the region's actors from their heartbeats: state, breaker, pid, load
   help                     this text
 
 Connects to NATS_URL (with NATS_USER/NATS_PASSWORD or NATS_TOKEN) in region VIGIL_REGION
@@ -37,6 +39,7 @@ class UsageError extends Error {
 
 /** A command, parsed, that needs the dead-letter admin. */
 type Command =
+  | { type: 'actors'; json: boolean }
   | { type: 'list'; model?: string; limit?: number; fromSeq?: number; json: boolean }
   | { type: 'show'; seq: number; json: boolean }
   | { type: 'replay'; seq: number };
@@ -67,6 +70,15 @@ function parse(args: string[]): Command | 'help' {
   const [group, sub, ...rest] = args;
   if (group === undefined) throw new UsageError('no command given');
   if (group === 'help' || group === '--help' || group === '-h') return 'help';
+  if (group === 'actors') {
+    const { values, positionals } = parseOptions(
+      [sub, ...rest].filter((a): a is string => a !== undefined),
+    );
+    if (positionals.length > 0 || Object.keys(values).some((k) => k !== 'json')) {
+      throw new UsageError('actors takes only --json');
+    }
+    return { type: 'actors', json: values.json === true };
+  }
   if (group !== 'dlq') throw new UsageError(`unknown command '${group}'`);
   if (sub === undefined) throw new UsageError('dlq needs a subcommand: list, show or replay');
   if (sub === 'help' || sub === '--help' || sub === '-h') return 'help';
@@ -105,7 +117,11 @@ function parse(args: string[]): Command | 'help' {
   }
 }
 
-async function run(admin: DeadLetterAdmin, command: Command, out: Output): Promise<void> {
+async function run(
+  admin: DeadLetterAdmin,
+  command: Exclude<Command, { type: 'actors' }>,
+  out: Output,
+): Promise<void> {
   switch (command.type) {
     case 'list': {
       const { type: _type, ...options } = command;
@@ -136,6 +152,10 @@ async function main(args: string[]): Promise<number> {
   try {
     const target = edgeTargetFromEnv(process.env);
     nc = await connectToEdge(target);
+    if (command.type === 'actors') {
+      await actorsList(nc, target.region, command.json, stdout);
+      return 0;
+    }
     const admin = await createDeadLetterAdmin(nc, { region: target.region });
     await run(admin, command, stdout);
     return 0;

@@ -3,6 +3,7 @@
  * graceful drain and discovery through the NATS services API.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { describe, test } from 'node:test';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
@@ -16,6 +17,7 @@ import {
   type ActorHeartbeat,
   type TaskEvent,
 } from '../../protocol/index.js';
+import { PROJECT_ROOT } from '../../nodes/launcher/node-process.js';
 import { pollTask, startTestEdge, type TestEdge } from '../harness/edge.js';
 
 type Json = Record<string, unknown>;
@@ -71,6 +73,23 @@ describe('actors', () => {
       assert.equal(beat.breaker, 'closed');
       assert.equal(beat.intervalMs, 300);
       assert.equal(beat.pid > 0, true);
+
+      // Operators see the same through the CLI.
+      const cli = spawnSync(
+        process.execPath,
+        ['--import', 'tsx', 'nodes/cli/main.ts', 'actors', '--json'],
+        {
+          cwd: PROJECT_ROOT,
+          env: { ...process.env, NATS_URL: edge.nats.url, VIGIL_REGION: edge.region },
+          encoding: 'utf8',
+        },
+      );
+      assert.equal(cli.status, 0, cli.stderr);
+      const listed = JSON.parse(cli.stdout) as ActorHeartbeat[];
+      assert.deepEqual(
+        listed.map((b) => [b.model, b.state]),
+        [['echo', 'running']],
+      );
 
       // The NATS services API finds the host.
       const nc = await edge.connect();
