@@ -204,6 +204,9 @@ class InferenceActorImpl implements InferenceActor {
   readonly #latencies: number[] = [];
   readonly #breaker: CircuitBreaker;
   #probeTimer: NodeJS.Timeout | undefined;
+  /** When the housekeeping timer last noticed the process had been stalled, epoch ms. */
+  #stalledAt = 0;
+  #lastTick = Date.now();
   /** Tasks that were running when their executor died (bounded: oldest forgotten first). */
   readonly #suspects = new BoundedSet<string>(MAX_SUSPECTS);
   readonly #gate = new RunGate();
@@ -308,7 +311,9 @@ class InferenceActorImpl implements InferenceActor {
 
   async #run(msg: JsMsg, task: RequestEnvelope): Promise<void> {
     const attempt = msg.info.deliveryCount;
-    if (attempt > 1) {
+    // After a redelivery, or when this process was stalled long enough for its deliveries to be
+    // redelivered elsewhere (SIGSTOP, a long GC pause), another attempt may have finished already.
+    if (attempt > 1 || Date.now() - this.#stalledAt < this.#o.ackWaitMs) {
       const stored = await this.#readRecord(task.id);
       if (stored && FINAL_STATES.has(stored.record.state)) {
         this.#stats.reused += 1;
@@ -335,8 +340,9 @@ class InferenceActorImpl implements InferenceActor {
     // A task that was running when its executor died may be the one that killed it: it runs
     // alone next time, so a poison task cannot keep burning its neighbours' attempts.
     const suspect = this.#suspects.has(task.id);
+    this.#running.add(current); // in-progress acks go out while it waits at the gate, too
     const release = await this.#gate.acquire(suspect);
-    this.#running.add(current);
+    current.started = true;
     let result: unknown;
     let failure: WireError | undefined;
     try {
@@ -375,9 +381,15 @@ class InferenceActorImpl implements InferenceActor {
       const record = this.#record(task, attempt, TaskState.Succeeded, startedAt);
       record.result = result;
       const stored = await this.#finalize(record, current);
-      this.#stats.succeeded += 1;
       this.#reply(task, stored);
-      this.#emit(task, stored.record.state, stored.record.attempt);
+      if (stored.record === record) {
+        this.#stats.succeeded += 1;
+        this.#emit(task, stored.record.state, stored.record.attempt);
+      } else {
+        // A newer attempt stored its outcome first (this one was stalled): that outcome stands,
+        // and it was announced by the attempt that stored it.
+        this.#stats.superseded += 1;
+      }
       msg.ack();
       return;
     }
@@ -579,6 +591,13 @@ class InferenceActorImpl implements InferenceActor {
    */
   #tick(): void {
     const now = Date.now();
+    if (now - this.#lastTick > this.#o.ackWaitMs / 2) {
+      this.#stalledAt = now;
+      this.#log.warn('the process was stalled; checking stored outcomes before running', {
+        stalledMs: now - this.#lastTick,
+      });
+    }
+    this.#lastTick = now;
     const workingEveryMs = Math.max(1_000, this.#o.ackWaitMs / 3);
     for (const attempt of this.#running) {
       if (now >= attempt.task.deadline) attempt.abort.abort();
@@ -587,6 +606,7 @@ class InferenceActorImpl implements InferenceActor {
         attempt.lastSignalAt = now;
       }
       if (
+        attempt.started &&
         !attempt.marked &&
         (attempt.progress || now - attempt.startedAt >= this.#o.runningMarkAfterMs)
       ) {
@@ -748,6 +768,8 @@ class Attempt {
   handedBack = false;
   /** The model's executor died during the run. */
   executorDied = false;
+  /** Past the run gate: the model is running. */
+  started = false;
   marking: Promise<void> = Promise.resolve();
   /** Latest progress the model reported, and whether it is newer than the stored one. */
   progress: { fraction: number; message?: string } | undefined;

@@ -1,16 +1,20 @@
 /**
- * An actor's mailbox: a JetStream pull consumer read with bounded prefetch. At most
- * `concurrency` messages are being handled and at most `concurrency` more are buffered, so a slow
- * model never hoards work that an idle actor elsewhere could take. It can pause (the circuit
- * breaker, a restarting model, a drain) and resume with another concurrency (a half-open probe).
+ * An actor's mailbox: a JetStream pull consumer from which the actor fetches exactly as many
+ * messages as it has free slots. Nothing waits in a local buffer: a buffered delivery would age
+ * towards its ack wait without anyone sending in-progress acks for it, and be redelivered to
+ * another actor while this one still holds it (the chaos suite caught exactly that). It can pause
+ * (the circuit breaker, a drain) and resume with another concurrency (a half-open probe).
  */
-import type { ConsumerMessages, JetStreamClient, JsMsg, Consumer } from '@nats-io/jetstream';
+import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from '@nats-io/jetstream';
+
+/** How long one fetch waits for messages before asking again, ms. */
+const FETCH_EXPIRES_MS = 5_000;
 
 /** Options of {@link openMailbox}. */
 export interface MailboxOptions {
   stream: string;
   consumer: string;
-  /** Messages handled at once; also the prefetch. */
+  /** Messages handled at once. */
   concurrency: number;
 }
 
@@ -21,8 +25,8 @@ export interface Mailbox {
   /** True while it pulls. */
   readonly pulling: boolean;
   /**
-   * Stops pulling. Deliveries buffered but not yet handled are handed back at once (a nak counts
-   * as a delivery: at most `concurrency` of them); in-flight handlers go on. Idempotent.
+   * Stops pulling. A delivery that arrives after the pause (from a fetch already asked for) is
+   * handed back at once; in-flight handlers go on. Idempotent.
    */
   pause(): Promise<void>;
   /** Pulls again, with at most `concurrency` (default: the configured one) in flight. */
@@ -49,8 +53,8 @@ export async function openMailbox(
 }
 
 interface Session {
-  messages: ConsumerMessages;
   stopping: boolean;
+  batch: ConsumerMessages | undefined;
   loop: Promise<void>;
 }
 
@@ -86,18 +90,9 @@ class MailboxImpl implements Mailbox {
       this.#wake?.();
       return;
     }
-    // consume() is synchronous up to its first pull; its promise only fails on a missing
-    // consumer, which the loop reports by ending.
-    const session = { stopping: false } as Session;
+    const session: Session = { stopping: false, batch: undefined, loop: Promise.resolve() };
     this.#session = session;
-    session.loop = this.#consumer
-      .consume({ max_messages: concurrency })
-      .then((messages) => {
-        session.messages = messages;
-        if (session.stopping) return messages.close().then(() => undefined);
-        return this.#pull(session);
-      })
-      .catch(() => undefined);
+    session.loop = this.#pull(session).catch(() => undefined);
   }
 
   async pause(): Promise<void> {
@@ -106,7 +101,7 @@ class MailboxImpl implements Mailbox {
     session.stopping = true;
     this.#session = undefined;
     this.#wake?.();
-    await session.messages?.close().catch(() => undefined);
+    session.batch?.stop();
     await session.loop;
   }
 
@@ -134,25 +129,34 @@ class MailboxImpl implements Mailbox {
   }
 
   async #pull(session: Session): Promise<void> {
-    const iterator = session.messages[Symbol.asyncIterator]();
-    for (;;) {
-      // Take a message only when a slot is free: consume() issues its next pull request only as
-      // messages are taken, so this is what bounds the prefetch.
+    while (!session.stopping) {
       while (this.#running.size >= this.#concurrency && !session.stopping) {
         await new Promise<void>((resolve) => (this.#wake = resolve));
       }
-      const next = await iterator.next();
-      if (next.done) return;
-      const msg = next.value;
-      if (session.stopping) {
-        msg.nak(); // stopped while it was buffered: hand it back for immediate redelivery
+      if (session.stopping) return;
+      // Ask for exactly the free slots: every delivery starts at once, none waits unacked.
+      const free = this.#concurrency - this.#running.size;
+      try {
+        session.batch = await this.#consumer.fetch({
+          max_messages: free,
+          expires: FETCH_EXPIRES_MS,
+        });
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 1_000)); // NATS down: try again
         continue;
       }
-      const work: Promise<void> = this.#handle(msg).finally(() => {
-        this.#running.delete(work);
-        this.#wake?.();
-      });
-      this.#running.add(work);
+      for await (const msg of session.batch) {
+        if (session.stopping) {
+          msg.nak(); // arrived after the pause: hand it back for immediate redelivery
+          continue;
+        }
+        const work: Promise<void> = this.#handle(msg).finally(() => {
+          this.#running.delete(work);
+          this.#wake?.();
+        });
+        this.#running.add(work);
+      }
+      session.batch = undefined;
     }
   }
 }

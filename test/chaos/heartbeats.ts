@@ -1,0 +1,94 @@
+/**
+ * Follows the region's actor heartbeats for chaos tests: the latest beat of every actor, with the
+ * local time each was seen, so a test can wait for a new pid after a kill, for a stale beat after
+ * a SIGSTOP, or for a breaker to open, and time it.
+ */
+import { Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import {
+  actorHeartbeatSchema,
+  assetNames,
+  decodeAs,
+  HEARTBEAT_EXPIRY_INTERVALS,
+  type ActorHeartbeat,
+} from '../../protocol/index.js';
+
+/** A beat and when this process saw it. */
+export interface SeenBeat {
+  beat: ActorHeartbeat;
+  /** The same actor's beat before this one, if any: a change is `previous` -> `beat`. */
+  previous: ActorHeartbeat | undefined;
+  seenAt: number;
+}
+
+/** A running heartbeat watch. */
+export interface HeartbeatWatch {
+  /** Latest beat per actor id. */
+  latest(): SeenBeat[];
+  /** Every beat seen, oldest first (bounded: the oldest are dropped past 50 000). */
+  readonly history: readonly SeenBeat[];
+  /**
+   * Resolves with the first beat (latest ones first, then each new one) that satisfies `test`;
+   * rejects after `timeoutMs`.
+   */
+  waitFor(what: string, test: (seen: SeenBeat) => boolean, timeoutMs?: number): Promise<SeenBeat>;
+  stop(): void;
+}
+
+const HISTORY_LIMIT = 50_000;
+
+/** True when the beat is older than the gateway's freshness rule allows (three intervals). */
+export function isStale(beat: ActorHeartbeat, now = Date.now()): boolean {
+  return now - beat.at >= beat.intervalMs * HEARTBEAT_EXPIRY_INTERVALS;
+}
+
+/** Watches `vigil-actors-<region>`. */
+export async function watchHeartbeats(nc: NatsConnection, region: string): Promise<HeartbeatWatch> {
+  const kv = await new Kvm(nc).open(assetNames.actorBucket(region));
+  const latest = new Map<string, SeenBeat>();
+  const history: SeenBeat[] = [];
+  const waiters = new Set<(seen: SeenBeat) => void>();
+  const watch = await kv.watch({ ignoreDeletes: true });
+  void (async () => {
+    for await (const entry of watch) {
+      if (entry.operation !== 'PUT') continue;
+      let beat: ActorHeartbeat;
+      try {
+        beat = decodeAs(actorHeartbeatSchema, entry.value, 'heartbeat');
+      } catch {
+        continue;
+      }
+      const seen = { beat, previous: latest.get(beat.actorId)?.beat, seenAt: Date.now() };
+      latest.set(beat.actorId, seen);
+      history.push(seen);
+      if (history.length > HISTORY_LIMIT) history.shift();
+      for (const waiter of [...waiters]) waiter(seen);
+    }
+  })().catch(() => undefined);
+
+  return {
+    latest: () => [...latest.values()],
+    history,
+    waitFor(what, test, timeoutMs = 15_000) {
+      const hit = [...latest.values()].find(test);
+      if (hit) return Promise.resolve(hit);
+      return new Promise<SeenBeat>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+        }, timeoutMs);
+        const check = (seen: SeenBeat): void => {
+          if (!test(seen)) return;
+          clearTimeout(timer);
+          waiters.delete(check);
+          resolve(seen);
+        };
+        waiters.add(check);
+      });
+    },
+    stop() {
+      watch.stop();
+      waiters.clear();
+    },
+  };
+}
