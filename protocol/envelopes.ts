@@ -91,6 +91,12 @@ export const requestEnvelopeSchema = z.object({
 /** A validated request envelope. */
 export type RequestEnvelope = z.infer<typeof requestEnvelopeSchema>;
 
+/** Progress a model reports: a fraction from 0 to 1 and an optional short message. */
+const progressSchema = z.object({
+  fraction: z.number().min(0).max(1),
+  message: z.string().max(256).optional(),
+});
+
 /** States a task can be in. `accepted` is derived (request queued, no record yet), never stored. */
 export const TaskState = {
   Accepted: 'accepted',
@@ -129,9 +135,7 @@ export const taskRecordSchema = z.object({
   result: z.unknown().optional(),
   error: wireErrorSchema.optional(),
   /** Last progress the model reported (running tasks only). */
-  progress: z
-    .object({ fraction: z.number().min(0).max(1), message: z.string().max(256).optional() })
-    .optional(),
+  progress: progressSchema.optional(),
   /** Which actor wrote the record. */
   actor: z.string().max(256).optional(),
 });
@@ -172,9 +176,7 @@ export const taskEventSchema = z.object({
   attempt: z.number().int().positive(),
   at: epochMs,
   /** Set on `progress`. */
-  progress: z
-    .object({ fraction: z.number().min(0).max(1), message: z.string().max(256).optional() })
-    .optional(),
+  progress: progressSchema.optional(),
   /** Set on `retrying`: when the next attempt may start, ms from `at`. */
   retryInMs: epochMs.optional(),
   error: wireErrorSchema.optional(),

@@ -18,7 +18,7 @@ import {
   type TaskEvent,
 } from '../../protocol/index.js';
 import { PROJECT_ROOT } from '../../nodes/launcher/node-process.js';
-import { pollTask, startTestEdge, type TestEdge } from '../harness/edge.js';
+import { pollTask, startTestEdge, waitFor, type TestEdge } from '../harness/edge.js';
 
 type Json = Record<string, unknown>;
 const FAST_BEAT = { assets: { heartbeatIntervalMs: 300 }, actorEnv: { VIGIL_HEARTBEAT_MS: '300' } };
@@ -31,20 +31,6 @@ async function heartbeats(edge: TestEdge): Promise<ActorHeartbeat[]> {
     if (entry?.operation === 'PUT') beats.push(decodeAs(actorHeartbeatSchema, entry.value, 'beat'));
   }
   return beats;
-}
-
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 const infer = (
@@ -103,7 +89,7 @@ describe('actors', () => {
       const host = edge.actorHosts[0]!;
       host.signal('SIGSTOP');
       const stoppedAt = Date.now();
-      const refused = await until('a fast 503', async () => {
+      const refused = await waitFor('a fast 503', async () => {
         // A short sync wait: a call accepted just before the stop must not hold the probe.
         const res = await infer(edge, 'echo', { input: 1 }, { Prefer: 'wait=1' });
         if (res.status === 503) return res;
@@ -162,7 +148,7 @@ describe('actors', () => {
         );
         ids.push(String(((await res.json()) as Json)['id']));
       }
-      const open = await until('the breaker to open', async () =>
+      const open = await waitFor('the breaker to open', async () =>
         (await heartbeats(edge)).find((b) => b.breaker === 'open'),
       );
       assert.equal(open.model, 'echo');
@@ -182,7 +168,7 @@ describe('actors', () => {
         results.map((r) => r['state']),
         ids.map(() => 'succeeded'),
       );
-      const closed = await until('the breaker to close', async () =>
+      const closed = await waitFor('the breaker to close', async () =>
         (await heartbeats(edge)).find((b) => b.breaker === 'closed'),
       );
       assert.ok(closed.errors > 0);
@@ -214,7 +200,7 @@ describe('actors', () => {
         { Prefer: 'respond-async' },
       );
       const id = String(((await res.json()) as Json)['id']);
-      const running = await until('progress in the task', async () => {
+      const running = await waitFor('progress in the task', async () => {
         const body = (await (await edge.request(`/v1/tasks/${id}`)).json()) as Json;
         return body['progress'] ? body : undefined;
       });

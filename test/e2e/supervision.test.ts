@@ -12,7 +12,7 @@ import {
   decodeAs,
   type ActorHeartbeat,
 } from '../../protocol/index.js';
-import { pollTask, startTestEdge, type TestEdge } from '../harness/edge.js';
+import { pollTask, startTestEdge, waitFor, type TestEdge } from '../harness/edge.js';
 
 type Json = Record<string, unknown>;
 
@@ -38,20 +38,6 @@ async function beat(edge: TestEdge): Promise<ActorHeartbeat | undefined> {
   return undefined;
 }
 
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 const submit = async (edge: TestEdge, params: Json, input: unknown = 'x'): Promise<string> => {
   const res = await edge.request('/v1/models/echo/infer', {
     method: 'POST',
@@ -66,14 +52,14 @@ describe('supervised model executors', () => {
   test('kill -9 of a model process: restarted fast, its task handed back and finished', async () => {
     const edge = await startTestEdge(CHILD_ECHO);
     try {
-      const before = await until('a heartbeat', () => beat(edge));
+      const before = await waitFor('a heartbeat', () => beat(edge));
       assert.equal(before.isolation, 'child-process');
       assert.notEqual(before.pid, edge.actorHosts[0]!.pid, 'the model runs in its own process');
       const id = await submit(edge, { delay_ms: 1500 }, 'survivor');
       await new Promise((r) => setTimeout(r, 300));
       const killedAt = Date.now();
       process.kill(before.pid, 'SIGKILL');
-      const after = await until('a new model process', async () => {
+      const after = await waitFor('a new model process', async () => {
         const b = await beat(edge);
         return b && b.pid !== before.pid && b.pid > 0 && b.state === 'running' ? b : undefined;
       });
@@ -119,12 +105,12 @@ describe('supervised model executors', () => {
       },
     });
     try {
-      const first = await until('a heartbeat', () => beat(edge));
+      const first = await waitFor('a heartbeat', () => beat(edge));
       const hung = await submit(edge, { __hang: true });
       const dead = await pollTask(edge, hung);
       assert.equal(dead['state'], 'dead', 'hung on every attempt: dead after 2');
       assert.equal(dead['attempts'], 2);
-      const after = await until('a replaced executor', async () => {
+      const after = await waitFor('a replaced executor', async () => {
         const b = await beat(edge);
         return b && b.restarts >= 2 && b.state === 'running' ? b : undefined;
       });
