@@ -54,3 +54,18 @@ export function errorFromWire(wire: WireError): VigilError {
     ? new RetryableError(wire.message, wire.code, options)
     : new TerminalError(wire.message, wire.code);
 }
+
+/**
+ * Why an executor cannot take another run, if it cannot: it is gone, or it already holds
+ * `maxPendingRuns`. Shared by every executor so they refuse alike.
+ */
+export function refusal(
+  model: string,
+  exit: { reason: string } | undefined,
+  pendingRuns: number,
+  maxPendingRuns: number,
+): VigilError | undefined {
+  if (exit !== undefined) return new ExecutorGoneError(model, exit.reason);
+  if (pendingRuns >= maxPendingRuns) return new ExecutorBusyError(model, maxPendingRuns);
+  return undefined;
+}

@@ -8,7 +8,7 @@
 import { ErrorCode, RetryableError } from '../../protocol/errors.js';
 import { createBuiltinModels } from '../runtimes/builtin.js';
 import type { ModelRuntime } from '../runtimes/runtime.js';
-import { ExecutorBusyError, ExecutorGoneError, ExecutorStartError } from './errors.js';
+import { ExecutorGoneError, ExecutorStartError, refusal } from './errors.js';
 import type {
   ExecutorExit,
   ExecutorSpec,
@@ -105,12 +105,8 @@ class InProcessExecutor implements ModelExecutor {
     params: Readonly<Record<string, unknown>>,
     options: RunOptionsWithSignal,
   ): Promise<unknown> {
-    if (this.#exit !== undefined) {
-      return Promise.reject(new ExecutorGoneError(this.model, this.#exit.reason));
-    }
-    if (this.#runs.size >= this.#options.maxPendingRuns) {
-      return Promise.reject(new ExecutorBusyError(this.model, this.#options.maxPendingRuns));
-    }
+    const refused = refusal(this.model, this.#exit, this.#runs.size, this.#options.maxPendingRuns);
+    if (refused) return Promise.reject(refused);
     return new Promise<unknown>((resolve, reject) => {
       const abort = new AbortController();
       const run: ActiveRun = {

@@ -8,12 +8,7 @@
 import { extname } from 'node:path';
 import { ErrorCode, RetryableError, TerminalError } from '../../protocol/errors.js';
 import type { WireError } from '../../protocol/errors.js';
-import {
-  errorFromWire,
-  ExecutorBusyError,
-  ExecutorGoneError,
-  ExecutorStartError,
-} from './errors.js';
+import { errorFromWire, ExecutorGoneError, ExecutorStartError, refusal } from './errors.js';
 import type {
   ExecutorExit,
   ExecutorSpec,
@@ -197,12 +192,8 @@ class RemoteExecutor implements ModelExecutor, RemoteExecutorConnection {
     params: Readonly<Record<string, unknown>>,
     options: RunOptionsWithSignal,
   ): Promise<unknown> {
-    if (this.#exit !== undefined) {
-      return Promise.reject(new ExecutorGoneError(this.model, this.#exit.reason));
-    }
-    if (this.#runs.size >= this.#options.maxPendingRuns) {
-      return Promise.reject(new ExecutorBusyError(this.model, this.#options.maxPendingRuns));
-    }
+    const refused = refusal(this.model, this.#exit, this.#runs.size, this.#options.maxPendingRuns);
+    if (refused) return Promise.reject(refused);
     const { signal } = options;
     if (signal?.aborted === true) {
       return Promise.reject(new RetryableError('aborted', ErrorCode.DeadlineExceeded));

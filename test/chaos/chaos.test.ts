@@ -119,6 +119,30 @@ async function withEdge(
   }
 }
 
+/**
+ * Runs `chaos` while `checker` submits load: the load goes on until every planned fault landed
+ * (at most twice the planned time), and the chaos loop stops early if the load ends first.
+ */
+async function underLoad(
+  checker: Parameters<typeof runLoad>[0],
+  load: { rate: number; seconds: number; delayMs: [number, number] },
+  chaos: (loadRunning: () => boolean) => Promise<void>,
+): Promise<void> {
+  let loadDone = false;
+  let chaosDone = false;
+  const faults = chaos(() => !loadDone).finally(() => (chaosDone = true));
+  await runLoad(checker, {
+    ratePerSecond: load.rate,
+    durationMs: load.seconds * 1000,
+    keepGoing: () => !chaosDone,
+    maxDurationMs: load.seconds * 2000,
+    maxTasks: load.rate * load.seconds * 2,
+    submit: () => ({ params: randomDelay(load.delayMs[0], load.delayMs[1]) }),
+  });
+  loadDone = true;
+  await faults;
+}
+
 describe(`chaos (${LONG ? 'long' : 'short'} form)`, () => {
   test('kill -9 model executors mid-task under load: 0 lost, 0 duplicated; restart time', async () => {
     const { seconds, rate, kills, hosts } = SIZE.executorKills;
@@ -150,12 +174,10 @@ describe(`chaos (${LONG ? 'long' : 'short'} form)`, () => {
       await beats.waitFor('every executor up', () => executors().length === hosts);
 
       const restartMs: number[] = [];
-      let loadDone = false;
-      let chaosDone = false;
-      const chaos = (async () => {
+      await underLoad(checker, { rate, seconds, delayMs: [50, 400] }, async (loadRunning) => {
         const end = Date.now() + seconds * 1000;
         await sleep(1_000);
-        for (let k = 0; k < kills && !loadDone; k += 1) {
+        for (let k = 0; k < kills && loadRunning(); k += 1) {
           const target = pick(executors());
           if (target) {
             const { actorId, pid } = target.beat;
@@ -173,19 +195,7 @@ describe(`chaos (${LONG ? 'long' : 'short'} form)`, () => {
           }
           await sleep(spacing(end, kills - k - 1));
         }
-        chaosDone = true;
-      })();
-      await runLoad(checker, {
-        ratePerSecond: rate,
-        durationMs: seconds * 1000,
-        // Until every planned kill landed under load, at most twice the planned time.
-        keepGoing: () => !chaosDone,
-        maxDurationMs: seconds * 2000,
-        maxTasks: rate * seconds * 2,
-        submit: () => ({ params: randomDelay(50, 400) }),
       });
-      loadDone = true;
-      await chaos;
       await checker.settle(60_000);
       const records = await checker.records();
       const retried = [...records.values()].filter((r) => r.attempt > 1).length;
@@ -211,12 +221,10 @@ describe(`chaos (${LONG ? 'long' : 'short'} form)`, () => {
       await edge.startActorHost();
       const live = new Set<NodeProcess>(edge.actorHosts);
       const replaceMs: number[] = [];
-      let loadDone = false;
-      let chaosDone = false;
-      const chaos = (async () => {
+      await underLoad(checker, { rate, seconds, delayMs: [50, 400] }, async (loadRunning) => {
         const end = Date.now() + seconds * 1000;
         await sleep(1_500);
-        for (let k = 0; k < kills && !loadDone; k += 1) {
+        for (let k = 0; k < kills && loadRunning(); k += 1) {
           const victim = pick([...live])!;
           const killedAt = Date.now();
           victim.signal('SIGKILL');
@@ -226,19 +234,7 @@ describe(`chaos (${LONG ? 'long' : 'short'} form)`, () => {
           replaceMs.push(Date.now() - killedAt);
           await sleep(spacing(end, kills - k - 1));
         }
-        chaosDone = true;
-      })();
-      await runLoad(checker, {
-        ratePerSecond: rate,
-        durationMs: seconds * 1000,
-        // Until every planned kill landed under load, at most twice the planned time.
-        keepGoing: () => !chaosDone,
-        maxDurationMs: seconds * 2000,
-        maxTasks: rate * seconds * 2,
-        submit: () => ({ params: randomDelay(50, 400) }),
       });
-      loadDone = true;
-      await chaos;
       await checker.settle(60_000);
       const records = await checker.records();
       const redelivered = [...records.values()].filter((r) => r.attempt > 1).length;
@@ -563,11 +559,9 @@ describe(`chaos (${LONG ? 'long' : 'short'} form)`, () => {
     const edge = await chaosEdge({ VIGIL_CONCURRENCY: '8' });
     await withEdge('nats-restart', edge, async (checker) => {
       const outageMs: number[] = [];
-      let loadDone = false;
-      let chaosDone = false;
-      const chaos = (async () => {
+      await underLoad(checker, { rate, seconds, delayMs: [20, 200] }, async (loadRunning) => {
         const gapMs = (seconds * 1000) / (restarts + 1);
-        for (let r = 0; r < restarts && !loadDone; r += 1) {
+        for (let r = 0; r < restarts && loadRunning(); r += 1) {
           await sleep(gapMs * 0.8);
           const killedAt = Date.now();
           await edge.nats.kill('SIGKILL');
@@ -575,19 +569,7 @@ describe(`chaos (${LONG ? 'long' : 'short'} form)`, () => {
           await edge.nats.restart();
           outageMs.push(Date.now() - killedAt);
         }
-        chaosDone = true;
-      })();
-      await runLoad(checker, {
-        ratePerSecond: rate,
-        durationMs: seconds * 1000,
-        // Until every planned kill landed under load, at most twice the planned time.
-        keepGoing: () => !chaosDone,
-        maxDurationMs: seconds * 2000,
-        maxTasks: rate * seconds * 2,
-        submit: () => ({ params: randomDelay(20, 200) }),
       });
-      loadDone = true;
-      await chaos;
       await checker.settle(90_000);
       const report = checker.report({
         'nats-server restarts': outageMs.length,
