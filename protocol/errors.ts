@@ -24,6 +24,8 @@ export const ErrorCode = {
   QueueFull: 'queue_full',
   /** The tenant sent too much; retry after the advertised delay. */
   RateLimited: 'rate_limited',
+  /** The tenant's task quota for the period is used up; retry once the period resets. */
+  QuotaExceeded: 'quota_exceeded',
   /** A dependency (NATS, JetStream) is unavailable right now. */
   Unavailable: 'unavailable',
   /** The task's deadline passed before it finished. */

@@ -18,6 +18,7 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   [ErrorCode.PayloadTooLarge]: 413,
   [ErrorCode.ModelRejected]: 422,
   [ErrorCode.RateLimited]: 429,
+  [ErrorCode.QuotaExceeded]: 429,
   [ErrorCode.Internal]: 500,
   [ErrorCode.ModelFailed]: 502,
   [ErrorCode.RetriesExhausted]: 502,
