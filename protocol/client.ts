@@ -24,7 +24,7 @@ import {
   type Subscription,
 } from '@nats-io/transport-node';
 import { encode } from './codec.js';
-import { assetNames } from './definitions.js';
+import { assetNames, HUB_DOMAIN } from './definitions.js';
 import {
   decodeAs,
   ENVELOPE_VERSION,
@@ -47,8 +47,19 @@ const MESSAGE_TOO_LARGE = 10054;
 
 /** Options of {@link createVigilClient}. */
 export interface VigilClientOptions {
-  /** Region whose queue and task bucket this client uses. */
+  /** The client's home region: where its tasks go unless a submission names another. */
   region: string;
+  /**
+   * The other regions this client may send work to and look tasks up in, nearest first. A task
+   * spilled over to one of them is still found by `getTask` and still answered to the caller.
+   */
+  otherRegions?: readonly string[];
+  /**
+   * Set when the client runs at an edge site (a leaf node with its own JetStream domain): tasks
+   * for the home region are accepted into the site's stream, which the hub sources, so the site
+   * keeps accepting work while its link to the hub is cut.
+   */
+  edgeSite?: string;
   /** Names this client's reply subject; must be unique among live clients. Default random. */
   clientId?: string;
   /** Most tasks waited for at once; past it `submit` with a wait is refused. Default 10 000. */
@@ -76,6 +87,8 @@ export interface SubmitRequest {
   params: Record<string, unknown>;
   /** Absolute deadline, epoch ms. */
   deadline: number;
+  /** The region to run in; default the client's home region. */
+  region?: string;
   /** Client's idempotency key: the same key from the same tenant always names the same task. */
   idempotencyKey?: string;
   /** Extra headers for the request message (trace context). */
@@ -100,16 +113,19 @@ export interface Cancellation {
 /** What a submission came to. */
 export interface Submission {
   taskId: string;
+  /** The region that holds the task (for a duplicate: where the first submission went). */
+  region: string;
   /** True when the task already existed (a retry with the same idempotency key). */
   duplicate: boolean;
   /** The final record, when the task ended before the submission's wait ran out. */
   outcome?: TaskRecord;
 }
 
-/** What a client knows of a task. */
-export type TaskStatus =
+/** What a client knows of a task, and the region that holds it. */
+export type TaskStatus = { region: string } & (
   | { state: typeof TaskState.Accepted; request: RequestEnvelope }
-  | { state: Exclude<TaskState, typeof TaskState.Accepted>; record: TaskRecord };
+  | { state: Exclude<TaskState, typeof TaskState.Accepted>; record: TaskRecord }
+);
 
 /** Submits tasks and reads their outcomes. */
 export interface VigilClient {
@@ -123,13 +139,20 @@ export interface VigilClient {
    * `VigilError` (`queue_full`, `unavailable`) when it could not be accepted.
    */
   submit(request: SubmitRequest): Promise<Submission>;
-  /** Waits up to `timeoutMs` for a task to reach a final state; `undefined` on timeout. */
+  /**
+   * Waits up to `timeoutMs` for a task held in `region` (default home) to reach a final state;
+   * `undefined` on timeout.
+   */
   waitForOutcome(
     taskId: string,
     timeoutMs: number,
     cancel?: Cancellation,
+    region?: string,
   ): Promise<TaskRecord | undefined>;
-  /** Reads a task's state: its record, or its queued request; `undefined` when unknown. */
+  /**
+   * Reads a task's state in whichever region holds it: its record, or its queued request (at an
+   * edge site, also one still held there); `undefined` when no region knows it.
+   */
   getTask(taskId: string): Promise<TaskStatus | undefined>;
   /** Stops listening for replies; pending waits resolve `undefined`. Idempotent. */
   close(): Promise<void>;
@@ -147,25 +170,28 @@ interface RegisteredWaiter {
 
 class VigilClientImpl implements VigilClient {
   readonly clientId: string;
+  /** Publishes requests: at an edge site, into the site's own domain. */
   readonly #js: JetStreamClient;
-  readonly #tasks: KV;
+  /** Reads the hub regions' buckets and streams (the same client unless at an edge site). */
+  readonly #hubJs: JetStreamClient;
   readonly #region: string;
-  readonly #options: Required<Omit<VigilClientOptions, 'clientId'>>;
+  readonly #otherRegions: readonly string[];
+  readonly #edgeSite: string | undefined;
+  readonly #options: Required<Omit<VigilClientOptions, 'clientId' | 'otherRegions' | 'edgeSite'>>;
+  /** Task buckets by region, opened on first use (a failed open is retried next time). */
+  readonly #taskBuckets = new Map<string, Promise<KV>>();
   readonly #waiters = new Map<string, Set<Waiter>>();
   readonly #replies: Subscription;
   #closed = false;
 
-  constructor(
-    nc: NatsConnection,
-    js: JetStreamClient,
-    tasks: KV,
-    options: VigilClientOptions,
-    clientId: string,
-  ) {
-    this.#js = js;
-    this.#tasks = tasks;
+  constructor(nc: NatsConnection, options: VigilClientOptions, clientId: string) {
+    this.#js = jetstream(nc);
+    this.#hubJs = options.edgeSite ? jetstream(nc, { domain: HUB_DOMAIN }) : this.#js;
     this.#region = options.region;
-    this.#options = { ...VIGIL_CLIENT_DEFAULTS, ...options };
+    this.#otherRegions = (options.otherRegions ?? []).filter((r) => r !== options.region);
+    this.#edgeSite = options.edgeSite;
+    const { otherRegions: _o, edgeSite: _e, clientId: _c, ...rest } = options;
+    this.#options = { ...VIGIL_CLIENT_DEFAULTS, ...rest };
     this.clientId = clientId;
     this.#replies = nc.subscribe(subjects.repliesOfGateway(clientId), {
       callback: (err, msg) => {
@@ -188,16 +214,27 @@ class VigilClientImpl implements VigilClient {
   }
 
   async submit(request: SubmitRequest): Promise<Submission> {
+    const region = request.region ?? this.#region;
     const taskId =
       request.idempotencyKey === undefined
         ? newTaskId()
         : taskIdForIdempotencyKey(request.tenant, request.idempotencyKey);
 
-    // Past JetStream's dedup window the task bucket still knows a finished keyed task.
+    // A retry with the same key may reach another gateway, or be routed to another region, or
+    // come after JetStream's dedup window: wherever the task already is, that is the task.
     if (request.idempotencyKey !== undefined) {
-      const existing = await this.#readRecord(taskId);
-      if (existing && FINAL_STATES.has(existing.state)) {
-        return { taskId, duplicate: true, outcome: existing };
+      const existing = await this.getTask(taskId);
+      if (existing) {
+        if (existing.state !== TaskState.Accepted && FINAL_STATES.has(existing.state)) {
+          return { taskId, region: existing.region, duplicate: true, outcome: existing.record };
+        }
+        const outcome =
+          request.waitMs > 0
+            ? await this.waitForOutcome(taskId, request.waitMs, request.cancel, existing.region)
+            : undefined;
+        return outcome
+          ? { taskId, region: existing.region, duplicate: true, outcome }
+          : { taskId, region: existing.region, duplicate: true };
       }
     }
 
@@ -219,24 +256,37 @@ class VigilClientImpl implements VigilClient {
     const hdrs: MsgHdrs = natsHeaders();
     for (const [name, value] of Object.entries(request.headers ?? {})) hdrs.set(name, value);
 
+    // Home-region work at an edge site is accepted by the site itself (store-and-forward).
+    const subject =
+      this.#edgeSite !== undefined && region === this.#region
+        ? subjects.edgeRequest(this.#edgeSite, region, request.model, request.priority, taskId)
+        : subjects.request(region, request.model, request.priority, taskId);
+
     // Listen before publishing: the reply can arrive in the same socket read as the PubAck.
     const waiter = waits ? this.#register(taskId) : undefined;
     try {
       let duplicate: boolean;
       try {
-        const ack = await this.#js.publish(
-          subjects.request(this.#region, request.model, request.priority, taskId),
-          encode(envelope),
-          { msgID: taskId, headers: hdrs, timeout: this.#options.publishTimeoutMs },
-        );
+        const ack = await this.#js.publish(subject, encode(envelope), {
+          msgID: taskId,
+          headers: hdrs,
+          timeout: this.#options.publishTimeoutMs,
+        });
         duplicate = ack.duplicate;
       } catch (err) {
         throw publishError(err);
       }
-      if (!waiter) return { taskId, duplicate };
+      if (!waiter) return { taskId, region, duplicate };
       // A duplicate's reply goes to whoever submitted first: read the bucket at once.
-      const outcome = await this.#wait(taskId, waiter, request.waitMs, duplicate, request.cancel);
-      return outcome ? { taskId, duplicate, outcome } : { taskId, duplicate };
+      const outcome = await this.#wait(
+        taskId,
+        region,
+        waiter,
+        request.waitMs,
+        duplicate,
+        request.cancel,
+      );
+      return outcome ? { taskId, region, duplicate, outcome } : { taskId, region, duplicate };
     } finally {
       waiter?.cancel();
     }
@@ -246,10 +296,11 @@ class VigilClientImpl implements VigilClient {
     taskId: string,
     timeoutMs: number,
     cancel?: Cancellation,
+    region: string = this.#region,
   ): Promise<TaskRecord | undefined> {
     const waiter = this.#register(taskId);
     try {
-      return await this.#wait(taskId, waiter, timeoutMs, true, cancel);
+      return await this.#wait(taskId, region, waiter, timeoutMs, true, cancel);
     } finally {
       waiter.cancel();
     }
@@ -286,6 +337,7 @@ class VigilClientImpl implements VigilClient {
 
   async #wait(
     taskId: string,
+    region: string,
     waiter: RegisteredWaiter,
     timeoutMs: number,
     readFirst: boolean,
@@ -298,7 +350,7 @@ class VigilClientImpl implements VigilClient {
     // bucket is re-read on a doubling timer, so a lost reply delays the answer, never loses it.
     for (;;) {
       if (read) {
-        const existing = await this.#readRecord(taskId);
+        const existing = await this.#readRecord(region, taskId).catch(() => undefined);
         if (existing && FINAL_STATES.has(existing.state)) return existing;
       }
       read = true;
@@ -311,18 +363,18 @@ class VigilClientImpl implements VigilClient {
   }
 
   async getTask(taskId: string): Promise<TaskStatus | undefined> {
-    const record = await this.#readRecord(taskId);
-    if (record) return { state: record.state, record };
-    const queued = await this.#js.jetstreamManager().then((jsm) =>
-      jsm.direct.getMessage(assetNames.requestStream(this.#region), {
-        next_by_subj: subjects.requestById(this.#region, taskId),
-      }),
-    );
-    if (!queued) return undefined;
-    return {
-      state: TaskState.Accepted,
-      request: decodeAs(requestEnvelopeSchema, queued.data, 'request'),
-    };
+    // Most tasks live where they were sent: one read answers them.
+    const home = await this.#statusIn(this.#region, taskId);
+    if (home) return home;
+    if (this.#otherRegions.length === 0 && this.#edgeSite === undefined) return undefined;
+    const found = await Promise.all([
+      ...this.#otherRegions.map((region) =>
+        // An unreachable region cannot hold the answer we can give: treat it as not found.
+        this.#statusIn(region, taskId).catch(() => undefined),
+      ),
+      this.#heldAtEdge(taskId),
+    ]);
+    return found.find((status) => status !== undefined);
   }
 
   close(): Promise<void> {
@@ -334,10 +386,45 @@ class VigilClientImpl implements VigilClient {
     return Promise.resolve();
   }
 
-  async #readRecord(taskId: string): Promise<TaskRecord | undefined> {
-    const entry = await this.#tasks.get(taskId);
+  /** The task's record in `region`, else its request still queued there. */
+  async #statusIn(region: string, taskId: string): Promise<TaskStatus | undefined> {
+    const record = await this.#readRecord(region, taskId);
+    if (record) return { region, state: record.state, record };
+    const jsm = await this.#hubJs.jetstreamManager();
+    const queued = await jsm.direct.getMessage(assetNames.requestStream(region), {
+      next_by_subj: subjects.requestById(region, taskId),
+    });
+    if (!queued) return undefined;
+    const request = decodeAs(requestEnvelopeSchema, queued.data, 'request');
+    return { region, state: TaskState.Accepted, request };
+  }
+
+  /** A request accepted by this edge site that the hub has not sourced (or not run) yet. */
+  async #heldAtEdge(taskId: string): Promise<TaskStatus | undefined> {
+    if (this.#edgeSite === undefined) return undefined;
+    const jsm = await this.#js.jetstreamManager();
+    const held = await jsm.direct.getMessage(assetNames.edgeStream(this.#edgeSite), {
+      next_by_subj: subjects.edgeRequestById(this.#edgeSite, this.#region, taskId),
+    });
+    if (!held) return undefined;
+    const request = decodeAs(requestEnvelopeSchema, held.data, 'request');
+    return { region: this.#region, state: TaskState.Accepted, request };
+  }
+
+  async #readRecord(region: string, taskId: string): Promise<TaskRecord | undefined> {
+    const entry = await (await this.#taskBucket(region)).get(taskId);
     if (!entry || entry.operation !== 'PUT') return undefined;
     return decodeAs(taskRecordSchema, entry.value, 'task record');
+  }
+
+  #taskBucket(region: string): Promise<KV> {
+    let bucket = this.#taskBuckets.get(region);
+    if (!bucket) {
+      bucket = new Kvm(this.#hubJs).open(assetNames.taskBucket(region));
+      this.#taskBuckets.set(region, bucket);
+      bucket.catch(() => this.#taskBuckets.delete(region));
+    }
+    return bucket;
   }
 
   #settle(taskId: string, record: TaskRecord | undefined): void {
@@ -365,11 +452,20 @@ function raceTimeout<T>(promise: Promise<T>, ms: number): Promise<T | null> {
   });
 }
 
+/**
+ * A publish the queue refused outright (full, missing, nobody listening): nothing was stored, so
+ * the request may go to another region without risk of running twice. A timeout is not this: the
+ * request may have been stored.
+ */
+export class PublishRefusedError extends VigilError {
+  override name = 'PublishRefusedError';
+}
+
 /** Maps a failed publish onto a coded error that says whether and when to retry. */
 function publishError(err: unknown): VigilError {
   if (err instanceof JetStreamApiError) {
     if (err.code === STREAM_STORE_FAILED) {
-      return new VigilError(
+      return new PublishRefusedError(
         ErrorCode.QueueFull,
         `the request queue is full: ${err.message}`,
         true,
@@ -390,13 +486,24 @@ function publishError(err: unknown): VigilError {
       );
     }
     if (err.code === JetStreamApiCodes.StreamNotFound) {
-      return new VigilError(ErrorCode.Unavailable, 'the request queue does not exist yet', true, {
-        cause: err,
-        retryAfterMs: 5000,
-      });
+      return new PublishRefusedError(
+        ErrorCode.Unavailable,
+        'the request queue does not exist yet',
+        true,
+        {
+          cause: err,
+          retryAfterMs: 5000,
+        },
+      );
     }
   }
-  if (err instanceof NoRespondersError || err instanceof TimeoutError) {
+  if (err instanceof NoRespondersError) {
+    return new PublishRefusedError(ErrorCode.Unavailable, 'no stream takes these requests', true, {
+      cause: err,
+      retryAfterMs: 1000,
+    });
+  }
+  if (err instanceof TimeoutError) {
     return new VigilError(
       ErrorCode.Unavailable,
       'JetStream did not acknowledge the request',
@@ -423,8 +530,16 @@ export async function createVigilClient(
   nc: NatsConnection,
   options: VigilClientOptions,
 ): Promise<VigilClient> {
-  const js = jetstream(nc);
-  const tasks = await new Kvm(js).open(assetNames.taskBucket(options.region));
-  const clientId = options.clientId ?? newTaskId();
-  return new VigilClientImpl(nc, js, tasks, options, clientId);
+  const client = new VigilClientImpl(nc, options, options.clientId ?? newTaskId());
+  // A hub client fails fast on an unprovisioned region. An edge site must start, and accept
+  // work, while its link to the hub is cut, so it checks nothing it cannot reach.
+  if (options.edgeSite === undefined) {
+    try {
+      await new Kvm(jetstream(nc)).open(assetNames.taskBucket(options.region));
+    } catch (err) {
+      await client.close();
+      throw err;
+    }
+  }
+  return client;
 }

@@ -13,7 +13,9 @@ import {
   StorageType,
   type ConsumerConfig,
   type JetStreamManager,
+  type Placement,
   type StreamConfig,
+  type StreamSource,
 } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -31,13 +33,32 @@ export const assetNames = {
   /** The model catalog is shared by every region. */
   modelBucket: 'vigil-models',
   modelConsumer: (model: string): string => `actor-${model}`,
+  /** An edge site's own store-and-forward stream, in the site's JetStream domain. */
+  edgeStream: (site: string): string => `VIGIL_EDGE_${site.toUpperCase().replace(/-/g, '_')}`,
 } as const;
+
+/**
+ * The JetStream domain every hub region shares (a supercluster is one domain). Edge sites run
+ * their own domain, `edge-<site>`, so that they keep accepting work while their leaf link is cut.
+ */
+export const HUB_DOMAIN = 'vigil';
+
+/** The JetStream domain of an edge site. */
+export function edgeDomain(site: string): string {
+  return `edge-${site}`;
+}
 
 /** Limits and durability of one region's assets. */
 export interface RegionAssetsOptions {
   region: string;
   /** JetStream replicas for streams and buckets: 1 locally, 3 in production. Default 1. */
   replicas?: number;
+  /**
+   * The NATS cluster that holds the region's streams and buckets. In a supercluster every region
+   * is a cluster named after it, and its state must live there, not wherever the request to
+   * create it happened to land. Unset: wherever JetStream places it (a single server).
+   */
+  placementCluster?: string;
   /** Most requests waiting in the region's queue; past it publishes are refused. Default 100 000. */
   maxQueuedRequests?: number;
   /** Most bytes waiting in the region's queue. Default 1 GiB. */
@@ -91,6 +112,7 @@ export function requestStreamConfig(
     max_msg_size: o.maxRequestBytes,
     duplicate_window: o.duplicateWindowMs * NS_PER_MS,
     num_replicas: o.replicas,
+    ...placement(o),
     // Direct get lets any gateway answer "is this task still queued?" without a consumer.
     allow_direct: true,
   };
@@ -108,8 +130,13 @@ export function deadLetterStreamConfig(
     storage: StorageType.File,
     max_age: o.deadLetterRetentionMs * NS_PER_MS,
     num_replicas: o.replicas,
+    ...placement(o),
     allow_direct: true,
   };
+}
+
+function placement(o: RegionAssetsOptions): { placement?: Placement } {
+  return o.placementCluster ? { placement: { cluster: o.placementCluster, tags: [] } } : {};
 }
 
 /** Delivery settings of one model's consumer. */
@@ -206,6 +233,7 @@ export async function ensureRegionAssets(
     storage: StorageType.File,
     replicas: o.replicas,
     maxValueSize: o.maxRequestBytes * 2,
+    ...placement(o),
   });
   await kvm.create(assetNames.actorBucket(o.region), {
     history: 1,
@@ -213,10 +241,103 @@ export async function ensureRegionAssets(
     // Heartbeats are soft state, rewritten every interval: memory is enough and cheaper.
     storage: StorageType.Memory,
     replicas: o.replicas,
+    ...placement(o),
   });
   await kvm.create(assetNames.modelBucket, {
     history: 5,
     storage: StorageType.File,
     replicas: o.replicas,
   });
+}
+
+/** Limits of an edge site's store-and-forward stream. */
+export interface EdgeSiteOptions {
+  site: string;
+  /** The hub region whose request stream drains this site. */
+  region: string;
+  /** Most requests held at the site (link cut); past it the edge refuses. Default 100 000. */
+  maxHeldRequests?: number;
+  /** Most bytes held at the site. Default 1 GiB. */
+  maxHeldBytes?: number;
+  /** Largest request, bytes (as the hub's request stream). Default 2 MiB. */
+  maxRequestBytes?: number;
+  /**
+   * How long the site keeps a request after accepting it, ms: the longest link outage it rides
+   * out, and the hub must source a request before it ages out. Default 7 days.
+   */
+  holdMs?: number;
+  /** Dedup window for the edge's own acceptance, ms (as the hub's). Default 15 minutes. */
+  duplicateWindowMs?: number;
+}
+
+/** Defaults of {@link EdgeSiteOptions}. */
+export const EDGE_SITE_DEFAULTS = {
+  maxHeldRequests: 100_000,
+  maxHeldBytes: 1024 * 1024 * 1024,
+  maxRequestBytes: REGION_ASSET_DEFAULTS.maxRequestBytes,
+  holdMs: 7 * 24 * 3600_000,
+  duplicateWindowMs: REGION_ASSET_DEFAULTS.duplicateWindowMs,
+} as const;
+
+/**
+ * An edge site's stream, created in the site's own domain. It keeps what it accepted by age
+ * (limits retention): the hub's request stream sources from it and remembers how far it got, so
+ * a cut link only delays forwarding. Discard-new: a site that is full refuses, never drops.
+ */
+export function edgeStreamConfig(
+  options: EdgeSiteOptions,
+): Partial<StreamConfig> & { name: string } {
+  const o = { ...EDGE_SITE_DEFAULTS, ...options };
+  return {
+    name: assetNames.edgeStream(o.site),
+    subjects: [subjects.edgeRequestsOfSite(o.site)],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    discard: DiscardPolicy.New,
+    max_msgs: o.maxHeldRequests,
+    max_bytes: o.maxHeldBytes,
+    max_msg_size: o.maxRequestBytes,
+    max_age: o.holdMs * NS_PER_MS,
+    duplicate_window: o.duplicateWindowMs * NS_PER_MS,
+    num_replicas: 1,
+    allow_direct: true,
+  };
+}
+
+/**
+ * How a hub's request stream sources one edge site: across domains, only the requests for this
+ * region, re-subjected into the region's own request subjects so the model consumers see them.
+ * The `Nats-Msg-Id` header travels with each message, so the hub deduplicates a retried submit.
+ */
+export function edgeSourceConfig(options: EdgeSiteOptions): StreamSource {
+  return {
+    name: assetNames.edgeStream(options.site),
+    domain: edgeDomain(options.site),
+    subject_transforms: [
+      {
+        src: subjects.edgeRequestsForRegion(options.site, options.region),
+        dest: subjects.requestsOfRegion(options.region),
+      },
+    ],
+  };
+}
+
+/**
+ * Creates an edge site's stream (with `edgeJsm`, a manager in the site's domain) and makes the hub
+ * region's request stream (through `hubJsm`) source it. Idempotent.
+ */
+export async function ensureEdgeSite(
+  edgeJsm: JetStreamManager,
+  hubJsm: JetStreamManager,
+  options: EdgeSiteOptions,
+): Promise<void> {
+  await ensureStream(edgeJsm, edgeStreamConfig(options));
+  const hubStream = assetNames.requestStream(options.region);
+  const info = await hubJsm.streams.info(hubStream);
+  const source = edgeSourceConfig(options);
+  const others = (info.config.sources ?? []).filter((s) => s.name !== source.name);
+  // The server reports a domain source as its external API prefix; compare by name only.
+  if (others.length === (info.config.sources ?? []).length) {
+    await hubJsm.streams.update(hubStream, { ...info.config, sources: [...others, source] });
+  }
 }

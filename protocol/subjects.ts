@@ -57,6 +57,31 @@ export const subjects = {
   requestById(region: string, taskId: string): string {
     return `vigil.req.${region}.*.*.${taskId}`;
   },
+  /**
+   * Where an edge site's gateway publishes a request for its hub `region`: into the site's own
+   * stream, which the hub's request stream sources (store-and-forward across the leaf link).
+   */
+  edgeRequest(
+    site: string,
+    region: string,
+    model: string,
+    priority: Priority,
+    taskId: string,
+  ): string {
+    return `vigil.edge.${site}.req.${region}.${model}.${priority}.${taskId}`;
+  },
+  /** Every request an edge site holds for its hub `region`: what the hub sources. */
+  edgeRequestsForRegion(site: string, region: string): string {
+    return `vigil.edge.${site}.req.${region}.>`;
+  },
+  /** Every subject of an edge site's stream. */
+  edgeRequestsOfSite(site: string): string {
+    return `vigil.edge.${site}.req.>`;
+  },
+  /** Finds a task still held at an edge site, by id. */
+  edgeRequestById(site: string, region: string, taskId: string): string {
+    return `vigil.edge.${site}.req.${region}.*.*.${taskId}`;
+  },
   /** The core (non-persistent) subject on which an actor tells the waiting gateway a task ended. */
   reply(gatewayId: string, taskId: string): string {
     return `vigil.reply.${gatewayId}.${taskId}`;

@@ -49,3 +49,15 @@ export function envJson(env: NodeJS.ProcessEnv, name: string): unknown {
     throw new ConfigError(`${name} is not valid JSON: ${(err as Error).message}`);
   }
 }
+
+/** A comma-separated list of values each matching `pattern`; empty when unset. */
+export function envList(env: NodeJS.ProcessEnv, name: string, pattern?: RegExp): string[] {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return [];
+  const items = raw.split(',').map((item) => item.trim());
+  for (const item of items) {
+    if (item === '' || (pattern && !pattern.test(item)))
+      throw new ConfigError(`${name}=${raw}: '${item}' must match ${String(pattern ?? /.+/)}`);
+  }
+  return items;
+}

@@ -1,10 +1,12 @@
 /**
- * The gateway's view of which actors are alive, from the region's heartbeat bucket. A model with
- * no healthy actor (none beating, all draining or restarting, or every breaker open) is answered
- * at once with 503 instead of queueing work that cannot run, unless the client asked for async.
+ * The gateway's view of which actors are alive, in its own region and in the regions it may spill
+ * work over to, from each region's heartbeat bucket. A model with no healthy actor in a region
+ * (none beating, all draining or restarting, or every breaker open) is not sent there; with none
+ * anywhere, synchronous calls are answered at once with 503 instead of queueing work that cannot
+ * run now.
  */
 import { Kvm, type KV } from '@nats-io/kv';
-import type { NatsConnection } from '@nats-io/transport-node';
+import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Logger } from '../../actors/log.js';
 import {
   ActorState,
@@ -16,14 +18,22 @@ import {
   type ActorHeartbeat,
 } from '../../protocol/index.js';
 
-/** What the gateway knows of the actors of its region. */
+/** What the gateway knows of the actors of the regions it routes to. */
 export interface ActorHealth {
-  /** True when at least one actor of `model` is fresh, running and not open-circuited. */
-  hasHealthyActor(model: string): Promise<boolean>;
-  /** Current heartbeats (fresh or not), for operators. */
+  /**
+   * True when at least one actor of `model` in `region` is fresh, running and not open-circuited.
+   * For the home region a "no" from the watch is checked against the bucket first (a just-started
+   * actor may not have reached the watch yet); other regions answer from the watch alone, so an
+   * unreachable region reads as unhealthy rather than stalling the request.
+   */
+  hasHealthyActor(model: string, region?: string): Promise<boolean>;
+  /** Current heartbeats of every watched region (fresh or not), for operators. */
   list(): ActorHeartbeat[];
   close(): void;
 }
+
+/** How long a broken heartbeat watch waits before it is opened again, ms. */
+export const HEALTH_WATCH_RETRY_MS = 1_000;
 
 function isHealthy(beat: ActorHeartbeat, now: number): boolean {
   return (
@@ -33,52 +43,124 @@ function isHealthy(beat: ActorHeartbeat, now: number): boolean {
   );
 }
 
-/** Watches the region's actors bucket. */
-export async function watchActorHealth(
-  nc: NatsConnection,
-  region: string,
-  logger: Logger,
-): Promise<ActorHealth> {
-  const kv: KV = await new Kvm(nc).open(assetNames.actorBucket(region));
-  const beats = new Map<string, ActorHeartbeat>();
-  const apply = (key: string, operation: string, value: Uint8Array): void => {
+/** One region's heartbeats, kept current by a KV watch that reopens itself when it breaks. */
+class RegionBeats {
+  readonly beats = new Map<string, ActorHeartbeat>();
+  #kv: KV | undefined;
+  #stopWatch: (() => void) | undefined;
+  #closed = false;
+
+  constructor(
+    readonly region: string,
+    private readonly js: JetStreamClient,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Opens the watch, and keeps reopening it until closed. Resolves after the first attempt. */
+  start(): Promise<void> {
+    const firstAttempt = this.#watchOnce();
+    void (async () => {
+      let watching = firstAttempt;
+      while (!this.#closed) {
+        await watching;
+        if (this.#closed) break;
+        await new Promise((r) => setTimeout(r, HEALTH_WATCH_RETRY_MS).unref());
+        watching = this.#watchOnce();
+      }
+    })();
+    return firstAttempt;
+  }
+
+  async #watchOnce(): Promise<void> {
+    try {
+      this.#kv ??= await new Kvm(this.js).open(assetNames.actorBucket(this.region));
+      const watch = await this.#kv.watch();
+      this.#stopWatch = () => watch.stop();
+      if (this.#closed) watch.stop();
+      // The loop runs until the watch breaks (its region went away) or is stopped.
+      void (async () => {
+        for await (const entry of watch) this.apply(entry.key, entry.operation, entry.value);
+      })()
+        .catch((err: unknown) =>
+          this.logger.warn('heartbeat watch broke', { region: this.region, err }),
+        )
+        .finally(() => (this.#stopWatch = undefined));
+    } catch (err) {
+      this.logger.warn('cannot watch heartbeats yet', { region: this.region, err });
+    }
+  }
+
+  get watching(): boolean {
+    return this.#stopWatch !== undefined;
+  }
+
+  apply(key: string, operation: string, value: Uint8Array): void {
     if (operation !== 'PUT') {
-      beats.delete(key);
+      this.beats.delete(key);
       return;
     }
     try {
-      beats.set(key, decodeAs(actorHeartbeatSchema, value, 'heartbeat'));
+      this.beats.set(key, decodeAs(actorHeartbeatSchema, value, 'heartbeat'));
     } catch (err) {
-      logger.warn('ignoring unreadable heartbeat', { key, err });
+      this.logger.warn('ignoring unreadable heartbeat', { region: this.region, key, err });
     }
-  };
-  const watch = await kv.watch();
-  void (async () => {
-    for await (const entry of watch) apply(entry.key, entry.operation, entry.value);
-  })().catch((err: unknown) => logger.error('heartbeat watch ended', { err }));
+  }
 
-  const anyHealthy = (model: string): boolean => {
+  anyHealthy(model: string): boolean {
     const now = Date.now();
-    for (const beat of beats.values())
+    for (const beat of this.beats.values())
       if (beat.model === model && isHealthy(beat, now)) return true;
     return false;
-  };
+  }
+
+  /** Reads the model's beats straight from the bucket. */
+  async refresh(model: string): Promise<void> {
+    const kv = this.#kv ?? (await new Kvm(this.js).open(assetNames.actorBucket(this.region)));
+    for await (const key of await kv.keys(`${model}.*`)) {
+      const entry = await kv.get(key);
+      if (entry) this.apply(entry.key, entry.operation, entry.value);
+    }
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#stopWatch?.();
+  }
+}
+
+/**
+ * Watches the actors buckets of `home` and `others` through `js` (at an edge site: a client of the
+ * hub's domain). Watches that cannot open yet (a region not provisioned, a cut link) keep trying
+ * in the background.
+ */
+export async function watchActorHealth(
+  js: JetStreamClient,
+  home: string,
+  others: readonly string[],
+  logger: Logger,
+): Promise<ActorHealth> {
+  const regions = new Map<string, RegionBeats>();
+  for (const region of [home, ...others]) {
+    if (!regions.has(region)) regions.set(region, new RegionBeats(region, js, logger));
+  }
+  await Promise.all([...regions.values()].map((r) => r.start()));
   return {
-    async hasHealthyActor(model) {
-      if (anyHealthy(model)) return true;
-      // The watch may lag a just-started actor by a few ms: before refusing, read the bucket.
+    async hasHealthyActor(model, region = home) {
+      const beats = regions.get(region);
+      if (!beats) return false;
+      if (beats.anyHealthy(model)) return true;
+      if (region !== home) return false;
       try {
-        for await (const key of await kv.keys(`${model}.*`)) {
-          const entry = await kv.get(key);
-          if (entry) apply(entry.key, entry.operation, entry.value);
-        }
+        await beats.refresh(model);
       } catch (err) {
-        logger.warn('could not read heartbeats', { err });
+        logger.warn('could not read heartbeats', { region, err });
         return true; // do not refuse work because monitoring is unreadable
       }
-      return anyHealthy(model);
+      return beats.anyHealthy(model);
     },
-    list: () => [...beats.values()],
-    close: () => watch.stop(),
+    list: () => [...regions.values()].flatMap((r) => [...r.beats.values()]),
+    close: () => {
+      for (const r of regions.values()) r.close();
+    },
   };
 }

@@ -14,6 +14,7 @@ import {
   Header,
   nameToken,
   Priority,
+  PublishRefusedError,
   TASK_ID,
   TaskState,
   validate,
@@ -27,7 +28,7 @@ import {
 import type { Logger } from '../../actors/log.js';
 import { isAdminPath, registerAdminRoutes, type AdminRoutesDeps } from './admin-routes.js';
 import type { ApiKeyStore } from './api-keys.js';
-import type { ActorHealth } from './actor-health.js';
+import type { RegionRouter } from './region-router.js';
 import type { ModelCatalog } from './catalog.js';
 import { errorResponse } from './http-errors.js';
 import { onGatewayError } from './http-errors.js';
@@ -55,8 +56,13 @@ export interface GatewayAppDeps {
   apiKeys: ApiKeyStore;
   /** Admin keys and dead-letter access; absent: no admin routes (`/v1/admin/*` is a 404). */
   admin?: AdminRoutesDeps;
-  /** Which models have a healthy actor in the region (from heartbeats). */
-  health: ActorHealth;
+  /** Which region a request runs in (from heartbeats and queue depths). */
+  router: RegionRouter;
+  /**
+   * Answer synchronous calls with 503 at once when no region has a healthy actor for the model.
+   * Off at edge sites, which accept and hold work while their link to the hub is cut.
+   */
+  failFastWithoutActors: boolean;
   logger: Logger;
   /** True when NATS is connected and the catalog is loaded. */
   isReady(): boolean;
@@ -95,6 +101,8 @@ export interface TaskSubmission {
 /** What the routes get back from {@link submitTask}. */
 export interface SubmittedTask {
   taskId: string;
+  /** The region that holds the task. */
+  region: string;
   duplicate: boolean;
   outcome?: TaskRecord;
 }
@@ -184,8 +192,9 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
       throw new ValidationError('must be 1-255 printable ASCII characters', 'Idempotency-Key');
     }
+    const route = await deps.router.plan(submission.model.name);
     // Fail fast rather than queue sync work no actor can run now; async work waits in the queue.
-    if (submission.waitMs > 0 && !(await deps.health.hasHealthyActor(submission.model.name))) {
+    if (submission.waitMs > 0 && route.noHealthyActor && deps.failFastWithoutActors) {
       throw new VigilError(
         ErrorCode.Unavailable,
         `no healthy actor serves model '${submission.model.name}' right now; retry later, or send Prefer: respond-async to queue the task`,
@@ -213,7 +222,21 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
       cancel: clientGone(c),
       ...(key === undefined ? {} : { idempotencyKey: key }),
     };
-    return client.submit(request);
+    // The first region is the choice; the next ones only take a request the previous refused
+    // outright (nothing stored), so a request never runs in two regions.
+    for (const [i, region] of route.regions.entries()) {
+      try {
+        return await client.submit({ ...request, region });
+      } catch (err) {
+        if (!(err instanceof PublishRefusedError) || i === route.regions.length - 1) throw err;
+        deps.logger.warn('region refused a request; trying the next', {
+          region,
+          model: request.model,
+          reason: err.message,
+        });
+      }
+    }
+    throw new VigilError(ErrorCode.Internal, 'no region to route to', false);
   };
   const modelOr404 = (name: string): ModelDeployment => {
     const model = catalog.get(name);
@@ -236,7 +259,7 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
       waitMs,
       ...(body.deadline_ms === undefined ? {} : { deadlineMs: body.deadline_ms }),
     };
-    const { taskId, outcome } = await submitTask(c, submission);
+    const { taskId, region, outcome } = await submitTask(c, submission);
     c.header('Location', `/v1/tasks/${taskId}`);
     if (!outcome) {
       return c.json(
@@ -244,12 +267,13 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
           id: taskId,
           object: 'task',
           state: TaskState.Accepted,
+          region,
           links: { self: `/v1/tasks/${taskId}` },
         },
         202,
       );
     }
-    return finalResponse(c, outcome);
+    return finalResponse(c, outcome, region);
   });
 
   app.get('/v1/tasks/:id', async (c) => {
@@ -265,8 +289,9 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
         id,
         Math.min(prefer.waitMs, options.maxSyncWaitMs),
         clientGone(c),
+        status.region,
       );
-      if (outcome) status = { state: outcome.state, record: outcome };
+      if (outcome) status = { region: status.region, state: outcome.state, record: outcome };
     }
     return c.json(taskView(status));
   });
@@ -298,8 +323,8 @@ function clientGone(c: Context<GatewayEnv>): Cancellation | undefined {
 }
 
 /** A finished task: 200 with the task, or the error's status with the error and the task. */
-export function finalResponse(c: Context, record: TaskRecord): Response {
-  const view = taskView({ state: record.state, record });
+export function finalResponse(c: Context, record: TaskRecord, region: string): Response {
+  const view = taskView({ region, state: record.state, record });
   if (record.state === TaskState.Succeeded) return c.json(view, 200);
   const error = record.error ?? {
     code: ErrorCode.Internal,

@@ -4,7 +4,7 @@
  * answers "unknown model" without a round trip and keeps serving known models if NATS blips.
  */
 import { Kvm, KvWatchInclude, type KV } from '@nats-io/kv';
-import type { NatsConnection } from '@nats-io/transport-node';
+import type { JetStreamClient } from '@nats-io/jetstream';
 import {
   assetNames,
   decodeAs,
@@ -21,9 +21,9 @@ export interface ModelCatalog {
   close(): void;
 }
 
-/** Loads the catalog and keeps it current. */
-export async function openModelCatalog(nc: NatsConnection, logger: Logger): Promise<ModelCatalog> {
-  const kv: KV = await new Kvm(nc).open(assetNames.modelBucket);
+/** Loads the catalog through `js` (at an edge site: a client of the hub's domain) and keeps it current. */
+export async function openModelCatalog(js: JetStreamClient, logger: Logger): Promise<ModelCatalog> {
+  const kv: KV = await new Kvm(js).open(assetNames.modelBucket);
   const models = new Map<string, ModelDeployment>();
   const apply = (key: string, operation: string, value: Uint8Array): void => {
     if (operation !== 'PUT') {

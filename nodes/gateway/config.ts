@@ -2,7 +2,12 @@
 import { NAME_TOKEN } from '../../protocol/index.js';
 import type { Logger } from '../../actors/log.js';
 import { ConfigError, envInt, envString } from '../common/env.js';
-import { natsOptionsFromEnv } from '../common/nats-connection.js';
+import {
+  inboxPrefixFromEnv,
+  natsOptionsFromEnv,
+  readNkeySeed,
+  type NatsConnectOptions,
+} from '../common/nats-connection.js';
 import {
   adminKeysSharedWithTenants,
   parseAdminKeyList,
@@ -17,8 +22,12 @@ import { GATEWAY_DEFAULTS, type GatewayOptions } from './gateway.js';
  * - `VIGIL_REGION` (default `local`), `NATS_URL`, `NATS_USER`, `NATS_PASSWORD`, `NATS_TOKEN`
  * - `VIGIL_GATEWAY_HOST` (127.0.0.1), `VIGIL_GATEWAY_PORT` (8080)
  * - `VIGIL_API_KEYS` (`tenant:key,...`) and/or `VIGIL_API_KEYS_FILE` (JSON with sha256 digests)
+ * - `NATS_NKEY`, `NATS_INBOX_PREFIX` (the `gateway` user), `NATS_CA`, `NATS_CERT`, `NATS_KEY`
  * - `VIGIL_ADMIN_KEYS` (`key,...`, 16+ characters each, none a tenant key): mounts the admin
- *   routes (`/v1/admin/*`); unset, they do not exist
+ *   routes (`/v1/admin/*`); unset, they do not exist. With per-role credentials (`NATS_NKEY`)
+ *   they need `VIGIL_ADMIN_NATS_NKEY` and `VIGIL_ADMIN_NATS_INBOX_PREFIX`: the admin user's seed
+ *   file and inbox prefix, for a second connection (the gateway user may not write task records
+ *   or dead letters, which replays do)
  * - `VIGIL_MAX_BODY_BYTES` (1 MiB), `VIGIL_MAX_SYNC_WAIT_MS` (30 s), `VIGIL_TASK_DEADLINE_MS`
  *   (10 min), `VIGIL_MAX_TASK_DEADLINE_MS` (24 h), `VIGIL_MAX_WAITERS` (10 000)
  * - `VIGIL_TLS_CERT`, `VIGIL_TLS_KEY` (PEM paths; both or neither)
@@ -35,13 +44,27 @@ export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger): G
   if (adminKeysSharedWithTenants(adminKeys, apiKeys).length > 0) {
     throw new ConfigError('VIGIL_ADMIN_KEYS: an admin key must not also be a tenant API key');
   }
+  const nats = natsOptionsFromEnv(env, '');
+  const adminNats = adminNatsOptionsFromEnv(env, nats);
+  if (adminKeys.length > 0 && !adminNats && nats.nkeySeed) {
+    throw new ConfigError(
+      "VIGIL_ADMIN_KEYS needs VIGIL_ADMIN_NATS_NKEY (the admin user's seed file): the gateway " +
+        'user may not write the task records and dead letters that replays change',
+    );
+  }
+  if (adminNats && adminKeys.length === 0) {
+    throw new ConfigError(
+      'VIGIL_ADMIN_NATS_NKEY is set but VIGIL_ADMIN_KEYS is not: without admin routes a gateway ' +
+        'must not hold admin credentials',
+    );
+  }
   const cert = env['VIGIL_TLS_CERT'];
   const key = env['VIGIL_TLS_KEY'];
   if (Boolean(cert) !== Boolean(key))
     throw new ConfigError('set both VIGIL_TLS_CERT and VIGIL_TLS_KEY, or neither');
   const options: GatewayOptions = {
     region: envString(env, 'VIGIL_REGION', 'local', NAME_TOKEN),
-    nats: natsOptionsFromEnv(env, ''),
+    nats,
     host: envString(env, 'VIGIL_GATEWAY_HOST', GATEWAY_DEFAULTS.host),
     port: envInt(env, 'VIGIL_GATEWAY_PORT', GATEWAY_DEFAULTS.port, 0, 65535),
     apiKeys,
@@ -76,5 +99,23 @@ export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger): G
     logger,
   };
   if (cert && key) options.tls = { certFile: cert, keyFile: key };
+  if (adminNats) options.adminNats = adminNats;
   return options;
+}
+
+/** The admin routes' connection: same servers and TLS as the gateway's, as the admin user. */
+function adminNatsOptionsFromEnv(
+  env: NodeJS.ProcessEnv,
+  nats: NatsConnectOptions,
+): NatsConnectOptions | undefined {
+  const seedFile = env['VIGIL_ADMIN_NATS_NKEY'];
+  if (!seedFile) return undefined;
+  const inboxPrefix = inboxPrefixFromEnv(env, 'VIGIL_ADMIN_NATS_INBOX_PREFIX');
+  return {
+    servers: nats.servers,
+    name: '',
+    nkeySeed: readNkeySeed(seedFile, 'VIGIL_ADMIN_NATS_NKEY'),
+    ...(inboxPrefix === undefined ? {} : { inboxPrefix }),
+    ...(nats.tls === undefined ? {} : { tls: nats.tls }),
+  };
 }

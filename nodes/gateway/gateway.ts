@@ -32,6 +32,11 @@ export interface GatewayOptions extends GatewayAppOptions {
   apiKeys: readonly ApiKeyEntry[];
   /** Operator keys for the admin routes (`/v1/admin/*`). None (default): the routes do not exist. */
   adminKeys?: readonly string[];
+  /**
+   * A second connection, as the admin user, for the admin routes (replays write task records and
+   * dead letters, which the gateway user may not). Default: the gateway's own connection.
+   */
+  adminNats?: NatsConnectOptions;
   /** Most requests waiting for a result at once; past it sync calls get 503. */
   maxWaiters: number;
   /** Serve HTTPS with this certificate and key (PEM file paths). */
@@ -72,6 +77,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   let client: VigilClient | undefined;
   let deadLetters: DeadLetterAdmin | undefined;
   const adminKeys = options.adminKeys ?? [];
+  let adminNc: NatsConnection | undefined;
   try {
     client = await createVigilClient(nc, {
       region: options.region,
@@ -80,9 +86,17 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     });
     catalog = await openModelCatalog(nc, logger);
     health = await watchActorHealth(nc, options.region, logger);
-    if (adminKeys.length > 0)
-      deadLetters = await createDeadLetterAdmin(nc, { region: options.region });
+    if (adminKeys.length > 0) {
+      if (options.adminNats) {
+        adminNc = await connectNats(
+          { ...options.adminNats, name: options.adminNats.name || `${gatewayId}-admin` },
+          logger,
+        );
+      }
+      deadLetters = await createDeadLetterAdmin(adminNc ?? nc, { region: options.region });
+    }
   } catch (err) {
+    await adminNc?.close();
     await nc.close();
     throw err;
   }
@@ -124,6 +138,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const openClient = client;
   const openCatalog = catalog;
   const openHealth = health;
+  const openAdminNc = adminNc;
   return {
     url,
     client: openClient,
@@ -137,6 +152,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         openCatalog.close();
         openHealth.close();
         await openClient.close();
+        await openAdminNc?.drain();
         await nc.drain();
       })();
       return closing;

@@ -77,7 +77,7 @@ export function registerOpenAiRoutes(app: Hono<GatewayEnv>, deps: OpenAiRouteDep
     c: Context<GatewayEnv>,
     submission: Omit<TaskSubmission, 'waitMs' | 'priority'>,
   ) => {
-    const { taskId, outcome } = await deps.submitTask(c, {
+    const { taskId, region, outcome } = await deps.submitTask(c, {
       ...submission,
       priority: Priority.Interactive,
       waitMs: deps.maxSyncWaitMs,
@@ -88,7 +88,7 @@ export function registerOpenAiRoutes(app: Hono<GatewayEnv>, deps: OpenAiRouteDep
         retryAfterMs: 1000,
       });
     }
-    return { taskId, outcome };
+    return { taskId, region, outcome };
   };
 
   app.get('/v1/models', (c) =>
@@ -111,8 +111,8 @@ export function registerOpenAiRoutes(app: Hono<GatewayEnv>, deps: OpenAiRouteDep
       content:
         typeof m.content === 'string' ? m.content : m.content.map((part) => part.text).join(''),
     }));
-    const { taskId, outcome } = await run(c, { model, input: { messages }, params });
-    if (outcome.state !== 'succeeded') return finalResponse(c, outcome);
+    const { taskId, region, outcome } = await run(c, { model, input: { messages }, params });
+    if (outcome.state !== 'succeeded') return finalResponse(c, outcome, region);
     const output = outcome.result as ChatOutput;
     return c.json({
       id: `chatcmpl-${taskId}`,
@@ -140,8 +140,8 @@ export function registerOpenAiRoutes(app: Hono<GatewayEnv>, deps: OpenAiRouteDep
     const model = modelOfKind(body.model, 'embedding');
     const params: Record<string, unknown> = {};
     if (body.dimensions !== undefined) params['dimensions'] = body.dimensions;
-    const { outcome } = await run(c, { model, input: body.input, params });
-    if (outcome.state !== 'succeeded') return finalResponse(c, outcome);
+    const { region, outcome } = await run(c, { model, input: body.input, params });
+    if (outcome.state !== 'succeeded') return finalResponse(c, outcome, region);
     const output = outcome.result as EmbeddingOutput;
     return c.json({
       object: 'list',

@@ -8,6 +8,8 @@ export interface TaskView {
   model: string;
   version: string | null;
   state: TaskState;
+  /** The region that holds the task: where it runs or ran. */
+  region: string;
   /** Attempts started so far (0 while queued). */
   attempts: number;
   created_at: string;
@@ -32,6 +34,7 @@ export function taskView(status: TaskStatus): TaskView {
       model: request.model,
       version: request.version ?? null,
       state: TaskState.Accepted,
+      region: status.region,
       attempts: 0,
       created_at: new Date(request.createdAt).toISOString(),
       started_at: null,
@@ -45,6 +48,7 @@ export function taskView(status: TaskStatus): TaskView {
     model: record.model,
     version: record.version,
     state: record.state,
+    region: status.region,
     attempts: record.attempt,
     created_at: new Date(record.createdAt).toISOString(),
     started_at: iso(record.startedAt),

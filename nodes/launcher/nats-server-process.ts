@@ -43,6 +43,8 @@ export interface NatsServerOptions {
    */
   leafnodes?: {
     port?: number;
+    /** Users the listener accepts, each bound to a local account (hub side of a leaf link). */
+    users?: { user: string; password: string; account: string }[];
     remotes?: { urls: string[]; account?: string; credentials?: string }[];
   };
   /** Extra nats-server config text appended verbatim (accounts, authorization, tls). */
@@ -429,6 +431,15 @@ function renderConfig(o: NatsServerOptions, portsDir: string): string {
     const l = o.leafnodes;
     lines.push('leafnodes {');
     if (l.port !== undefined) lines.push(`  listen: ${hp(l.port)}`);
+    if (l.users?.length) {
+      lines.push('  authorization {', '    users: [');
+      for (const u of l.users) {
+        lines.push(
+          `      { user: ${q(u.user)}, password: ${q(u.password)}, account: ${q(u.account)} }`,
+        );
+      }
+      lines.push('    ]', '  }');
+    }
     if (l.remotes?.length) {
       lines.push('  remotes: [');
       for (const r of l.remotes) {

@@ -1,0 +1,148 @@
+/**
+ * Where a request runs. A request stays in the region that received it while that region has a
+ * healthy actor for the model and the model's queue there is below the spill threshold; otherwise
+ * it spills over to the nearest region that has both. The decision reads only in-memory state
+ * (the heartbeat watches and a queue-depth sample refreshed in the background), so routing costs
+ * the request path no round trip.
+ */
+import type { JetStreamManager } from '@nats-io/jetstream';
+import type { Logger } from '../../actors/log.js';
+import { assetNames } from '../../protocol/index.js';
+import type { ActorHealth } from './actor-health.js';
+
+/** Routing settings. */
+export interface RegionRoutingOptions {
+  /** The gateway's own region. */
+  home: string;
+  /** Regions work may spill over to, nearest first. */
+  spillRegions: readonly string[];
+  /**
+   * A model's queue depth (requests waiting for an actor) at which new work for it spills over to
+   * another region. Default {@link REGION_ROUTING_DEFAULTS.spillQueueDepth}.
+   */
+  spillQueueDepth?: number;
+  /** How often the queue depths in use are sampled, ms. */
+  depthSampleMs?: number;
+}
+
+/** Defaults of {@link RegionRoutingOptions}. */
+export const REGION_ROUTING_DEFAULTS = {
+  spillQueueDepth: 1_000,
+  depthSampleMs: 1_000,
+  /** A (region, model) depth not asked for in this long stops being sampled, ms. */
+  depthIdleMs: 60_000,
+} as const;
+
+/** A routing decision. */
+export interface RoutePlan {
+  /**
+   * Regions to publish to, in order: the first is the choice; the next ones are tried only when a
+   * region refuses the request outright (its queue is full or missing), never after an ambiguous
+   * failure, so a request is never stored twice.
+   */
+  regions: string[];
+  /** True when no watched region has a healthy actor for the model right now. */
+  noHealthyActor: boolean;
+}
+
+/** Chooses regions for requests. */
+export interface RegionRouter {
+  readonly home: string;
+  plan(model: string): Promise<RoutePlan>;
+  /** The last sampled queue depth of `model` in `region`, if any. */
+  queueDepth(region: string, model: string): number | undefined;
+  close(): void;
+}
+
+/** Samples the queue depth of (region, model) pairs that routing asked about recently. */
+class QueueDepths {
+  readonly #sampled = new Map<string, { depth?: number; askedAt: number }>();
+  readonly #timer: NodeJS.Timeout;
+  #sampling = false;
+
+  constructor(
+    private readonly jsm: JetStreamManager,
+    private readonly logger: Logger,
+    sampleMs: number,
+  ) {
+    this.#timer = setInterval(() => void this.#sample(), sampleMs);
+    this.#timer.unref();
+  }
+
+  get(region: string, model: string): number | undefined {
+    const key = `${region}\u0000${model}`;
+    const entry = this.#sampled.get(key);
+    if (entry) {
+      entry.askedAt = Date.now();
+      return entry.depth;
+    }
+    this.#sampled.set(key, { askedAt: Date.now() });
+    return undefined;
+  }
+
+  async #sample(): Promise<void> {
+    if (this.#sampling) return; // a slow region must not pile up samplers
+    this.#sampling = true;
+    try {
+      const now = Date.now();
+      await Promise.all(
+        [...this.#sampled].map(async ([key, entry]) => {
+          if (now - entry.askedAt > REGION_ROUTING_DEFAULTS.depthIdleMs) {
+            this.#sampled.delete(key);
+            return;
+          }
+          const [region, model] = key.split('\u0000') as [string, string];
+          try {
+            const info = await this.jsm.consumers.info(
+              assetNames.requestStream(region),
+              assetNames.modelConsumer(model),
+            );
+            entry.depth = info.num_pending;
+          } catch (err) {
+            // Unknown depth is not a reason to move work: health decides for unreachable regions.
+            delete entry.depth;
+            this.logger.debug('queue depth unavailable', { region, model, err });
+          }
+        }),
+      );
+    } finally {
+      this.#sampling = false;
+    }
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+  }
+}
+
+/** Builds the router from the heartbeat view and a JetStream manager that reaches every region. */
+export function createRegionRouter(
+  options: RegionRoutingOptions,
+  health: ActorHealth,
+  jsm: JetStreamManager,
+  logger: Logger,
+): RegionRouter {
+  const o = { ...REGION_ROUTING_DEFAULTS, ...options };
+  const depths = new QueueDepths(jsm, logger, o.depthSampleMs);
+  const regions = [o.home, ...o.spillRegions.filter((r) => r !== o.home)];
+  return {
+    home: o.home,
+    async plan(model) {
+      const healthy: string[] = [];
+      for (const region of regions) {
+        if (await health.hasHealthyActor(model, region)) healthy.push(region);
+      }
+      if (healthy.length === 0) return { regions: [o.home], noHealthyActor: true };
+      const shallow = healthy.filter((r) => (depths.get(r, model) ?? 0) < o.spillQueueDepth);
+      // Best: the nearest region that can run it now. Then the other healthy ones, for when a
+      // queue turns out to be full.
+      const first = shallow[0] ?? healthy[0]!;
+      const rest = healthy.filter((r) => r !== first);
+      // Queueing at home beats refusing when every healthy region's queue is full.
+      if (!healthy.includes(o.home)) rest.push(o.home);
+      return { regions: [first, ...rest], noHealthyActor: false };
+    },
+    queueDepth: (region, model) => depths.get(region, model),
+    close: () => depths.close(),
+  };
+}

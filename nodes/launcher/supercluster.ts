@@ -1,0 +1,247 @@
+/**
+ * Regions and edge sites on one machine, as real nats-server processes on loopback ports: each
+ * region is a NATS cluster (routes) of one or more servers, the regions join into a supercluster
+ * through NATS gateways and share the JetStream domain `vigil`, and each edge site is a leaf node
+ * with a JetStream domain of its own, attached to its region's servers. The launcher
+ * (`npm start -- --regions ...`) and the multi-region tests both start their brokers here, so what
+ * the tests prove is what users run.
+ */
+import { join } from 'node:path';
+import { connect, type ConnectionOptions } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { edgeDomain, HUB_DOMAIN, NAME_TOKEN } from '../../protocol/index.js';
+import { ConfigError } from '../common/env.js';
+import { freePort, startNatsServer, type NatsServerProcess } from './nats-server-process.js';
+
+/** One region: a cluster of `nodes` servers named `<region>-<i>`. */
+export interface RegionSpec {
+  name: string;
+  nodes: number;
+}
+
+/** One edge site: a leaf node attached to `region`. */
+export interface EdgeSiteSpec {
+  site: string;
+  region: string;
+}
+
+/** The account every Vigil user lives in (protocol/permissions.ts); leaf links bind to it. */
+export const APPLICATION_ACCOUNT = 'VIGIL';
+
+/** Options of {@link startSupercluster}. */
+export interface SuperclusterOptions {
+  regions: readonly RegionSpec[];
+  /** Store dirs go to `<rootDir>/<server name>/store`. */
+  rootDir: string;
+  /**
+   * nats-server configuration text with the accounts (an application account named
+   * {@link APPLICATION_ACCOUNT} with JetStream, and a system account): gateways and leaf nodes
+   * need a system account.
+   */
+  accountsConfig: string;
+  /** Users edge sites present on their leaf links; the hubs bind them to the application account. */
+  leafUsers?: readonly { user: string; password: string }[];
+  /** How to connect for the JetStream readiness check (credentials of any user). */
+  connectOptions: Omit<ConnectionOptions, 'servers'>;
+  /** HTTP monitoring on every server (random ports). Default true. */
+  monitor?: boolean;
+  /** How long to wait for the supercluster's JetStream meta leader. Default 60 s. */
+  readyTimeoutMs?: number;
+}
+
+/** A running supercluster. */
+export interface Supercluster {
+  /** Each region's servers, in start order; each can be killed and restarted on its own. */
+  readonly regions: ReadonlyMap<string, readonly NatsServerProcess[]>;
+  /** Client URLs of a region's servers, for `connect({ servers })`. */
+  urlsOf(region: string): string[];
+  /** Leaf URLs of a region's servers, for edge sites. */
+  leafUrlsOf(region: string): string[];
+  /** Every server, all regions. */
+  readonly servers: readonly NatsServerProcess[];
+  /** Stops every server (edge sites first, if started through it). Idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Validates a topology: names are subject tokens, regions are unique, node counts are 1 to 5,
+ * edge sites attach to a known region.
+ * @throws ConfigError naming what is wrong.
+ */
+export function checkTopology(
+  regions: readonly RegionSpec[],
+  edges: readonly EdgeSiteSpec[] = [],
+): void {
+  if (regions.length === 0) throw new ConfigError('at least one region is needed');
+  const seen = new Set<string>();
+  for (const r of regions) {
+    if (!NAME_TOKEN.test(r.name)) throw new ConfigError(`region '${r.name}' is not a name token`);
+    if (seen.has(r.name)) throw new ConfigError(`region '${r.name}' is listed twice`);
+    seen.add(r.name);
+    if (!Number.isInteger(r.nodes) || r.nodes < 1 || r.nodes > 5)
+      throw new ConfigError(`region '${r.name}': nodes must be 1 to 5, not ${r.nodes}`);
+  }
+  const sites = new Set<string>();
+  for (const e of edges) {
+    if (!NAME_TOKEN.test(e.site))
+      throw new ConfigError(`edge site '${e.site}' is not a name token`);
+    if (sites.has(e.site)) throw new ConfigError(`edge site '${e.site}' is listed twice`);
+    sites.add(e.site);
+    if (!seen.has(e.region))
+      throw new ConfigError(`edge site '${e.site}' attaches to unknown region '${e.region}'`);
+  }
+}
+
+/** Starts every region's servers, joined into one supercluster, and waits for JetStream. */
+export async function startSupercluster(options: SuperclusterOptions): Promise<Supercluster> {
+  checkTopology(options.regions);
+  // Every server must know every route and gateway before it starts: ports are chosen up front.
+  const plan = await Promise.all(
+    options.regions.map(async (region) => ({
+      region,
+      nodes: await Promise.all(
+        Array.from({ length: region.nodes }, async (_, i) => ({
+          name: `${region.name}-${i}`,
+          clusterPort: await freePort(),
+          gatewayPort: await freePort(),
+          leafPort: await freePort(),
+        })),
+      ),
+    })),
+  );
+  const gateways = plan.map(({ region, nodes }) => ({
+    name: region.name,
+    urls: nodes.map((n) => `nats://127.0.0.1:${n.gatewayPort}`),
+  }));
+  const leafUsers = (options.leafUsers ?? []).map((u) => ({
+    ...u,
+    account: APPLICATION_ACCOUNT,
+  }));
+
+  // Started together: the JetStream meta group spans the supercluster and needs a quorum of its
+  // peers to elect a leader; a server waits for it rather than failing.
+  const started = await Promise.allSettled(
+    plan.flatMap(({ region, nodes }) =>
+      nodes.map((node) =>
+        startNatsServer({
+          storeDir: join(options.rootDir, node.name, 'store'),
+          serverName: node.name,
+          ...(options.monitor === false ? {} : { monitorPort: 0 }),
+          jetstream: { domain: HUB_DOMAIN },
+          // A one-server region still is a cluster (JetStream in a supercluster needs one); it
+          // routes to itself, which nats-server ignores.
+          cluster: {
+            name: region.name,
+            port: node.clusterPort,
+            routes: nodes.map((n) => `nats-route://127.0.0.1:${n.clusterPort}`),
+          },
+          gateway: { name: region.name, port: node.gatewayPort, gateways },
+          leafnodes: { port: node.leafPort, users: leafUsers },
+          extraConfig: options.accountsConfig,
+        }).then((server) => ({ region: region.name, server })),
+      ),
+    ),
+  );
+  const byRegion = new Map<string, NatsServerProcess[]>();
+  const servers: NatsServerProcess[] = [];
+  for (const result of started) {
+    if (result.status !== 'fulfilled') continue;
+    servers.push(result.value.server);
+    const list = byRegion.get(result.value.region) ?? [];
+    list.push(result.value.server);
+    byRegion.set(result.value.region, list);
+  }
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await Promise.all(servers.map((s) => s.stop()));
+  };
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    await stop();
+    throw failed.reason;
+  }
+  const supercluster: Supercluster = {
+    regions: byRegion,
+    servers,
+    urlsOf: (region) => (byRegion.get(region) ?? []).map((s) => s.url),
+    leafUrlsOf: (region) =>
+      (byRegion.get(region) ?? []).flatMap((s) => (s.leafUrl ? [s.leafUrl] : [])),
+    stop,
+  };
+  try {
+    await waitForJetStreamMeta(
+      servers.map((s) => s.url),
+      options.connectOptions,
+      options.readyTimeoutMs ?? 60_000,
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return supercluster;
+}
+
+/** Options of {@link startEdgeServer}. */
+export interface EdgeServerOptions {
+  site: string;
+  /** Leaf URLs of the hub region's servers (or of a proxy in front of them). */
+  hubLeafUrls: readonly string[];
+  /** The leaf user this site presents to its hub. */
+  leafUser: { user: string; password: string };
+  storeDir: string;
+  /** Accounts text, as for the hubs (the site's own users and a system account). */
+  accountsConfig: string;
+  monitor?: boolean;
+}
+
+/**
+ * Starts an edge site's leaf node: JetStream domain `edge-<site>`, so it accepts work on its own
+ * while the link is cut, and a leaf link binding its application account to the hub's.
+ */
+export function startEdgeServer(options: EdgeServerOptions): Promise<NatsServerProcess> {
+  const { user, password } = options.leafUser;
+  const auth = `${encodeURIComponent(user)}:${encodeURIComponent(password)}@`;
+  return startNatsServer({
+    storeDir: options.storeDir,
+    serverName: `edge-${options.site}`,
+    ...(options.monitor === false ? {} : { monitorPort: 0 }),
+    jetstream: { domain: edgeDomain(options.site) },
+    leafnodes: {
+      remotes: [
+        {
+          urls: options.hubLeafUrls.map((u) => u.replace(/^nats:\/\//, `nats-leaf://${auth}`)),
+          account: APPLICATION_ACCOUNT,
+        },
+      ],
+    },
+    extraConfig: options.accountsConfig,
+  });
+}
+
+/** Resolves once the JetStream API answers through `urls` (a meta leader has been elected). */
+export async function waitForJetStreamMeta(
+  urls: string[],
+  connectOptions: Omit<ConnectionOptions, 'servers'>,
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const nc = await connect({ ...connectOptions, servers: urls, timeout: 5_000 });
+  try {
+    let lastError: unknown;
+    while (Date.now() < deadline) {
+      try {
+        const jsm = await jetstreamManager(nc, { timeout: 2_000 });
+        await jsm.getAccountInfo();
+        return;
+      } catch (err) {
+        lastError = err;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+    throw new Error(`JetStream did not answer within ${timeoutMs / 1000} s`, { cause: lastError });
+  } finally {
+    await nc.close();
+  }
+}

@@ -1,0 +1,159 @@
+/**
+ * Two regions joined into a supercluster, each with its own gateway and actor host, every node
+ * under its least-privilege NATS user: work stays home while home can run it, spills over to the
+ * other region when home has no healthy actor or its queue is past the threshold, results still
+ * reach the caller, and any region answers for any task (but never to another tenant).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { TENANTS, waitFor } from '../harness/edge.js';
+import { startTestRegions, type TestRegions } from '../harness/regions.js';
+
+type Json = Record<string, unknown>;
+const BEAT_MS = 300;
+
+describe('regions: spill-over and failover', () => {
+  let regions: TestRegions;
+  before(async () => {
+    regions = await startTestRegions({
+      regions: [
+        { name: 'eu', nodes: 1 },
+        { name: 'us', nodes: 1 },
+      ],
+      assets: { heartbeatIntervalMs: BEAT_MS },
+      actorEnv: {
+        VIGIL_HEARTBEAT_MS: String(BEAT_MS),
+        VIGIL_MODELS: 'echo',
+        VIGIL_ECHO_FAULTS: JSON.stringify({ enabled: true, maxDelayMs: 5_000 }),
+      },
+      gatewayEnv: { VIGIL_SPILL_QUEUE_DEPTH: '4' },
+    });
+  });
+  after(() => regions?.stop());
+
+  const infer = (
+    at: string,
+    input: unknown,
+    init: { params?: Json; headers?: Record<string, string> } = {},
+  ) =>
+    regions.request(at, '/v1/models/echo/infer', {
+      method: 'POST',
+      body: JSON.stringify({ input, params: init.params ?? {} }),
+      ...(init.headers ? { headers: init.headers } : {}),
+    });
+
+  test('a request runs in the region that received it while that region is healthy', async () => {
+    for (const at of ['eu', 'us']) {
+      const res = await infer(at, `hello ${at}`);
+      const body = (await res.json()) as Json;
+      assert.equal(res.status, 200, JSON.stringify(body));
+      assert.equal(body['state'], 'succeeded');
+      assert.equal(body['region'], at);
+    }
+  });
+
+  test('any region answers for any task, and never to another tenant', async () => {
+    const res = await infer('us', 'made in us');
+    const { id } = (await res.json()) as { id: string };
+    for (const at of ['eu', 'us']) {
+      const seen = await regions.request(at, `/v1/tasks/${id}`);
+      const body = (await seen.json()) as Json;
+      assert.equal(seen.status, 200);
+      assert.equal(body['region'], 'us');
+      assert.equal(body['state'], 'succeeded');
+      const other = await regions.request(at, `/v1/tasks/${id}`, { key: TENANTS.beta.key });
+      assert.equal(other.status, 404, `tenant beta must not see alpha's task from ${at}`);
+    }
+  });
+
+  test('past the queue threshold, new work spills over to the other region', async () => {
+    // Slow tasks at eu's single actor (concurrency 4): the queue grows past 4, the gateway's
+    // depth sample sees it, and later submissions go to us (bounded: at most 120 tasks).
+    const sent: { id: string; region: string }[] = [];
+    for (let i = 0; i < 120 && !sent.some((t) => t.region === 'us'); i++) {
+      const res = await infer('eu', `queued ${i}`, {
+        params: { delay_ms: 400 },
+        headers: { Prefer: 'respond-async' },
+      });
+      assert.equal(res.status, 202);
+      const body = (await res.json()) as { id: string; region: string };
+      sent.push(body);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const spilledAfter = sent.findIndex((t) => t.region === 'us');
+    assert.ok(spilledAfter > 0, `no task spilled over after ${sent.length} sent`);
+    assert.ok(
+      sent.slice(0, spilledAfter).every((t) => t.region === 'eu'),
+      'home first',
+    );
+    const final = await Promise.all(sent.map((t) => finalState('eu', t.id)));
+    assert.deepEqual(
+      final.filter((t) => t['state'] !== 'succeeded'),
+      [],
+      'every accepted task succeeds',
+    );
+    for (const [i, t] of final.entries()) assert.equal(t['region'], sent[i]!.region);
+    console.log(
+      `queue spill-over: the first ${spilledAfter} tasks stayed in eu, then work went to us; ` +
+        `${sent.length} sent, all succeeded`,
+    );
+  });
+
+  test('with every actor of a model in a region killed, requests are served by another region', async () => {
+    const hosts = regions.actorHosts.get('eu') ?? [];
+    const killedAt = Date.now();
+    for (const host of hosts) host.signal('SIGKILL');
+    await Promise.all(hosts.map((h) => h.exited));
+    regions.actorHosts.set('eu', []);
+    // A request every 100 ms at eu (bounded) until one is served; each waits up to 3 s.
+    const sent: Promise<{ status: number; body: Json; doneAt: number }>[] = [];
+    let servedAt: number | undefined;
+    for (let i = 0; i < 60 && servedAt === undefined; i++) {
+      sent.push(
+        infer('eu', `failover ${i}`, { headers: { Prefer: 'wait=3' } }).then(async (res) => {
+          const body = (await res.json()) as Json;
+          if (res.status === 200) servedAt ??= Date.now();
+          return { status: res.status, body, doneAt: Date.now() };
+        }),
+      );
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const answers = await Promise.all(sent);
+    const served = answers.filter((a) => a.status === 200);
+    assert.ok(servedAt !== undefined && served.length > 0, 'eu never served again');
+    assert.ok(
+      served.every((a) => a.body['region'] === 'us'),
+      'served by us',
+    );
+    const waiting = answers.filter((a) => a.status === 202);
+    assert.deepEqual(
+      answers.filter((a) => a.status !== 200 && a.status !== 202).map((a) => a.status),
+      [],
+      'no request failed',
+    );
+    console.log(
+      `failover: eu's actors killed; requests at eu served again (by us) ${servedAt - killedAt} ms ` +
+        `later (heartbeat ${BEAT_MS} ms, stale after ${3 * BEAT_MS} ms); ` +
+        `${waiting.length} accepted into eu's queue before that`,
+    );
+    // Work accepted at eu before its actors were seen dead waits in eu's queue: with eu back,
+    // every accepted task completes.
+    await regions.startActorHost('eu');
+    const final = await Promise.all(waiting.map((a) => finalState('eu', String(a.body['id']))));
+    assert.ok(final.every((t) => t['state'] === 'succeeded' && t['region'] === 'eu'));
+  });
+
+  async function finalState(at: string, id: string): Promise<Json> {
+    return waitFor(
+      `task ${id}`,
+      async () => {
+        const res = await regions.request(at, `/v1/tasks/${id}`, {
+          headers: { Prefer: 'wait=5' },
+        });
+        const body = (await res.json()) as Json;
+        return ['succeeded', 'failed', 'dead'].includes(String(body['state'])) ? body : undefined;
+      },
+      60_000,
+    );
+  }
+});

@@ -1,0 +1,247 @@
+/**
+ * Several regions (and edge sites) for end-to-end tests: a real supercluster on loopback ports
+ * (nodes/launcher/supercluster.ts, the same code `npm start -- --regions` runs), every node with
+ * its least-privilege NATS user, the regions provisioned where they belong, and a real gateway and
+ * actor host per region (and a gateway per edge site) as child processes. `stop()` stops them all
+ * by PID and removes the temp dirs.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
+import { createBuiltinModels } from '../../actors/runtimes/index.js';
+import { edgeDomain, ensureEdgeSite, type RegionAssetsOptions } from '../../protocol/index.js';
+import {
+  accountsConfig,
+  generateNatsCredentials,
+  type NatsCredentials,
+} from '../../nodes/launcher/nats-accounts.js';
+import type { NatsServerProcess } from '../../nodes/launcher/nats-server-process.js';
+import { startNode, type NodeProcess } from '../../nodes/launcher/node-process.js';
+import { provisionRegion } from '../../nodes/launcher/provision.js';
+import {
+  startEdgeServer,
+  startSupercluster,
+  type EdgeSiteSpec,
+  type RegionSpec,
+  type Supercluster,
+} from '../../nodes/launcher/supercluster.js';
+import { readNkeySeed } from '../../nodes/common/nats-connection.js';
+import { TENANTS } from './edge.js';
+
+/** Options of {@link startTestRegions}. */
+export interface TestRegionsOptions {
+  regions: RegionSpec[];
+  edges?: EdgeSiteSpec[];
+  /** Limits for every region's assets (replicas default to min(3, nodes)). */
+  assets?: Omit<RegionAssetsOptions, 'region'>;
+  /** Extra environment for every actor host. */
+  actorEnv?: Record<string, string>;
+  /** Extra environment for every gateway. */
+  gatewayEnv?: Record<string, string>;
+  /**
+   * Puts something between an edge site and its hub (a test proxy that can cut the link): gets
+   * the hub's leaf URLs, returns the URLs the edge server dials.
+   */
+  edgeLink?: (site: string, hubLeafUrls: string[]) => Promise<string[]>;
+}
+
+/** A running multi-region test setup. */
+export interface TestRegions {
+  readonly supercluster: Supercluster;
+  readonly credentials: NatsCredentials;
+  readonly edgeServers: ReadonlyMap<string, NatsServerProcess>;
+  /** Gateways by region name or edge site name. */
+  readonly gateways: Map<string, NodeProcess>;
+  /** Actor hosts by region. */
+  readonly actorHosts: Map<string, NodeProcess[]>;
+  gatewayUrl(regionOrSite: string): string;
+  /** `fetch` against a region's (or edge site's) gateway, as tenant alpha unless `key` says. */
+  request(
+    regionOrSite: string,
+    path: string,
+    init?: RequestInit & { key?: string },
+  ): Promise<Response>;
+  startActorHost(region: string, env?: Record<string, string>): Promise<NodeProcess>;
+  /** An admin connection to a region's servers (closed by `stop`). */
+  connect(region: string): Promise<NatsConnection>;
+  stop(): Promise<void>;
+}
+
+/** Regions each other region spills to, nearest first: here, simply the listed order. */
+function spillOrder(regions: RegionSpec[], home: string): string {
+  return regions
+    .map((r) => r.name)
+    .filter((r) => r !== home)
+    .join(',');
+}
+
+/** Starts the supercluster, provisions it, and starts the nodes. */
+export async function startTestRegions(options: TestRegionsOptions): Promise<TestRegions> {
+  const root = mkdtempSync(join(tmpdir(), 'vigil-regions-'));
+  const credentials = generateNatsCredentials({
+    outDir: join(root, 'creds'),
+    regions: options.regions.map((r) => r.name),
+  });
+  const adminSeed = readNkeySeed(credentials.user('admin').seedFile, 'admin seed');
+  const adminConnect = {
+    authenticator: nkeyAuthenticator(adminSeed),
+    inboxPrefix: credentials.user('admin').inboxPrefix,
+  };
+  const leafUsers = (options.edges ?? []).map((e) => ({
+    user: `leaf-${e.site}`,
+    password: randomBytes(18).toString('base64url'),
+  }));
+  const connections: NatsConnection[] = [];
+  const gateways = new Map<string, NodeProcess>();
+  const actorHosts = new Map<string, NodeProcess[]>();
+  const edgeServers = new Map<string, NatsServerProcess>();
+  let supercluster: Supercluster | undefined;
+
+  const stop = async () => {
+    const nodes = [...gateways.values(), ...[...actorHosts.values()].flat()];
+    await Promise.allSettled(nodes.map((n) => n.stop()));
+    await Promise.allSettled(connections.map((nc) => nc.close()));
+    await Promise.allSettled([...edgeServers.values()].map((s) => s.stop()));
+    await supercluster?.stop();
+    rmSync(root, { recursive: true, force: true });
+  };
+
+  try {
+    supercluster = await startSupercluster({
+      regions: options.regions,
+      rootDir: join(root, 'nats'),
+      accountsConfig: accountsConfig(credentials),
+      leafUsers,
+      connectOptions: adminConnect,
+    });
+    const sc = supercluster;
+    const connectTo = async (servers: string[]) => {
+      const nc = await connect({
+        ...adminConnect,
+        servers,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
+      });
+      connections.push(nc);
+      return nc;
+    };
+    const models = createBuiltinModels();
+    for (const region of options.regions) {
+      const admin = await connectTo(sc.urlsOf(region.name));
+      await provisionRegion(
+        admin,
+        {
+          replicas: Math.min(3, region.nodes),
+          ...options.assets,
+          region: region.name,
+          placementCluster: region.name,
+        },
+        models,
+      );
+    }
+
+    const regionNames = options.regions.map((r) => r.name);
+    const nodeEnv = (user: string, servers: string[], region: string) => ({
+      NATS_URL: servers.join(','),
+      VIGIL_REGION: region,
+      VIGIL_LOG_LEVEL: 'warn',
+      ...credentials.natsEnvFor(user),
+    });
+    const gatewayEnv = (home: string) => ({
+      VIGIL_GATEWAY_PORT: '0',
+      VIGIL_API_KEYS: Object.values(TENANTS)
+        .map((t) => `${t.tenant}:${t.key}`)
+        .join(','),
+      VIGIL_SPILL_REGIONS: spillOrder(options.regions, home),
+      ...options.gatewayEnv,
+    });
+
+    const startActorHost = async (region: string, env: Record<string, string> = {}) => {
+      const host = await startNode('actor-host', {
+        env: {
+          ...nodeEnv(`actor-host-${region}`, sc.urlsOf(region), region),
+          ...options.actorEnv,
+          ...env,
+        },
+      });
+      const list = actorHosts.get(region) ?? [];
+      list.push(host);
+      actorHosts.set(region, list);
+      return host;
+    };
+
+    await Promise.all(
+      regionNames.map(async (region) => {
+        gateways.set(
+          region,
+          await startNode('gateway', {
+            env: { ...nodeEnv('gateway', sc.urlsOf(region), region), ...gatewayEnv(region) },
+          }),
+        );
+        await startActorHost(region);
+      }),
+    );
+
+    for (const [i, edge] of (options.edges ?? []).entries()) {
+      const hubLeafUrls = sc.leafUrlsOf(edge.region);
+      const server = await startEdgeServer({
+        site: edge.site,
+        hubLeafUrls: options.edgeLink
+          ? await options.edgeLink(edge.site, hubLeafUrls)
+          : hubLeafUrls,
+        leafUser: leafUsers[i]!,
+        storeDir: join(root, 'nats', `edge-${edge.site}`, 'store'),
+        accountsConfig: accountsConfig(credentials),
+      });
+      edgeServers.set(edge.site, server);
+      const edgeAdmin = await connectTo([server.url]);
+      const hubAdmin = await connectTo(sc.urlsOf(edge.region));
+      await ensureEdgeSite(
+        await jetstreamManager(edgeAdmin, { domain: edgeDomain(edge.site) }),
+        await jetstreamManager(hubAdmin),
+        { site: edge.site, region: edge.region },
+      );
+      gateways.set(
+        edge.site,
+        await startNode('gateway', {
+          env: {
+            ...nodeEnv('gateway', [server.url], edge.region),
+            ...gatewayEnv(edge.region),
+            VIGIL_EDGE_SITE: edge.site,
+          },
+        }),
+      );
+    }
+
+    const gatewayUrl = (name: string) => {
+      const gw = gateways.get(name);
+      if (!gw) throw new Error(`no gateway for '${name}'`);
+      return String(gw.ready['url']);
+    };
+    return {
+      supercluster: sc,
+      credentials,
+      edgeServers,
+      gateways,
+      actorHosts,
+      gatewayUrl,
+      request(name, path, init = {}) {
+        const { key = TENANTS.alpha.key, ...rest } = init;
+        const headers = new Headers(rest.headers);
+        if (!headers.has('Authorization') && key) headers.set('Authorization', `Bearer ${key}`);
+        if (rest.body !== undefined && !headers.has('Content-Type'))
+          headers.set('Content-Type', 'application/json');
+        return fetch(gatewayUrl(name) + path, { ...rest, headers });
+      },
+      startActorHost,
+      connect: (region) => connectTo(sc.urlsOf(region)),
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
