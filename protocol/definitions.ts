@@ -32,6 +32,8 @@ export const assetNames = {
   actorBucket: (region: string): string => `vigil-actors-${region}`,
   /** The model catalog is shared by every region. */
   modelBucket: 'vigil-models',
+  /** Tenant task quotas (`<tenant>.<period>` counters), shared by every gateway of every region. */
+  quotaBucket: 'vigil-quotas',
   modelConsumer: (model: string): string => `actor-${model}`,
   /** An edge site's own store-and-forward stream, in the site's JetStream domain. */
   edgeStream: (site: string): string => `VIGIL_EDGE_${site.toUpperCase().replace(/-/g, '_')}`,
@@ -248,7 +250,17 @@ export async function ensureRegionAssets(
     storage: StorageType.File,
     replicas: o.replicas,
   });
+  await kvm.create(assetNames.quotaBucket, {
+    history: 1,
+    storage: StorageType.File,
+    replicas: o.replicas,
+    // Counters outlive their day or month for a while (for operators), then go.
+    ttl: QUOTA_COUNTER_RETENTION_MS,
+  });
 }
+
+/** How long a quota counter is kept after its last write: past the end of any month. */
+const QUOTA_COUNTER_RETENTION_MS = 40 * 24 * 3600_000;
 
 /** Limits of an edge site's store-and-forward stream. */
 export interface EdgeSiteOptions {
