@@ -78,3 +78,16 @@ export type {
   DeadLetterReplay,
   DeadLetterSummary,
 } from './dead-letters.js';
+export {
+  controlPlaneNames,
+  inboxPrefixOf,
+  jsApi,
+  kvStreamName,
+  NatsAccount,
+  Role,
+  SERVICE_DISCOVERY,
+  serviceEndpointsOfRegion,
+  userName,
+  vigilUsers,
+} from './permissions.js';
+export type { SubjectRules, UserPermissions, VigilUser } from './permissions.js';

@@ -1,6 +1,7 @@
 /**
- * Which edge the CLI talks to: the one the environment names (`NATS_URL`, `NATS_USER`,
- * `NATS_PASSWORD`, `NATS_TOKEN`, `VIGIL_REGION`), or else the local edge `npm start` is running,
+ * Which edge the CLI talks to: the one the environment names (`NATS_URL`, `NATS_NKEY` and
+ * `NATS_INBOX_PREFIX` of the admin user, or `NATS_USER`/`NATS_PASSWORD`, or `NATS_TOKEN`; TLS
+ * with `NATS_CA`, `NATS_CERT`, `NATS_KEY`; `VIGIL_REGION`), or else the local edge `npm start` is running,
  * as described by the launcher in `<state dir>/edge.json` (password in `<state dir>/nats-password`).
  */
 import { readFileSync } from 'node:fs';
@@ -8,7 +9,12 @@ import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { NAME_TOKEN } from '../../protocol/index.js';
-import { natsOptionsFromEnv, type NatsConnectOptions } from '../common/nats-connection.js';
+import { ConfigError } from '../common/env.js';
+import {
+  natsAuthOptions,
+  natsOptionsFromEnv,
+  type NatsConnectOptions,
+} from '../common/nats-connection.js';
 import { PROJECT_ROOT } from '../launcher/node-process.js';
 
 /** A failure the CLI reports as one line and exit code 1. */
@@ -44,11 +50,15 @@ export function edgeTargetFromEnv(env: NodeJS.ProcessEnv): EdgeTarget {
     throw new CliError(`VIGIL_REGION=${regionOverride} is not a region name`);
   }
   if (env['NATS_URL']) {
-    return {
-      nats: natsOptionsFromEnv(env, 'vigil-cli'),
-      region: regionOverride ?? 'local',
-      source: 'NATS_URL',
-    };
+    let nats: NatsConnectOptions;
+    try {
+      nats = natsOptionsFromEnv(env, 'vigil-cli');
+    } catch (err) {
+      // A bad seed or certificate file is the operator's to fix: one line, exit code 1.
+      if (err instanceof ConfigError) throw new CliError(err.message);
+      throw err;
+    }
+    return { nats, region: regionOverride ?? 'local', source: 'NATS_URL' };
   }
   const stateDir = env['VIGIL_STATE_DIR'] || join(PROJECT_ROOT, '.vigil');
   const file = join(stateDir, 'edge.json');
@@ -93,8 +103,7 @@ export async function connectToEdge(target: EdgeTarget): Promise<NatsConnection>
     return await connect({
       servers: nats.servers.split(',').map((s) => s.trim()),
       name: nats.name,
-      ...(nats.user === undefined ? {} : { user: nats.user, pass: nats.pass ?? '' }),
-      ...(nats.token === undefined ? {} : { token: nats.token }),
+      ...natsAuthOptions(nats),
       maxReconnectAttempts: 0,
       timeout: CLI_CONNECT_TIMEOUT_MS,
       noAsyncTraces: true,

@@ -66,7 +66,7 @@ describe('actors', () => {
         ['--import', 'tsx', 'nodes/cli/main.ts', 'actors', '--json'],
         {
           cwd: PROJECT_ROOT,
-          env: { ...process.env, NATS_URL: edge.nats.url, VIGIL_REGION: edge.region },
+          env: { ...process.env, ...edge.adminEnv() },
           encoding: 'utf8',
         },
       );

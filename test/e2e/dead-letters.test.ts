@@ -86,10 +86,18 @@ async function waitUntil(epochMs: number): Promise<void> {
 /** Runs the CLI with the edge's NATS settings (or `env`), returns exit code and output. */
 function cli(
   args: string[],
-  env: Record<string, string | undefined> = { NATS_URL: edge.nats.url, VIGIL_REGION: edge.region },
+  env: Record<string, string | undefined> = edge.adminEnv(),
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const childEnv: NodeJS.ProcessEnv = { ...process.env };
-  for (const name of ['NATS_URL', 'NATS_USER', 'NATS_PASSWORD', 'NATS_TOKEN', 'VIGIL_REGION']) {
+  for (const name of [
+    'NATS_URL',
+    'NATS_USER',
+    'NATS_PASSWORD',
+    'NATS_TOKEN',
+    'NATS_NKEY',
+    'NATS_INBOX_PREFIX',
+    'VIGIL_REGION',
+  ]) {
     delete childEnv[name];
   }
   Object.assign(childEnv, env);

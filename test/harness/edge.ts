@@ -2,11 +2,25 @@
  * A whole edge for end-to-end tests: a real nats-server on random loopback ports with a temporary
  * store, the region's assets, and real gateway and actor-host child processes. Everything is
  * stopped, by PID, by `stop()`.
+ *
+ * Every node runs with least privilege, as in production: the edge generates per-role NATS
+ * credentials (nodes/launcher/nats-accounts.ts), the gateway connects as `gateway`, actor hosts
+ * as `actor-host-<region>`, and provisioning and test assertions as `admin`. A grant missing from
+ * protocol/permissions.ts therefore fails the end-to-end tests.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createBuiltinModels } from '../../actors/runtimes/index.js';
-import type { RegionAssetsOptions } from '../../protocol/index.js';
+import { Role, userName, type RegionAssetsOptions } from '../../protocol/index.js';
+import { natsAuthOptions, readNkeySeed } from '../../nodes/common/nats-connection.js';
+import {
+  accountsConfig,
+  generateNatsCredentials,
+  type NatsCredentials,
+} from '../../nodes/launcher/nats-accounts.js';
 import { startNode, type NodeProcess } from '../../nodes/launcher/node-process.js';
 import { provisionRegion } from '../../nodes/launcher/provision.js';
 import { startTestNats, type TestNats, type TestNatsOptions } from './nats.js';
@@ -35,6 +49,8 @@ export const TENANTS = {
 export interface TestEdge {
   readonly nats: TestNats;
   readonly region: string;
+  /** The per-role NATS users of this edge (seeds in a temp dir removed by `stop`). */
+  readonly credentials: NatsCredentials;
   /** The gateway's base URL. */
   gatewayUrl: string;
   gateway: NodeProcess;
@@ -43,8 +59,12 @@ export interface TestEdge {
   startActorHost(env?: Record<string, string>): Promise<NodeProcess>;
   /** Restarts the gateway (same environment). */
   restartGateway(): Promise<void>;
-  /** A NATS connection for test assertions (closed by `stop`). */
+  /** A NATS connection as the admin user, for provisioning and assertions (closed by `stop`). */
   connect(): Promise<NatsConnection>;
+  /** A NATS connection as `user` (e.g. `service`, `actor-host-test`), closed by `stop`. */
+  connectAs(user: string): Promise<NatsConnection>;
+  /** Environment for a child process (the CLI) that connects as the admin user. */
+  adminEnv(): Record<string, string>;
   /** `fetch` against the gateway with tenant alpha's key unless headers say otherwise. */
   request(path: string, init?: RequestInit & { key?: string }): Promise<Response>;
   stop(): Promise<void>;
@@ -53,30 +73,52 @@ export interface TestEdge {
 /** Starts nats-server, provisions the region, and starts the gateway (and an actor host). */
 export async function startTestEdge(options: TestEdgeOptions = {}): Promise<TestEdge> {
   const region = options.region ?? 'test';
-  const nats = await startTestNats(options.nats);
+  const credsDir = mkdtempSync(join(tmpdir(), 'vigil-creds-'));
+  let nats: TestNats;
+  let credentials: NatsCredentials;
+  try {
+    credentials = generateNatsCredentials({ outDir: credsDir, regions: [region] });
+    const extraConfig = [options.nats?.extraConfig, accountsConfig(credentials)];
+    nats = await startTestNats({
+      ...options.nats,
+      extraConfig: extraConfig.filter((text) => text !== undefined).join('\n'),
+    });
+  } catch (err) {
+    rmSync(credsDir, { recursive: true, force: true });
+    throw err;
+  }
   const connections: NatsConnection[] = [];
   const actorHosts: NodeProcess[] = [];
   let gateway: NodeProcess | undefined;
   const baseEnv = { NATS_URL: nats.url, VIGIL_REGION: region, VIGIL_LOG_LEVEL: 'warn' };
-  const gatewayEnv = {
+  const admin = credentials.user(Role.Admin);
+  const gatewayEnv: Record<string, string> = {
     ...baseEnv,
+    ...credentials.natsEnvFor(Role.Gateway),
     VIGIL_GATEWAY_PORT: '0',
     VIGIL_API_KEYS: Object.values(TENANTS)
       .map((t) => `${t.tenant}:${t.key}`)
       .join(','),
     ...options.gatewayEnv,
   };
+  // Admin routes replay dead letters, which the gateway user may not write.
+  if (gatewayEnv['VIGIL_ADMIN_KEYS']) {
+    gatewayEnv['VIGIL_ADMIN_NATS_NKEY'] = admin.seedFile;
+    gatewayEnv['VIGIL_ADMIN_NATS_INBOX_PREFIX'] = admin.inboxPrefix;
+  }
+  const actorHostEnv = credentials.natsEnvFor(userName(Role.ActorHost, region));
   const startGatewayProcess = () => startNode('gateway', { env: gatewayEnv });
 
   const edge: TestEdge = {
     nats,
     region,
+    credentials,
     gatewayUrl: '',
     gateway: undefined as unknown as NodeProcess,
     actorHosts,
     async startActorHost(env = {}) {
       const host = await startNode('actor-host', {
-        env: { ...baseEnv, ...options.actorEnv, ...env },
+        env: { ...baseEnv, ...actorHostEnv, ...options.actorEnv, ...env },
       });
       actorHosts.push(host);
       return host;
@@ -87,14 +129,27 @@ export async function startTestEdge(options: TestEdgeOptions = {}): Promise<Test
       edge.gateway = gateway;
       edge.gatewayUrl = String(gateway.ready['url']);
     },
-    async connect() {
+    connect() {
+      return edge.connectAs(Role.Admin);
+    },
+    async connectAs(user) {
+      const { seedFile, inboxPrefix } = credentials.user(user);
       const nc = await connect({
         servers: nats.url,
+        ...natsAuthOptions({
+          servers: nats.url,
+          name: user,
+          nkeySeed: readNkeySeed(seedFile, user),
+          inboxPrefix,
+        }),
         maxReconnectAttempts: -1,
         reconnectTimeWait: 250,
       });
       connections.push(nc);
       return nc;
+    },
+    adminEnv() {
+      return { NATS_URL: nats.url, VIGIL_REGION: region, ...credentials.natsEnvFor(Role.Admin) };
     },
     request(path, init = {}) {
       const { key = TENANTS.alpha.key, ...rest } = init;
@@ -105,10 +160,24 @@ export async function startTestEdge(options: TestEdgeOptions = {}): Promise<Test
       return fetch(edge.gatewayUrl + path, { ...rest, headers });
     },
     async stop() {
-      await Promise.allSettled([gateway?.stop(), ...actorHosts.map((h) => h.stop())]);
-      await Promise.allSettled(connections.map((nc) => nc.close()));
-      await nats[Symbol.asyncDispose]();
+      const refused = await shutdown();
+      if (refused.length > 0) {
+        throw new Error(
+          `nats-server refused ${refused.length} operation(s) of Vigil's own processes: grant ` +
+            `them in protocol/permissions.ts, or stop doing them:\n  ${refused.join('\n  ')}`,
+        );
+      }
     },
+  };
+  /** Stops everything; returns the permission violations the server logged meanwhile. */
+  const shutdown = async (): Promise<string[]> => {
+    await Promise.allSettled([gateway?.stop(), ...actorHosts.map((h) => h.stop())]);
+    await Promise.allSettled(connections.map((nc) => nc.close()));
+    await nats.stop();
+    const refused = permissionViolations(nats.options.logFile!, credentials);
+    await nats[Symbol.asyncDispose]();
+    rmSync(credsDir, { recursive: true, force: true });
+    return refused;
   };
   try {
     const admin = await edge.connect();
@@ -116,10 +185,33 @@ export async function startTestEdge(options: TestEdgeOptions = {}): Promise<Test
     await edge.restartGateway();
     if (options.actorHost ?? true) await edge.startActorHost();
   } catch (err) {
-    await edge.stop();
+    await shutdown();
     throw err;
   }
   return edge;
+}
+
+/**
+ * The distinct permission violations in a nats-server log (`Publish Violation - Nkey "U...",
+ * Subject "..."`), each with the user's name instead of its public key.
+ */
+function permissionViolations(logFile: string, credentials: NatsCredentials): string[] {
+  let log: string;
+  try {
+    log = readFileSync(logFile, 'utf8');
+  } catch {
+    return [];
+  }
+  const names = new Map(credentials.users.map((u) => [u.publicKey, u.user]));
+  const found = new Set<string>();
+  for (const line of log.split('\n')) {
+    const at = line.search(/(Publish|Subscription) Violation - /);
+    if (at < 0) continue;
+    found.add(
+      line.slice(at).replace(/Nkey "(\w+)"/, (whole, key: string) => names.get(key) ?? whole),
+    );
+  }
+  return [...found];
 }
 
 /** Polls `GET /v1/tasks/{id}` until the task is final or `timeoutMs` passes; returns the last body. */

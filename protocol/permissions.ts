@@ -1,0 +1,361 @@
+/**
+ * Who may do what on NATS: Vigil's roles and the subject permissions of each, as data. Every
+ * Vigil subject comes from the builders in `subjects.ts` and every asset name from
+ * `definitions.ts`, so a renamed subject changes the permissions with it. Rendering these into a
+ * nats-server configuration, and the keys, live in `nodes/launcher/nats-accounts.ts`.
+ *
+ * The sets are the least each role needs, found by running the real nodes under them until no
+ * nats-server "Permissions Violation" remained (see docs/architecture.md, "Security").
+ */
+import { assetNames } from './definitions.js';
+import { nameToken, subjects } from './subjects.js';
+
+/** The roles a NATS user of Vigil can have. */
+export const Role = {
+  /** HTTP gateways: submit to any region (spill-over), read every region's state, quota leases. */
+  Gateway: 'gateway',
+  /** Actor hosts of one region: pull its requests, write its task records, heartbeats, letters. */
+  ActorHost: 'actor-host',
+  /** The control plane: reads JetStream state, writes the model catalog and its own bucket. */
+  Controller: 'controller',
+  /** Internal services using `createVigilClient`: submit and follow tasks, nothing else. */
+  Service: 'service',
+  /** Operators and provisioning: everything in the application account. */
+  Admin: 'admin',
+  /** Server monitoring through the system account. */
+  Sys: 'sys',
+} as const;
+
+/** One of the {@link Role} values. */
+export type Role = (typeof Role)[keyof typeof Role];
+
+/** The two NATS accounts: Vigil's data and the server's system account. */
+export const NatsAccount = {
+  App: 'VIGIL',
+  System: 'SYS',
+} as const;
+
+/** One of the {@link NatsAccount} values. */
+export type NatsAccount = (typeof NatsAccount)[keyof typeof NatsAccount];
+
+/**
+ * Names of assets and subjects that later parts of Vigil add (tenant quota leases, the
+ * controller's lease and state bucket, its alerts and commands). They are named here so that
+ * the roles can be granted them before those parts land.
+ */
+export const controlPlaneNames = {
+  /** KV bucket of tenant quota leases, read and compare-and-set updated by gateways. */
+  quotaBucket: 'vigil-quotas',
+  /** KV bucket of the controller's leases and state. */
+  controlBucket: 'vigil-control',
+  /** Alerts the controller raises. */
+  alerts: 'vigil.alert.>',
+  /** Commands the controller sends to nodes. */
+  commands: 'vigil.ctl.>',
+} as const;
+
+/** Subject of an actor host's NATS service endpoints in `region` (see nodes/actor-host/host.ts). */
+export function serviceEndpointsOfRegion(region: string): string {
+  return `vigil.svc.${region}.>`;
+}
+
+/** The NATS services protocol's discovery subjects (`$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`). */
+export const SERVICE_DISCOVERY = '$SRV.>';
+
+/** A wildcard token, for a builder's token that may take any value. */
+const ANY = '*';
+
+/** The stream behind a KV bucket (NATS's naming, not Vigil's). */
+export function kvStreamName(bucket: string): string {
+  return `KV_${bucket}`;
+}
+
+/** JetStream API subjects (`$JS.API.*`), for the buckets and streams a role may use. */
+export const jsApi = {
+  /** Account info: every JetStream client's first request. */
+  accountInfo: '$JS.API.INFO',
+  streamNames: '$JS.API.STREAM.NAMES',
+  streamList: '$JS.API.STREAM.LIST',
+  streamInfo: (stream: string): string => `$JS.API.STREAM.INFO.${stream}`,
+  /** Reads one message from the stream's leader, by sequence or last subject. */
+  msgGet: (stream: string): string => `$JS.API.STREAM.MSG.GET.${stream}`,
+  /** Direct gets: by sequence or `next_by_subj` (no suffix), and by last subject (KV `get`). */
+  directGet: (stream: string): string[] => [
+    `$JS.API.DIRECT.GET.${stream}`,
+    `$JS.API.DIRECT.GET.${stream}.>`,
+  ],
+  /** Consumer create, in both forms nats.js uses: named (with filter) and durable. */
+  consumerCreate: (stream: string): string[] => [
+    `$JS.API.CONSUMER.CREATE.${stream}.>`,
+    `$JS.API.CONSUMER.DURABLE.CREATE.${stream}.*`,
+  ],
+  consumerInfo: (stream: string, consumer: string): string =>
+    `$JS.API.CONSUMER.INFO.${stream}.${consumer}`,
+  consumerDelete: (stream: string, consumer: string): string =>
+    `$JS.API.CONSUMER.DELETE.${stream}.${consumer}`,
+  consumerNames: (stream: string): string => `$JS.API.CONSUMER.NAMES.${stream}`,
+  consumerList: (stream: string): string => `$JS.API.CONSUMER.LIST.${stream}`,
+  /** Pull requests of a pull consumer. */
+  msgNext: (stream: string, consumer: string): string =>
+    `$JS.API.CONSUMER.MSG.NEXT.${stream}.${consumer}`,
+  /** Acks, naks, in-progress and terms of a stream's deliveries. */
+  ack: (stream: string): string => `$JS.ACK.${stream}.>`,
+  /** Flow-control answers of a push consumer on a stream (KV watches are push consumers). */
+  flowControl: (stream: string): string => `$JS.FC.${stream}.>`,
+} as const;
+
+/**
+ * Reading a key-value bucket: every read path nats.js takes, all read-only on the same data.
+ * `Kvm.open` binds without looking at the stream, so `get` is a `STREAM.MSG.GET`; a bucket opened
+ * knowing it allows direct gets reads with `DIRECT.GET`; `Kvm.create` and `status` read the info.
+ */
+function kvRead(bucket: string): string[] {
+  const stream = kvStreamName(bucket);
+  return [jsApi.streamInfo(stream), jsApi.msgGet(stream), ...jsApi.directGet(stream)];
+}
+
+/**
+ * A KV watch (and `keys`): an ordered push consumer, created, looked at, flow-controlled, and
+ * deleted.
+ */
+function kvWatch(bucket: string): string[] {
+  const stream = kvStreamName(bucket);
+  return [
+    ...jsApi.consumerCreate(stream),
+    jsApi.consumerInfo(stream, ANY),
+    jsApi.consumerDelete(stream, ANY),
+    jsApi.flowControl(stream),
+  ];
+}
+
+/** Puts, creates, compare-and-set updates and deletes of a bucket's keys. */
+function kvWrite(bucket: string): string {
+  return `$KV.${bucket}.>`;
+}
+
+/** Allowed and denied subjects of one direction; a deny wins over an allow. */
+export interface SubjectRules {
+  allow: readonly string[];
+  deny?: readonly string[];
+}
+
+/** What a user may publish and subscribe to. */
+export interface UserPermissions {
+  publish: SubjectRules;
+  subscribe: SubjectRules;
+  /** May answer requests it received (services) without a publish grant on the reply subject. */
+  allowResponses: boolean;
+}
+
+/** One NATS user of Vigil. */
+export interface VigilUser {
+  /** User name: the role, and for actor hosts `actor-host-<region>`. */
+  name: string;
+  role: Role;
+  /** The region of a region-scoped role (actor hosts). */
+  region?: string;
+  account: NatsAccount;
+  /** The user's own inbox prefix; it may subscribe to no other. */
+  inboxPrefix: string;
+  permissions: UserPermissions;
+}
+
+/** The user name of `role` (in `region` for actor hosts). */
+export function userName(role: Role, region?: string): string {
+  if (role !== Role.ActorHost) return role;
+  if (region === undefined) throw new TypeError('an actor-host user needs a region');
+  return `${role}-${nameToken(region, 'region')}`;
+}
+
+/** The inbox prefix of `user`: distinct per user, so no user's subscription covers another's. */
+export function inboxPrefixOf(user: string): string {
+  return `_INBOX_${user}`;
+}
+
+/** The subscription that covers every inbox of a prefix. */
+function inboxes(prefix: string): string {
+  return `${prefix}.>`;
+}
+
+/** Everything a region's request stream reader needs (status of queued tasks). */
+function queuedRequestsRead(region: string): string[] {
+  const stream = assetNames.requestStream(region);
+  return [jsApi.streamInfo(stream), ...jsApi.directGet(stream)];
+}
+
+function gatewayPermissions(regions: readonly string[], inboxPrefix: string): UserPermissions {
+  return {
+    publish: {
+      allow: [
+        jsApi.accountInfo,
+        ...regions.flatMap((region) => [
+          // Spill-over: a gateway submits to, and answers status for, every region.
+          subjects.requestsOfRegion(region),
+          ...queuedRequestsRead(region),
+          // A model's queue depth (its consumer's pending count) decides when work spills over.
+          jsApi.consumerInfo(assetNames.requestStream(region), ANY),
+          ...kvRead(assetNames.taskBucket(region)),
+          ...kvRead(assetNames.actorBucket(region)),
+          ...kvWatch(assetNames.actorBucket(region)),
+        ]),
+        ...kvRead(assetNames.modelBucket),
+        ...kvWatch(assetNames.modelBucket),
+        ...kvRead(controlPlaneNames.quotaBucket),
+        kvWrite(controlPlaneNames.quotaBucket),
+      ],
+      // A gateway that could write task records or dead letters could forge results; those
+      // admin routes use a second connection as the admin user.
+      deny: [
+        ...regions.map((region) => kvWrite(assetNames.taskBucket(region))),
+        subjects.deadLettersOfRegion(ANY),
+      ],
+    },
+    subscribe: {
+      allow: [inboxes(inboxPrefix), subjects.repliesOfGateway(ANY)],
+    },
+    allowResponses: false,
+  };
+}
+
+function actorHostPermissions(region: string, inboxPrefix: string): UserPermissions {
+  const requests = assetNames.requestStream(region);
+  return {
+    publish: {
+      allow: [
+        jsApi.accountInfo,
+        // Its models' durable consumers: created or updated at start, then pulled and acked.
+        jsApi.consumerInfo(requests, ANY),
+        ...jsApi.consumerCreate(requests),
+        jsApi.msgNext(requests, ANY),
+        jsApi.ack(requests),
+        ...kvRead(assetNames.taskBucket(region)),
+        kvWrite(assetNames.taskBucket(region)),
+        ...kvRead(assetNames.actorBucket(region)),
+        kvWrite(assetNames.actorBucket(region)),
+        subjects.deadLettersOfRegion(region),
+        subjects.eventsOfTenant(region, ANY),
+        // Final records go straight to the waiting gateway or service.
+        subjects.repliesOfGateway(ANY),
+      ],
+    },
+    subscribe: {
+      allow: [inboxes(inboxPrefix), SERVICE_DISCOVERY, serviceEndpointsOfRegion(region)],
+    },
+    // Answers `$SRV.PING/INFO/STATS` and status requests on the asker's own inbox.
+    allowResponses: true,
+  };
+}
+
+function controllerPermissions(regions: readonly string[], inboxPrefix: string): UserPermissions {
+  return {
+    publish: {
+      allow: [
+        jsApi.accountInfo,
+        // Read-only JetStream state of everything: names, configs, counts, consumer positions.
+        jsApi.streamNames,
+        jsApi.streamList,
+        jsApi.streamInfo(ANY),
+        jsApi.consumerNames(ANY),
+        jsApi.consumerList(ANY),
+        jsApi.consumerInfo(ANY, ANY),
+        ...regions.flatMap((region) => [
+          ...kvRead(assetNames.actorBucket(region)),
+          ...kvWatch(assetNames.actorBucket(region)),
+        ]),
+        ...kvRead(assetNames.modelBucket),
+        ...kvWatch(assetNames.modelBucket),
+        kvWrite(assetNames.modelBucket),
+        ...kvRead(controlPlaneNames.controlBucket),
+        ...kvWatch(controlPlaneNames.controlBucket),
+        kvWrite(controlPlaneNames.controlBucket),
+        controlPlaneNames.alerts,
+        controlPlaneNames.commands,
+        SERVICE_DISCOVERY,
+      ],
+    },
+    subscribe: { allow: [inboxes(inboxPrefix)] },
+    allowResponses: false,
+  };
+}
+
+function servicePermissions(regions: readonly string[], inboxPrefix: string): UserPermissions {
+  return {
+    publish: {
+      allow: [
+        jsApi.accountInfo,
+        ...regions.flatMap((region) => [
+          subjects.requestsOfRegion(region),
+          ...queuedRequestsRead(region),
+          ...kvRead(assetNames.taskBucket(region)),
+        ]),
+      ],
+      // Services observe and submit; every bucket is written by someone else.
+      deny: ['$KV.>'],
+    },
+    subscribe: {
+      allow: [
+        inboxes(inboxPrefix),
+        subjects.eventsOfTenant(ANY, ANY),
+        subjects.repliesOfGateway(ANY),
+      ],
+    },
+    allowResponses: false,
+  };
+}
+
+function adminPermissions(inboxPrefix: string, otherInboxPrefixes: string[]): UserPermissions {
+  return {
+    publish: { allow: ['>'] },
+    subscribe: {
+      allow: ['>'],
+      // Even the operator does not read the replies to other users' requests.
+      deny: otherInboxPrefixes.filter((p) => p !== inboxPrefix).map(inboxes),
+    },
+    allowResponses: false,
+  };
+}
+
+function sysPermissions(inboxPrefix: string): UserPermissions {
+  return {
+    publish: { allow: ['$SYS.REQ.>'] },
+    subscribe: { allow: [inboxes(inboxPrefix), '$SYS.>'] },
+    allowResponses: false,
+  };
+}
+
+/**
+ * Every Vigil user for the given regions: one per role, and one actor-host user per region.
+ * @throws ValidationError when a region is not a name token.
+ */
+export function vigilUsers(regions: readonly string[]): VigilUser[] {
+  for (const region of regions) nameToken(region, 'region');
+  const unique = [...new Set(regions)];
+  const base = (role: Role, account: NatsAccount, region?: string) => {
+    const name = userName(role, region);
+    return {
+      name,
+      role,
+      ...(region === undefined ? {} : { region }),
+      account,
+      inboxPrefix: inboxPrefixOf(name),
+    };
+  };
+  const gateway = base(Role.Gateway, NatsAccount.App);
+  const hosts = unique.map((region) => base(Role.ActorHost, NatsAccount.App, region));
+  const controller = base(Role.Controller, NatsAccount.App);
+  const service = base(Role.Service, NatsAccount.App);
+  const admin = base(Role.Admin, NatsAccount.App);
+  const sys = base(Role.Sys, NatsAccount.System);
+  const appPrefixes = [gateway, ...hosts, controller, service, admin].map((u) => u.inboxPrefix);
+  return [
+    { ...gateway, permissions: gatewayPermissions(unique, gateway.inboxPrefix) },
+    ...hosts.map((host) => ({
+      ...host,
+      permissions: actorHostPermissions(host.region!, host.inboxPrefix),
+    })),
+    { ...controller, permissions: controllerPermissions(unique, controller.inboxPrefix) },
+    { ...service, permissions: servicePermissions(unique, service.inboxPrefix) },
+    { ...admin, permissions: adminPermissions(admin.inboxPrefix, appPrefixes) },
+    { ...sys, permissions: sysPermissions(sys.inboxPrefix) },
+  ];
+}
