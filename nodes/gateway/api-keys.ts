@@ -59,7 +59,16 @@ const keysFileSchema = z.object({
       z.object({ tenant, key: z.string().min(16) }),
     ]),
   ),
+  /** Per-tenant limits, validated by the gateway's tenant limits (`tenant-limits.ts`). */
+  tenants: z.record(z.string(), z.unknown()).optional(),
 });
+
+/** A keys file: the keys, and the tenants' limits when the file sets them. */
+export interface ApiKeysFile {
+  keys: ApiKeyEntry[];
+  /** `{ "<tenant>": limits }`, not validated yet. */
+  tenants?: Record<string, unknown>;
+}
 
 /** Parses `tenant:key,tenant:key` (the `VIGIL_API_KEYS` form). */
 export function parseApiKeyList(text: string): ApiKeyEntry[] {
@@ -78,15 +87,17 @@ export function parseApiKeyList(text: string): ApiKeyEntry[] {
     });
 }
 
-/** Reads a JSON keys file: `{"keys": [{"tenant": "acme", "sha256": "<hex>"}]}`. */
-export function readApiKeysFile(path: string): ApiKeyEntry[] {
+/**
+ * Reads a JSON keys file: `{"keys": [{"tenant": "acme", "sha256": "<hex>"}], "tenants": {...}}`.
+ */
+export function readApiKeysFile(path: string): ApiKeysFile {
   let json: unknown;
   try {
     json = JSON.parse(readFileSync(path, 'utf8'));
   } catch (err) {
     throw new Error(`cannot read API keys file ${path}: ${(err as Error).message}`, { cause: err });
   }
-  return validate(keysFileSchema, json, path).keys;
+  return validate(keysFileSchema, json, path);
 }
 
 /**
