@@ -2,6 +2,7 @@
  * `npm run vigil -- <command>`: operator commands against a running edge. Exit codes: 0 done,
  * 1 failed (no edge, no such letter, NATS error), 2 bad usage (the usage is printed).
  */
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
@@ -11,7 +12,9 @@ import {
   VigilError,
   type DeadLetterAdmin,
 } from '../../protocol/index.js';
+import { PROJECT_ROOT } from '../launcher/node-process.js';
 import { actorsList } from './actor-commands.js';
+import { credsGenerate } from './creds-commands.js';
 import { dlqList, dlqReplay, dlqShow, type Output } from './dlq-commands.js';
 import { CliError, connectToEdge, edgeTargetFromEnv } from './edge-target.js';
 
@@ -23,11 +26,16 @@ Commands:
   dlq show <seq> [--json]  one dead letter with its task (input, params, deadline, error)
   dlq replay <seq>         run the letter's task again under the same task id, and remove the letter
   actors [--json]          the region's actors from their heartbeats: state, breaker, pid, load
+  creds generate [--out <dir>] [--regions <r,...>]
+                           per-role NATS users: a seed file each and accounts.conf for nats-server
+                           (default --out .vigil/nats-creds, --regions VIGIL_REGION or local);
+                           existing seeds are kept, missing ones added; no seed is printed
   help                     this text
 
-Connects to NATS_URL (with NATS_USER/NATS_PASSWORD or NATS_TOKEN) in region VIGIL_REGION
-(default local) when NATS_URL is set; otherwise to the edge \`npm start\` is running, as described
-in .vigil/edge.json (VIGIL_STATE_DIR moves .vigil).
+Connects to NATS_URL (as the admin user: NATS_NKEY=<seed file> and NATS_INBOX_PREFIX, or
+NATS_USER/NATS_PASSWORD, or NATS_TOKEN; TLS with NATS_CA, NATS_CERT, NATS_KEY) in region
+VIGIL_REGION (default local) when NATS_URL is set; otherwise to the edge \`npm start\` is running,
+as described in .vigil/edge.json (VIGIL_STATE_DIR moves .vigil). \`creds\` needs no connection.
 
 Exit codes: 0 done, 1 failed, 2 bad usage.
 `;
@@ -37,8 +45,9 @@ class UsageError extends Error {
   override name = 'UsageError';
 }
 
-/** A command, parsed, that needs the dead-letter admin. */
+/** A command, parsed. */
 type Command =
+  | { type: 'creds'; outDir?: string; regions?: string[] }
   | { type: 'actors'; json: boolean }
   | { type: 'list'; model?: string; limit?: number; fromSeq?: number; json: boolean }
   | { type: 'show'; seq: number; json: boolean }
@@ -56,6 +65,8 @@ const OPTIONS = {
   limit: { type: 'string' },
   from: { type: 'string' },
   json: { type: 'boolean' },
+  out: { type: 'string' },
+  regions: { type: 'string' },
 } as const;
 
 function parseOptions(args: string[]) {
@@ -79,6 +90,7 @@ function parse(args: string[]): Command | 'help' {
     }
     return { type: 'actors', json: values.json === true };
   }
+  if (group === 'creds') return parseCreds(sub, rest);
   if (group !== 'dlq') throw new UsageError(`unknown command '${group}'`);
   if (sub === undefined) throw new UsageError('dlq needs a subcommand: list, show or replay');
   if (sub === 'help' || sub === '--help' || sub === '-h') return 'help';
@@ -117,9 +129,25 @@ function parse(args: string[]): Command | 'help' {
   }
 }
 
+function parseCreds(sub: string | undefined, rest: string[]): Command {
+  if (sub !== 'generate') throw new UsageError('creds needs a subcommand: generate');
+  const { values, positionals } = parseOptions(rest);
+  const extra = Object.keys(values).find((name) => name !== 'out' && name !== 'regions');
+  if (extra) throw new UsageError(`creds generate does not take --${extra}`);
+  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const command: Command = { type: 'creds' };
+  if (values.out !== undefined) command.outDir = values.out;
+  if (values.regions !== undefined) {
+    command.regions = values.regions.split(',').map((r) => r.trim());
+    const bad = command.regions.find((r) => !NAME_TOKEN.test(r));
+    if (bad !== undefined) throw new UsageError(`--regions: '${bad}' is not a region name`);
+  }
+  return command;
+}
+
 async function run(
   admin: DeadLetterAdmin,
-  command: Exclude<Command, { type: 'actors' }>,
+  command: Exclude<Command, { type: 'actors' } | { type: 'creds' }>,
   out: Output,
 ): Promise<void> {
   switch (command.type) {
@@ -150,6 +178,17 @@ async function main(args: string[]): Promise<number> {
   }
   let nc: NatsConnection | undefined;
   try {
+    if (command.type === 'creds') {
+      const stateDir = process.env['VIGIL_STATE_DIR'] || join(PROJECT_ROOT, '.vigil');
+      credsGenerate(
+        {
+          outDir: command.outDir ?? join(stateDir, 'nats-creds'),
+          regions: command.regions ?? [process.env['VIGIL_REGION'] || 'local'],
+        },
+        stdout,
+      );
+      return 0;
+    }
     const target = edgeTargetFromEnv(process.env);
     nc = await connectToEdge(target);
     if (command.type === 'actors') {

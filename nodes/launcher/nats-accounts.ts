@@ -85,7 +85,15 @@ export function generateNatsCredentials(options: NatsCredentialsOptions): NatsCr
       seed = pair.getSeed();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      seed = readNkeySeed(seedFile, `seed of ${user.name}`);
+      try {
+        seed = readNkeySeed(seedFile, 'seed');
+      } catch (readErr) {
+        throw new ConfigError(
+          `${seedFile} is not a valid user nkey seed: fix it, or remove it to generate a new ` +
+            `key for ${user.name} (nodes holding the old one are then refused)`,
+          { cause: readErr },
+        );
+      }
       // A copied-in seed may have lost its mode; it is a secret either way.
       chmodSync(seedFile, 0o600);
     }
