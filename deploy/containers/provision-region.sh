@@ -3,10 +3,10 @@
 # actor buckets, and the shared model catalog (nodes/launcher/provision.ts, the same code
 # `npm start` runs). Idempotent: run it at every deployment, before the region's nodes start.
 #
-# Runs as the `admin` NATS user, connected to the region's own cluster: JetStream places new
-# streams in the cluster of the server the request arrives at, which is how each region's assets
-# land in that region. Environment: VIGIL_REGION, VIGIL_REPLICAS (1, or 3 on a three-node
-# cluster), and the NATS connection variables every node reads (NATS_URL, NATS_NKEY,
+# Runs as the `admin` NATS user. Each region is a NATS cluster named after the region
+# (deploy/nats/hub.conf, deploy/k8s/nats), and its streams and buckets are placed in that cluster
+# explicitly, wherever the connection lands. Environment: VIGIL_REGION, VIGIL_REPLICAS (1, or 3 on
+# a three-node cluster), and the NATS connection variables every node reads (NATS_URL, NATS_NKEY,
 # NATS_INBOX_PREFIX, NATS_CA, ...). Gives up after VIGIL_PROVISION_TIMEOUT_MS (120 000).
 set -eu
 : "${VIGIL_REGION:?set VIGIL_REGION to the region to provision}"
@@ -34,7 +34,7 @@ try {
     process.exit(1);
   }, timeoutMs).unref();
   const nc = await connectNats(natsOptionsFromEnv(env, `provision-${region}`), logger);
-  await provisionRegion(nc, { region, replicas }, createBuiltinModels());
+  await provisionRegion(nc, { region, replicas, placementCluster: region }, createBuiltinModels());
   await nc.close();
   logger.info("provisioned", { region, replicas });
 } catch (err) {

@@ -554,8 +554,12 @@ describe('two regions and an edge site from deploy/nats', () => {
 
   test('provision-region.sh, run from the image layout, puts each region in its own cluster', async () => {
     const app = appInImage();
-    for (const server of [eu, us]) {
-      const region = server === eu ? 'eu' : 'us';
+    // Each region is provisioned through the other region's server: placement, not the
+    // connection, decides where its streams live.
+    for (const [region, server] of [
+      ['eu', us],
+      ['us', eu],
+    ] as const) {
       const r = run('sh', [join(app, 'deploy/containers/provision-region.sh')], {
         env: {
           PATH: process.env['PATH'],
