@@ -3,7 +3,7 @@
  * and the OpenAI-compatible API. It holds no state of its own; everything durable is in NATS.
  */
 import type { HttpBindings } from '@hono/node-server';
-import { Hono, type Context } from 'hono';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { bearerAuth } from 'hono/bearer-auth';
 import { createMiddleware } from 'hono/factory';
 import { requestId, type RequestIdVariables } from 'hono/request-id';
@@ -56,6 +56,8 @@ export interface GatewayAppDeps {
   apiKeys: ApiKeyStore;
   /** Admin keys and dead-letter access; absent: no admin routes (`/v1/admin/*` is a 404). */
   admin?: AdminRoutesDeps;
+  /** Per-tenant limits and RateLimit headers (`tenant-limits.ts`); absent: tenants are unlimited. */
+  limits?: MiddlewareHandler<GatewayEnv>;
   /** Which region a request runs in (from heartbeats and queue depths). */
   router: RegionRouter;
   /**
@@ -181,6 +183,7 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
       isAdminPath(c.req.path) ? next() : tenantAuth(c, next),
     ),
   );
+  if (deps.limits) app.use('/v1/*', deps.limits);
   if (deps.admin) registerAdminRoutes(app, deps.admin);
 
   /** Validates the common parts and hands the task to NATS. */

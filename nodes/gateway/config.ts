@@ -16,12 +16,21 @@ import {
   type ApiKeyEntry,
 } from './api-keys.js';
 import { GATEWAY_DEFAULTS, type GatewayOptions } from './gateway.js';
+import { tenantLimitsFromEnv } from './tenant-limits.js';
+import { TENANT_QUOTA_DEFAULTS } from './tenant-quota.js';
 
 /**
  * Reads:
  * - `VIGIL_REGION` (default `local`), `NATS_URL`, `NATS_USER`, `NATS_PASSWORD`, `NATS_TOKEN`
  * - `VIGIL_GATEWAY_HOST` (127.0.0.1), `VIGIL_GATEWAY_PORT` (8080)
- * - `VIGIL_API_KEYS` (`tenant:key,...`) and/or `VIGIL_API_KEYS_FILE` (JSON with sha256 digests)
+ * - `VIGIL_API_KEYS` (`tenant:key,...`) and/or `VIGIL_API_KEYS_FILE` (JSON with sha256 digests
+ *   and, optionally, `"tenants": {"<tenant>": limits}`)
+ * - `VIGIL_TENANT_LIMITS` (JSON `{"<tenant>": limits}`, over the keys file's) and
+ *   `VIGIL_DEFAULT_TENANT_LIMITS` (JSON limits for tenants not named), limits being
+ *   `{"rate":{"perSecond":10,"burst":20},"reads":{...},"maxConcurrent":8,"quota":{"perDay":1000,"perMonth":20000}}`
+ *   (see `tenant-limits.ts`); `VIGIL_QUOTA_MAX_LEASE` (100: most quota tasks leased at once),
+ *   `VIGIL_QUOTA_OUTAGE_TASKS` (20: tasks per tenant and period served while the quota bucket
+ *   cannot be reached; 0 refuses them)
  * - `NATS_NKEY`, `NATS_INBOX_PREFIX` (the `gateway` user), `NATS_CA`, `NATS_CERT`, `NATS_KEY`
  * - `VIGIL_ADMIN_KEYS` (`key,...`, 16+ characters each, none a tenant key): mounts the admin
  *   routes (`/v1/admin/*`); unset, they do not exist. With per-role credentials (`NATS_NKEY`)
@@ -36,10 +45,21 @@ import { GATEWAY_DEFAULTS, type GatewayOptions } from './gateway.js';
 export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger): GatewayOptions {
   const apiKeys: ApiKeyEntry[] = [];
   if (env['VIGIL_API_KEYS']) apiKeys.push(...parseApiKeyList(env['VIGIL_API_KEYS']));
-  if (env['VIGIL_API_KEYS_FILE']) apiKeys.push(...readApiKeysFile(env['VIGIL_API_KEYS_FILE']));
+  const keysFilePath = env['VIGIL_API_KEYS_FILE'];
+  const keysFile = keysFilePath ? readApiKeysFile(keysFilePath) : undefined;
+  if (keysFile) apiKeys.push(...keysFile.keys);
   if (apiKeys.length === 0) {
     throw new ConfigError('no API keys: set VIGIL_API_KEYS=tenant:key or VIGIL_API_KEYS_FILE=path');
   }
+  const tenantLimits = tenantLimitsFromEnv(
+    env,
+    keysFile?.tenants,
+    `VIGIL_API_KEYS_FILE (${keysFilePath})`,
+  );
+  const keyless = Object.keys(tenantLimits?.tenants ?? {}).filter(
+    (tenant) => !apiKeys.some((entry) => entry.tenant === tenant),
+  );
+  if (keyless.length > 0) logger.warn('limits set for tenants with no API key', { keyless });
   const adminKeys = parseAdminKeyList(env['VIGIL_ADMIN_KEYS'] ?? '');
   if (adminKeysSharedWithTenants(adminKeys, apiKeys).length > 0) {
     throw new ConfigError('VIGIL_ADMIN_KEYS: an admin key must not also be a tenant API key');
@@ -69,6 +89,20 @@ export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger): G
     port: envInt(env, 'VIGIL_GATEWAY_PORT', GATEWAY_DEFAULTS.port, 0, 65535),
     apiKeys,
     adminKeys,
+    ...(tenantLimits === undefined ? {} : { tenantLimits }),
+    quotaMaxLease: envInt(
+      env,
+      'VIGIL_QUOTA_MAX_LEASE',
+      TENANT_QUOTA_DEFAULTS.maxLease,
+      1,
+      1_000_000,
+    ),
+    quotaOutageAllowance: envInt(
+      env,
+      'VIGIL_QUOTA_OUTAGE_TASKS',
+      TENANT_QUOTA_DEFAULTS.outageAllowance,
+      0,
+    ),
     maxBodyBytes: envInt(
       env,
       'VIGIL_MAX_BODY_BYTES',

@@ -20,6 +20,13 @@ import { createAdminKeyStore, createApiKeyStore, type ApiKeyEntry } from './api-
 import { createGatewayApp, type GatewayAppOptions } from './app.js';
 import { watchActorHealth, type ActorHealth } from './actor-health.js';
 import { openModelCatalog, type ModelCatalog } from './catalog.js';
+import {
+  createTenantLimiter,
+  hasQuotas,
+  quotaLimitsOf,
+  type TenantLimitsConfig,
+} from './tenant-limits.js';
+import { openTenantQuota, withTenantQuota, type TenantQuota } from './tenant-quota.js';
 
 /** Everything a gateway needs to start. */
 export interface GatewayOptions extends GatewayAppOptions {
@@ -39,6 +46,12 @@ export interface GatewayOptions extends GatewayAppOptions {
   adminNats?: NatsConnectOptions;
   /** Most requests waiting for a result at once; past it sync calls get 503. */
   maxWaiters: number;
+  /** Per-tenant rates, concurrency and task quotas. Absent: tenants are not limited. */
+  tenantLimits?: TenantLimitsConfig;
+  /** Most quota tasks a gateway leases at once. Default 100. */
+  quotaMaxLease?: number;
+  /** Quota tasks per tenant and period served while the quota bucket is unreachable. Default 20. */
+  quotaOutageAllowance?: number;
   /** Serve HTTPS with this certificate and key (PEM file paths). */
   tls?: { certFile: string; keyFile: string };
   logger: Logger;
@@ -78,6 +91,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   let deadLetters: DeadLetterAdmin | undefined;
   const adminKeys = options.adminKeys ?? [];
   let adminNc: NatsConnection | undefined;
+  let quota: TenantQuota | undefined;
   try {
     client = await createVigilClient(nc, {
       region: options.region,
@@ -95,13 +109,25 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       }
       deadLetters = await createDeadLetterAdmin(adminNc ?? nc, { region: options.region });
     }
+    if (options.tenantLimits && hasQuotas(options.tenantLimits)) {
+      quota = await openTenantQuota(hubJs, {
+        ...(options.quotaMaxLease === undefined ? {} : { maxLease: options.quotaMaxLease }),
+        ...(options.quotaOutageAllowance === undefined
+          ? {}
+          : { outageAllowance: options.quotaOutageAllowance }),
+        logger,
+      });
+    }
   } catch (err) {
     await adminNc?.close();
     await nc.close();
     throw err;
   }
+  const limits = options.tenantLimits;
   const app = createGatewayApp({
-    client,
+    client:
+      quota && limits ? withTenantQuota(client, quota, (t) => quotaLimitsOf(limits, t)) : client,
+    ...(limits ? { limits: createTenantLimiter({ limits, ...(quota ? { quota } : {}) }) } : {}),
     catalog,
     health,
     apiKeys: createApiKeyStore(options.apiKeys),
@@ -149,6 +175,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           // Idle keep-alive sockets would hold close() open; requests in flight still finish.
           if ('closeIdleConnections' in server) server.closeIdleConnections();
         });
+        await quota?.close(); // after the last request: gives unused leases back
         openCatalog.close();
         openHealth.close();
         await openClient.close();

@@ -197,7 +197,8 @@ interface Ledger {
   exhaustedAt: number | undefined;
   /** Requests waiting for the next lease: it is made big enough for them. */
   waiting: number;
-  refill: Promise<void> | undefined;
+  /** The lease being taken; resolves true when it found the quota used up. */
+  refill: Promise<boolean> | undefined;
 }
 
 /** Opens the `vigil-quotas` bucket (which must exist: provisioning creates it). */
@@ -329,7 +330,8 @@ class TenantQuotaImpl implements TenantQuota {
         ledger.refill ??= this.#refill(ledger).finally(() => {
           ledger.refill = undefined;
         });
-        await ledger.refill;
+        const exhausted = await ledger.refill;
+        if (exhausted && ledger.leased === 0) throw this.#exceeded(ledger, this.#o.now());
       } finally {
         ledger.waiting--;
       }
@@ -365,10 +367,11 @@ class TenantQuotaImpl implements TenantQuota {
   }
 
   /**
-   * Takes the next lease with a compare-and-set on the counter, adding any outage debt. Never
-   * throws: a bucket that cannot be reached switches the gateway to its outage allowance.
+   * Takes the next lease with a compare-and-set on the counter, adding any outage debt; true when
+   * the quota is used up. Never throws: a bucket that cannot be reached switches the gateway to
+   * its outage allowance.
    */
-  async #refill(ledger: Ledger): Promise<void> {
+  async #refill(ledger: Ledger): Promise<boolean> {
     try {
       for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
         const entry = await this.#kv.get(ledger.key);
@@ -381,7 +384,7 @@ class TenantQuotaImpl implements TenantQuota {
         if (size === 0 && ledger.debt === 0) {
           ledger.counter = counter;
           ledger.exhaustedAt = this.#o.now();
-          return;
+          return true;
         }
         const next = counter + ledger.debt + size;
         try {
@@ -396,11 +399,12 @@ class TenantQuotaImpl implements TenantQuota {
         ledger.debt = 0;
         ledger.counter = next;
         ledger.exhaustedAt = size === 0 ? this.#o.now() : undefined;
-        return;
+        return size === 0;
       }
     } catch (err) {
       this.#markUnreachable(err);
     }
+    return false;
   }
 
   /** Gives the unused lease back and records outage debt, at shutdown. Best effort, bounded. */
