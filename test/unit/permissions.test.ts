@@ -1,0 +1,213 @@
+/**
+ * The roles' permissions as data, the credentials generator, and the connection settings that
+ * use them, without a running server (the authorization matrix in test/e2e/authorization.test.ts
+ * runs them against one).
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import {
+  inboxPrefixOf,
+  Role,
+  userName,
+  ValidationError,
+  vigilUsers,
+} from '../../protocol/index.js';
+import { ConfigError } from '../../nodes/common/env.js';
+import { natsOptionsFromEnv } from '../../nodes/common/nats-connection.js';
+import {
+  accountsIncludeLine,
+  generateNatsCredentials,
+} from '../../nodes/launcher/nats-accounts.js';
+import { natsServerBin } from '../../scripts/nats-server-provision.mjs';
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-perm-'));
+  dirs.push(dir);
+  return dir;
+}
+after(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A NATS subject or wildcard filter: non-empty tokens, `*` and `>` only as whole tokens. */
+function isValidFilter(subject: string): boolean {
+  const tokens = subject.split('.');
+  return tokens.every(
+    (t, i) =>
+      t.length > 0 &&
+      !/\s/.test(t) &&
+      (t === '>' ? i === tokens.length - 1 : !t.includes('>')) &&
+      (t === '*' || !t.includes('*')),
+  );
+}
+
+describe('permissions', () => {
+  const users = vigilUsers(['eu', 'us']);
+
+  test('one user per role and one actor host per region, each with its own inbox prefix', () => {
+    assert.deepEqual(
+      users.map((u) => u.name),
+      ['gateway', 'actor-host-eu', 'actor-host-us', 'controller', 'service', 'admin', 'sys'],
+    );
+    assert.equal(new Set(users.map((u) => u.inboxPrefix)).size, users.length);
+    assert.equal(userName(Role.ActorHost, 'eu'), 'actor-host-eu');
+    assert.equal(inboxPrefixOf('actor-host-eu'), '_INBOX_actor-host-eu');
+  });
+
+  test('no user may subscribe to another user’s inboxes', () => {
+    for (const user of users) {
+      const own = `${user.inboxPrefix}.>`;
+      assert.ok(
+        user.permissions.subscribe.allow.some((s) => s === own || s === '>'),
+        `${user.name} can read its own inbox`,
+      );
+      for (const other of users) {
+        if (other === user) continue;
+        const theirs = `${other.inboxPrefix}.>`;
+        const allowed = user.permissions.subscribe.allow.some(
+          (s) => s === theirs || s === '>' || s === '_INBOX.>',
+        );
+        const denied = user.permissions.subscribe.deny?.includes(theirs) ?? false;
+        // The admin's `>` is cut back by a deny per application user; the system account's
+        // users live in another account, where application inboxes do not exist.
+        if (other.account === user.account) {
+          assert.ok(!allowed || denied, `${user.name} could read ${other.name}'s replies`);
+        }
+      }
+    }
+  });
+
+  test('every grant is a valid subject filter and none uses a JetStream domain prefix', () => {
+    for (const user of users) {
+      const p = user.permissions;
+      for (const subject of [
+        ...p.publish.allow,
+        ...(p.publish.deny ?? []),
+        ...p.subscribe.allow,
+        ...(p.subscribe.deny ?? []),
+      ]) {
+        assert.ok(isValidFilter(subject), `${user.name}: '${subject}'`);
+        assert.doesNotMatch(subject, /^\$JS\.[^.]+\.API\./, `${user.name}: '${subject}'`);
+      }
+    }
+  });
+
+  test('an actor host is scoped to its region', () => {
+    const eu = users.find((u) => u.name === 'actor-host-eu')!;
+    const grants = [...eu.permissions.publish.allow, ...eu.permissions.subscribe.allow];
+    assert.ok(grants.some((s) => s.includes('VIGIL_REQ_EU')));
+    assert.ok(!grants.some((s) => /VIGIL_REQ_US|vigil-tasks-us|vigil-actors-us|\.us\./.test(s)));
+    assert.equal(eu.permissions.allowResponses, true);
+  });
+
+  test('a region that is not a name token is refused', () => {
+    assert.throws(() => vigilUsers(['EU.*']), ValidationError);
+  });
+});
+
+describe('generateNatsCredentials', () => {
+  test('writes 0600 seeds and an accounts.conf that nats-server accepts, with no secret or path', () => {
+    const dir = tempDir();
+    const creds = generateNatsCredentials({ outDir: join(dir, 'creds'), regions: ['eu'] });
+    assert.equal(creds.created.length, creds.users.length);
+    for (const user of creds.users) {
+      assert.equal(statSync(user.seedFile).mode & 0o777, 0o600, user.seedFile);
+      assert.match(readFileSync(user.seedFile, 'utf8'), /^SU[A-Z2-7]+\n$/);
+    }
+    const conf = readFileSync(creds.accountsFile, 'utf8');
+    assert.ok(!conf.includes(dir), 'no absolute path in accounts.conf');
+    for (const user of creds.users) {
+      assert.ok(conf.includes(user.publicKey), user.user);
+      const seed = readFileSync(user.seedFile, 'utf8').trim();
+      assert.ok(!conf.includes(seed), `the seed of ${user.user} is not in accounts.conf`);
+    }
+
+    // The fragment, included from a server config elsewhere, passes nats-server's own check.
+    const serverConf = join(dir, 'server.conf');
+    writeFileSync(
+      serverConf,
+      [
+        'listen: "127.0.0.1:-1"',
+        `jetstream { store_dir: ${JSON.stringify(join(dir, 'store'))} }`,
+        accountsIncludeLine(creds, dir),
+        '',
+      ].join('\n'),
+    );
+    const check = spawnSync(natsServerBin(), ['-t', '-c', serverConf], { encoding: 'utf8' });
+    assert.equal(check.status, 0, check.stderr + check.stdout);
+    assert.match(check.stderr + check.stdout, /is valid/);
+  });
+
+  test('is idempotent: existing seeds are kept, a new region adds its user', () => {
+    const dir = tempDir();
+    const first = generateNatsCredentials({ outDir: dir, regions: ['eu'] });
+    const again = generateNatsCredentials({ outDir: dir, regions: ['eu'] });
+    assert.deepEqual(again.created, []);
+    assert.deepEqual(
+      again.users.map((u) => u.publicKey),
+      first.users.map((u) => u.publicKey),
+    );
+    const grown = generateNatsCredentials({ outDir: dir, regions: ['eu', 'us'] });
+    assert.deepEqual(grown.created, ['actor-host-us']);
+    assert.ok(
+      readFileSync(grown.accountsFile, 'utf8').includes(grown.user('actor-host-us').publicKey),
+    );
+    assert.deepEqual(grown.natsEnvFor('actor-host-us'), {
+      NATS_NKEY: join(dir, 'actor-host-us.nk'),
+      NATS_INBOX_PREFIX: '_INBOX_actor-host-us',
+    });
+    assert.throws(() => grown.natsEnvFor('actor-host-ap'), ConfigError);
+  });
+
+  test('a damaged seed is reported, never replaced', () => {
+    const dir = tempDir();
+    generateNatsCredentials({ outDir: dir, regions: ['eu'] });
+    writeFileSync(join(dir, 'gateway.nk'), 'not a seed\n');
+    assert.throws(() => generateNatsCredentials({ outDir: dir, regions: ['eu'] }), ConfigError);
+    assert.equal(readFileSync(join(dir, 'gateway.nk'), 'utf8'), 'not a seed\n');
+  });
+});
+
+describe('natsOptionsFromEnv', () => {
+  test('reads an nkey seed file, the inbox prefix and TLS files', () => {
+    const dir = tempDir();
+    const creds = generateNatsCredentials({ outDir: dir, regions: ['eu'] });
+    writeFileSync(join(dir, 'ca.pem'), 'pem');
+    const options = natsOptionsFromEnv(
+      { ...creds.natsEnvFor('service'), NATS_CA: join(dir, 'ca.pem') },
+      'probe',
+    );
+    assert.match(new TextDecoder().decode(options.nkeySeed), /^SU/);
+    assert.equal(options.inboxPrefix, '_INBOX_service');
+    assert.deepEqual(options.tls, { caFile: join(dir, 'ca.pem') });
+  });
+
+  test('bad settings are ConfigErrors that name the variable; user and token still work', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'bad.nk'), 'SUNOTASEED\n');
+    writeFileSync(join(dir, 'cert.pem'), 'pem');
+    const cases: [NodeJS.ProcessEnv, RegExp][] = [
+      [{ NATS_NKEY: join(dir, 'missing.nk') }, /^NATS_NKEY=.*cannot be read/],
+      [{ NATS_NKEY: join(dir, 'bad.nk') }, /^NATS_NKEY=.*valid user nkey seed/],
+      [{ NATS_CERT: join(dir, 'cert.pem') }, /NATS_CERT and NATS_KEY/],
+      [{ NATS_CA: join(dir, 'missing.pem') }, /^NATS_CA=.*cannot be read/],
+      [{ NATS_INBOX_PREFIX: '_INBOX.*' }, /^NATS_INBOX_PREFIX=/],
+    ];
+    for (const [env, message] of cases) {
+      assert.throws(
+        () => natsOptionsFromEnv(env, 'probe'),
+        (err) => err instanceof ConfigError && message.test(err.message),
+        JSON.stringify(env),
+      );
+    }
+    const password = natsOptionsFromEnv({ NATS_USER: 'u', NATS_PASSWORD: 'p' }, 'probe');
+    assert.equal(password.user, 'u');
+    assert.equal(password.pass, 'p');
+    assert.equal(natsOptionsFromEnv({ NATS_TOKEN: 't' }, 'probe').token, 't');
+  });
+});
