@@ -9,6 +9,8 @@ import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from '@nats-i
 
 /** How long one fetch waits for messages before asking again, ms. */
 const FETCH_EXPIRES_MS = 5_000;
+/** How long to wait before asking again after a fetch failed, ms. */
+const FETCH_RETRY_MS = 250;
 
 /** Options of {@link openMailbox}. */
 export interface MailboxOptions {
@@ -142,21 +144,29 @@ class MailboxImpl implements Mailbox {
           expires: FETCH_EXPIRES_MS,
         });
       } catch {
-        await new Promise((resolve) => setTimeout(resolve, 1_000)); // NATS down: try again
+        await new Promise((resolve) => setTimeout(resolve, FETCH_RETRY_MS)); // NATS down: try again
         continue;
       }
-      for await (const msg of session.batch) {
-        if (session.stopping) {
-          msg.nak(); // arrived after the pause: hand it back for immediate redelivery
-          continue;
+      try {
+        for await (const msg of session.batch) {
+          if (session.stopping) {
+            msg.nak(); // arrived after the pause: hand it back for immediate redelivery
+            continue;
+          }
+          const work: Promise<void> = this.#handle(msg).finally(() => {
+            this.#running.delete(work);
+            this.#wake?.();
+          });
+          this.#running.add(work);
         }
-        const work: Promise<void> = this.#handle(msg).finally(() => {
-          this.#running.delete(work);
-          this.#wake?.();
-        });
-        this.#running.add(work);
+      } catch {
+        // A fetch ends in an error when its server dies, its idle heartbeats stop, or the
+        // consumer's leader moves (a cluster node was lost). The deliveries it made are being
+        // handled; the mailbox must outlive it and ask again, or it stops pulling for good.
+        await new Promise((resolve) => setTimeout(resolve, FETCH_RETRY_MS));
+      } finally {
+        session.batch = undefined;
       }
-      session.batch = undefined;
     }
   }
 }

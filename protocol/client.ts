@@ -364,17 +364,23 @@ class VigilClientImpl implements VigilClient {
 
   async getTask(taskId: string): Promise<TaskStatus | undefined> {
     // Most tasks live where they were sent: one read answers them.
-    const home = await this.#statusIn(this.#region, taskId);
-    if (home) return home;
-    if (this.#otherRegions.length === 0 && this.#edgeSite === undefined) return undefined;
-    const found = await Promise.all([
+    const home = await this.#statusIn(this.#region, taskId).then(
+      (status) => ({ status }),
+      (error: unknown) => ({ error }),
+    );
+    if ('status' in home && home.status) return home.status;
+    const elsewhere = await Promise.all([
       ...this.#otherRegions.map((region) =>
         // An unreachable region cannot hold the answer we can give: treat it as not found.
         this.#statusIn(region, taskId).catch(() => undefined),
       ),
       this.#heldAtEdge(taskId),
     ]);
-    return found.find((status) => status !== undefined);
+    const found = elsewhere.find((status) => status !== undefined);
+    if (found) return found;
+    // "Unknown" only when home said so; an unreachable home is an error, not a missing task.
+    if ('error' in home) throw readError(home.error);
+    return undefined;
   }
 
   close(): Promise<void> {
@@ -459,6 +465,17 @@ function raceTimeout<T>(promise: Promise<T>, ms: number): Promise<T | null> {
  */
 export class PublishRefusedError extends VigilError {
   override name = 'PublishRefusedError';
+}
+
+/** A failed read of task state: the region did not answer in time, or at all; retry later. */
+function readError(err: unknown): VigilError {
+  if (err instanceof VigilError) return err;
+  return new VigilError(
+    ErrorCode.Unavailable,
+    `the task's region did not answer: ${(err as Error).message}`,
+    true,
+    { cause: err, retryAfterMs: 1000 },
+  );
 }
 
 /** Maps a failed publish onto a coded error that says whether and when to retry. */

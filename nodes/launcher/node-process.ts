@@ -46,6 +46,9 @@ export interface NodeProcess {
   signal(signal: NodeJS.Signals): void;
 }
 
+/** Lines of output kept for the error of a node that dies before it is ready. */
+const START_FAILURE_TAIL_LINES = 20;
+
 const children = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const child of children) child.kill('SIGKILL');
@@ -73,9 +76,14 @@ export function startNode(name: NodeName, options: StartNodeOptions): Promise<No
     mkdirSync(dirname(options.logFile), { recursive: true });
     log = createWriteStream(options.logFile, { flags: 'a' });
     child.stderr.pipe(log, { end: false });
-  } else {
-    child.stderr.resume();
   }
+  // The last lines it wrote, so a node that dies during start-up says why in the error.
+  const tail: string[] = [];
+  const remember = (text: string) => {
+    tail.push(text);
+    if (tail.length > START_FAILURE_TAIL_LINES) tail.shift();
+  };
+  createInterface({ input: child.stderr }).on('line', remember);
   const exited = new Promise<number | string>((resolveExit) => {
     child.once('exit', (code, signal) => {
       children.delete(child);
@@ -95,13 +103,14 @@ export function startNode(name: NodeName, options: StartNodeOptions): Promise<No
       clearTimeout(timer);
       reject(
         new Error(
-          `${name} exited (${code}) before it was ready; see ${options.logFile ?? 'its output'}`,
+          `${name} exited (${code}) before it was ready; its last output:\n${tail.join('\n')}`,
         ),
       );
     });
     let stopping: Promise<number | string> | undefined;
     createInterface({ input: child.stdout }).on('line', (text) => {
       log?.write(text + '\n');
+      if (!ready) remember(text);
       let line: Record<string, unknown>;
       try {
         line = JSON.parse(text) as Record<string, unknown>;

@@ -59,6 +59,11 @@ export interface Supercluster {
   leafUrlsOf(region: string): string[];
   /** Every server, all regions. */
   readonly servers: readonly NatsServerProcess[];
+  /**
+   * False for one region of one server, which runs as a plain server: its assets then take no
+   * placement (there is no cluster to name).
+   */
+  readonly clustered: boolean;
   /** Stops every server (edge sites first, if started through it). Idempotent. */
   stop(): Promise<void>;
 }
@@ -118,6 +123,8 @@ export async function startSupercluster(options: SuperclusterOptions): Promise<S
     account: APPLICATION_ACCOUNT,
   }));
 
+  // One region of one server is a plain server: a JetStream cluster of one would wait for peers.
+  const standalone = plan.length === 1 && plan[0]!.nodes.length === 1;
   // Started together: the JetStream meta group spans the supercluster and needs a quorum of its
   // peers to elect a leader; a server waits for it rather than failing.
   const started = await Promise.allSettled(
@@ -128,14 +135,18 @@ export async function startSupercluster(options: SuperclusterOptions): Promise<S
           serverName: node.name,
           ...(options.monitor === false ? {} : { monitorPort: 0 }),
           jetstream: { domain: HUB_DOMAIN },
-          // A one-server region still is a cluster (JetStream in a supercluster needs one); it
-          // routes to itself, which nats-server ignores.
-          cluster: {
-            name: region.name,
-            port: node.clusterPort,
-            routes: nodes.map((n) => `nats-route://127.0.0.1:${n.clusterPort}`),
-          },
-          gateway: { name: region.name, port: node.gatewayPort, gateways },
+          ...(standalone
+            ? {}
+            : {
+                // A one-server region in a supercluster still is a cluster (clustered JetStream
+                // needs routes); it routes to itself, which nats-server ignores.
+                cluster: {
+                  name: region.name,
+                  port: node.clusterPort,
+                  routes: nodes.map((n) => `nats-route://127.0.0.1:${n.clusterPort}`),
+                },
+                gateway: { name: region.name, port: node.gatewayPort, gateways },
+              }),
           leafnodes: { port: node.leafPort, users: leafUsers },
           extraConfig: options.accountsConfig,
         }).then((server) => ({ region: region.name, server })),
@@ -165,6 +176,7 @@ export async function startSupercluster(options: SuperclusterOptions): Promise<S
   const supercluster: Supercluster = {
     regions: byRegion,
     servers,
+    clustered: !standalone,
     urlsOf: (region) => (byRegion.get(region) ?? []).map((s) => s.url),
     leafUrlsOf: (region) =>
       (byRegion.get(region) ?? []).flatMap((s) => (s.leafUrl ? [s.leafUrl] : [])),

@@ -137,7 +137,7 @@ export async function startTestRegions(options: TestRegionsOptions): Promise<Tes
           replicas: Math.min(3, region.nodes),
           ...options.assets,
           region: region.name,
-          placementCluster: region.name,
+          ...(sc.clustered ? { placementCluster: region.name } : {}),
         },
         models,
       );
