@@ -39,13 +39,11 @@ export const NatsAccount = {
 export type NatsAccount = (typeof NatsAccount)[keyof typeof NatsAccount];
 
 /**
- * Names of assets and subjects that later parts of Vigil add (tenant quota leases, the
- * controller's lease and state bucket, its alerts and commands). They are named here so that
- * the roles can be granted them before those parts land.
+ * Names of assets and subjects that the controller, still to come, will use: its lease and state
+ * bucket, its alerts and commands. They are named here so that its role can be granted them
+ * before it lands.
  */
 export const controlPlaneNames = {
-  /** KV bucket of tenant quota leases, read and compare-and-set updated by gateways. */
-  quotaBucket: 'vigil-quotas',
   /** KV bucket of the controller's leases and state. */
   controlBucket: 'vigil-control',
   /** Alerts the controller raises. */
@@ -200,8 +198,8 @@ function gatewayPermissions(regions: readonly string[], inboxPrefix: string): Us
         ]),
         ...kvRead(assetNames.modelBucket),
         ...kvWatch(assetNames.modelBucket),
-        ...kvRead(controlPlaneNames.quotaBucket),
-        kvWrite(controlPlaneNames.quotaBucket),
+        ...kvRead(assetNames.quotaBucket),
+        kvWrite(assetNames.quotaBucket),
       ],
       // A gateway that could write task records or dead letters could forge results; those
       // admin routes use a second connection as the admin user.
