@@ -25,7 +25,12 @@ import { ErrorCode, NAME_TOKEN, VigilError } from '../../protocol/index.js';
 import { ConfigError, envJson } from '../common/env.js';
 import { parsePrefer, type GatewayEnv } from './app.js';
 import { errorResponse } from './http-errors.js';
-import type { QuotaLimits, QuotaStatus, TenantQuota } from './tenant-quota.js';
+import {
+  QuotaPeriod,
+  type QuotaLimits,
+  type QuotaStatus,
+  type TenantQuota,
+} from './tenant-quota.js';
 
 const MAX_RATE = 1_000_000;
 
@@ -382,7 +387,7 @@ function holdsWaiter(method: string, prefer: string | undefined): boolean {
 
 function quotaItems(statuses: readonly QuotaStatus[]): RateLimitItem[] {
   return statuses.map((s) => ({
-    name: s.period === 'day' ? 'daily' : 'monthly',
+    name: s.period === QuotaPeriod.Day ? 'daily' : 'monthly',
     quota: s.limit,
     windowSeconds: s.windowSeconds,
     ...(s.remaining === undefined ? {} : { remaining: s.remaining, resetSeconds: s.resetSeconds }),
@@ -399,7 +404,7 @@ function setRateLimitHeaders(
   if (limit) set('RateLimit', limit);
 }
 
-/** The quota limits of `tenant` (for {@link withTenantQuota}). */
+/** The task quotas of `tenant`, if it has any. */
 export function quotaLimitsOf(config: TenantLimitsConfig, tenant: string): QuotaLimits | undefined {
   const quota = limitsOf(config, tenant)?.quota;
   return quota && (quota.perDay !== undefined || quota.perMonth !== undefined) ? quota : undefined;

@@ -243,7 +243,21 @@ describe('quotas', () => {
     secondGateway = await startSecondGateway();
     const urls = [edge.gatewayUrl, String(secondGateway.ready['url'])];
     const storedBefore = await storedRequests();
-    const accepted = [0, 0];
+    const keyed = (idempotencyKey: string) =>
+      fetch(`${urls[0]}/v1/models/echo/infer`, {
+        method: 'POST',
+        headers: {
+          Authorization: `Bearer ${KEYS.metered}`,
+          'Content-Type': 'application/json',
+          Prefer: 'respond-async',
+          'Idempotency-Key': idempotencyKey,
+        },
+        body: JSON.stringify({ input: 'keyed' }),
+      });
+    const first = await keyed('order-1');
+    assert.equal(first.status, 202);
+    const firstId = ((await first.json()) as Json)['id'];
+    const accepted = [1, 0];
     // A gateway refuses only with no lease left and the counter at the quota: once both have
     // refused, nothing is left anywhere.
     const refused = [false, false];
@@ -280,6 +294,17 @@ describe('quotas', () => {
       'refused requests published nothing',
     );
     assert.equal(await dayCounter('metered'), METERED_PER_DAY);
+
+    const retried = await keyed('order-1');
+    assert.ok(
+      retried.status === 200 || retried.status === 202,
+      `a retry of an accepted task is no new task, so it is not refused: ${retried.status}`,
+    );
+    assert.equal(((await retried.json()) as Json)['id'], firstId);
+    const fresh = await keyed('order-2');
+    assert.equal(fresh.status, 429, 'a new key is a new task');
+    await fresh.body?.cancel();
+    assert.equal((await storedRequests()) - storedBefore, total, 'the retry stored nothing new');
 
     assert.ok(quotaRefusal);
     assert.equal(await errorCode(quotaRefusal), ErrorCode.QuotaExceeded);
