@@ -5,9 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Hono } from 'hono';
 import { ConfigError } from '../../nodes/common/env.js';
 import type { GatewayEnv } from '../../nodes/gateway/app.js';
+import { gatewayOptionsFromEnv } from '../../nodes/gateway/config.js';
 import { onGatewayError } from '../../nodes/gateway/http-errors.js';
 import {
   createTenantLimiter,
@@ -18,6 +22,7 @@ import {
   parseTenantLimitsMap,
   rateItem,
   rateLimitHeaderValues,
+  tenantLimitsFromEnv,
   type TenantLimitsConfig,
 } from '../../nodes/gateway/tenant-limits.js';
 import {
@@ -368,5 +373,59 @@ describe('limits configuration', () => {
         err instanceof ConfigError &&
         /^VIGIL_DEFAULT_TENANT_LIMITS\.rate\.perSecond: /.test(err.message),
     );
+  });
+
+  test('keys file, then VIGIL_TENANT_LIMITS over it per tenant, then the default for the rest', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vigil-limits-'));
+    try {
+      const file = join(dir, 'keys.json');
+      writeFileSync(
+        file,
+        JSON.stringify({
+          keys: [
+            { tenant: 'acme', key: 'acme-key-0123456789' },
+            { tenant: 'zeta', key: 'zeta-key-0123456789' },
+          ],
+          tenants: {
+            acme: { maxConcurrent: 1, quota: { perDay: 10 } },
+            zeta: { maxConcurrent: 3 },
+          },
+        }),
+      );
+      const env = {
+        VIGIL_API_KEYS_FILE: file,
+        VIGIL_TENANT_LIMITS: JSON.stringify({ acme: { maxConcurrent: 5 } }),
+        VIGIL_DEFAULT_TENANT_LIMITS: JSON.stringify({ rate: { perSecond: 2 } }),
+      };
+      const options = gatewayOptionsFromEnv(env, jsonLogger({}, 'silent'));
+      const limits = options.tenantLimits!;
+      assert.deepEqual(limitsOf(limits, 'acme'), { maxConcurrent: 5 }, 'the variable wins whole');
+      assert.deepEqual(limitsOf(limits, 'zeta'), { maxConcurrent: 3 });
+      assert.deepEqual(limitsOf(limits, 'other'), { rate: { perSecond: 2 } });
+      assert.equal(hasQuotas(limits), false, 'the file quota was replaced');
+
+      writeFileSync(
+        file,
+        JSON.stringify({
+          keys: [{ tenant: 'acme', key: 'acme-key-0123456789' }],
+          tenants: { acme: { quota: { perDay: 'lots' } } },
+        }),
+      );
+      assert.throws(
+        () => gatewayOptionsFromEnv({ VIGIL_API_KEYS_FILE: file }, jsonLogger({}, 'silent')),
+        (err: unknown) =>
+          err instanceof ConfigError &&
+          err.message.startsWith(`VIGIL_API_KEYS_FILE (${file}): tenants.acme.quota.perDay: `),
+      );
+      assert.equal(tenantLimitsFromEnv({}, undefined), undefined, 'nothing set: nothing limited');
+      assert.throws(
+        () => tenantLimitsFromEnv({ VIGIL_TENANT_LIMITS: '{"acme":' }, undefined),
+        (err: unknown) =>
+          err instanceof ConfigError &&
+          err.message.startsWith('VIGIL_TENANT_LIMITS is not valid JSON'),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
