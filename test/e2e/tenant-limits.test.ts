@@ -69,6 +69,9 @@ let adminNc: NatsConnection;
 let secondGateway: NodeProcess | undefined;
 
 before(async () => {
+  // Quotas count per UTC day: a run must not straddle midnight.
+  const untilMidnight = quotaWindow('day', Date.now()).endMs - Date.now();
+  if (untilMidnight < 120_000) await new Promise((r) => setTimeout(r, untilMidnight + 1_000));
   gatewayEnv = {
     VIGIL_API_KEYS: Object.entries(KEYS)
       .map(([tenant, k]) => `${tenant}:${k}`)
