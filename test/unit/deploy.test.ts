@@ -20,9 +20,11 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { jetstreamManager } from '@nats-io/jetstream';
+import { Ajv, type ValidateFunction } from 'ajv';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { natsServerBin } from '../../scripts/nats-server-provision.mjs';
 import { PROJECT_ROOT } from '../../nodes/launcher/node-process.js';
@@ -36,6 +38,8 @@ import { assetNames, edgeDomain, subjects } from '../../protocol/index.js';
 
 const DEPLOY = join(PROJECT_ROOT, 'deploy');
 const NATS_DIR = join(DEPLOY, 'nats');
+const K8S_DIR = join(DEPLOY, 'k8s');
+const FIXTURES = join(PROJECT_ROOT, 'test/fixtures/deploy');
 
 /** A scratch directory for the whole file, removed at the end. */
 const scratch = mkdtempSync(join(tmpdir(), 'vigil-deploy-'));
@@ -632,5 +636,494 @@ describe('two regions and an edge site from deploy/nats', () => {
       (err: unknown) => String(err),
     );
     assert.match(stranger, /Authorization|auth/i);
+  });
+});
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+type JsonObject = { [key: string]: Json };
+
+const isObject = (v: unknown): v is JsonObject =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A scalar of parsed YAML as text; a map or a list in its place is a mistake in the file. */
+function str(value: Json | undefined): string {
+  assert.ok(
+    typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean',
+    `expected a scalar, got ${JSON.stringify(value)}`,
+  );
+  return String(value);
+}
+
+/** Every file under `dir` whose name matches `pattern`. */
+function filesUnder(dir: string, pattern: RegExp): string[] {
+  return readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile() && pattern.test(e.name))
+    .map((e) => join(e.parentPath, e.name))
+    .sort();
+}
+
+/** The documents of a YAML file; YAML 1.1 merge keys (`<<: *anchor`) resolved, as compose does. */
+function yamlDocuments(file: string): JsonObject[] {
+  const docs = parseAllDocuments(readFileSync(file, 'utf8'), { merge: true });
+  return docs.map((doc) => {
+    assert.deepEqual(doc.errors, [], `${file}: ${doc.errors.join('; ')}`);
+    const value: unknown = doc.toJS({ maxAliasCount: 100 });
+    assert.ok(isObject(value), `${file}: a document is not a mapping`);
+    return value;
+  });
+}
+
+/**
+ * Makes an OpenAPI-derived schema refuse unknown fields, as `kubectl apply --validate=strict`
+ * does: objects with declared properties get `additionalProperties: false`, unless they say
+ * they keep unknown fields. Int-or-string and quantities accept both YAML types.
+ */
+function strict(node: Json): Json {
+  if (Array.isArray(node)) return node.map(strict);
+  if (!isObject(node)) return node;
+  if (node['x-kubernetes-int-or-string'] === true || node['format'] === 'int-or-string')
+    return { anyOf: [{ type: 'integer' }, { type: 'string' }] };
+  const out: JsonObject = {};
+  for (const [key, value] of Object.entries(node)) {
+    // A map keyed by property names, not a schema: keep the names, make the schemas strict.
+    out[key] =
+      key === 'properties' && isObject(value)
+        ? Object.fromEntries(Object.entries(value).map(([k, v]) => [k, strict(v)]))
+        : strict(value);
+  }
+  if (
+    isObject(out['properties']) &&
+    out['additionalProperties'] === undefined &&
+    out['x-kubernetes-preserve-unknown-fields'] !== true
+  ) {
+    out['additionalProperties'] = false;
+  }
+  return out;
+}
+
+function newAjv(): Ajv {
+  // OpenAPI carries its own keywords (x-kubernetes-*) and formats (int32, quantity): not errors.
+  return new Ajv({ strict: false, validateFormats: false, allErrors: true });
+}
+
+const errorsOf = (validate: ValidateFunction): string =>
+  (validate.errors ?? [])
+    .map((e) => `${e.instancePath || '/'} ${e.message ?? ''} ${JSON.stringify(e.params)}`)
+    .join('\n');
+
+/** Validators of Kubernetes objects by `apiVersion/kind`, from the vendored definitions. */
+function kubernetesValidators(): Map<string, ValidateFunction> {
+  const fixture = JSON.parse(
+    readFileSync(join(FIXTURES, 'kubernetes-1.36-definitions.json'), 'utf8'),
+  ) as { roots: string[]; definitions: JsonObject };
+  const definitions = strict(fixture.definitions) as JsonObject;
+  definitions['io.k8s.apimachinery.pkg.api.resource.Quantity'] = {
+    anyOf: [{ type: 'string' }, { type: 'number' }],
+  };
+  const ajv = newAjv();
+  ajv.addSchema({ $id: 'k8s', definitions });
+  const validators = new Map<string, ValidateFunction>();
+  for (const root of fixture.roots) {
+    const gvk = (definitions[root] as JsonObject)['x-kubernetes-group-version-kind'] as {
+      group: string;
+      version: string;
+      kind: string;
+    }[];
+    for (const { group, version, kind } of gvk) {
+      const apiVersion = group ? `${group}/${version}` : version;
+      validators.set(`${apiVersion}/${kind}`, ajv.compile({ $ref: `k8s#/definitions/${root}` }));
+    }
+  }
+  return validators;
+}
+
+/** The KEDA ScaledObject CRD's schema, and the nats-jetstream trigger's metadata keys. */
+function kedaValidator(): { validate: ValidateFunction; natsJetStreamKeys: string[] } {
+  const fixture = JSON.parse(
+    readFileSync(join(FIXTURES, 'keda-scaledobject-v1alpha1.json'), 'utf8'),
+  ) as { openAPIV3Schema: Json; natsJetStreamTriggerMetadata: { keys: string[] } };
+  return {
+    validate: newAjv().compile(strict(fixture.openAPIV3Schema) as JsonObject),
+    natsJetStreamKeys: fixture.natsJetStreamTriggerMetadata.keys,
+  };
+}
+
+describe('Kubernetes manifests', () => {
+  const validators = kubernetesValidators();
+  const keda = kedaValidator();
+  const manifests = filesUnder(join(K8S_DIR, 'vigil'), /\.ya?ml$/).filter(
+    (f) => basename(f) !== 'kustomization.yaml',
+  );
+
+  /** Validates one object; returns the problems, empty when it is valid. */
+  const problemsOf = (doc: JsonObject): string => {
+    const key = `${str(doc['apiVersion'])}/${str(doc['kind'])}`;
+    if (key === 'keda.sh/v1alpha1/ScaledObject') {
+      if (!keda.validate(doc)) return errorsOf(keda.validate);
+      const problems: string[] = [];
+      const spec = doc['spec'] as { triggers: { type: string; metadata: JsonObject }[] };
+      for (const trigger of spec.triggers.filter((t) => t.type === 'nats-jetstream')) {
+        for (const k of Object.keys(trigger.metadata))
+          if (!keda.natsJetStreamKeys.includes(k)) problems.push(`unknown trigger metadata ${k}`);
+        for (const k of ['stream', 'consumer', 'natsServerMonitoringEndpoint'])
+          if (!(k in trigger.metadata)) problems.push(`trigger metadata lacks ${k}`);
+      }
+      return problems.join('\n');
+    }
+    const validate = validators.get(key);
+    if (!validate) return `no schema for ${key}`;
+    return validate(doc) ? '' : errorsOf(validate);
+  };
+
+  test('every object validates against its schema, unknown fields refused', () => {
+    let objects = 0;
+    for (const file of manifests) {
+      for (const doc of yamlDocuments(file)) {
+        assert.equal(problemsOf(doc), '', `${relative(PROJECT_ROOT, file)}: ${str(doc['kind'])}`);
+        objects++;
+      }
+    }
+    assert.ok(objects >= 10, `only ${objects} objects found`);
+  });
+
+  test('the validation fails on a misspelled field, a wrong type and a wrong trigger key', () => {
+    const [deployment] = yamlDocuments(join(K8S_DIR, 'vigil/base/gateway.yaml'));
+    const broken = structuredClone(deployment!) as { spec: { template: { spec: JsonObject } } };
+    const container = (broken.spec.template.spec['containers'] as JsonObject[])[0]!;
+    container['livenessProb'] = container['livenessProbe']!;
+    assert.match(problemsOf(broken), /livenessProb/);
+    container['ports'] = [{ name: 'http', containerPort: 'eighty' }];
+    assert.match(problemsOf(broken), /containerPort/);
+    const [scaled] = yamlDocuments(join(K8S_DIR, 'vigil/eu/scaledobject-chat.yaml'));
+    const wrongKey = structuredClone(scaled!) as {
+      spec: { triggers: { metadata: JsonObject }[] };
+    };
+    wrongKey.spec.triggers[0]!.metadata['lagTreshold'] = '5';
+    assert.match(problemsOf(wrongKey), /lagTreshold/);
+  });
+
+  test('drain, probes, images and secrets agree with the containers', () => {
+    const targets = parseDockerfile(readFileSync(DOCKERFILE, 'utf8')).map((s) => s.name);
+    for (const file of manifests) {
+      for (const doc of yamlDocuments(file)) {
+        if (doc['kind'] !== 'Deployment' && doc['kind'] !== 'Job') continue;
+        const pod = (doc['spec'] as { template: { spec: JsonObject } }).template.spec;
+        for (const container of pod['containers'] as JsonObject[]) {
+          const image = str(container['image']);
+          assert.ok(targets.includes(image.replace('vigil/', '')), `${image}: no such target`);
+          const env = (container['env'] ?? []) as { name: string; value?: string }[];
+          const drain = env.find((e) => e.name === 'VIGIL_DRAIN_GRACE_MS');
+          if (drain) {
+            assert.ok(
+              Number(pod['terminationGracePeriodSeconds']) * 1000 > Number(drain.value) + 5000,
+              `${image}: terminationGracePeriodSeconds must outlast the drain`,
+            );
+          }
+          const probes = ['startupProbe', 'readinessProbe', 'livenessProbe']
+            .map((p) => container[p] as JsonObject | undefined)
+            .filter((p) => p !== undefined);
+          for (const probe of probes) {
+            const exec = probe['exec'] as { command: string[] } | undefined;
+            // The ready file is the one run-with-ready-file.sh writes.
+            if (exec) assert.deepEqual(exec.command, ['test', '-f', '/tmp/vigil-ready']);
+          }
+          const seed = env.find((e) => e.name === 'NATS_NKEY')?.value;
+          const mounts = (container['volumeMounts'] ?? []) as { mountPath: string }[];
+          assert.ok(
+            seed && mounts.some((m) => seed.startsWith(`${m.mountPath}/`)),
+            `${image}: NATS_NKEY ${seed} is not on a mounted volume`,
+          );
+        }
+      }
+    }
+  });
+
+  test('each region builds with kustomize into valid objects', (t) => {
+    const kubectl = run('kubectl', ['version', '--client']);
+    if (kubectl.status !== 0) {
+      t.skip('kubectl is not installed: kustomize output not checked');
+      return;
+    }
+    for (const region of ['eu', 'us']) {
+      const built = run('kubectl', ['kustomize', join(K8S_DIR, 'vigil', region)]);
+      assert.equal(built.status, 0, built.stderr);
+      const docs = parseAllDocuments(built.stdout).map((d) => d.toJS() as JsonObject);
+      const configMaps = docs.filter((d) => d['kind'] === 'ConfigMap');
+      const regionMap = configMaps.find((d) =>
+        str((d['metadata'] as JsonObject)['name']).startsWith('vigil-region-'),
+      );
+      assert.equal((regionMap?.['data'] as JsonObject | undefined)?.['VIGIL_REGION'], region);
+      for (const doc of docs.filter((d) => d['kind'] !== 'ConfigMap'))
+        assert.equal(problemsOf(doc), '', `${region}: ${str(doc['kind'])}`);
+    }
+  });
+});
+
+describe('compose file', () => {
+  const COMPOSE_DIR = join(DEPLOY, 'compose');
+  const [compose] = yamlDocuments(join(COMPOSE_DIR, 'compose.yaml'));
+  const services = compose!['services'] as Record<string, JsonObject>;
+  const schema = JSON.parse(
+    readFileSync(join(FIXTURES, 'compose-spec.json'), 'utf8'),
+  ) as JsonObject;
+  // The spec names the draft-07 meta-schema by an https URL Ajv does not know; it is draft-07.
+  delete schema['$schema'];
+  const validate = newAjv().compile(schema);
+
+  /** Compose's `${VAR}`, `${VAR:?message}` and `${VAR:-default}` with `values`. */
+  const interpolate = (text: string, values: Record<string, string>): string =>
+    text.replace(/\$\{([A-Z0-9_]+)(?::[?-][^}]*)?\}/g, (_, name: string) => values[name] ?? '');
+
+  test('it validates against the compose specification, unknown keys refused', () => {
+    assert.ok(validate(compose), errorsOf(validate));
+    const broken = structuredClone(compose!) as { services: Record<string, JsonObject> };
+    broken.services['gateway-eu']!['stop_grace_periode'] = '15s';
+    assert.ok(!validate(broken), 'a misspelled key must fail');
+  });
+
+  test('ports are published on loopback only; Jaeger receives every node’s traces', () => {
+    for (const [name, service] of Object.entries(services)) {
+      for (const port of (service['ports'] ?? []) as string[])
+        assert.match(port, /^127\.0\.0\.1:/, `${name} publishes ${port} beyond loopback`);
+    }
+    assert.deepEqual(
+      (services['jaeger']!['ports'] as string[]).map((p) => p.split(':')[1]).sort(),
+      ['16686', '4317', '4318'],
+    );
+    const nodes = Object.entries(services).filter(([, s]) => s['build']);
+    assert.ok(nodes.length >= 6);
+    const targets = parseDockerfile(readFileSync(DOCKERFILE, 'utf8')).map((s) => s.name);
+    for (const [name, service] of nodes) {
+      const env = service['environment'] as Record<string, string>;
+      assert.equal(env['OTEL_EXPORTER_OTLP_ENDPOINT'], 'http://jaeger:4318', name);
+      const build = service['build'] as { target: string; dockerfile: string };
+      assert.ok(targets.includes(build.target), `${name}: no target ${build.target}`);
+      assert.ok(existsSync(join(COMPOSE_DIR, '../..', build.dockerfile)), name);
+    }
+  });
+
+  test('each node connects as a generated user; secrets stay out of git', () => {
+    const users = generateNatsCredentials({
+      outDir: join(scratch, 'compose-creds'),
+      regions: ['eu', 'us'],
+    }).users;
+    for (const [name, service] of Object.entries(services)) {
+      const env = (service['environment'] ?? {}) as Record<string, string>;
+      const seed = env['NATS_NKEY'];
+      if (seed === undefined) continue;
+      const user = users.find((u) => seed === `/run/vigil/nats/${u.user}.nk`);
+      assert.ok(user, `${name}: ${seed} is no generated user's seed`);
+      assert.equal(env['NATS_INBOX_PREFIX'], user.inboxPrefix, name);
+      assert.ok((service['volumes'] as string[]).includes('./secrets/nats:/run/vigil/nats:ro'));
+    }
+    for (const service of Object.values(services)) {
+      for (const volume of (service['volumes'] ?? []) as string[]) {
+        const source = volume.split(':')[0]!;
+        if (!source.startsWith('.')) continue;
+        const path = join(COMPOSE_DIR, source);
+        if (source.startsWith('./secrets/')) {
+          const ignored = run('git', ['check-ignore', '-q', path], { cwd: PROJECT_ROOT });
+          assert.equal(ignored.status, 0, `${source} is not git-ignored`);
+        } else {
+          assert.ok(existsSync(path), `${source} does not exist`);
+        }
+      }
+    }
+  });
+
+  test('the nats servers’ environment satisfies hub.conf', () => {
+    const creds = generateNatsCredentials({
+      outDir: join(scratch, 'compose-nats'),
+      regions: ['eu', 'us'],
+    });
+    const pki = makePki(join(scratch, 'compose-pki'));
+    const secrets = { VIGIL_NATS_ROUTE_PASSWORD: 'ab12', VIGIL_NATS_GATEWAY_PASSWORD: 'cd34' };
+    for (const name of ['nats-eu', 'nats-us']) {
+      const env = Object.fromEntries(
+        Object.entries(services[name]!['environment'] as Record<string, string>).map(([k, v]) => [
+          k,
+          interpolate(str(v), secrets),
+        ]),
+      );
+      const check = natsCheck(confBesideAccounts(creds, 'hub.conf'), {
+        ...env,
+        VIGIL_NATS_TLS_CERT: pki.cert,
+        VIGIL_NATS_TLS_KEY: pki.key,
+        VIGIL_NATS_TLS_CA: pki.ca,
+        VIGIL_NATS_STORE_DIR: join(scratch, 'compose-store'),
+      });
+      assert.ok(check.ok, `${name}: ${check.output}`);
+    }
+  });
+});
+
+/** `base` with `over` merged in, maps deeply, everything else replaced (Helm's values merge). */
+function mergeValues(base: Json, over: Json): Json {
+  if (!isObject(base) || !isObject(over)) return structuredClone(over);
+  const out: JsonObject = structuredClone(base);
+  for (const [k, v] of Object.entries(over)) out[k] = k in out ? mergeValues(out[k]!, v) : v;
+  return out;
+}
+
+/** The JSON Patch operations the chart's `patch` values use (add, replace). */
+function applyPatch(doc: JsonObject, ops: { op: string; path: string; value: Json }[]): void {
+  for (const { op, path, value } of ops) {
+    const parts = path.split('/').slice(1);
+    const last = parts.pop()!;
+    let parent: Json = doc;
+    for (const p of parts) parent = (parent as JsonObject)[p]!;
+    if (Array.isArray(parent) && last === '-' && op === 'add') parent.push(value);
+    else if (isObject(parent) && (op === 'replace' || op === 'add')) parent[last] = value;
+    else assert.fail(`unsupported patch ${op} ${path}`);
+  }
+}
+
+/**
+ * The nats.conf the chart renders from `values`: files/config/*.yaml of chart 1.2.11 for the
+ * sections Vigil enables, their `merge` and `patch`, and the `<< raw >>` and `$include` rules
+ * of nats.formatConfig. TLS paths stay the chart's; `tlsPaths` maps them to real files.
+ */
+function renderChartConfig(
+  values: JsonObject,
+  name: string,
+  tlsPaths: (p: string) => string,
+): string {
+  const config = values['config'] as JsonObject;
+  const section = (key: string) => config[key] as JsonObject;
+  const tlsOf = (s: JsonObject): JsonObject | undefined => {
+    const tls = s['tls'] as JsonObject | undefined;
+    if (!tls?.['enabled']) return undefined;
+    const dir = str(tls['dir']);
+    const ca = values['tlsCA'] as JsonObject;
+    return mergeValues(
+      {
+        cert_file: tlsPaths(`${dir}/${str(tls['cert'])}`),
+        key_file: tlsPaths(`${dir}/${str(tls['key'])}`),
+        ...(ca['enabled'] ? { ca_file: tlsPaths(`${str(ca['dir'])}/${str(ca['key'])}`) } : {}),
+      },
+      tls['merge'] ?? {},
+    ) as JsonObject;
+  };
+  const finish = (doc: JsonObject, s: JsonObject): JsonObject => {
+    const tls = tlsOf(s);
+    const merged = mergeValues(tls ? { ...doc, tls } : doc, s['merge'] ?? {}) as JsonObject;
+    applyPatch(merged, (s['patch'] ?? []) as { op: string; path: string; value: Json }[]);
+    return merged;
+  };
+  const cluster = section('cluster');
+  const js = section('jetstream');
+  const fileStore = js['fileStore'] as JsonObject;
+  const memoryStore = js['memoryStore'] as JsonObject;
+  const doc: JsonObject = {
+    server_name: '<< $SERVER_NAME >>',
+    lame_duck_grace_period: '10s',
+    lame_duck_duration: '30s',
+    port: (section('nats')['port'] as number) ?? 4222,
+    ...(tlsOf(section('nats')) ? { tls: tlsOf(section('nats'))! } : {}),
+    http_port: section('monitor')['port']!,
+  };
+  if (section('leafnodes')['enabled'])
+    doc['leafnodes'] = finish(
+      { port: section('leafnodes')['port']!, no_advertise: true },
+      section('leafnodes'),
+    );
+  if (cluster['enabled'])
+    doc['cluster'] = finish(
+      {
+        name,
+        port: cluster['port']!,
+        no_advertise: true,
+        routes: Array.from(
+          { length: Number(cluster['replicas']) },
+          (_, i) => `nats://${name}-${i}.${name}-headless:6222`,
+        ),
+      },
+      cluster,
+    );
+  if (section('gateway')['enabled'])
+    doc['gateway'] = finish({ name, port: section('gateway')['port']! }, section('gateway'));
+  if (js['enabled'])
+    doc['jetstream'] = finish(
+      {
+        max_memory_store: memoryStore['enabled'] ? `<< ${str(memoryStore['maxSize'])} >>` : 0,
+        store_dir: str(fileStore['dir']),
+        max_file_store: `<< ${str(fileStore['maxSize'] ?? (fileStore['pvc'] as JsonObject)['size'])} >>`,
+      },
+      js,
+    );
+  const full = finish(doc, { merge: config['merge'] ?? {}, patch: config['patch'] ?? [] });
+  return JSON.stringify(full, null, 2)
+    .replace(/".*\$include": "(.*)",?/g, 'include $1;')
+    .replace(/"<<\s+(.*)\s+>>"/g, '$1');
+}
+
+/** Key paths of `values` that the chart's values.yaml does not have (free-form maps excepted). */
+function unknownValueKeys(values: Json, chart: Json, path = ''): string[] {
+  if (!isObject(values)) return [];
+  // Where the chart's default is an empty map, the keys are the user's (merge, env, ports...).
+  if (isObject(chart) && Object.keys(chart).length === 0) return [];
+  if (!isObject(chart)) return chart === null ? [] : [`${path} (not a map in the chart)`];
+  return Object.entries(values).flatMap(([k, v]) =>
+    k in chart ? unknownValueKeys(v, chart[k]!, `${path}.${k}`) : [`${path}.${k}`],
+  );
+}
+
+describe('NATS Helm chart values', () => {
+  const chart = parseYaml(
+    readFileSync(join(FIXTURES, 'nats-chart-1.2.11-values.yaml'), 'utf8'),
+  ) as JsonObject;
+  const common = yamlDocuments(join(K8S_DIR, 'nats/values.yaml'))[0]!;
+  const regions = ['eu', 'us'] as const;
+  const regional = (r: string) => yamlDocuments(join(K8S_DIR, `nats/values-${r}.yaml`))[0]!;
+
+  test('every key exists in the chart’s values.yaml', () => {
+    for (const [file, values] of [
+      ['values.yaml', common],
+      ...regions.map((r) => [`values-${r}.yaml`, regional(r)] as const),
+    ] as const) {
+      assert.deepEqual(unknownValueKeys(values, chart), [], file);
+    }
+    const misspelled = mergeValues(common, { config: { jetstream: { fileStor: {} } } });
+    assert.deepEqual(unknownValueKeys(misspelled, chart), ['.config.jetstream.fileStor']);
+  });
+
+  test('the nats.conf the chart renders from them is valid, with Kubernetes expanding the env', () => {
+    const pki = makePki(join(scratch, 'chart-pki'));
+    // accounts.conf where the chart values include it from: ../nats-accounts beside nats-config.
+    generateNatsCredentials({
+      outDir: join(scratch, 'chart', 'nats-accounts'),
+      regions: ['eu', 'us'],
+    });
+    const confDir = join(scratch, 'chart', 'nats-config');
+    mkdirSync(confDir, { recursive: true });
+    const tlsPaths = (p: string) =>
+      p.endsWith('ca.crt') ? pki.ca : p.endsWith('tls.key') ? pki.key : pki.cert;
+    const secrets: Record<string, string> = {
+      'cluster-password': 'ab12',
+      'gateway-password': 'cd34',
+      'leaf-users': '[{user: leaf-par1, password: "ef56", account: VIGIL}]',
+    };
+    for (const region of regions) {
+      const values = mergeValues(mergeValues(chart, common), regional(region)) as JsonObject;
+      const name = `nats-${region}`;
+      const conf = join(confDir, `nats-${region}.conf`);
+      writeFileSync(conf, renderChartConfig(values, name, tlsPaths));
+      // The container's env as Kubernetes builds it: the chart's own two first, then the values'
+      // map in key order; $(VAR) expands only from variables defined earlier.
+      const env: Record<string, string> = { POD_NAME: `${name}-0`, SERVER_NAME: `${name}-0` };
+      const declared = (values['container'] as JsonObject)['env'] as JsonObject;
+      for (const key of Object.keys(declared).sort()) {
+        const v = declared[key]!;
+        env[key] = isObject(v)
+          ? secrets[str(((v['valueFrom'] as JsonObject)['secretKeyRef'] as JsonObject)['key'])]!
+          : str(v).replace(
+              /\$\(([A-Z0-9_]+)\)/g,
+              (_, ref: string) =>
+                env[ref] ?? assert.fail(`${key} uses $(${ref}) before it is defined`),
+            );
+      }
+      const check = natsCheck(conf, { ...env, HOME: scratch });
+      assert.ok(check.ok, `${region}: ${check.output}\n${readFileSync(conf, 'utf8')}`);
+    }
   });
 });
