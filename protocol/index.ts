@@ -46,17 +46,23 @@ export type {
 export {
   assetNames,
   deadLetterStreamConfig,
+  edgeDomain,
+  EDGE_SITE_DEFAULTS,
+  edgeSourceConfig,
+  edgeStreamConfig,
+  ensureEdgeSite,
   ensureModelConsumer,
   ensureRegionAssets,
   ensureStream,
+  HUB_DOMAIN,
   HEARTBEAT_EXPIRY_INTERVALS,
   MODEL_CONSUMER_DEFAULTS,
   modelConsumerConfig,
   REGION_ASSET_DEFAULTS,
   requestStreamConfig,
 } from './definitions.js';
-export type { ModelConsumerOptions, RegionAssetsOptions } from './definitions.js';
-export { createVigilClient, VIGIL_CLIENT_DEFAULTS } from './client.js';
+export type { EdgeSiteOptions, ModelConsumerOptions, RegionAssetsOptions } from './definitions.js';
+export { createVigilClient, PublishRefusedError, VIGIL_CLIENT_DEFAULTS } from './client.js';
 export type {
   Cancellation,
   SubmitRequest,

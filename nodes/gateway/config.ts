@@ -1,7 +1,7 @@
 /** The gateway's configuration, read once from the environment at start-up. */
 import { NAME_TOKEN } from '../../protocol/index.js';
 import type { Logger } from '../../actors/log.js';
-import { ConfigError, envInt, envString } from '../common/env.js';
+import { ConfigError, envInt, envList, envString } from '../common/env.js';
 import {
   inboxPrefixFromEnv,
   natsOptionsFromEnv,
@@ -18,6 +18,7 @@ import {
 import { GATEWAY_DEFAULTS, type GatewayOptions } from './gateway.js';
 import { tenantLimitsFromEnv } from './tenant-limits.js';
 import { TENANT_QUOTA_DEFAULTS } from './tenant-quota.js';
+import { REGION_ROUTING_DEFAULTS } from './region-router.js';
 
 /**
  * Reads:
@@ -40,6 +41,9 @@ import { TENANT_QUOTA_DEFAULTS } from './tenant-quota.js';
  * - `VIGIL_MAX_BODY_BYTES` (1 MiB), `VIGIL_MAX_SYNC_WAIT_MS` (30 s), `VIGIL_TASK_DEADLINE_MS`
  *   (10 min), `VIGIL_MAX_TASK_DEADLINE_MS` (24 h), `VIGIL_MAX_WAITERS` (10 000)
  * - `VIGIL_TLS_CERT`, `VIGIL_TLS_KEY` (PEM paths; both or neither)
+ * - `VIGIL_SPILL_REGIONS` (`eu,us`: regions work may spill over to, nearest first; default none),
+ *   `VIGIL_SPILL_QUEUE_DEPTH` (1000: a model's queue depth from which new work spills over)
+ * - `VIGIL_EDGE_SITE`: this gateway runs at an edge site beside a leaf node (store-and-forward)
  * @throws ConfigError naming the first bad variable.
  */
 export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger): GatewayOptions {
@@ -130,8 +134,17 @@ export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger): G
       1000,
     ),
     maxWaiters: envInt(env, 'VIGIL_MAX_WAITERS', GATEWAY_DEFAULTS.maxWaiters, 1),
+    spillRegions: envList(env, 'VIGIL_SPILL_REGIONS', NAME_TOKEN),
+    spillQueueDepth: envInt(
+      env,
+      'VIGIL_SPILL_QUEUE_DEPTH',
+      REGION_ROUTING_DEFAULTS.spillQueueDepth,
+      1,
+    ),
     logger,
   };
+  const edgeSite = env['VIGIL_EDGE_SITE'];
+  if (edgeSite) options.edgeSite = envString(env, 'VIGIL_EDGE_SITE', '', NAME_TOKEN);
   if (cert && key) options.tls = { certFile: cert, keyFile: key };
   if (adminNats) options.adminNats = adminNats;
   return options;

@@ -6,10 +6,12 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { serve, type ServerType } from '@hono/node-server';
+import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
   createDeadLetterAdmin,
   createVigilClient,
+  HUB_DOMAIN,
   newTaskId,
   type DeadLetterAdmin,
   type VigilClient,
@@ -27,6 +29,7 @@ import {
   type TenantLimitsConfig,
 } from './tenant-limits.js';
 import { openTenantQuota, withTenantQuota, type TenantQuota } from './tenant-quota.js';
+import { createRegionRouter, type RegionRouter } from './region-router.js';
 
 /** Everything a gateway needs to start. */
 export interface GatewayOptions extends GatewayAppOptions {
@@ -52,6 +55,15 @@ export interface GatewayOptions extends GatewayAppOptions {
   quotaMaxLease?: number;
   /** Quota tasks per tenant and period served while the quota bucket is unreachable. Default 20. */
   quotaOutageAllowance?: number;
+  /** Regions work may spill over to, nearest first. */
+  spillRegions: readonly string[];
+  /** A model's queue depth in a region from which new work for it goes to another region. */
+  spillQueueDepth: number;
+  /**
+   * Set when this gateway runs at an edge site beside a leaf node: home-region work is accepted
+   * into the site's stream (store-and-forward) and hub state is read through the hub's domain.
+   */
+  edgeSite?: string;
   /** Serve HTTPS with this certificate and key (PEM file paths). */
   tls?: { certFile: string; keyFile: string };
   logger: Logger;
@@ -87,6 +99,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   );
   let catalog: ModelCatalog | undefined;
   let health: ActorHealth | undefined;
+  let router: RegionRouter | undefined;
   let client: VigilClient | undefined;
   let deadLetters: DeadLetterAdmin | undefined;
   const adminKeys = options.adminKeys ?? [];
@@ -95,11 +108,27 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   try {
     client = await createVigilClient(nc, {
       region: options.region,
+      otherRegions: options.spillRegions,
+      ...(options.edgeSite === undefined ? {} : { edgeSite: options.edgeSite }),
       clientId: gatewayId,
       maxWaiters: options.maxWaiters,
     });
-    catalog = await openModelCatalog(nc, logger);
-    health = await watchActorHealth(nc, options.region, logger);
+    // Hub state (catalog, heartbeats, queues) is in the hub's domain; an edge site reaches it
+    // across its leaf link.
+    const hubJs =
+      options.edgeSite === undefined ? jetstream(nc) : jetstream(nc, { domain: HUB_DOMAIN });
+    catalog = await openModelCatalog(hubJs, logger);
+    health = await watchActorHealth(hubJs, options.region, options.spillRegions, logger);
+    router = createRegionRouter(
+      {
+        home: options.region,
+        spillRegions: options.spillRegions,
+        spillQueueDepth: options.spillQueueDepth,
+      },
+      health,
+      await hubJs.jetstreamManager(),
+      logger,
+    );
     if (adminKeys.length > 0) {
       if (options.adminNats) {
         adminNc = await connectNats(
@@ -129,7 +158,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       quota && limits ? withTenantQuota(client, quota, (t) => quotaLimitsOf(limits, t)) : client,
     ...(limits ? { limits: createTenantLimiter({ limits, ...(quota ? { quota } : {}) }) } : {}),
     catalog,
-    health,
+    router,
+    failFastWithoutActors: options.edgeSite === undefined,
     apiKeys: createApiKeyStore(options.apiKeys),
     ...(deadLetters ? { admin: { keys: createAdminKeyStore(adminKeys), deadLetters } } : {}),
     logger,
@@ -164,6 +194,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const openClient = client;
   const openCatalog = catalog;
   const openHealth = health;
+  const openRouter = router;
   const openAdminNc = adminNc;
   return {
     url,
@@ -178,6 +209,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         await quota?.close(); // after the last request: gives unused leases back
         openCatalog.close();
         openHealth.close();
+        openRouter.close();
         await openClient.close();
         await openAdminNc?.drain();
         await nc.drain();
