@@ -37,10 +37,12 @@ chmod 600 "$tls"/*-key.pem
 
 env_file="$here/.env"
 if [ ! -f "$env_file" ]; then
-  # Hex only: the route password is written into route URLs.
+  # Passwords are a letter and hex digits: the route password sits in route URLs, and
+  # nats-server reads a substituted variable as configuration, where a leading digit starts a
+  # number and the rest is a parse error.
   {
-    echo "VIGIL_NATS_ROUTE_PASSWORD=$(openssl rand -hex 24)"
-    echo "VIGIL_NATS_GATEWAY_PASSWORD=$(openssl rand -hex 24)"
+    echo "VIGIL_NATS_ROUTE_PASSWORD=p$(openssl rand -hex 24)"
+    echo "VIGIL_NATS_GATEWAY_PASSWORD=p$(openssl rand -hex 24)"
     echo "VIGIL_DEMO_KEY=$(openssl rand -hex 24)"
     echo "VIGIL_UID=$(id -u)"
     echo "VIGIL_GID=$(id -g)"

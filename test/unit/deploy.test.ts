@@ -164,10 +164,10 @@ describe('nats-server configurations', () => {
     VIGIL_NATS_CLUSTER: 'eu',
     VIGIL_NATS_ZONE_TAG: 'az:eu-1a',
     VIGIL_NATS_ROUTES:
-      '[nats-route://route:0a1b@nats-eu-1:6222, nats-route://route:0a1b@nats-eu-2:6222, nats-route://route:0a1b@nats-eu-3:6222]',
-    VIGIL_NATS_ROUTE_PASSWORD: '0a1b',
+      '[nats-route://route:r0a1b@nats-eu-1:6222, nats-route://route:r0a1b@nats-eu-2:6222, nats-route://route:r0a1b@nats-eu-3:6222]',
+    VIGIL_NATS_ROUTE_PASSWORD: 'r0a1b',
     VIGIL_NATS_GATEWAYS: '[{name: us, urls: [nats://nats-us-1:7222, nats://nats-us-2:7222]}]',
-    VIGIL_NATS_GATEWAY_PASSWORD: '2c3d',
+    VIGIL_NATS_GATEWAY_PASSWORD: 'g2c3d',
     VIGIL_NATS_LEAF_USERS: '[{user: leaf-par1, password: "4e5f", account: VIGIL}]',
   });
 
@@ -186,7 +186,7 @@ describe('nats-server configurations', () => {
     assert.ok(three.ok, three.output);
     const one = natsCheck(conf, {
       ...hubEnv(),
-      VIGIL_NATS_ROUTES: '[nats-route://route:0a1b@nats-eu-1:6222]',
+      VIGIL_NATS_ROUTES: '[nats-route://route:r0a1b@nats-eu-1:6222]',
     });
     assert.ok(one.ok, one.output);
   });
@@ -199,6 +199,16 @@ describe('nats-server configurations', () => {
       VIGIL_NATS_HUB_URLS: '[nats-leaf://leaf-par1:4e5f@nats-eu-1:7422]',
     });
     assert.ok(check.ok, check.output);
+  });
+
+  test('a password that starts with a digit is refused: hence letter-first passwords', () => {
+    // nats-server parses a substituted variable as configuration: `4e5f` starts a number.
+    const check = natsCheck(confBesideAccounts(creds, 'hub.conf'), {
+      ...hubEnv(),
+      VIGIL_NATS_GATEWAY_PASSWORD: '4e5f',
+    });
+    assert.ok(!check.ok);
+    assert.match(check.output, /VIGIL_NATS_GATEWAY_PASSWORD.*could not be parsed/);
   });
 
   test('the check fails on a misspelled option, a missing variable or a missing accounts file', () => {
