@@ -7,7 +7,7 @@
  * The sets are the least each role needs, found by running the real nodes under them until no
  * nats-server "Permissions Violation" remained (see docs/architecture.md, "Security").
  */
-import { assetNames } from './definitions.js';
+import { assetNames, HUB_DOMAIN } from './definitions.js';
 import { nameToken, subjects } from './subjects.js';
 
 /** The roles a NATS user of Vigil can have. */
@@ -24,6 +24,11 @@ export const Role = {
   Admin: 'admin',
   /** Server monitoring through the system account. */
   Sys: 'sys',
+  /**
+   * The gateway of one edge site, connected to the site's leaf node: its own site's stream, and
+   * the gateway's grants on the hub through the hub's JetStream domain.
+   */
+  EdgeGateway: 'edge-gateway',
 } as const;
 
 /** One of the {@link Role} values. */
@@ -158,11 +163,11 @@ export interface VigilUser {
   permissions: UserPermissions;
 }
 
-/** The user name of `role` (in `region` for actor hosts). */
-export function userName(role: Role, region?: string): string {
-  if (role !== Role.ActorHost) return role;
-  if (region === undefined) throw new TypeError('an actor-host user needs a region');
-  return `${role}-${nameToken(region, 'region')}`;
+/** The user name of `role` (per region for actor hosts, per site for edge gateways). */
+export function userName(role: Role, scope?: string): string {
+  if (role !== Role.ActorHost && role !== Role.EdgeGateway) return role;
+  if (scope === undefined) throw new TypeError(`a ${role} user needs a region or site`);
+  return `${role}-${nameToken(scope, role === Role.ActorHost ? 'region' : 'edge site')}`;
 }
 
 /** The inbox prefix of `user`: distinct per user, so no user's subscription covers another's. */
@@ -211,6 +216,38 @@ function gatewayPermissions(regions: readonly string[], inboxPrefix: string): Us
     subscribe: {
       allow: [inboxes(inboxPrefix), subjects.repliesOfGateway(ANY)],
     },
+    allowResponses: false,
+  };
+}
+
+/** The same grant, addressed to the hub's JetStream API from a leaf node in another domain. */
+function viaHubDomain(subject: string): string {
+  const local = '$JS.API.';
+  return subject.startsWith(local)
+    ? `$JS.${HUB_DOMAIN}.API.${subject.slice(local.length)}`
+    : subject;
+}
+
+function edgeGatewayPermissions(
+  site: string,
+  regions: readonly string[],
+  inboxPrefix: string,
+): UserPermissions {
+  const hub = gatewayPermissions(regions, inboxPrefix);
+  const held = assetNames.edgeStream(site);
+  return {
+    publish: {
+      allow: [
+        ...hub.publish.allow.map(viaHubDomain),
+        // Its own site: accept into the site's stream, and find a request still held there.
+        jsApi.accountInfo,
+        subjects.edgeRequestsOfSite(site),
+        jsApi.streamInfo(held),
+        ...jsApi.directGet(held),
+      ],
+      deny: (hub.publish.deny ?? []).map(viaHubDomain),
+    },
+    subscribe: hub.subscribe,
     allowResponses: false,
   };
 }
@@ -322,11 +359,16 @@ function sysPermissions(inboxPrefix: string): UserPermissions {
 }
 
 /**
- * Every Vigil user for the given regions: one per role, and one actor-host user per region.
- * @throws ValidationError when a region is not a name token.
+ * Every Vigil user for the given regions and edge sites: one per role, one actor-host user per
+ * region and one edge-gateway user per edge site.
+ * @throws ValidationError when a region or site is not a name token.
  */
-export function vigilUsers(regions: readonly string[]): VigilUser[] {
+export function vigilUsers(
+  regions: readonly string[],
+  edgeSites: readonly string[] = [],
+): VigilUser[] {
   for (const region of regions) nameToken(region, 'region');
+  for (const site of edgeSites) nameToken(site, 'edge site');
   const unique = [...new Set(regions)];
   const base = (role: Role, account: NatsAccount, region?: string) => {
     const name = userName(role, region);
@@ -344,12 +386,22 @@ export function vigilUsers(regions: readonly string[]): VigilUser[] {
   const service = base(Role.Service, NatsAccount.App);
   const admin = base(Role.Admin, NatsAccount.App);
   const sys = base(Role.Sys, NatsAccount.System);
-  const appPrefixes = [gateway, ...hosts, controller, service, admin].map((u) => u.inboxPrefix);
+  const sites = [...new Set(edgeSites)].map((site) => ({
+    ...base(Role.EdgeGateway, NatsAccount.App, site),
+    site,
+  }));
+  const appPrefixes = [gateway, ...hosts, ...sites, controller, service, admin].map(
+    (u) => u.inboxPrefix,
+  );
   return [
     { ...gateway, permissions: gatewayPermissions(unique, gateway.inboxPrefix) },
     ...hosts.map((host) => ({
       ...host,
       permissions: actorHostPermissions(host.region!, host.inboxPrefix),
+    })),
+    ...sites.map(({ site, ...user }) => ({
+      ...user,
+      permissions: edgeGatewayPermissions(site, unique, user.inboxPrefix),
     })),
     { ...controller, permissions: controllerPermissions(unique, controller.inboxPrefix) },
     { ...service, permissions: servicePermissions(unique, service.inboxPrefix) },

@@ -28,6 +28,8 @@ export interface NatsCredentialsOptions {
   outDir: string;
   /** Regions to serve: one actor-host user each; gateways and services may use all of them. */
   regions: readonly string[];
+  /** Edge sites: one edge-gateway user each. */
+  edgeSites?: readonly string[];
 }
 
 /** One user's credentials. */
@@ -69,7 +71,7 @@ export function generateNatsCredentials(options: NatsCredentialsOptions): NatsCr
   if (options.regions.length === 0) throw new ConfigError('at least one region is needed');
   const outDir = resolve(options.outDir);
   mkdirSync(outDir, { recursive: true, mode: 0o700 });
-  const users = vigilUsers(options.regions);
+  const users = vigilUsers(options.regions, options.edgeSites);
   const created: string[] = [];
   const credentials = users.map((user): NatsUserCredential => {
     const seedFile = join(outDir, `${user.name}.nk`);

@@ -43,6 +43,12 @@ export interface NatsServerOptions {
    */
   leafnodes?: {
     port?: number;
+    /**
+     * The `host:port` this server tells leaf nodes to dial (its INFO's `leafnode_urls`): a leaf
+     * node reconnects to what it learned there, so behind a load balancer (or a test's relay) it
+     * must name that, or edge sites go around it.
+     */
+    advertise?: string;
     /** Users the listener accepts, each bound to a local account (hub side of a leaf link). */
     users?: { user: string; password: string; account: string }[];
     remotes?: { urls: string[]; account?: string; credentials?: string }[];
@@ -431,6 +437,7 @@ function renderConfig(o: NatsServerOptions, portsDir: string): string {
     const l = o.leafnodes;
     lines.push('leafnodes {');
     if (l.port !== undefined) lines.push(`  listen: ${hp(l.port)}`);
+    if (l.advertise) lines.push(`  advertise: ${q(l.advertise)}`);
     if (l.users?.length) {
       lines.push('  authorization {', '    users: [');
       for (const u of l.users) {

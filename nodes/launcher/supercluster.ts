@@ -39,6 +39,11 @@ export interface SuperclusterOptions {
    * need a system account.
    */
   accountsConfig: string;
+  /**
+   * The address a hub server tells edge sites to dial for it (`host:port` of a load balancer or
+   * relay in front of it), by server name; default its own leaf listener.
+   */
+  leafAdvertise?: (serverName: string) => string | undefined;
   /** Users edge sites present on their leaf links; the hubs bind them to the application account. */
   leafUsers?: readonly { user: string; password: string }[];
   /** How to connect for the JetStream readiness check (credentials of any user). */
@@ -55,7 +60,7 @@ export interface Supercluster {
   readonly regions: ReadonlyMap<string, readonly NatsServerProcess[]>;
   /** Client URLs of a region's servers, for `connect({ servers })`. */
   urlsOf(region: string): string[];
-  /** Leaf URLs of a region's servers, for edge sites. */
+  /** Leaf URLs of a region's servers (their own listeners), for edge sites. */
   leafUrlsOf(region: string): string[];
   /** Every server, all regions. */
   readonly servers: readonly NatsServerProcess[];
@@ -147,7 +152,13 @@ export async function startSupercluster(options: SuperclusterOptions): Promise<S
                 },
                 gateway: { name: region.name, port: node.gatewayPort, gateways },
               }),
-          leafnodes: { port: node.leafPort, users: leafUsers },
+          leafnodes: {
+            port: node.leafPort,
+            users: leafUsers,
+            ...(options.leafAdvertise?.(node.name)
+              ? { advertise: options.leafAdvertise(node.name) }
+              : {}),
+          },
           extraConfig: options.accountsConfig,
         }).then((server) => ({ region: region.name, server })),
       ),

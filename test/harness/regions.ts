@@ -30,6 +30,7 @@ import {
 } from '../../nodes/launcher/supercluster.js';
 import { readNkeySeed } from '../../nodes/common/nats-connection.js';
 import { TENANTS } from './edge.js';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 
 /** Options of {@link startTestRegions}. */
 export interface TestRegionsOptions {
@@ -42,10 +43,10 @@ export interface TestRegionsOptions {
   /** Extra environment for every gateway. */
   gatewayEnv?: Record<string, string>;
   /**
-   * Puts something between an edge site and its hub (a test proxy that can cut the link): gets
-   * the hub's leaf URLs, returns the URLs the edge server dials.
+   * Puts a relay the test can cut (`edgeLinks`) between each edge site and its hub's servers;
+   * the hubs advertise the relay, so the site cannot go around it.
    */
-  edgeLink?: (site: string, hubLeafUrls: string[]) => Promise<string[]>;
+  cuttableEdgeLinks?: boolean;
 }
 
 /** A running multi-region test setup. */
@@ -53,6 +54,8 @@ export interface TestRegions {
   readonly supercluster: Supercluster;
   readonly credentials: NatsCredentials;
   readonly edgeServers: ReadonlyMap<string, NatsServerProcess>;
+  /** With `cuttableEdgeLinks`: the relays between each edge site and its hub's servers. */
+  readonly edgeLinks: ReadonlyMap<string, TcpProxy[]>;
   /** Gateways by region name or edge site name. */
   readonly gateways: Map<string, NodeProcess>;
   /** Actor hosts by region. */
@@ -84,6 +87,7 @@ export async function startTestRegions(options: TestRegionsOptions): Promise<Tes
   const credentials = generateNatsCredentials({
     outDir: join(root, 'creds'),
     regions: options.regions.map((r) => r.name),
+    edgeSites: (options.edges ?? []).map((e) => e.site),
   });
   const adminSeed = readNkeySeed(credentials.user('admin').seedFile, 'admin seed');
   const adminConnect = {
@@ -99,6 +103,21 @@ export async function startTestRegions(options: TestRegionsOptions): Promise<Tes
   const actorHosts = new Map<string, NodeProcess[]>();
   const edgeServers = new Map<string, NatsServerProcess>();
   let supercluster: Supercluster | undefined;
+  // One relay per hub server an edge site dials, created before the hubs so they can advertise it.
+  const relays = new Map<string, TcpProxy>();
+  const edgeLinks = new Map<string, TcpProxy[]>();
+  if (options.cuttableEdgeLinks) {
+    for (const edge of options.edges ?? []) {
+      const hub = options.regions.find((r) => r.name === edge.region);
+      const links: TcpProxy[] = [];
+      for (let i = 0; i < (hub?.nodes ?? 0); i++) {
+        const relay = await startTcpProxy();
+        relays.set(`${edge.region}-${i}`, relay);
+        links.push(relay);
+      }
+      edgeLinks.set(edge.site, links);
+    }
+  }
 
   const stop = async () => {
     const nodes = [...gateways.values(), ...[...actorHosts.values()].flat()];
@@ -106,6 +125,7 @@ export async function startTestRegions(options: TestRegionsOptions): Promise<Tes
     await Promise.allSettled(connections.map((nc) => nc.close()));
     await Promise.allSettled([...edgeServers.values()].map((s) => s.stop()));
     await supercluster?.stop();
+    await Promise.allSettled([...relays.values()].map((r) => r.close()));
     rmSync(root, { recursive: true, force: true });
   };
 
@@ -115,9 +135,17 @@ export async function startTestRegions(options: TestRegionsOptions): Promise<Tes
       rootDir: join(root, 'nats'),
       accountsConfig: accountsConfig(credentials),
       leafUsers,
+      leafAdvertise: (server) => {
+        const relay = relays.get(server);
+        return relay ? `127.0.0.1:${relay.port}` : undefined;
+      },
       connectOptions: adminConnect,
     });
     const sc = supercluster;
+    for (const [name, relay] of relays) {
+      const leafUrl = sc.servers.find((s) => s.options.serverName === name)?.leafUrl;
+      if (leafUrl) relay.retarget({ host: '127.0.0.1', port: Number(new URL(leafUrl).port) });
+    }
     const connectTo = async (servers: string[]) => {
       const nc = await connect({
         ...adminConnect,
@@ -186,12 +214,12 @@ export async function startTestRegions(options: TestRegionsOptions): Promise<Tes
     );
 
     for (const [i, edge] of (options.edges ?? []).entries()) {
-      const hubLeafUrls = sc.leafUrlsOf(edge.region);
+      const links = edgeLinks.get(edge.site);
       const server = await startEdgeServer({
         site: edge.site,
-        hubLeafUrls: options.edgeLink
-          ? await options.edgeLink(edge.site, hubLeafUrls)
-          : hubLeafUrls,
+        hubLeafUrls: links
+          ? links.map((relay) => `nats://127.0.0.1:${relay.port}`)
+          : sc.leafUrlsOf(edge.region),
         leafUser: leafUsers[i]!,
         storeDir: join(root, 'nats', `edge-${edge.site}`, 'store'),
         accountsConfig: accountsConfig(credentials),
@@ -208,7 +236,7 @@ export async function startTestRegions(options: TestRegionsOptions): Promise<Tes
         edge.site,
         await startNode('gateway', {
           env: {
-            ...nodeEnv('gateway', [server.url], edge.region),
+            ...nodeEnv(`edge-gateway-${edge.site}`, [server.url], edge.region),
             ...gatewayEnv(edge.region),
             VIGIL_EDGE_SITE: edge.site,
           },
@@ -225,6 +253,7 @@ export async function startTestRegions(options: TestRegionsOptions): Promise<Tes
       supercluster: sc,
       credentials,
       edgeServers,
+      edgeLinks,
       gateways,
       actorHosts,
       gatewayUrl,
