@@ -2,7 +2,8 @@
  * Which edge the CLI talks to: the one the environment names (`NATS_URL`, `NATS_NKEY` and
  * `NATS_INBOX_PREFIX` of the admin user, or `NATS_USER`/`NATS_PASSWORD`, or `NATS_TOKEN`; TLS
  * with `NATS_CA`, `NATS_CERT`, `NATS_KEY`; `VIGIL_REGION`), or else the local edge `npm start` is running,
- * as described by the launcher in `<state dir>/edge.json` (password in `<state dir>/nats-password`).
+ * as described by the launcher in `<state dir>/edge.json` (the admin user's seed file, or a
+ * password in `<state dir>/nats-password`).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import { ConfigError } from '../common/env.js';
 import {
   natsAuthOptions,
   natsOptionsFromEnv,
+  readNkeySeed,
   type NatsConnectOptions,
 } from '../common/nats-connection.js';
 import { PROJECT_ROOT } from '../launcher/node-process.js';
@@ -37,6 +39,9 @@ const edgeFileSchema = z.object({
   region: z.string().regex(NAME_TOKEN),
   natsUrl: z.string().min(1),
   natsUser: z.string().min(1).optional(),
+  /** The admin user's seed file and inbox prefix (the launcher's per-role credentials). */
+  natsNkey: z.string().min(1).optional(),
+  natsInboxPrefix: z.string().min(1).optional(),
   gatewayUrl: z.string().optional(),
 });
 
@@ -88,6 +93,14 @@ export function edgeTargetFromEnv(env: NodeJS.ProcessEnv): EdgeTarget {
         `${file} names NATS user ${edge.natsUser}, but ${passwordFile} is missing`,
       );
     }
+  }
+  if (edge.natsNkey !== undefined) {
+    try {
+      nats.nkeySeed = readNkeySeed(edge.natsNkey, `natsNkey in ${file}`);
+    } catch (err) {
+      throw new CliError((err as Error).message);
+    }
+    if (edge.natsInboxPrefix !== undefined) nats.inboxPrefix = edge.natsInboxPrefix;
   }
   return { nats, region: regionOverride ?? edge.region, source: file };
 }

@@ -1,24 +1,43 @@
 /**
- * `npm start`: a whole local edge on this machine. nats-server with JetStream (data kept in
- * `.vigil/data`, so accepted tasks survive a restart), the region's streams and buckets, one
- * actor host with the built-in models and one gateway. Ctrl-C stops everything it started.
+ * `npm start`: a whole local edge on this machine. By default one region (`local`) of one
+ * nats-server; `npm start -- --regions eu,us --nodes 3 --edge pop1@eu` starts several regions,
+ * each a NATS cluster of `--nodes` servers, joined into a supercluster through NATS gateways, with
+ * an optional edge site (a leaf node beside its own gateway) attached to its region's hub. Every
+ * region gets its streams and buckets (R3 when it has three servers), one actor host with the
+ * built-in models and one gateway. Every process connects as its own least-privilege NATS user,
+ * generated into `.vigil/nats-creds`. Data is kept in `.vigil/data`, so accepted tasks survive a
+ * restart. Ctrl-C stops everything it started.
  *
- * Environment: `VIGIL_PORT` (gateway, default 8080), `VIGIL_NATS_PORT` (default: a free port),
- * `VIGIL_DEMO_KEY` (default: generated once and kept in `.vigil/demo-key`), `VIGIL_REGION`
- * (default `local`), `VIGIL_STATE_DIR` (default `.vigil`), and anything the gateway and actor
+ * Options (or environment): `--regions a,b` (`VIGIL_REGIONS`, default `local`), `--nodes n`
+ * (`VIGIL_NODES_PER_REGION`, 1 to 5, default 1), `--edge site@region`, repeatable
+ * (`VIGIL_EDGE_SITES=site@region,...`). Environment: `VIGIL_PORT` (first gateway, default 8080;
+ * the others take the next ports), `VIGIL_DEMO_KEY` (default: generated once and kept in
+ * `.vigil/demo-key`), `VIGIL_STATE_DIR` (default `.vigil`), and anything the gateway and actor
  * host read themselves (they inherit this environment).
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { jsonLogger, type LogLevel } from '../../actors/log.js';
 import { createBuiltinModels } from '../../actors/runtimes/index.js';
-import { NAME_TOKEN } from '../../protocol/index.js';
-import { envInt, envString } from '../common/env.js';
-import { connectNats } from '../common/nats-connection.js';
-import { startNatsServer, type NatsServerProcess } from './nats-server-process.js';
+import { edgeDomain, ensureEdgeSite } from '../../protocol/index.js';
+import { ConfigError, envInt, envList } from '../common/env.js';
+import { connectNats, natsAuthOptions, natsOptionsFromEnv } from '../common/nats-connection.js';
+import { accountsConfig, generateNatsCredentials, type NatsCredentials } from './nats-accounts.js';
+import type { NatsServerProcess } from './nats-server-process.js';
 import { PROJECT_ROOT, startNode, type NodeName, type NodeProcess } from './node-process.js';
 import { provisionRegion } from './provision.js';
+import {
+  checkTopology,
+  startEdgeServer,
+  startSupercluster,
+  type EdgeSiteSpec,
+  type RegionSpec,
+  type Supercluster,
+} from './supercluster.js';
 
 const env = process.env;
 const stateDir = env['VIGIL_STATE_DIR'] ?? join(PROJECT_ROOT, '.vigil');
@@ -39,47 +58,83 @@ function say(text: string): void {
   process.stdout.write(text + '\n');
 }
 
+/** The topology asked for on the command line, else in the environment. */
+function topologyFromArgs(): { regions: RegionSpec[]; edges: EdgeSiteSpec[] } {
+  const { values } = parseArgs({
+    args: process.argv.slice(2),
+    options: {
+      regions: { type: 'string' },
+      nodes: { type: 'string' },
+      edge: { type: 'string', multiple: true },
+    },
+    strict: true,
+  });
+  const regionNames = values.regions
+    ? envList({ R: values.regions }, 'R')
+    : envList(env, 'VIGIL_REGIONS');
+  const nodes = values.nodes
+    ? envInt({ N: values.nodes }, 'N', 1, 1, 5)
+    : envInt(env, 'VIGIL_NODES_PER_REGION', 1, 1, 5);
+  const edgeArgs = values.edge?.flatMap((e) => e.split(',')) ?? envList(env, 'VIGIL_EDGE_SITES');
+  const regions = (regionNames.length > 0 ? regionNames : ['local']).map((name) => ({
+    name,
+    nodes,
+  }));
+  const edges = edgeArgs.map((spec) => {
+    const [site, region, extra] = spec.split('@');
+    if (!site || !region || extra !== undefined)
+      throw new ConfigError(`--edge ${spec}: expected site@region, e.g. pop1@${regions[0]!.name}`);
+    return { site, region };
+  });
+  checkTopology(regions, edges);
+  return { regions, edges };
+}
+
+/** Regions other than `home`, nearest first: here, by distance in the listed order. */
+function spillOrder(regions: readonly RegionSpec[], home: string): string {
+  const at = regions.findIndex((r) => r.name === home);
+  return regions
+    .map((r, i) => ({ name: r.name, distance: Math.abs(i - at) }))
+    .filter((r) => r.name !== home)
+    .sort((a, b) => a.distance - b.distance)
+    .map((r) => r.name)
+    .join(',');
+}
+
 async function main(): Promise<void> {
   mkdirSync(logDir, { recursive: true });
-  const region = envString(env, 'VIGIL_REGION', 'local', NAME_TOKEN);
-  const gatewayPort = envInt(env, 'VIGIL_PORT', 8080, 1, 65535);
-  const natsPort = envInt(env, 'VIGIL_NATS_PORT', 0, 0, 65535);
+  const { regions, edges } = topologyFromArgs();
+  const firstPort = envInt(env, 'VIGIL_PORT', 8080, 1, 65535);
   const demoKey = persistentSecret('demo-key', env['VIGIL_DEMO_KEY']);
-  const natsPassword = persistentSecret('nats-password', undefined);
-
-  // One NATS user for the local edge, with a password that never leaves .vigil/. Per-role
-  // least-privilege users come with the multi-region deployment.
-  const nats: NatsServerProcess = await startNatsServer({
-    port: natsPort,
-    storeDir: join(stateDir, 'data', 'nats'),
-    serverName: `vigil-${region}`,
-    logFile: join(logDir, 'nats-server.log'),
-    extraConfig: `authorization { users: [ { user: "vigil", password: "${natsPassword}" } ] }\n`,
+  const credentials: NatsCredentials = generateNatsCredentials({
+    outDir: join(stateDir, 'nats-creds'),
+    regions: regions.map((r) => r.name),
+    edgeSites: edges.map((e) => e.site),
   });
-  const natsEnv = {
-    NATS_URL: nats.url,
-    NATS_USER: 'vigil',
-    NATS_PASSWORD: natsPassword,
-    VIGIL_REGION: region,
-  };
-
-  const nc = await connectNats(
-    { servers: nats.url, name: 'launcher', user: 'vigil', pass: natsPassword },
-    logger,
+  const leafUsers = edges.map((e) => ({
+    user: `leaf-${e.site}`,
+    password: persistentSecret(`leaf-${e.site}-password`, undefined),
+  }));
+  const adminOptions = natsOptionsFromEnv(
+    { ...credentials.natsEnvFor('admin'), NATS_URL: 'nats://127.0.0.1:4222' },
+    'launcher',
   );
-  await provisionRegion(nc, { region }, createBuiltinModels());
-  await nc.close();
 
-  const echoWarnings = (name: NodeName) => (line: Record<string, unknown>) => {
-    if (line['level'] === 'warn' || line['level'] === 'error')
-      say(`[${name}] ${line['level']}: ${String(line['msg'])}`);
-  };
+  const cluster: Supercluster = await startSupercluster({
+    regions,
+    rootDir: join(stateDir, 'data', 'nats'),
+    accountsConfig: accountsConfig(credentials),
+    leafUsers,
+    connectOptions: natsAuthOptions(adminOptions),
+  });
+  const edgeServers = new Map<string, NatsServerProcess>();
   const children: NodeProcess[] = [];
   let stopping = false;
   const stopAll = async (): Promise<void> => {
     stopping = true;
     for (const child of [...children].reverse()) await child.stop();
-    await nats.stop();
+    await Promise.all([...edgeServers.values()].map((s) => s.stop()));
+    await cluster.stop();
   };
   const onSignal = (): void => {
     if (stopping) return;
@@ -92,49 +147,154 @@ async function main(): Promise<void> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
+  const admin = async (servers: string[], run: (nc: NatsConnection) => Promise<void>) => {
+    const nc = await connectNats({ ...adminOptions, servers: servers.join(',') }, logger);
+    try {
+      await run(nc);
+    } finally {
+      await nc.close();
+    }
+  };
+  const models = createBuiltinModels();
+  for (const region of regions) {
+    await admin(cluster.urlsOf(region.name), (nc) =>
+      provisionRegion(
+        nc,
+        {
+          region: region.name,
+          replicas: Math.min(3, region.nodes),
+          ...(cluster.clustered ? { placementCluster: region.name } : {}),
+        },
+        models,
+      ),
+    );
+  }
+  for (const [i, edge] of edges.entries()) {
+    const server = await startEdgeServer({
+      site: edge.site,
+      hubLeafUrls: cluster.leafUrlsOf(edge.region),
+      leafUser: leafUsers[i]!,
+      storeDir: join(stateDir, 'data', 'nats', `edge-${edge.site}`, 'store'),
+      accountsConfig: accountsConfig(credentials),
+    });
+    edgeServers.set(edge.site, server);
+    await admin([server.url], async (edgeNc) =>
+      admin(cluster.urlsOf(edge.region), async (hubNc) =>
+        ensureEdgeSite(
+          await jetstreamManager(edgeNc, { domain: edgeDomain(edge.site) }),
+          await jetstreamManager(hubNc),
+          { site: edge.site, region: edge.region },
+        ),
+      ),
+    );
+  }
+
+  const echoWarnings = (name: string) => (line: Record<string, unknown>) => {
+    if (line['level'] === 'warn' || line['level'] === 'error')
+      say(`[${name}] ${line['level']}: ${String(line['msg'])}`);
+  };
   const level: LogLevel = 'info';
-  const launch = async (name: NodeName, extraEnv: Record<string, string>): Promise<NodeProcess> => {
-    const child = await startNode(name, {
-      env: { ...natsEnv, VIGIL_LOG_LEVEL: level, ...extraEnv },
-      logFile: join(logDir, `${name}.log`),
-      onLog: echoWarnings(name),
+  const launch = async (
+    node: NodeName,
+    label: string,
+    extraEnv: Record<string, string>,
+  ): Promise<NodeProcess> => {
+    const child = await startNode(node, {
+      env: { VIGIL_LOG_LEVEL: level, ...extraEnv },
+      logFile: join(logDir, `${label}.log`),
+      onLog: echoWarnings(label),
     });
     children.push(child);
     // Keep the edge up: a node that dies is started again (supervision proper lives in the host).
     void child.exited.then(async (code) => {
       if (stopping) return;
-      say(`[launcher] ${name} exited (${code}); restarting it`);
+      say(`[launcher] ${label} exited (${code}); restarting it`);
       children.splice(children.indexOf(child), 1);
       await new Promise((r) => setTimeout(r, 1000));
       if (!stopping)
-        await launch(name, extraEnv).catch((err: unknown) => say(`[launcher] ${String(err)}`));
+        await launch(node, label, extraEnv).catch((err: unknown) =>
+          say(`[launcher] ${String(err)}`),
+        );
     });
     return child;
   };
 
-  await launch('actor-host', {});
-  const gateway = await launch('gateway', {
-    VIGIL_GATEWAY_PORT: String(gatewayPort),
+  const single = regions.length === 1 && edges.length === 0;
+  const gatewayUrls: { name: string; url: string; nats: string }[] = [];
+  let port = firstPort;
+  const gatewayEnv = (home: string) => ({
+    VIGIL_GATEWAY_PORT: String(port++),
     VIGIL_API_KEYS: `demo:${demoKey}`,
+    VIGIL_SPILL_REGIONS: spillOrder(regions, home),
   });
-  const url = String(gateway.ready['url']);
+  for (const region of regions) {
+    const servers = cluster.urlsOf(region.name).join(',');
+    const base = { NATS_URL: servers, VIGIL_REGION: region.name };
+    const label = (node: string) => (single ? node : `${node}-${region.name}`);
+    await launch('actor-host', label('actor-host'), {
+      ...base,
+      ...credentials.natsEnvFor(`actor-host-${region.name}`),
+    });
+    const gateway = await launch('gateway', label('gateway'), {
+      ...base,
+      ...credentials.natsEnvFor('gateway'),
+      ...gatewayEnv(region.name),
+    });
+    gatewayUrls.push({ name: region.name, url: String(gateway.ready['url']), nats: servers });
+  }
+  for (const edge of edges) {
+    const server = edgeServers.get(edge.site)!;
+    const gateway = await launch('gateway', `gateway-edge-${edge.site}`, {
+      NATS_URL: server.url,
+      VIGIL_REGION: edge.region,
+      VIGIL_EDGE_SITE: edge.site,
+      ...credentials.natsEnvFor(`edge-gateway-${edge.site}`),
+      ...gatewayEnv(edge.region),
+    });
+    gatewayUrls.push({
+      name: `${edge.site} (edge of ${edge.region})`,
+      url: String(gateway.ready['url']),
+      nats: server.url,
+    });
+  }
+
   // Where the running edge is, for `npm run vigil` (the CLI) and other local tools.
+  const first = gatewayUrls[0]!;
   writeFileSync(
     join(stateDir, 'edge.json'),
-    JSON.stringify({ region, gatewayUrl: url, natsUrl: nats.url, natsUser: 'vigil' }, null, 2) +
-      '\n',
+    JSON.stringify(
+      {
+        region: regions[0]!.name,
+        regions: regions.map((r) => r.name),
+        gatewayUrl: first.url,
+        natsUrl: cluster.urlsOf(regions[0]!.name).join(','),
+        natsNkey: credentials.user('admin').seedFile,
+        natsInboxPrefix: credentials.user('admin').inboxPrefix,
+      },
+      null,
+      2,
+    ) + '\n',
   );
   say('');
-  say(`Vigil is running: gateway ${url}, NATS ${nats.url}, region ${region}`);
+  if (single) {
+    say(`Vigil is running: gateway ${first.url}, NATS ${first.nats}, region ${first.name}`);
+  } else {
+    say(`Vigil is running: ${regions.length} regions of ${regions[0]!.nodes} NATS server(s) each`);
+    for (const g of gatewayUrls) say(`  ${g.name.padEnd(24)} gateway ${g.url}   NATS ${g.nats}`);
+  }
   say(`Demo API key (tenant "demo"): ${demoKey}`);
-  say(
-    `Processes: ${[`nats-server=${nats.pid}`, ...children.map((c) => `${c.name}=${c.pid}`)].join(' ')}`,
-  );
+  say(`NATS credentials (one least-privilege user per role): ${credentials.outDir}`);
+  const pids = [
+    ...cluster.servers.map((s) => `nats-server=${s.pid}`),
+    ...[...edgeServers.values()].map((s) => `nats-leaf=${s.pid}`),
+    ...children.map((c) => `${c.name}=${c.pid}`),
+  ];
+  say(`Processes: ${pids.join(' ')}`);
   say(`Logs: ${logDir}    Stop: Ctrl-C`);
   say('');
   say('Try:');
   say(
-    `  curl -s ${url}/v1/models/ngram-chat/infer -H "Authorization: Bearer ${demoKey}" ` +
+    `  curl -s ${first.url}/v1/models/ngram-chat/infer -H "Authorization: Bearer ${demoKey}" ` +
       `-H 'Content-Type: application/json' -d '{"input":"Tell me about liberty","params":{"max_tokens":40}}'`,
   );
   say('');

@@ -1,6 +1,8 @@
 /**
  * `npm start`'s launcher as a user runs it: it starts a whole edge, serves requests, stops every
  * process on Ctrl-C (SIGINT), and a second start runs the tasks the first accepted but never ran.
+ * With `--regions`, `--nodes` and `--edge` it starts a supercluster with a gateway per region and
+ * per edge site.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -17,8 +19,8 @@ interface Launched {
   exited: Promise<number | null>;
 }
 
-async function launch(env: Record<string, string>): Promise<Launched> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'nodes/launcher/main.ts'], {
+async function launch(env: Record<string, string>, args: string[] = []): Promise<Launched> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'nodes/launcher/main.ts', ...args], {
     cwd: PROJECT_ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -29,7 +31,7 @@ async function launch(env: Record<string, string>): Promise<Launched> {
   const exited = new Promise<number | null>((resolve) =>
     child.once('exit', (code) => resolve(code)),
   );
-  const until = Date.now() + 60_000;
+  const until = Date.now() + 90_000;
   while (!output.includes('Vigil is running')) {
     if (child.exitCode !== null || Date.now() > until) {
       child.kill('SIGKILL');
@@ -107,6 +109,57 @@ test('the launcher serves, stops cleanly on Ctrl-C, and keeps accepted tasks acr
     } finally {
       process.kill(second.pid, 'SIGINT');
       assert.equal(await second.exited, 0);
+    }
+  } finally {
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+});
+
+test('npm start -- --regions eu,us --nodes 3 --edge pop1@eu: every gateway serves, Ctrl-C stops every process', async () => {
+  const stateDir = mkdtempSync(join(tmpdir(), 'vigil-launcher-regions-'));
+  const port = await freePort();
+  const key = 'launcher-regions-key-0123456789';
+  const headers = { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' };
+  try {
+    const run = await launch(
+      {
+        VIGIL_STATE_DIR: stateDir,
+        VIGIL_PORT: String(port),
+        VIGIL_DEMO_KEY: key,
+        VIGIL_MODELS: 'echo',
+      },
+      ['--regions', 'eu,us', '--nodes', '3', '--edge', 'pop1@eu'],
+    );
+    try {
+      const gateways = [...run.output().matchAll(/^\s+(\S+).*gateway (http:\/\/\S+)/gm)].map(
+        (m) => ({
+          name: m[1]!,
+          url: m[2]!,
+        }),
+      );
+      assert.deepEqual(
+        gateways.map((g) => g.name),
+        ['eu', 'us', 'pop1'],
+      );
+      for (const gateway of gateways) {
+        const res = await fetch(`${gateway.url}/v1/models/echo/infer`, {
+          method: 'POST',
+          headers,
+          body: JSON.stringify({ input: gateway.name }),
+        });
+        const body = (await res.json()) as { state: string; region: string };
+        assert.equal(res.status, 200, JSON.stringify(body));
+        assert.equal(body.region, gateway.name === 'us' ? 'us' : 'eu');
+      }
+      const servers = [...run.output().matchAll(/nats-server=(\d+)/g)];
+      assert.equal(servers.length, 6, 'two regions of three servers');
+    } finally {
+      const pids = [
+        ...run.output().matchAll(/(?:nats-server|nats-leaf|actor-host|gateway)=(\d+)/g),
+      ].map((m) => Number(m[1]));
+      process.kill(run.pid, 'SIGINT');
+      assert.equal(await run.exited, 0);
+      for (const pid of pids) assert.equal(pidAlive(pid), false, `child ${pid} stopped`);
     }
   } finally {
     rmSync(stateDir, { recursive: true, force: true });
