@@ -66,6 +66,18 @@ describe('regions: spill-over and failover', () => {
     }
   });
 
+  test('a retry with the same Idempotency-Key at another region gets the same task', async () => {
+    const headers = { 'Idempotency-Key': `cross-region-${Date.now()}`, Prefer: 'respond-async' };
+    const first = await infer('eu', 'once', { headers });
+    const firstBody = (await first.json()) as Json;
+    assert.equal(first.status, 202);
+    const retry = await infer('us', 'once', { headers: { ...headers, Prefer: 'wait=10' } });
+    const retryBody = (await retry.json()) as Json;
+    assert.equal(retryBody['id'], firstBody['id']);
+    assert.equal(retryBody['region'], 'eu', 'the task stays where it was first accepted');
+    assert.equal(retryBody['state'], 'succeeded');
+  });
+
   test('past the queue threshold, new work spills over to the other region', async () => {
     // Slow tasks at eu's single actor (concurrency 4): the queue grows past 4, the gateway's
     // depth sample sees it, and later submissions go to us (bounded: at most 120 tasks).
