@@ -82,11 +82,10 @@ export const jsApi = {
   streamInfo: (stream: string): string => `$JS.API.STREAM.INFO.${stream}`,
   /** Reads one message from the stream's leader, by sequence or last subject. */
   msgGet: (stream: string): string => `$JS.API.STREAM.MSG.GET.${stream}`,
-  /** Direct gets: by sequence or `next_by_subj` (no suffix), and by last subject (KV `get`). */
-  directGet: (stream: string): string[] => [
-    `$JS.API.DIRECT.GET.${stream}`,
-    `$JS.API.DIRECT.GET.${stream}.>`,
-  ],
+  /** Direct gets by sequence or `next_by_subj` (the request in the body). */
+  directGet: (stream: string): string => `$JS.API.DIRECT.GET.${stream}`,
+  /** Direct gets of a subject's last message, the subject in the API subject (KV `get`). */
+  directGetLastBySubject: (stream: string): string => `$JS.API.DIRECT.GET.${stream}.>`,
   /** Consumer create, in both forms nats.js uses: named (with filter) and durable. */
   consumerCreate: (stream: string): string[] => [
     `$JS.API.CONSUMER.CREATE.${stream}.>`,
@@ -114,7 +113,12 @@ export const jsApi = {
  */
 function kvRead(bucket: string): string[] {
   const stream = kvStreamName(bucket);
-  return [jsApi.streamInfo(stream), jsApi.msgGet(stream), ...jsApi.directGet(stream)];
+  return [
+    jsApi.streamInfo(stream),
+    jsApi.msgGet(stream),
+    jsApi.directGet(stream),
+    jsApi.directGetLastBySubject(stream),
+  ];
 }
 
 /**
@@ -180,10 +184,9 @@ function inboxes(prefix: string): string {
   return `${prefix}.>`;
 }
 
-/** Everything a region's request stream reader needs (status of queued tasks). */
-function queuedRequestsRead(region: string): string[] {
-  const stream = assetNames.requestStream(region);
-  return [jsApi.streamInfo(stream), ...jsApi.directGet(stream)];
+/** Finding a queued task: a direct get by subject (`next_by_subj`), nothing else of the stream. */
+function queuedRequestsRead(region: string): string {
+  return jsApi.directGet(assetNames.requestStream(region));
 }
 
 function gatewayPermissions(regions: readonly string[], inboxPrefix: string): UserPermissions {
@@ -194,7 +197,7 @@ function gatewayPermissions(regions: readonly string[], inboxPrefix: string): Us
         ...regions.flatMap((region) => [
           // Spill-over: a gateway submits to, and answers status for, every region.
           subjects.requestsOfRegion(region),
-          ...queuedRequestsRead(region),
+          queuedRequestsRead(region),
           // A model's queue depth (its consumer's pending count) decides when work spills over.
           jsApi.consumerInfo(assetNames.requestStream(region), ANY),
           ...kvRead(assetNames.taskBucket(region)),
@@ -243,7 +246,7 @@ function edgeGatewayPermissions(
         jsApi.accountInfo,
         subjects.edgeRequestsOfSite(site),
         jsApi.streamInfo(held),
-        ...jsApi.directGet(held),
+        jsApi.directGet(held),
       ],
       deny: (hub.publish.deny ?? []).map(viaHubDomain),
     },
@@ -320,7 +323,7 @@ function servicePermissions(regions: readonly string[], inboxPrefix: string): Us
         jsApi.accountInfo,
         ...regions.flatMap((region) => [
           subjects.requestsOfRegion(region),
-          ...queuedRequestsRead(region),
+          queuedRequestsRead(region),
           ...kvRead(assetNames.taskBucket(region)),
         ]),
       ],
