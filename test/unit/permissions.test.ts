@@ -16,7 +16,9 @@ import {
   ValidationError,
   vigilUsers,
 } from '../../protocol/index.js';
+import { jsonLogger } from '../../actors/log.js';
 import { ConfigError } from '../../nodes/common/env.js';
+import { gatewayOptionsFromEnv } from '../../nodes/gateway/config.js';
 import { natsOptionsFromEnv } from '../../nodes/common/nats-connection.js';
 import {
   accountsIncludeLine,
@@ -209,5 +211,49 @@ describe('natsOptionsFromEnv', () => {
     assert.equal(password.user, 'u');
     assert.equal(password.pass, 'p');
     assert.equal(natsOptionsFromEnv({ NATS_TOKEN: 't' }, 'probe').token, 't');
+  });
+});
+
+describe('the gateway admin connection', () => {
+  const logger = jsonLogger({}, 'silent');
+  const base = { VIGIL_API_KEYS: 'alpha:alpha-key-0123456789abcdef' };
+  const ADMIN_KEYS = 'admin-key-0123456789abcdef';
+
+  test('with per-role credentials, admin routes need the admin user for their connection', () => {
+    const creds = generateNatsCredentials({ outDir: tempDir(), regions: ['eu'] });
+    const asGateway = { ...base, ...creds.natsEnvFor(Role.Gateway) };
+    const admin = creds.user(Role.Admin);
+    assert.throws(
+      () => gatewayOptionsFromEnv({ ...asGateway, VIGIL_ADMIN_KEYS: ADMIN_KEYS }, logger),
+      (err) => err instanceof ConfigError && /VIGIL_ADMIN_NATS_NKEY/.test(err.message),
+    );
+    assert.throws(
+      () => gatewayOptionsFromEnv({ ...asGateway, VIGIL_ADMIN_NATS_NKEY: admin.seedFile }, logger),
+      (err) => err instanceof ConfigError && /VIGIL_ADMIN_KEYS is not/.test(err.message),
+    );
+    const options = gatewayOptionsFromEnv(
+      {
+        ...asGateway,
+        VIGIL_ADMIN_KEYS: ADMIN_KEYS,
+        VIGIL_ADMIN_NATS_NKEY: admin.seedFile,
+        VIGIL_ADMIN_NATS_INBOX_PREFIX: admin.inboxPrefix,
+      },
+      logger,
+    );
+    assert.equal(options.nats.inboxPrefix, '_INBOX_gateway');
+    assert.equal(options.adminNats?.inboxPrefix, '_INBOX_admin');
+    assert.equal(
+      new TextDecoder().decode(options.adminNats?.nkeySeed),
+      readFileSync(admin.seedFile, 'utf8').trim(),
+    );
+  });
+
+  test('without an nkey (password or token setups) admin routes keep the one connection', () => {
+    const options = gatewayOptionsFromEnv(
+      { ...base, NATS_USER: 'vigil', NATS_PASSWORD: 'pw', VIGIL_ADMIN_KEYS: ADMIN_KEYS },
+      logger,
+    );
+    assert.equal(options.adminNats, undefined);
+    assert.deepEqual(options.adminKeys, [ADMIN_KEYS]);
   });
 });
