@@ -34,6 +34,8 @@ export interface ActorHealth {
 
 /** How long a broken heartbeat watch waits before it is opened again, ms. */
 export const HEALTH_WATCH_RETRY_MS = 1_000;
+/** Least time between two direct reads of one model's heartbeats, ms. */
+export const HEALTH_REFRESH_MIN_MS = 1_000;
 
 function isHealthy(beat: ActorHeartbeat, now: number): boolean {
   return (
@@ -113,8 +115,17 @@ class RegionBeats {
     return false;
   }
 
-  /** Reads the model's beats straight from the bucket. */
+  readonly #refreshedAt = new Map<string, number>();
+
+  /**
+   * Reads the model's beats straight from the bucket, at most once per
+   * {@link HEALTH_REFRESH_MIN_MS}: while a model has no actor, every request asks, and a bucket
+   * scan per request would load the region that is already in trouble.
+   */
   async refresh(model: string): Promise<void> {
+    const now = Date.now();
+    if (now - (this.#refreshedAt.get(model) ?? 0) < HEALTH_REFRESH_MIN_MS) return;
+    this.#refreshedAt.set(model, now);
     const kv = this.#kv ?? (await new Kvm(this.js).open(assetNames.actorBucket(this.region)));
     for await (const key of await kv.keys(`${model}.*`)) {
       const entry = await kv.get(key);
