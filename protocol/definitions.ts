@@ -37,7 +37,17 @@ export const assetNames = {
   modelConsumer: (model: string): string => `actor-${model}`,
   /** An edge site's own store-and-forward stream, in the site's JetStream domain. */
   edgeStream: (site: string): string => `VIGIL_EDGE_${site.toUpperCase().replace(/-/g, '_')}`,
+  /** The controller's lease, firing alerts, route overrides and rollout holds; every region's. */
+  controlBucket: 'vigil-control',
+  /** The controller's record of every recovery action it ran and how it went. */
+  controlLogStream: 'VIGIL_CONTROL_LOG',
 } as const;
+
+/** Subjects of the control log stream: `<prefix>.<rule>`. */
+export const CONTROL_LOG_SUBJECT_PREFIX = 'vigil.ctl-log';
+
+/** How long recovery actions stay on record, ms: long enough for a post-mortem. */
+const CONTROL_LOG_RETENTION_MS = 30 * 24 * 3600_000;
 
 /**
  * The JetStream domain every hub region shares (a supercluster is one domain). Edge sites run
@@ -256,6 +266,21 @@ export async function ensureRegionAssets(
     replicas: o.replicas,
     // Counters outlive their day or month for a while (for operators), then go.
     ttl: QUOTA_COUNTER_RETENTION_MS,
+  });
+  // No bucket TTL: route overrides and rollout holds must stay until someone lifts them, and the
+  // leader lease carries its own expiry (nodes/controller/lease.ts).
+  await kvm.create(assetNames.controlBucket, {
+    history: 1,
+    storage: StorageType.File,
+    replicas: o.replicas,
+  });
+  await ensureStream(jsm, {
+    name: assetNames.controlLogStream,
+    subjects: [`${CONTROL_LOG_SUBJECT_PREFIX}.>`],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    max_age: CONTROL_LOG_RETENTION_MS * NS_PER_MS,
+    num_replicas: o.replicas,
   });
 }
 

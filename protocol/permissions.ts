@@ -7,7 +7,7 @@
  * The sets are the least each role needs, found by running the real nodes under them until no
  * nats-server "Permissions Violation" remained (see docs/architecture.md, "Security").
  */
-import { assetNames, HUB_DOMAIN } from './definitions.js';
+import { assetNames, CONTROL_LOG_SUBJECT_PREFIX, HUB_DOMAIN } from './definitions.js';
 import { nameToken, subjects } from './subjects.js';
 
 /** The roles a NATS user of Vigil can have. */
@@ -43,19 +43,22 @@ export const NatsAccount = {
 /** One of the {@link NatsAccount} values. */
 export type NatsAccount = (typeof NatsAccount)[keyof typeof NatsAccount];
 
-/**
- * Names of assets and subjects that the controller, still to come, will use: its lease and state
- * bucket, its alerts and commands. They are named here so that its role can be granted them
- * before it lands.
- */
+/** Names of the controller's assets and subjects (nodes/controller/). */
 export const controlPlaneNames = {
-  /** KV bucket of the controller's leases and state. */
-  controlBucket: 'vigil-control',
-  /** Alerts the controller raises. */
+  /** KV bucket of the controller's lease, firing alerts, route overrides and rollout holds. */
+  controlBucket: assetNames.controlBucket,
+  /** Alerts the controller raises: `vigil.alert.<severity>.<rule>`. */
   alerts: 'vigil.alert.>',
-  /** Commands the controller sends to nodes. */
+  /** Commands the controller sends to nodes: `vigil.ctl.<region>.<host>.<command>`. */
   commands: 'vigil.ctl.>',
+  /** The record of recovery actions (stream `VIGIL_CONTROL_LOG`): `vigil.ctl-log.<rule>`. */
+  actionLog: `${CONTROL_LOG_SUBJECT_PREFIX}.>`,
 } as const;
+
+/** Commands addressed to the actor hosts of `region` (restart a model, drain). */
+export function controlCommandsOfRegion(region: string): string {
+  return `vigil.ctl.${region}.>`;
+}
 
 /** Subject of an actor host's NATS service endpoints in `region` (see nodes/actor-host/host.ts). */
 export function serviceEndpointsOfRegion(region: string): string {
@@ -208,6 +211,9 @@ function gatewayPermissions(regions: readonly string[], inboxPrefix: string): Us
         ...kvWatch(assetNames.modelBucket),
         ...kvRead(assetNames.quotaBucket),
         kvWrite(assetNames.quotaBucket),
+        // Route overrides the controller writes (`route.<model>`), honoured by the router.
+        ...kvRead(assetNames.controlBucket),
+        ...kvWatch(assetNames.controlBucket),
       ],
       // A gateway that could write task records or dead letters could forge results; those
       // admin routes use a second connection as the admin user.
@@ -277,9 +283,15 @@ function actorHostPermissions(region: string, inboxPrefix: string): UserPermissi
       ],
     },
     subscribe: {
-      allow: [inboxes(inboxPrefix), SERVICE_DISCOVERY, serviceEndpointsOfRegion(region)],
+      allow: [
+        inboxes(inboxPrefix),
+        SERVICE_DISCOVERY,
+        serviceEndpointsOfRegion(region),
+        // The controller's recovery commands: restart a model's executor, drain.
+        controlCommandsOfRegion(region),
+      ],
     },
-    // Answers `$SRV.PING/INFO/STATS` and status requests on the asker's own inbox.
+    // Answers `$SRV.PING/INFO/STATS`, status requests and commands on the asker's own inbox.
     allowResponses: true,
   };
 }
@@ -308,6 +320,7 @@ function controllerPermissions(regions: readonly string[], inboxPrefix: string):
         kvWrite(controlPlaneNames.controlBucket),
         controlPlaneNames.alerts,
         controlPlaneNames.commands,
+        controlPlaneNames.actionLog,
         SERVICE_DISCOVERY,
       ],
     },
