@@ -70,10 +70,22 @@ export interface TestEdge {
   stop(): Promise<void>;
 }
 
+/** Credential dirs not yet removed: seeds are secrets, so a test process that dies still cleans up. */
+const credsDirs = new Set<string>();
+process.on('exit', () => {
+  for (const dir of credsDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+function removeCredsDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  credsDirs.delete(dir);
+}
+
 /** Starts nats-server, provisions the region, and starts the gateway (and an actor host). */
 export async function startTestEdge(options: TestEdgeOptions = {}): Promise<TestEdge> {
   const region = options.region ?? 'test';
   const credsDir = mkdtempSync(join(tmpdir(), 'vigil-creds-'));
+  credsDirs.add(credsDir);
   let nats: TestNats;
   let credentials: NatsCredentials;
   try {
@@ -84,7 +96,7 @@ export async function startTestEdge(options: TestEdgeOptions = {}): Promise<Test
       extraConfig: extraConfig.filter((text) => text !== undefined).join('\n'),
     });
   } catch (err) {
-    rmSync(credsDir, { recursive: true, force: true });
+    removeCredsDir(credsDir);
     throw err;
   }
   const connections: NatsConnection[] = [];
@@ -176,7 +188,7 @@ export async function startTestEdge(options: TestEdgeOptions = {}): Promise<Test
     await nats.stop();
     const refused = permissionViolations(nats.options.logFile!, credentials);
     await nats[Symbol.asyncDispose]();
-    rmSync(credsDir, { recursive: true, force: true });
+    removeCredsDir(credsDir);
     return refused;
   };
   try {
