@@ -53,7 +53,22 @@ export interface ActorHostOptions {
   heartbeatIntervalMs: number;
   breaker?: CircuitBreakerOptions;
   logger: Logger;
+  /**
+   * What a controller's `drain` command does. Default: SIGTERM to this process, so the host
+   * drains and exits exactly as when its orchestrator stops it, and is replaced.
+   */
+  onDrainCommand?: () => void;
 }
+
+/** A command from the controller (`vigil.ctl.<region>.<host>.<command>`), JSON. */
+interface HostCommand {
+  model?: string;
+  reason?: string;
+}
+
+/** The answer to a command, JSON. */
+type HostCommandReply =
+  { ok: true; model?: string; pid?: number; restarts?: number } | { ok: false; error: string };
 
 /** A started host. */
 export interface ActorHost {
@@ -161,6 +176,52 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
     return beating;
   };
 
+  /** Runs one controller command; never throws (the outcome is the reply). */
+  const runCommand = async (command: string, body: HostCommand): Promise<HostCommandReply> => {
+    if (command === 'drain') {
+      logger.warn('drain requested by the controller', { reason: body.reason });
+      // After the reply is flushed: the drain closes the connection the reply goes out on.
+      setImmediate(options.onDrainCommand ?? (() => process.kill(process.pid, 'SIGTERM')));
+      return { ok: true };
+    }
+    if (command !== 'restart') return { ok: false, error: `unknown command '${command}'` };
+    const i = models.findIndex((m) => m.name === body.model);
+    if (i < 0) return { ok: false, error: `model '${String(body.model)}' is not served here` };
+    logger.warn('model restart requested by the controller', {
+      model: body.model,
+      reason: body.reason,
+    });
+    try {
+      await supervised[i]!.restart(body.reason ?? 'controller');
+      return {
+        ok: true,
+        model: models[i]!.name,
+        pid: models[i]!.pid,
+        restarts: models[i]!.restarts,
+      };
+    } catch (err) {
+      return { ok: false, error: err instanceof Error ? err.message : String(err) };
+    }
+  };
+  const listenForCommands = (): void => {
+    const prefix = `vigil.ctl.${options.region}.${hostId}.`;
+    nc.subscribe(`${prefix}*`, {
+      callback: (err, msg) => {
+        if (err) return logger.warn('command subscription failed', { err });
+        let body: HostCommand = {};
+        try {
+          body = msg.json<HostCommand>();
+        } catch {
+          // An unreadable body is answered below as an unknown model, not dropped.
+        }
+        void runCommand(msg.subject.slice(prefix.length), body).then((reply) => {
+          msg.respond(JSON.stringify(reply));
+          void beat();
+        });
+      },
+    });
+  };
+
   let service: Service | undefined;
   let ticker: NodeJS.Timeout | undefined;
   try {
@@ -206,6 +267,7 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
         models: models.map((m) => `${m.name}@${m.version}`).join(','),
       },
     });
+    listenForCommands();
     actors.forEach((actor, i) => {
       const model = models[i]!;
       service!.addEndpoint(`${model.name}-status`, {

@@ -15,6 +15,11 @@ import type { SupervisedHandle, Supervisor } from '../../actors/supervisor.js';
 /** A supervised model and how to release it. */
 export interface SupervisedModel {
   readonly handle: ModelHandle;
+  /**
+   * Replaces the executor on purpose (the controller's `restart-actor`): counts as a restart.
+   * Resolves once the new executor is up.
+   */
+  restart(reason: string): Promise<void>;
   /** Stops keeping a spare; the supervisor stops the executor itself. */
   close(): Promise<void>;
 }
@@ -52,5 +57,9 @@ export async function superviseModel(
       return executor.run(input, params, options);
     },
   };
-  return { handle, close: () => starter.close() };
+  return {
+    handle,
+    restart: (reason) => supervised.restart(reason),
+    close: () => starter.close(),
+  };
 }

@@ -13,7 +13,7 @@ import { READY_MESSAGE } from '../common/process.js';
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** The nodes that can be started. */
-export type NodeName = 'gateway' | 'actor-host';
+export type NodeName = 'gateway' | 'actor-host' | 'controller';
 
 /** Options of {@link startNode}. */
 export interface StartNodeOptions {
