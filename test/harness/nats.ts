@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 
+import { waitForJetStreamMeta } from '../../nodes/launcher/supercluster.js';
 import {
   freePort,
   startNatsServer,
@@ -132,26 +133,9 @@ export async function startTestCluster(opts: TestClusterOptions = {}): Promise<T
   return { nodes, urls, stop, [Symbol.asyncDispose]: stop };
 }
 
-/** Resolves once `$JS.API.INFO` answers through `urls`; in a cluster that needs a meta leader. */
-export async function waitForJetStream(urls: string[], timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  const nc = await connect({ servers: urls, timeout: 5_000 });
-  try {
-    let lastError: unknown;
-    while (Date.now() < deadline) {
-      try {
-        const jsm = await jetstreamManager(nc, { timeout: 2_000 });
-        await jsm.getAccountInfo();
-        return;
-      } catch (err) {
-        lastError = err;
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    }
-    throw new Error(`JetStream did not answer within ${timeoutMs / 1000} s`, { cause: lastError });
-  } finally {
-    await nc.close();
-  }
+/** Resolves once `$JS.API.INFO` answers through `urls` (unauthenticated test servers). */
+export function waitForJetStream(urls: string[], timeoutMs = 30_000): Promise<void> {
+  return waitForJetStreamMeta(urls, {}, timeoutMs);
 }
 
 function withDispose(server: NatsServerProcess, storeDir: string, root: string): TestNats {
