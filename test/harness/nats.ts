@@ -5,9 +5,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { jetstreamManager } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
-
 import { waitForJetStreamMeta } from '../../nodes/launcher/supercluster.js';
 import {
   freePort,
