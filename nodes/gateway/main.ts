@@ -1,12 +1,36 @@
-/** Gateway process: reads the environment, starts the gateway, stops cleanly on SIGTERM/SIGINT. */
+/**
+ * Gateway process: reads the environment, starts telemetry and the gateway, stops cleanly on
+ * SIGTERM/SIGINT. Telemetry settings: see `nodes/common/telemetry.ts` (`OTEL_*`, `VIGIL_TELEMETRY`,
+ * `VIGIL_METRICS_PORT`, `VIGIL_METRICS_HOST`); the service name defaults to `vigil-gateway`.
+ */
 import { jsonLogger, LOG_LEVELS, type LogLevel } from '../../actors/log.js';
 import { runUntilSignal } from '../common/process.js';
+import { startTelemetry } from '../common/telemetry.js';
 import { gatewayOptionsFromEnv } from './config.js';
 import { startGateway } from './gateway.js';
 
 const level = (process.env['VIGIL_LOG_LEVEL'] ?? 'info') as LogLevel;
 const logger = jsonLogger({ node: 'gateway' }, LOG_LEVELS.includes(level) ? level : 'info');
 await runUntilSignal('gateway', logger, async () => {
-  const gateway = await startGateway(gatewayOptionsFromEnv(process.env, logger));
-  return { stop: () => gateway.close(), ready: { url: gateway.url } };
+  const options = gatewayOptionsFromEnv(process.env, logger);
+  // Before the gateway: meters taken earlier would stay no-ops.
+  const telemetry = await startTelemetry(process.env, {
+    node: 'gateway',
+    region: options.region,
+    logger,
+  });
+  const gateway = await startGateway(options).catch(async (err: unknown) => {
+    await telemetry.shutdown();
+    throw err;
+  });
+  return {
+    stop: async () => {
+      await gateway.close();
+      await telemetry.shutdown();
+    },
+    ready: {
+      url: gateway.url,
+      ...(telemetry.metricsUrl === undefined ? {} : { metricsUrl: telemetry.metricsUrl }),
+    },
+  };
 });

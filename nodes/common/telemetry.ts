@@ -1,0 +1,192 @@
+/**
+ * Starts OpenTelemetry for one node process. Only a node's `main.ts` calls it; everything else
+ * uses `@opentelemetry/api` alone, which stays a no-op until this has run.
+ *
+ * Environment (read once, at start-up):
+ *   `VIGIL_TELEMETRY`                      `off` disables traces and metrics entirely (default on)
+ *   `OTEL_EXPORTER_OTLP_ENDPOINT`          OTLP/HTTP base URL, e.g. `http://jaeger:4318`; unset: no
+ *                                          OTLP export at all, so no network attempts
+ *   `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`   traces only (full URL, `.../v1/traces`)
+ *   `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`  metrics only (full URL, `.../v1/metrics`)
+ *   `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`  e.g. `parentbased_traceidratio` and `0.1`
+ *                                          (default: parent-based, always on)
+ *   `OTEL_SERVICE_NAME`                    default `vigil-<node>`
+ *   `OTEL_BSP_SCHEDULE_DELAY`              span batch delay, ms (default 5 000)
+ *   `OTEL_BSP_MAX_QUEUE_SIZE`              spans buffered before new ones are dropped (2 048)
+ *   `OTEL_METRIC_EXPORT_INTERVAL`          OTLP metrics push interval, ms (default 60 000)
+ *   `VIGIL_METRICS_PORT`                   Prometheus `/metrics` port; 0 = any free port (the
+ *                                          ready line says which); unset: no Prometheus endpoint
+ *   `VIGIL_METRICS_HOST`                   its interface (default 127.0.0.1)
+ *
+ * Exporters never touch the data path: spans go through a bounded batch processor (a full queue
+ * drops spans, it never blocks), and export errors reach the OTel diagnostic logger, which is
+ * rate-limited here to one line per minute.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import { diag, DiagLogLevel, type DiagLogger } from '@opentelemetry/api';
+import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { HostMetrics } from '@opentelemetry/host-metrics';
+import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node';
+import { PeriodicExportingMetricReader, type IMetricReader } from '@opentelemetry/sdk-metrics';
+import { startNodeSdk } from '@opentelemetry/sdk-node';
+import { BatchSpanProcessor } from '@opentelemetry/sdk-trace';
+import type { Logger } from '../../actors/log.js';
+import { envInt, envString } from './env.js';
+
+/** What a node tells {@link startTelemetry} about itself. */
+export interface TelemetryNode {
+  /** `gateway`, `actor-host`: the default service name is `vigil-<node>`. */
+  node: string;
+  region: string;
+  /** Where a failing exporter is reported. */
+  logger: Logger;
+}
+
+/** Running telemetry. */
+export interface Telemetry {
+  /** The Prometheus endpoint, when one was asked for. */
+  readonly metricsUrl: string | undefined;
+  /** Flushes what is buffered (bounded by the exporters' own timeouts) and stops. Idempotent. */
+  shutdown(): Promise<void>;
+}
+
+/** Defaults of the variables above. */
+export const TELEMETRY_DEFAULTS = {
+  metricsHost: '127.0.0.1',
+  batchDelayMs: 5_000,
+  maxQueuedSpans: 2_048,
+  metricExportIntervalMs: 60_000,
+  /** Shortest time between two exporter error lines in the node's log, ms. */
+  errorLogEveryMs: 60_000,
+} as const;
+
+const OFF: Telemetry = { metricsUrl: undefined, shutdown: () => Promise.resolve() };
+
+/** Starts the SDK as the environment says; with `VIGIL_TELEMETRY=off` returns a no-op. */
+export async function startTelemetry(
+  env: NodeJS.ProcessEnv,
+  node: TelemetryNode,
+): Promise<Telemetry> {
+  if (envString(env, 'VIGIL_TELEMETRY', 'on', /^(on|off)$/) === 'off') return OFF;
+  const hasOtlp = (signal: string): boolean =>
+    Boolean(env['OTEL_EXPORTER_OTLP_ENDPOINT'] || env[`OTEL_EXPORTER_OTLP_${signal}_ENDPOINT`]);
+  const metricsPort = env['VIGIL_METRICS_PORT']
+    ? envInt(env, 'VIGIL_METRICS_PORT', 0, 0, 65_535)
+    : undefined;
+  const metricsHost = envString(env, 'VIGIL_METRICS_HOST', TELEMETRY_DEFAULTS.metricsHost);
+
+  diag.setLogger(throttledDiagLogger(node.logger), DiagLogLevel.WARN);
+
+  const spanProcessors = hasOtlp('TRACES')
+    ? [
+        new BatchSpanProcessor({
+          exporter: new OTLPTraceExporter(),
+          scheduledDelayMillis: envInt(
+            env,
+            'OTEL_BSP_SCHEDULE_DELAY',
+            TELEMETRY_DEFAULTS.batchDelayMs,
+            1,
+          ),
+          maxQueueSize: envInt(
+            env,
+            'OTEL_BSP_MAX_QUEUE_SIZE',
+            TELEMETRY_DEFAULTS.maxQueuedSpans,
+            1,
+          ),
+        }),
+      ]
+    : [];
+  const metricReaders: IMetricReader[] = [];
+  if (hasOtlp('METRICS')) {
+    metricReaders.push(
+      new PeriodicExportingMetricReader({
+        exporter: new OTLPMetricExporter(),
+        exportIntervalMillis: envInt(
+          env,
+          'OTEL_METRIC_EXPORT_INTERVAL',
+          TELEMETRY_DEFAULTS.metricExportIntervalMs,
+          100,
+        ),
+      }),
+    );
+  }
+  // The node serves the scrape itself (not the exporter's own server) so port 0 works and the
+  // bound address can be announced.
+  const prometheus =
+    metricsPort === undefined ? undefined : new PrometheusExporter({ preventServerStart: true });
+  if (prometheus) metricReaders.push(prometheus);
+
+  const sdk = startNodeSdk({
+    resourceAttributes: {
+      ...(env['OTEL_SERVICE_NAME'] ? {} : { 'service.name': `vigil-${node.node}` }),
+      'cloud.region': node.region,
+      'host.name': hostname(),
+    },
+    spanProcessors,
+    metricReaders,
+    logRecordProcessors: [],
+    instrumentations: [new RuntimeNodeInstrumentation()],
+  });
+  // Process CPU and memory; event-loop delay, GC and heap come from the runtime instrumentation.
+  if (metricReaders.length > 0)
+    new HostMetrics({ metricGroups: ['process.cpu', 'process.memory'] }).start();
+
+  let server: Server | undefined;
+  let metricsUrl: string | undefined;
+  if (prometheus && metricsPort !== undefined) {
+    server = createServer((req, res) => {
+      if (req.url === '/metrics') prometheus.getMetricsRequestHandler(req, res);
+      else res.writeHead(404).end();
+    });
+    const listening = server;
+    await new Promise<void>((resolve, reject) => {
+      listening.once('error', reject);
+      listening.listen(metricsPort, metricsHost, () => resolve());
+    });
+    const address = server.address() as AddressInfo;
+    metricsUrl = `http://${metricsHost}:${address.port}/metrics`;
+  }
+
+  let stopping: Promise<void> | undefined;
+  return {
+    metricsUrl,
+    shutdown() {
+      stopping ??= (async () => {
+        server?.close();
+        await sdk.shutdown().catch((err: unknown) => {
+          node.logger.warn('telemetry shutdown failed', { err });
+        });
+      })();
+      return stopping;
+    },
+  };
+}
+
+/**
+ * OTel's diagnostics into the node's log, at most one line per {@link
+ * TELEMETRY_DEFAULTS.errorLogEveryMs}: a collector that is down must not flood the log (or the
+ * disk) on every batch.
+ */
+function throttledDiagLogger(logger: Logger): DiagLogger {
+  let lastAt = 0;
+  let suppressed = 0;
+  const report = (message: string, ...args: unknown[]): void => {
+    const now = Date.now();
+    if (now - lastAt < TELEMETRY_DEFAULTS.errorLogEveryMs) {
+      suppressed += 1;
+      return;
+    }
+    lastAt = now;
+    logger.warn('telemetry: ' + message, {
+      detail: args.map((arg) => (arg instanceof Error ? arg.message : String(arg))).join(' '),
+      suppressedSinceLast: suppressed,
+    });
+    suppressed = 0;
+  };
+  const ignore = (): void => undefined;
+  return { error: report, warn: report, info: ignore, debug: ignore, verbose: ignore };
+}
