@@ -20,6 +20,16 @@ import {
 import { Kvm, type KV } from '@nats-io/kv';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import {
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Span,
+} from '@opentelemetry/api';
+import {
   assetNames,
   decodeAs,
   encode,
@@ -43,6 +53,11 @@ import {
   type WireError,
 } from '../protocol/index.js';
 import {
+  MESSAGING_SYSTEM_NATS,
+  MessagingAttr,
+  natsHeaderGetter,
+} from '../protocol/trace-context.js';
+import {
   CIRCUIT_BREAKER_DEFAULTS,
   createCircuitBreaker,
   type CircuitBreaker,
@@ -52,6 +67,14 @@ import { ExecutorGoneError } from './executors/errors.js';
 import type { RunOptions } from './executors/executor.js';
 import { silentLogger, type Logger } from './log.js';
 import { openMailbox, type Mailbox } from './mailbox.js';
+import { createTaskMetrics, TaskOutcome, type TaskMetrics } from './task-metrics.js';
+
+/**
+ * Spans of the consumer side: each delivery is an attempt (a `process` span whose parent is the
+ * producer's span from the message headers), with the time spent queued, the model run, the
+ * result's store and the reply as its parts. A no-op until a node starts the SDK.
+ */
+const tracer = trace.getTracer('vigil.actor');
 
 /** Options of {@link createInferenceActor}. */
 export interface InferenceActorOptions {
@@ -211,6 +234,9 @@ class InferenceActorImpl implements InferenceActor {
   readonly #suspects = new BoundedSet<string>(MAX_SUSPECTS);
   readonly #gate = new RunGate();
   #draining: Promise<void> | undefined;
+  readonly #metrics: TaskMetrics;
+  /** Span attributes common to every task of this actor, built once. */
+  readonly #spanAttributes: Attributes;
 
   constructor(nc: NatsConnection, js: JetStreamClient, tasks: KV, options: ResolvedOptions) {
     this.#nc = nc;
@@ -221,6 +247,14 @@ class InferenceActorImpl implements InferenceActor {
     this.#ticker = setInterval(() => this.#tick(), TICK_MS);
     this.#breaker = createCircuitBreaker(options.breaker);
     this.#breaker.onChange((state) => this.#onBreakerChange(state));
+    this.#metrics = createTaskMetrics(options.model.name, options.region);
+    this.#spanAttributes = {
+      [MessagingAttr.System]: MESSAGING_SYSTEM_NATS,
+      [MessagingAttr.DestinationTemplate]: `vigil.req.${options.region}.${options.model.name}.{priority}.{task_id}`,
+      [MessagingAttr.OperationType]: 'process',
+      [MessagingAttr.Model]: options.model.name,
+      [MessagingAttr.Region]: options.region,
+    };
   }
 
   get model(): string {
@@ -299,17 +333,53 @@ class InferenceActorImpl implements InferenceActor {
       await this.#poison(msg, err);
       return;
     }
+    const receivedAt = Date.now();
+    const attempt = msg.info.deliveryCount;
+    const producer = propagation.extract(ROOT_CONTEXT, msg.headers, natsHeaderGetter);
+    if (attempt === 1) {
+      // The wait in the queue, from acceptance to this delivery: the gap Jaeger would otherwise
+      // show as empty between the publish and the processing.
+      tracer
+        .startSpan(
+          `queued ${task.model}`,
+          {
+            startTime: task.createdAt,
+            attributes: { ...this.#spanAttributes, [MessagingAttr.TaskId]: task.id },
+          },
+          producer,
+        )
+        .end(receivedAt);
+    }
+    // Each attempt is its own span under the producer's, numbered; retries are its siblings.
+    const span = tracer.startSpan(
+      `process ${task.model}`,
+      {
+        kind: SpanKind.CONSUMER,
+        startTime: receivedAt,
+        attributes: {
+          ...this.#spanAttributes,
+          [MessagingAttr.DestinationName]: msg.subject,
+          [MessagingAttr.MessageId]: task.id,
+          [MessagingAttr.TaskId]: task.id,
+          [MessagingAttr.Attempt]: attempt,
+        },
+      },
+      producer,
+    );
     try {
-      await this.#run(msg, task);
+      await context.with(trace.setSpan(producer, span), () => this.#run(msg, task, span));
     } catch (err) {
       // Storing the outcome failed (NATS unavailable): the delivery is handed back and the task
       // tried again; nothing was acknowledged, so nothing is lost.
-      this.#log.warn('could not finish task; handing it back', { task: task.id, err });
+      span.setStatus({ code: SpanStatusCode.ERROR, message: 'could not finish task' });
+      this.#log.warn('could not finish task; handing it back', { task_id: task.id, err });
       msg.nak(1_000);
+    } finally {
+      span.end();
     }
   }
 
-  async #run(msg: JsMsg, task: RequestEnvelope): Promise<void> {
+  async #run(msg: JsMsg, task: RequestEnvelope, span: Span): Promise<void> {
     const attempt = msg.info.deliveryCount;
     // After a redelivery, or when this process was stalled long enough for its deliveries to be
     // redelivered elsewhere (SIGSTOP, a long GC pause), another attempt may have finished already.
@@ -345,6 +415,12 @@ class InferenceActorImpl implements InferenceActor {
     current.started = true;
     let result: unknown;
     let failure: WireError | undefined;
+    const inference = tracer.startSpan(`infer ${task.model}`, {
+      attributes: {
+        [MessagingAttr.Model]: task.model,
+        'vigil.model.version': this.#o.model.version,
+      },
+    });
     try {
       result = await this.#o.model.run(task.input, task.params, {
         deadline: task.deadline,
@@ -354,9 +430,11 @@ class InferenceActorImpl implements InferenceActor {
     } catch (err) {
       failure = Date.now() >= task.deadline ? deadlineError() : toVigilError(err).toWire();
       current.executorDied = err instanceof ExecutorGoneError;
+      inference.setStatus({ code: SpanStatusCode.ERROR, message: failure.code });
     } finally {
       this.#running.delete(current);
       release();
+      inference.end();
     }
     if (current.executorDied) this.#suspects.add(task.id);
     else if (suspect) this.#suspects.delete(task.id);
@@ -384,6 +462,7 @@ class InferenceActorImpl implements InferenceActor {
       this.#reply(task, stored);
       if (stored.record === record) {
         this.#stats.succeeded += 1;
+        this.#metrics.finished(TaskOutcome.Succeeded, task.createdAt);
         this.#emit(task, stored.record.state, stored.record.attempt);
       } else {
         // A newer attempt stored its outcome first (this one was stalled): that outcome stands,
@@ -397,9 +476,17 @@ class InferenceActorImpl implements InferenceActor {
     // The model's executor died under this task (the supervisor is restarting it): hand the
     // task back at once rather than after a backoff; the crash still counts as an attempt.
     const delay = current.executorDied ? 0 : this.#retryDelay(attempt);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: failure.code });
     if (failure.retryable && attempt < this.#o.maxAttempts && Date.now() + delay < task.deadline) {
       this.#stats.retried += 1;
-      this.#log.info('retrying task', { task: task.id, attempt, delayMs: delay, error: failure });
+      this.#metrics.retried();
+      span.setAttribute('vigil.retry_in_ms', delay);
+      this.#log.info('retrying task', {
+        task_id: task.id,
+        attempt,
+        delayMs: delay,
+        error: failure,
+      });
       this.#emit(task, TaskEventType.Retrying, attempt, { retryInMs: delay, error: failure });
       msg.nak(delay);
       return;
@@ -435,6 +522,7 @@ class InferenceActorImpl implements InferenceActor {
   /** Counts a finished run and feeds the breaker: only model failures say the model is sick. */
   #recordRun(latencyMs: number, failure: WireError | undefined): void {
     this.#stats.processed += 1;
+    this.#metrics.modelRun(latencyMs);
     if (this.#latencies.length >= LATENCY_SAMPLES) this.#latencies.shift();
     this.#latencies.push(latencyMs);
     if (failure) this.#stats.errors += 1;
@@ -498,7 +586,13 @@ class InferenceActorImpl implements InferenceActor {
     const stored = await this.#finalize(record, current);
     if (state === TaskState.Dead) this.#stats.deadLettered += 1;
     else this.#stats.failed += 1;
-    this.#log.warn('task ended unsuccessfully', { task: task.id, state, attempt, error });
+    if (stored.record === record) {
+      this.#metrics.finished(
+        state === TaskState.Dead ? TaskOutcome.Dead : TaskOutcome.Failed,
+        task.createdAt,
+      );
+    }
+    this.#log.warn('task ended unsuccessfully', { task_id: task.id, state, attempt, error });
     this.#reply(task, stored);
     const { state: finalState, attempt: finalAttempt, error: finalError } = stored.record;
     this.#emit(task, finalState, finalAttempt, finalError ? { error: finalError } : {});
@@ -511,6 +605,23 @@ class InferenceActorImpl implements InferenceActor {
    * ever written. Returns whichever record is stored.
    */
   async #finalize(record: TaskRecord, attempt?: Attempt): Promise<StoredRecord> {
+    const span = tracer.startSpan(`store ${record.model}`, {
+      attributes: { [MessagingAttr.TaskId]: record.id, 'vigil.task.state': record.state },
+    });
+    try {
+      const stored = await this.#compareAndSet(record, attempt);
+      if (stored.record !== record) span.setAttribute('vigil.superseded', true);
+      return stored;
+    } catch (err) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+
+  /** {@link #finalize}'s conditional write. */
+  async #compareAndSet(record: TaskRecord, attempt?: Attempt): Promise<StoredRecord> {
     const payload = encode(record);
     let revision = attempt?.revision;
     for (let tries = 0; tries < 5; tries += 1) {
@@ -556,7 +667,7 @@ class InferenceActorImpl implements InferenceActor {
         }
       }
     })().catch((err: unknown) =>
-      this.#log.warn('could not mark task running', { task: task.id, err }),
+      this.#log.warn('could not mark task running', { task_id: task.id, err }),
     );
   }
 
@@ -580,7 +691,7 @@ class InferenceActorImpl implements InferenceActor {
     } catch (err) {
       // Another attempt wrote the record since: progress is advisory, the final write decides.
       if (!isWrongRevision(err))
-        this.#log.debug('progress not stored', { task: attempt.task.id, err });
+        this.#log.debug('progress not stored', { task_id: attempt.task.id, err });
     }
   }
 
@@ -638,10 +749,21 @@ class InferenceActorImpl implements InferenceActor {
   /** Tells the waiting client, if any, over core NATS. Best effort: the client also polls. */
   #reply(task: RequestEnvelope, stored: StoredRecord): void {
     if (!task.replyTo) return;
+    const span = tracer.startSpan('send reply', {
+      kind: SpanKind.PRODUCER,
+      attributes: {
+        [MessagingAttr.System]: MESSAGING_SYSTEM_NATS,
+        [MessagingAttr.OperationType]: 'send',
+        [MessagingAttr.TaskId]: task.id,
+      },
+    });
     try {
       this.#nc.publish(task.replyTo, stored.payload);
     } catch (err) {
-      this.#log.debug('reply not sent', { task: task.id, err });
+      span.setStatus({ code: SpanStatusCode.ERROR });
+      this.#log.debug('reply not sent', { task_id: task.id, err });
+    } finally {
+      span.end();
     }
   }
 
@@ -665,7 +787,7 @@ class InferenceActorImpl implements InferenceActor {
     try {
       this.#nc.publish(subjects.event(this.#o.region, task.tenant, task.id), encode(event));
     } catch (err) {
-      this.#log.debug('event not sent', { task: task.id, err });
+      this.#log.debug('event not sent', { task_id: task.id, err });
     }
   }
 
@@ -685,6 +807,7 @@ class InferenceActorImpl implements InferenceActor {
         headers: hdrs,
       });
       this.#stats.deadLettered += 1;
+      this.#metrics.undecodable();
       msg.term(`undecodable: ${error.message}`.slice(0, 256));
     } catch (publishErr) {
       this.#log.warn('could not dead-letter undecodable request', { err: publishErr });

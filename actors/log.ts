@@ -1,7 +1,11 @@
 /**
  * Structured logging: one JSON object per line, so operators can grep by task id and ship the
  * stream anywhere. Components take a `Logger`; only nodes decide where lines go.
+ *
+ * A line written while a span is active carries its `trace_id` and `span_id`, so a log line leads
+ * to its trace in Jaeger and back. Code handling a task passes `task_id` as a field.
  */
+import { trace } from '@opentelemetry/api';
 
 /** Fields attached to a log line. */
 export type LogFields = Record<string, unknown>;
@@ -38,6 +42,11 @@ export function jsonLogger(
       ...base,
       ...fields,
     };
+    const span = trace.getActiveSpan()?.spanContext();
+    if (span && trace.isSpanContextValid(span)) {
+      line['trace_id'] = span.traceId;
+      line['span_id'] = span.spanId;
+    }
     const err = line['err'];
     if (err instanceof Error) line['err'] = { name: err.name, message: err.message };
     write(JSON.stringify(line) + '\n');

@@ -15,6 +15,7 @@ import {
   type JetStreamClient,
 } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
+import { context, propagation, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import {
   headers as natsHeaders,
   NoRespondersError,
@@ -39,6 +40,10 @@ import {
 } from './envelopes.js';
 import { ErrorCode, VigilError } from './errors.js';
 import { subjects, type Priority } from './subjects.js';
+import { MESSAGING_SYSTEM_NATS, MessagingAttr, natsHeaderSetter } from './trace-context.js';
+
+/** Spans of the client (the producer side of the queue); a no-op until a node starts the SDK. */
+const tracer = trace.getTracer('vigil.client');
 
 /** JetStream's error for a store that refused a message (here: the bounded queue is full). */
 const STREAM_STORE_FAILED = 10077;
@@ -91,7 +96,7 @@ export interface SubmitRequest {
   region?: string;
   /** Client's idempotency key: the same key from the same tenant always names the same task. */
   idempotencyKey?: string;
-  /** Extra headers for the request message (trace context). */
+  /** Extra headers for the request message; trace context is added from the active span. */
   headers?: Record<string, string>;
   /**
    * How long to wait for the outcome after acceptance, ms; 0 = return once accepted. The actor
@@ -253,14 +258,29 @@ class VigilClientImpl implements VigilClient {
     const waits = request.waitMs > 0;
     if (waits) envelope.replyTo = subjects.reply(this.clientId, taskId);
 
-    const hdrs: MsgHdrs = natsHeaders();
-    for (const [name, value] of Object.entries(request.headers ?? {})) hdrs.set(name, value);
-
     // Home-region work at an edge site is accepted by the site itself (store-and-forward).
     const subject =
       this.#edgeSite !== undefined && region === this.#region
         ? subjects.edgeRequest(this.#edgeSite, region, request.model, request.priority, taskId)
         : subjects.request(region, request.model, request.priority, taskId);
+
+    // The producer span's context travels in the message headers; the actor's spans are its
+    // children. A spill-over to another region is the same publish, so it stays in the trace.
+    const span = tracer.startSpan(`send ${request.model}`, {
+      kind: SpanKind.PRODUCER,
+      attributes: {
+        [MessagingAttr.System]: MESSAGING_SYSTEM_NATS,
+        [MessagingAttr.OperationType]: 'send',
+        [MessagingAttr.OperationName]: 'publish',
+        [MessagingAttr.DestinationName]: subject,
+        [MessagingAttr.MessageId]: taskId,
+        [MessagingAttr.Model]: request.model,
+        [MessagingAttr.Region]: region,
+      },
+    });
+    const hdrs: MsgHdrs = natsHeaders();
+    for (const [name, value] of Object.entries(request.headers ?? {})) hdrs.set(name, value);
+    propagation.inject(trace.setSpan(context.active(), span), hdrs, natsHeaderSetter);
 
     // Listen before publishing: the reply can arrive in the same socket read as the PubAck.
     const waiter = waits ? this.#register(taskId) : undefined;
@@ -274,7 +294,11 @@ class VigilClientImpl implements VigilClient {
         });
         duplicate = ack.duplicate;
       } catch (err) {
-        throw publishError(err);
+        const error = publishError(err);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+        throw error;
+      } finally {
+        span.end();
       }
       if (!waiter) return { taskId, region, duplicate };
       // A duplicate's reply goes to whoever submitted first: read the bucket at once.

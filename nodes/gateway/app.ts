@@ -3,6 +3,7 @@
  * and the OpenAI-compatible API. It holds no state of its own; everything durable is in NATS.
  */
 import type { HttpBindings } from '@hono/node-server';
+import { httpInstrumentationMiddleware } from '@hono/otel';
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { bearerAuth } from 'hono/bearer-auth';
 import { createMiddleware } from 'hono/factory';
@@ -11,7 +12,6 @@ import { secureHeaders } from 'hono/secure-headers';
 import {
   ErrorCode,
   FINAL_STATES,
-  Header,
   nameToken,
   Priority,
   PublishRefusedError,
@@ -36,6 +36,7 @@ import { registerOpenAiRoutes } from './openai-routes.js';
 import { readJsonBody } from './json-body.js';
 import { ownerOf, taskView } from './task-view.js';
 import { z } from 'zod';
+import { gatewayTaskMetrics } from '../common/metrics.js';
 
 /** Limits and timings of the HTTP surface. */
 export interface GatewayAppOptions {
@@ -79,7 +80,6 @@ export type GatewayEnv = {
 };
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
-const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 const inferBodySchema = z.object({
   input: z.unknown().refine((v) => v !== undefined, 'is required'),
@@ -113,6 +113,7 @@ export interface SubmittedTask {
 export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
   const { client, catalog, apiKeys, options } = deps;
   const app = new Hono<GatewayEnv>();
+  const taskMetrics = gatewayTaskMetrics();
   app.onError(onGatewayError(deps.logger));
   app.notFound((c) =>
     errorResponse(c, {
@@ -121,6 +122,9 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
       retryable: false,
     }),
   );
+  // The server span (parent: the client's `traceparent`, if any) and the request-duration
+  // histogram per route and status; a no-op until the node starts the OTel SDK.
+  app.use(httpInstrumentationMiddleware());
   app.use(requestId({ headerName: 'X-Request-Id' }));
   // A JSON API needs the headers that stop content sniffing and framing and pin HTTPS; the
   // browser-document policies (COOP, CORP, Origin-Agent-Cluster, download and DNS-prefetch
@@ -209,9 +213,6 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
       submission.deadlineMs ?? options.defaultTaskDeadlineMs,
       options.maxTaskDeadlineMs,
     );
-    const headers: Record<string, string> = {};
-    const traceparent = c.req.header(Header.TraceParent);
-    if (traceparent && TRACEPARENT.test(traceparent)) headers[Header.TraceParent] = traceparent;
     const request = {
       tenant: c.get('tenant'),
       model: submission.model.name,
@@ -220,7 +221,6 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
       input: submission.input,
       params: submission.params,
       deadline: Date.now() + deadlineMs,
-      headers,
       waitMs: Math.min(submission.waitMs, deadlineMs),
       cancel: clientGone(c),
       ...(key === undefined ? {} : { idempotencyKey: key }),
@@ -229,7 +229,9 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     // outright (nothing stored), so a request never runs in two regions.
     for (const [i, region] of route.regions.entries()) {
       try {
-        return await client.submit({ ...request, region });
+        const submitted = await client.submit({ ...request, region });
+        if (!submitted.duplicate) taskMetrics.accepted(request.model, region);
+        return submitted;
       } catch (err) {
         if (!(err instanceof PublishRefusedError) || i === route.regions.length - 1) throw err;
         deps.logger.warn('region refused a request; trying the next', {

@@ -17,6 +17,7 @@ import {
   type VigilClient,
 } from '../../protocol/index.js';
 import type { Logger } from '../../actors/log.js';
+import { observeNatsConnection, observeQueues } from '../common/metrics.js';
 import { connectNats, type NatsConnectOptions } from '../common/nats-connection.js';
 import { createAdminKeyStore, createApiKeyStore, type ApiKeyEntry } from './api-keys.js';
 import { createGatewayApp, type GatewayAppOptions } from './app.js';
@@ -29,7 +30,7 @@ import {
   type TenantLimitsConfig,
 } from './tenant-limits.js';
 import { openTenantQuota, withTenantQuota, type TenantQuota } from './tenant-quota.js';
-import { createRegionRouter, type RegionRouter } from './region-router.js';
+import { createRegionRouter, watchRouteOverrides, type RegionRouter } from './region-router.js';
 
 /** Everything a gateway needs to start. */
 export interface GatewayOptions extends GatewayAppOptions {
@@ -128,7 +129,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       health,
       await hubJs.jetstreamManager(),
       logger,
+      watchRouteOverrides(hubJs, logger),
     );
+    const modelCatalog = catalog;
+    observeQueues({
+      jsm: await hubJs.jetstreamManager(),
+      region: options.region,
+      models: () => modelCatalog.list().map((model) => model.name),
+    });
+    observeNatsConnection(nc, 'gateway');
     if (adminKeys.length > 0) {
       if (options.adminNats) {
         adminNc = await connectNats(

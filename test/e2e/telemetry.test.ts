@@ -1,0 +1,375 @@
+/**
+ * Telemetry over real processes: a gateway and an actor host export OTLP/HTTP (JSON) to a
+ * receiver started here, and serve Prometheus scrapes. Asserted: one trace id across both
+ * processes from the client's `traceparent` through the queue to the model, retries as numbered
+ * attempts in the same trace, counters that grow by exactly the requests sent, and a queue-depth
+ * gauge that rises while no actor runs.
+ */
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { startTestEdge, waitFor, type TestEdge } from '../harness/edge.js';
+
+/** One span as the receiver saw it, with the service that sent it. */
+interface ReceivedSpan {
+  service: string;
+  name: string;
+  kind: number;
+  traceId: string;
+  spanId: string;
+  parentSpanId: string;
+  startMs: number;
+  endMs: number;
+  attributes: Record<string, unknown>;
+}
+
+/** OTLP span kinds (the proto enum, as JSON numbers). */
+const Kind = { Internal: 1, Server: 2, Producer: 4, Consumer: 5 } as const;
+
+interface OtlpValue {
+  stringValue?: string;
+  intValue?: number | string;
+  boolValue?: boolean;
+  doubleValue?: number;
+}
+interface OtlpAttribute {
+  key: string;
+  value: OtlpValue;
+}
+
+const valueOf = (v: OtlpValue): unknown =>
+  v.stringValue ??
+  (v.intValue === undefined ? undefined : Number(v.intValue)) ??
+  v.boolValue ??
+  v.doubleValue;
+
+const attributesOf = (list: OtlpAttribute[] | undefined): Record<string, unknown> =>
+  Object.fromEntries((list ?? []).map((a) => [a.key, valueOf(a.value)]));
+
+/** A bounded OTLP/HTTP receiver: JSON traces parsed into spans, metric posts counted per service. */
+class OtlpReceiver {
+  readonly spans: ReceivedSpan[] = [];
+  readonly metricPosts = new Map<string, number>();
+  #server: Server | undefined;
+  url = '';
+
+  async start(): Promise<void> {
+    this.#server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size <= 16 * 1024 * 1024) chunks.push(chunk);
+      });
+      req.on('end', () => {
+        try {
+          assert.match(String(req.headers['content-type']), /json/);
+          const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<
+            string,
+            unknown
+          >;
+          if (req.url === '/v1/traces') this.#traces(body);
+          else if (req.url === '/v1/metrics') this.#metrics(body);
+          res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+        } catch {
+          res.writeHead(400).end();
+        }
+      });
+    });
+    const server = this.#server;
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  stop(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#server?.closeAllConnections();
+      this.#server?.close(() => resolve());
+    });
+  }
+
+  #traces(body: Record<string, unknown>): void {
+    type Otlp = {
+      resource?: { attributes?: OtlpAttribute[] };
+      scopeSpans?: {
+        spans?: {
+          name: string;
+          kind: number;
+          traceId: string;
+          spanId: string;
+          parentSpanId?: string;
+          startTimeUnixNano: string;
+          endTimeUnixNano: string;
+          attributes?: OtlpAttribute[];
+        }[];
+      }[];
+    };
+    for (const rs of (body['resourceSpans'] ?? []) as Otlp[]) {
+      const service = String(attributesOf(rs.resource?.attributes)['service.name']);
+      for (const ss of rs.scopeSpans ?? []) {
+        for (const s of ss.spans ?? []) {
+          this.spans.push({
+            service,
+            name: s.name,
+            kind: s.kind,
+            traceId: s.traceId,
+            spanId: s.spanId,
+            parentSpanId: s.parentSpanId ?? '',
+            startMs: Number(BigInt(s.startTimeUnixNano) / 1_000_000n),
+            endMs: Number(BigInt(s.endTimeUnixNano) / 1_000_000n),
+            attributes: attributesOf(s.attributes),
+          });
+        }
+      }
+    }
+  }
+
+  #metrics(body: Record<string, unknown>): void {
+    type Otlp = { resource?: { attributes?: OtlpAttribute[] } };
+    for (const rm of (body['resourceMetrics'] ?? []) as Otlp[]) {
+      const service = String(attributesOf(rm.resource?.attributes)['service.name']);
+      this.metricPosts.set(service, (this.metricPosts.get(service) ?? 0) + 1);
+    }
+  }
+}
+
+/** Sums the samples of `metric` whose labels include every `labels` pair. */
+function sample(text: string, metric: string, labels: Record<string, string>): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(metric + '{') && !line.startsWith(metric + ' ')) continue;
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+async function scrape(url: string): Promise<string> {
+  const res = await fetch(url);
+  assert.equal(res.status, 200);
+  return res.text();
+}
+
+const receiver = new OtlpReceiver();
+let edge: TestEdge;
+
+before(async () => {
+  await receiver.start();
+  const telemetryEnv = {
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+    OTEL_BSP_SCHEDULE_DELAY: '100',
+    OTEL_METRIC_EXPORT_INTERVAL: '500',
+    VIGIL_METRICS_PORT: '0',
+  };
+  edge = await startTestEdge({
+    gatewayEnv: telemetryEnv,
+    actorEnv: {
+      ...telemetryEnv,
+      VIGIL_ECHO_FAULTS: '{"enabled":true}',
+      VIGIL_RETRY_SCHEDULE_MS: '100',
+    },
+  });
+});
+after(async () => {
+  await edge?.stop();
+  await receiver.stop();
+});
+
+const infer = (body: unknown, headers: Record<string, string> = {}) =>
+  edge.request('/v1/models/echo/infer', { method: 'POST', body: JSON.stringify(body), headers });
+
+const randomHex = (bytes: number): string =>
+  Buffer.from(crypto.getRandomValues(new Uint8Array(bytes))).toString('hex');
+
+/** Waits until the receiver holds spans of `traceId` that satisfy `ready`. */
+function spansOf(traceId: string, ready: (spans: ReceivedSpan[]) => boolean) {
+  return waitFor(
+    `spans of trace ${traceId}`,
+    () => {
+      const spans = receiver.spans.filter((s) => s.traceId === traceId);
+      return Promise.resolve(ready(spans) ? spans : undefined);
+    },
+    15_000,
+  );
+}
+
+describe('traces across the queue', () => {
+  test('one trace from the client through the gateway, the queue and the actor', async () => {
+    const traceId = randomHex(16);
+    const clientSpanId = randomHex(8);
+    const res = await infer(
+      { input: { hello: 'trace' } },
+      {
+        traceparent: `00-${traceId}-${clientSpanId}-01`,
+      },
+    );
+    assert.equal(res.status, 200);
+    const taskId = String(((await res.json()) as Record<string, unknown>)['id']);
+
+    const spans = await spansOf(
+      traceId,
+      (found) =>
+        ['send reply', 'store echo', 'infer echo', 'queued echo', 'process echo'].every((name) =>
+          found.some((s) => s.name === name),
+        ) && found.some((s) => s.kind === Kind.Server),
+    );
+    const one = (name: string): ReceivedSpan => {
+      const matching = spans.filter((s) => s.name === name);
+      assert.equal(matching.length, 1, `one '${name}' span, got ${matching.length}`);
+      return matching[0] as ReceivedSpan;
+    };
+    const server = spans.find((s) => s.kind === Kind.Server) as ReceivedSpan;
+    const send = one('send echo');
+    const queued = one('queued echo');
+    const process = one('process echo');
+    const inferSpan = one('infer echo');
+    const store = one('store echo');
+    const reply = one('send reply');
+    console.log(
+      `trace ${traceId}: ${spans.length} spans from`,
+      [...new Set(spans.map((s) => s.service))].join(', '),
+    );
+
+    // Both processes, told apart by service.name.
+    assert.equal(server.service, 'vigil-gateway');
+    assert.equal(send.service, 'vigil-gateway');
+    for (const span of [queued, process, inferSpan, store, reply])
+      assert.equal(span.service, 'vigil-actor-host');
+
+    // The chain: client -> HTTP server -> publish -> (queued, process) -> model, store, reply.
+    assert.equal(server.parentSpanId, clientSpanId);
+    assert.equal(server.name, 'POST /v1/models/:model/infer');
+    assert.equal(send.parentSpanId, server.spanId);
+    assert.equal(send.kind, Kind.Producer);
+    assert.equal(queued.parentSpanId, send.spanId);
+    assert.equal(process.parentSpanId, send.spanId);
+    assert.equal(process.kind, Kind.Consumer);
+    for (const child of [inferSpan, store, reply]) assert.equal(child.parentSpanId, process.spanId);
+
+    // Messaging semantic conventions and the task on the spans.
+    assert.equal(send.attributes['messaging.system'], 'nats');
+    assert.equal(send.attributes['messaging.message.id'], taskId);
+    assert.match(
+      String(send.attributes['messaging.destination.name']),
+      /^vigil\.req\.test\.echo\./,
+    );
+    assert.equal(process.attributes['messaging.system'], 'nats');
+    assert.equal(process.attributes['messaging.operation.type'], 'process');
+    assert.equal(process.attributes['vigil.task.id'], taskId);
+    assert.equal(process.attributes['vigil.task.attempt'], 1);
+
+    // The queued span covers the wait: from acceptance to the delivery, before the processing.
+    assert.ok(queued.startMs <= queued.endMs);
+    assert.ok(queued.endMs <= process.startMs + 1, 'queued ends when processing starts');
+    assert.ok(queued.startMs >= server.startMs - 1, 'queued starts inside the HTTP request');
+  });
+
+  test('a retried task shows each attempt, numbered, in the same trace', async () => {
+    const traceId = randomHex(16);
+    const res = await infer(
+      { input: { retry: true }, params: { fail_until: Date.now() + 300 } },
+      { traceparent: `00-${traceId}-${randomHex(8)}-01`, Prefer: 'respond-async' },
+    );
+    assert.equal(res.status, 202);
+    const spans = await spansOf(
+      traceId,
+      (found) =>
+        found.filter((s) => s.name === 'process echo').length >= 2 &&
+        found.some((s) => s.name === 'store echo'),
+    );
+    const attempts = spans
+      .filter((s) => s.name === 'process echo')
+      .sort((a, b) => a.startMs - b.startMs);
+    const send = spans.find((s) => s.name === 'send echo') as ReceivedSpan;
+    console.log(`retried trace: ${attempts.length} attempts`);
+    assert.deepEqual(
+      attempts.map((s) => s.attributes['vigil.task.attempt']),
+      attempts.map((_, i) => i + 1),
+    );
+    for (const attempt of attempts) assert.equal(attempt.parentSpanId, send.spanId);
+    assert.ok(
+      typeof attempts[0]?.attributes['vigil.retry_in_ms'] === 'number',
+      'the failed attempt says when the next one runs',
+    );
+    assert.equal(spans.filter((s) => s.name === 'queued echo').length, 1);
+  });
+});
+
+describe('metrics', () => {
+  test('counters grow by the requests sent, on both nodes', async () => {
+    const gatewayMetrics = String(edge.gateway.ready['metricsUrl']);
+    const actorMetrics = String(edge.actorHosts[0]?.ready['metricsUrl']);
+    assert.match(gatewayMetrics, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    assert.match(actorMetrics, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    const accepted = (text: string) =>
+      sample(text, 'vigil_tasks_accepted_total', { vigil_model: 'echo' });
+    const succeeded = (text: string) =>
+      sample(text, 'vigil_tasks_finished_total', {
+        vigil_model: 'echo',
+        vigil_outcome: 'succeeded',
+      });
+    const acceptedBefore = accepted(await scrape(gatewayMetrics));
+    const succeededBefore = succeeded(await scrape(actorMetrics));
+
+    const N = 25;
+    const statuses = await Promise.all(
+      Array.from({ length: N }, async (_, i) => (await infer({ input: { i } })).status),
+    );
+    assert.deepEqual(statuses, Array(N).fill(200));
+
+    const gatewayText = await scrape(gatewayMetrics);
+    const actorText = await scrape(actorMetrics);
+    const acceptedDelta = accepted(gatewayText) - acceptedBefore;
+    const succeededDelta = succeeded(actorText) - succeededBefore;
+    console.log(`after ${N} requests: accepted +${acceptedDelta}, succeeded +${succeededDelta}`);
+    assert.equal(acceptedDelta, N);
+    assert.equal(succeededDelta, N);
+    // The HTTP layer (per route and status) and the infrastructure layer are there too.
+    assert.match(
+      gatewayText,
+      /http_server_request_duration_count\{[^}]*http_route="\/v1\/models\/:model\/infer"/,
+    );
+    assert.match(gatewayText, /vigil_nats_connected\{[^}]*\} 1/);
+    assert.match(actorText, /vigil_model_run_duration_count/);
+    assert.match(actorText, /nodejs_eventloop_delay/);
+    assert.match(actorText, /process_memory_usage/);
+
+    // OTLP metrics were pushed by both processes as well.
+    await waitFor(
+      'OTLP metric posts from both nodes',
+      () =>
+        Promise.resolve(
+          (receiver.metricPosts.get('vigil-gateway') ?? 0) > 0 &&
+            (receiver.metricPosts.get('vigil-actor-host') ?? 0) > 0
+            ? true
+            : undefined,
+        ),
+      10_000,
+    );
+  });
+
+  test('the queue-depth gauge rises while no actor runs, and falls when one returns', async () => {
+    const gatewayMetrics = String(edge.gateway.ready['metricsUrl']);
+    const depth = async () =>
+      sample(await scrape(gatewayMetrics), 'vigil_queue_pending', { vigil_model: 'echo' });
+    const host = edge.actorHosts.shift();
+    await host?.stop();
+    const M = 12;
+    for (let i = 0; i < M; i += 1) {
+      const res = await infer({ input: { queued: i } }, { Prefer: 'respond-async' });
+      assert.equal(res.status, 202);
+    }
+    const raised = await depth();
+    console.log(`queue depth with no actor after ${M} async requests: ${raised}`);
+    assert.ok(raised >= M, `queue depth ${raised} >= ${M}`);
+
+    await edge.startActorHost();
+    const drained = await waitFor(
+      'queue drained',
+      async () => ((await depth()) === 0 ? true : undefined),
+      20_000,
+    );
+    assert.ok(drained);
+  });
+});
