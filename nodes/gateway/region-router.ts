@@ -4,10 +4,16 @@
  * it spills over to the nearest region that has both. The decision reads only in-memory state
  * (the heartbeat watches and a queue-depth sample refreshed in the background), so routing costs
  * the request path no round trip.
+ *
+ * The controller can shift a model's traffic: a route override (`route.<model>` in the control
+ * bucket, `{avoid: [regions]}`) puts those regions last, behind every other healthy region the
+ * gateway may spill to. They still take work when no other region can.
  */
-import type { JetStreamManager } from '@nats-io/jetstream';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { z } from 'zod';
 import type { Logger } from '../../actors/log.js';
-import { assetNames } from '../../protocol/index.js';
+import { assetNames, NAME_TOKEN } from '../../protocol/index.js';
 import type { ActorHealth } from './actor-health.js';
 
 /** Routing settings. */
@@ -52,6 +58,61 @@ export interface RegionRouter {
   /** The last sampled queue depth of `model` in `region`, if any. */
   queueDepth(region: string, model: string): number | undefined;
   close(): void;
+}
+
+/** The route overrides in force, kept current by a watch on the control bucket. */
+export interface RouteOverrides {
+  /** Regions the model's new work avoids while another healthy region can take it. */
+  avoided(model: string): readonly string[];
+  close(): void;
+}
+
+/** How long a broken override watch waits before it is opened again, ms. */
+const OVERRIDE_WATCH_RETRY_MS = 1_000;
+
+/** Route override keys: `route.<model>`. */
+const ROUTE_KEY_PREFIX = 'route.';
+
+const routeOverrideSchema = z.object({ avoid: z.array(z.string().regex(NAME_TOKEN)).max(64) });
+
+/**
+ * Watches the controller's route overrides. Routing must not depend on the control plane: a
+ * bucket that cannot be read means no overrides, and the watch is retried in the background.
+ */
+export function watchRouteOverrides(js: JetStreamClient, logger: Logger): RouteOverrides {
+  const avoid = new Map<string, readonly string[]>();
+  let closed = false;
+  let stop: (() => void) | undefined;
+  void (async () => {
+    while (!closed) {
+      try {
+        const kv = await new Kvm(js).open(assetNames.controlBucket);
+        const watch = await kv.watch({ key: `${ROUTE_KEY_PREFIX}>` });
+        stop = () => watch.stop();
+        if (closed) watch.stop();
+        for await (const entry of watch) {
+          const model = entry.key.slice(ROUTE_KEY_PREFIX.length);
+          if (entry.operation !== 'PUT') {
+            avoid.delete(model);
+            continue;
+          }
+          const parsed = routeOverrideSchema.safeParse(entry.json());
+          if (parsed.success) avoid.set(model, parsed.data.avoid);
+          else logger.warn('ignoring unreadable route override', { key: entry.key });
+        }
+      } catch (err) {
+        logger.warn('route overrides unavailable', { err });
+      }
+      if (!closed) await new Promise((r) => setTimeout(r, OVERRIDE_WATCH_RETRY_MS).unref());
+    }
+  })();
+  return {
+    avoided: (model) => avoid.get(model) ?? [],
+    close() {
+      closed = true;
+      stop?.();
+    },
+  };
 }
 
 /** Samples the queue depth of (region, model) pairs that routing asked about recently. */
@@ -115,12 +176,16 @@ class QueueDepths {
   }
 }
 
-/** Builds the router from the heartbeat view and a JetStream manager that reaches every region. */
+/**
+ * Builds the router from the heartbeat view and a JetStream manager that reaches every region;
+ * it takes over `overrides` (closed with it).
+ */
 export function createRegionRouter(
   options: RegionRoutingOptions,
   health: ActorHealth,
   jsm: JetStreamManager,
   logger: Logger,
+  overrides?: RouteOverrides,
 ): RegionRouter {
   const o = { ...REGION_ROUTING_DEFAULTS, ...options };
   const depths = new QueueDepths(jsm, logger, o.depthSampleMs);
@@ -133,6 +198,11 @@ export function createRegionRouter(
         if (await health.hasHealthyActor(model, region)) healthy.push(region);
       }
       if (healthy.length === 0) return { regions: [o.home], noHealthyActor: true };
+      const avoided = overrides?.avoided(model) ?? [];
+      if (avoided.length > 0) {
+        // Stable: the regions still preferred keep their order, the avoided ones go last.
+        healthy.sort((a, b) => Number(avoided.includes(a)) - Number(avoided.includes(b)));
+      }
       const shallow = healthy.filter((r) => (depths.get(r, model) ?? 0) < o.spillQueueDepth);
       // Best: the nearest region that can run it now. Then the other healthy ones, for when a
       // queue turns out to be full.
@@ -143,6 +213,9 @@ export function createRegionRouter(
       return { regions: [first, ...rest], noHealthyActor: false };
     },
     queueDepth: (region, model) => depths.get(region, model),
-    close: () => depths.close(),
+    close: () => {
+      depths.close();
+      overrides?.close();
+    },
   };
 }
