@@ -67,6 +67,7 @@ import { ExecutorGoneError } from './executors/errors.js';
 import type { RunOptions } from './executors/executor.js';
 import { silentLogger, type Logger } from './log.js';
 import { openMailbox, type Mailbox } from './mailbox.js';
+import { builtinOutputCheck, type OutputCheck } from './runtimes/index.js';
 import { createTaskMetrics, TaskOutcome, type TaskMetrics } from './task-metrics.js';
 
 /**
@@ -235,6 +236,8 @@ class InferenceActorImpl implements InferenceActor {
   readonly #gate = new RunGate();
   #draining: Promise<void> | undefined;
   readonly #metrics: TaskMetrics;
+  /** The model's output checks (built-in models only: the runtime itself may be out of process). */
+  readonly #checkOutput: OutputCheck | undefined;
   /** Span attributes common to every task of this actor, built once. */
   readonly #spanAttributes: Attributes;
 
@@ -248,6 +251,7 @@ class InferenceActorImpl implements InferenceActor {
     this.#breaker = createCircuitBreaker(options.breaker);
     this.#breaker.onChange((state) => this.#onBreakerChange(state));
     this.#metrics = createTaskMetrics(options.model.name, options.region);
+    this.#checkOutput = builtinOutputCheck(options.model.name);
     this.#spanAttributes = {
       [MessagingAttr.System]: MESSAGING_SYSTEM_NATS,
       [MessagingAttr.DestinationTemplate]: `vigil.req.${options.region}.${options.model.name}.{priority}.{task_id}`,
@@ -456,6 +460,13 @@ class InferenceActorImpl implements InferenceActor {
     }
 
     if (!failure) {
+      const problem = this.#checkOutput?.(result);
+      if (problem !== undefined) {
+        // Data quality, not a failure: the output is delivered, and the failure counted and traced.
+        this.#metrics.outputCheckFailed();
+        span.addEvent('output check failed', { 'vigil.output_check.problem': problem });
+        this.#log.warn('model output failed its check', { task_id: task.id, problem });
+      }
       const record = this.#record(task, attempt, TaskState.Succeeded, startedAt);
       record.result = result;
       const stored = await this.#finalize(record, current);

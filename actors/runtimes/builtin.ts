@@ -3,13 +3,13 @@
  * `hash-embed`. A node registers these unless its configuration says otherwise.
  */
 
-import { createNgramChatModel } from './chat-ngram.js';
+import { checkChatOutput, createNgramChatModel } from './chat-ngram.js';
 import type { NgramChatOptions } from './chat-ngram.js';
-import { createEchoModel } from './echo.js';
+import { checkEchoOutput, createEchoModel } from './echo.js';
 import type { EchoOptions } from './echo.js';
-import { createHashEmbeddingModel } from './embedding.js';
+import { checkEmbeddingOutput, createHashEmbeddingModel } from './embedding.js';
 import type { HashEmbeddingOptions } from './embedding.js';
-import type { ModelRuntime } from './runtime.js';
+import type { ModelRuntime, OutputCheck } from './runtime.js';
 
 /** Options for {@link createBuiltinModels}, one entry per model. */
 export interface BuiltinModelsOptions {
@@ -28,4 +28,19 @@ export function createBuiltinModels(options: BuiltinModelsOptions = {}): ModelRu
     createNgramChatModel(options.chat),
     createHashEmbeddingModel(options.embedding),
   ];
+}
+
+/** The built-in models' output checks, by model name (the same functions as their `checkOutput`). */
+const BUILTIN_OUTPUT_CHECKS: ReadonlyMap<string, OutputCheck> = new Map([
+  ['echo', checkEchoOutput],
+  ['ngram-chat', checkChatOutput],
+  ['hash-embed', checkEmbeddingOutput],
+]);
+
+/**
+ * A built-in model's output check, for code that holds the model's name but not its runtime (an
+ * actor whose model runs in a worker thread or child process); `undefined` for other models.
+ */
+export function builtinOutputCheck(model: string): OutputCheck | undefined {
+  return BUILTIN_OUTPUT_CHECKS.get(model);
 }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { ErrorCode, RetryableError, validate, ValidationError } from '../../protocol/index.js';
-import { fmix32, ModelKind } from './runtime.js';
+import { fmix32, isCount, ModelKind } from './runtime.js';
 import type { ChatOutput, ModelRunContext, ModelRuntime } from './runtime.js';
 
 /** Completion length when the request sets no `params.max_tokens`. */
@@ -73,6 +73,23 @@ const paramsSchema = z.object({
 
 type Message = z.infer<typeof messagesInputSchema>['messages'][number];
 
+/**
+ * `ngram-chat`'s output check: text, a known finish reason, token counts; an answer cut by
+ * `max_tokens` has tokens, and a non-empty answer has at least one.
+ */
+export function checkChatOutput(output: unknown): string | undefined {
+  const o = output as Partial<ChatOutput> | null;
+  if (typeof o !== 'object' || o === null) return 'output is not an object';
+  if (typeof o.text !== 'string') return 'text is not a string';
+  if (o.finish_reason !== 'stop' && o.finish_reason !== 'length')
+    return `finish_reason '${String(o.finish_reason)}' is neither stop nor length`;
+  if (!isCount(o.usage?.prompt_tokens) || !isCount(o.usage.completion_tokens))
+    return 'usage token counts are not non-negative integers';
+  if (o.text.trim() !== '' && o.usage.completion_tokens === 0)
+    return 'a non-empty answer counts no completion tokens';
+  return undefined;
+}
+
 /** Successor counts of one context, in first-seen corpus order (which makes ties deterministic). */
 interface Distribution {
   readonly counts: Map<number, number>;
@@ -104,6 +121,7 @@ export function createNgramChatModel(options: NgramChatOptions = {}): ModelRunti
     version: 'v1',
     kind: ModelKind.Chat,
     description: `Word trigram language model with back-off (${vocabulary} token vocabulary)`,
+    checkOutput: checkChatOutput,
     async run(input, params, ctx): Promise<ChatOutput> {
       const messages: Message[] =
         typeof input === 'string'

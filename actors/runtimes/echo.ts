@@ -57,6 +57,13 @@ const faultParamsSchema = z.object({
   fail_until: z.number().int().min(0).optional(),
 });
 
+/** `echo`'s output check: an object holding the input under `echo`. */
+export function checkEchoOutput(output: unknown): string | undefined {
+  if (typeof output !== 'object' || output === null || !Object.hasOwn(output, 'echo'))
+    return 'output is not an object with an echo field';
+  return undefined;
+}
+
 /** Creates the `echo` model. Throws `ValidationError` when the fault options are out of range. */
 export function createEchoModel(options: EchoOptions = {}): ModelRuntime {
   const faults =
@@ -72,6 +79,7 @@ export function createEchoModel(options: EchoOptions = {}): ModelRuntime {
     description: faultsEnabled
       ? 'Returns its input unchanged (fault injection enabled)'
       : 'Returns its input unchanged',
+    checkOutput: checkEchoOutput,
     async run(input, params, ctx): Promise<{ echo: unknown }> {
       throwIfAborted(ctx);
       if (faults === undefined || !faults.enabled) {

@@ -7,7 +7,7 @@
 
 import { z } from 'zod';
 import { validate } from '../../protocol/index.js';
-import { fmix32, ModelKind, throwIfAborted } from './runtime.js';
+import { fmix32, isCount, ModelKind, throwIfAborted } from './runtime.js';
 import type { EmbeddingOutput, ModelRuntime } from './runtime.js';
 
 /** Vector length when neither the options nor the request say otherwise. */
@@ -61,6 +61,33 @@ const batchSchema = z.array(textSchema).min(1).max(MAX_EMBEDDING_INPUTS);
 // Unknown keys are stripped, not rejected: clients send OpenAI fields we do not use.
 const paramsSchema = z.object({ dimensions: dimensionsSchema.optional() });
 
+/** How far from 1 a unit vector's length may be: the components are rounded to float32. */
+const UNIT_LENGTH_TOLERANCE = 1e-4;
+
+/**
+ * `hash-embed`'s output check: one vector per input, each of the stated dimensions, finite, and of
+ * unit length (or all zero, for a text with no features).
+ */
+export function checkEmbeddingOutput(output: unknown): string | undefined {
+  const o = output as Partial<EmbeddingOutput> | null;
+  if (typeof o !== 'object' || o === null) return 'output is not an object';
+  if (!Array.isArray(o.embeddings) || o.embeddings.length === 0) return 'no embeddings';
+  if (!isCount(o.dimensions) || o.dimensions === 0) return 'dimensions is not a positive integer';
+  if (!isCount(o.usage?.prompt_tokens)) return 'usage.prompt_tokens is not a non-negative integer';
+  for (const [i, vector] of o.embeddings.entries()) {
+    if (!Array.isArray(vector) || vector.length !== o.dimensions)
+      return `embedding ${i} does not have ${o.dimensions} dimensions`;
+    let squares = 0;
+    for (const x of vector) {
+      if (!Number.isFinite(x)) return `embedding ${i} has a non-finite component`;
+      squares += x * x;
+    }
+    if (squares !== 0 && Math.abs(Math.sqrt(squares) - 1) > UNIT_LENGTH_TOLERANCE)
+      return `embedding ${i} is not of unit length (${Math.sqrt(squares).toFixed(6)})`;
+  }
+  return undefined;
+}
+
 /** Creates the `hash-embed` model. Throws `ValidationError` when the options are out of range. */
 export function createHashEmbeddingModel(options: HashEmbeddingOptions = {}): ModelRuntime {
   const defaultDimensions = validate(
@@ -75,6 +102,7 @@ export function createHashEmbeddingModel(options: HashEmbeddingOptions = {}): Mo
     version: 'v1',
     kind: ModelKind.Embedding,
     description: `Feature-hashed word and character n-gram embeddings (${fallbackDimensions} dimensions by default)`,
+    checkOutput: checkEmbeddingOutput,
     async run(input, params, ctx): Promise<EmbeddingOutput> {
       const texts = Array.isArray(input)
         ? validate(batchSchema, input, 'input')

@@ -3,12 +3,18 @@
  */
 
 export { ModelKind } from './runtime.js';
-export type { ChatOutput, EmbeddingOutput, ModelRunContext, ModelRuntime } from './runtime.js';
+export type {
+  ChatOutput,
+  EmbeddingOutput,
+  ModelRunContext,
+  ModelRuntime,
+  OutputCheck,
+} from './runtime.js';
 
-export { createBuiltinModels } from './builtin.js';
+export { builtinOutputCheck, createBuiltinModels } from './builtin.js';
 export type { BuiltinModelsOptions } from './builtin.js';
 
-export { DEFAULT_ECHO_MAX_DELAY_MS, createEchoModel } from './echo.js';
+export { DEFAULT_ECHO_MAX_DELAY_MS, checkEchoOutput, createEchoModel } from './echo.js';
 export type { EchoFaultOptions, EchoOptions } from './echo.js';
 
 export {
@@ -20,6 +26,7 @@ export {
   MAX_CHAT_MESSAGES,
   MAX_CHAT_TEMPERATURE,
   MIN_CHAT_TOKENS_BEFORE_STOP,
+  checkChatOutput,
   createNgramChatModel,
 } from './chat-ngram.js';
 export type { NgramChatOptions } from './chat-ngram.js';
@@ -30,6 +37,7 @@ export {
   MAX_EMBEDDING_INPUTS,
   MAX_EMBEDDING_INPUT_CHARS,
   MIN_EMBEDDING_DIMENSIONS,
+  checkEmbeddingOutput,
   createHashEmbeddingModel,
 } from './embedding.js';
 export type { HashEmbeddingOptions } from './embedding.js';

@@ -44,6 +44,20 @@ export interface ModelRuntime {
     params: Readonly<Record<string, unknown>>,
     ctx: ModelRunContext,
   ): Promise<unknown>;
+  /**
+   * The model's declared output checks (data quality): describes the first check `output` fails,
+   * or returns `undefined` when it passes. Pure and cheap: actors run it on every successful result
+   * and count failures; a failed check does not fail the task.
+   */
+  readonly checkOutput?: OutputCheck;
+}
+
+/** A model's output checks as a function (see {@link ModelRuntime.checkOutput}). */
+export type OutputCheck = (output: unknown) => string | undefined;
+
+/** `value` is a non-negative safe integer. */
+export function isCount(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
 }
 
 /** Output of an embedding model. */
