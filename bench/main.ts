@@ -15,6 +15,12 @@
  * dedup window and a stored outcome per task), which splits Vigil's gap to the floor into what the
  * design costs and what the implementation costs.
  *
+ * `BENCH_SYSTEMS=vigil-otel-off,vigil,vigil-otel` measures telemetry's cost: **vigil-otel-off** runs
+ * with `VIGIL_TELEMETRY=off` (no SDK at all), **vigil** as deployed without an OTLP endpoint (SDK
+ * and runtime metrics, nothing exported), **vigil-otel** exporting every trace (always-on
+ * sampling) and metrics every 5 s over OTLP/HTTP to a sink the bench runs (`otlp-sink.ts`), with a
+ * Prometheus endpoint open; req/s are printed side by side.
+ *
  * Env: `BENCH_SECONDS` (measured seconds per cell, default 10), `BENCH_QUICK=1` (3 s per cell),
  * `BENCH_WARMUP_SECONDS` (default 2), `BENCH_SYSTEMS` (comma-separated, default
  * `ceiling,floor,vigil`; they always run in that order, `floor-kv` after `floor`),
@@ -40,6 +46,7 @@ import { startNode } from '../nodes/launcher/node-process.js';
 import { provisionRegion } from '../nodes/launcher/provision.js';
 import { natsServerBin } from '../scripts/nats-server-provision.mjs';
 import { provisionFloor } from './baselines/floor-assets.js';
+import { startOtlpSink, type OtlpSink } from './otlp-sink.js';
 import { spawnScript, startScript } from './child-process.js';
 import {
   loadSummarySchema,
@@ -80,7 +87,14 @@ const INPUT = { text: 'hello' } as const;
 const REQUEST_BODY = JSON.stringify({ input: INPUT });
 
 /** The names of the systems, in the order they run. */
-const SYSTEM_NAMES = ['ceiling', 'floor', 'floor-kv', 'vigil'] as const;
+const SYSTEM_NAMES = [
+  'ceiling',
+  'floor',
+  'floor-kv',
+  'vigil-otel-off',
+  'vigil',
+  'vigil-otel',
+] as const;
 type SystemName = (typeof SYSTEM_NAMES)[number];
 /** What runs unless `BENCH_SYSTEMS` says otherwise; `floor-kv` is for taking the gap apart. */
 const DEFAULT_SYSTEMS: readonly SystemName[] = ['ceiling', 'floor', 'floor-kv', 'vigil'];
@@ -113,6 +127,8 @@ interface BenchContext {
   nats: NatsServerProcess;
   nc: NatsConnection;
   config: BenchConfig;
+  /** Where `vigil-otel` exports its telemetry. */
+  otlp: OtlpSink;
 }
 
 /** One system at one concurrency. */
@@ -320,47 +336,73 @@ const SYSTEMS: Record<SystemName, SystemDefinition> = {
     description: 'floor + msg-id dedup (15 min) + outcome stored in a KV bucket before the reply',
     start: (ctx) => startFloor(ctx, true),
   },
+  'vigil-otel-off': {
+    description: 'vigil with VIGIL_TELEMETRY=off: no OpenTelemetry SDK at all',
+    start: (ctx) => startVigil(ctx, 'vigil-otel-off', { VIGIL_TELEMETRY: 'off' }),
+  },
   vigil: {
     description: 'the real gateway and actor host (echo, concurrency 64) on provisioned assets',
-    start: async ({ nats, nc, config }) => {
-      await provisionRegion(nc, { region: REGION }, createBuiltinModels());
-      const apiKey = `bench-${randomBytes(16).toString('hex')}`;
-      const base = { NATS_URL: nats.url, VIGIL_REGION: REGION, VIGIL_LOG_LEVEL: 'warn' };
-      const { started, stopAll } = await startInOrder([
-        () =>
-          startNode('actor-host', {
-            compiled: true,
-            env: {
-              ...base,
-              VIGIL_MODELS: 'echo',
-              VIGIL_CONCURRENCY: '64',
-              ...profileEnv(config, 'vigil-actor-host'),
-            },
-            logFile: join(LOG_DIR, 'vigil-actor-host.log'),
-          }),
-        () =>
-          startNode('gateway', {
-            compiled: true,
-            env: {
-              ...base,
-              VIGIL_GATEWAY_PORT: '0',
-              VIGIL_API_KEYS: `bench:${apiKey}`,
-              ...profileEnv(config, 'vigil-gateway'),
-            },
-            logFile: join(LOG_DIR, 'vigil-gateway.log'),
-          }),
-      ]);
-      const [actorHost, gateway] = started;
-      return {
-        url: `${String(gateway!.ready['url'])}${INFER_PATH}`,
-        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${apiKey}` },
-        pids: { server: gateway!.pid, worker: actorHost!.pid },
-        echoOf: (body) => (body as { result?: { echo?: unknown } }).result?.echo,
-        stop: onlyOnce(stopAll),
-      };
-    },
+    start: (ctx) => startVigil(ctx, 'vigil', {}),
+  },
+  'vigil-otel': {
+    description: 'vigil exporting every trace and metrics every 5 s over OTLP/HTTP, /metrics open',
+    start: (ctx) =>
+      startVigil(ctx, 'vigil-otel', {
+        OTEL_EXPORTER_OTLP_ENDPOINT: ctx.otlp.url,
+        OTEL_TRACES_SAMPLER: 'parentbased_always_on',
+        OTEL_METRIC_EXPORT_INTERVAL: '5000',
+        VIGIL_METRICS_PORT: '0',
+      }),
   },
 };
+
+/** Vigil's gateway and actor host, with `telemetryEnv` on both. */
+async function startVigil(
+  { nats, nc, config }: BenchContext,
+  name: SystemName,
+  telemetryEnv: Record<string, string>,
+): Promise<RunningSystem> {
+  await provisionRegion(nc, { region: REGION }, createBuiltinModels());
+  const apiKey = `bench-${randomBytes(16).toString('hex')}`;
+  const base = {
+    NATS_URL: nats.url,
+    VIGIL_REGION: REGION,
+    VIGIL_LOG_LEVEL: 'warn',
+    ...telemetryEnv,
+  };
+  const { started, stopAll } = await startInOrder([
+    () =>
+      startNode('actor-host', {
+        compiled: true,
+        env: {
+          ...base,
+          VIGIL_MODELS: 'echo',
+          VIGIL_CONCURRENCY: '64',
+          ...profileEnv(config, `${name}-actor-host`),
+        },
+        logFile: join(LOG_DIR, `${name}-actor-host.log`),
+      }),
+    () =>
+      startNode('gateway', {
+        compiled: true,
+        env: {
+          ...base,
+          VIGIL_GATEWAY_PORT: '0',
+          VIGIL_API_KEYS: `bench:${apiKey}`,
+          ...profileEnv(config, `${name}-gateway`),
+        },
+        logFile: join(LOG_DIR, `${name}-gateway.log`),
+      }),
+  ]);
+  const [actorHost, gateway] = started;
+  return {
+    url: `${String(gateway!.ready['url'])}${INFER_PATH}`,
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${apiKey}` },
+    pids: { server: gateway!.pid, worker: actorHost!.pid },
+    echoOf: (body) => (body as { result?: { echo?: unknown } }).result?.echo,
+    stop: onlyOnce(stopAll),
+  };
+}
 
 /** One request through the system, checked: the bench only measures systems that do the work. */
 async function smokeCheck(system: RunningSystem): Promise<void> {
@@ -622,6 +664,7 @@ async function main(): Promise<number> {
   const failures: string[] = [];
   let nats: NatsServerProcess | undefined;
   let nc: NatsConnection | undefined;
+  const otlp = await startOtlpSink();
   try {
     nats = await startNatsServer({
       storeDir: join(storeRoot, 'jetstream'),
@@ -629,7 +672,7 @@ async function main(): Promise<number> {
       logFile: join(LOG_DIR, 'nats-server.log'),
     });
     nc = await connect({ servers: nats.url, name: 'bench', noAsyncTraces: true });
-    const ctx: BenchContext = { nats, nc, config };
+    const ctx: BenchContext = { nats, nc, config, otlp };
     for (const name of config.systems) systems.push(await runSystem(ctx, name));
   } catch (err) {
     say(`bench: ${(err as Error).message}`);
@@ -637,6 +680,7 @@ async function main(): Promise<number> {
   } finally {
     await nc?.close();
     await nats?.stop();
+    await otlp.close();
   }
 
   for (const s of systems) {
@@ -688,6 +732,24 @@ async function main(): Promise<number> {
       );
     }
     say(`  (${c} in flight: ${parts.join(', ')})`);
+  }
+  const telemetrySystems = (['vigil-otel-off', 'vigil', 'vigil-otel'] as const).filter((name) =>
+    config.systems.includes(name),
+  );
+  if (telemetrySystems.length > 1) {
+    say();
+    say(
+      'Telemetry cost, req/s (off = no SDK; vigil = SDK, nothing exported; otel = all exported):',
+    );
+    for (const c of config.concurrencies) {
+      const off = rpsOf('vigil-otel-off', c);
+      const parts = telemetrySystems.map((name) => `${name} ${fmt(rpsOf(name, c) ?? null, 0)}`);
+      const relative = telemetrySystems
+        .filter((name) => name !== 'vigil-otel-off')
+        .map((name) => `${name}/off ${fmt(ratio(rpsOf(name, c), off), 3)}`);
+      say(`  ${String(c).padStart(2)} in flight: ${[...parts, ...relative].join(', ')}`);
+    }
+    say(`  exported to the sink: ${JSON.stringify(otlp.received())}`);
   }
   say();
   say(

@@ -6,8 +6,10 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { MsgHdrsImpl } from '@nats-io/nats-core/internal';
 import { headers as natsHeaders } from '@nats-io/transport-node';
-import { ROOT_CONTEXT, TraceFlags, trace, type SpanContext } from '@opentelemetry/api';
+import { context, ROOT_CONTEXT, TraceFlags, trace, type SpanContext } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { StackContextManager } from '@opentelemetry/sdk-trace';
+import { jsonLogger } from '../../actors/log.js';
 import { natsHeaderGetter, natsHeaderSetter } from '../../protocol/trace-context.js';
 
 const propagator = new W3CTraceContextPropagator();
@@ -56,5 +58,27 @@ describe('trace context in NATS headers', () => {
     hdrs.set('traceparent', '00-not-a-trace-01');
     const extracted = propagator.extract(ROOT_CONTEXT, hdrs, natsHeaderGetter);
     assert.equal(trace.getSpanContext(extracted), undefined);
+  });
+});
+
+describe('log lines and the active span', () => {
+  test('a line written inside a span carries its trace_id and span_id; outside, none', () => {
+    context.setGlobalContextManager(new StackContextManager().enable());
+    try {
+      const lines: Record<string, unknown>[] = [];
+      const logger = jsonLogger({ node: 'test' }, 'info', (line) =>
+        lines.push(JSON.parse(line) as Record<string, unknown>),
+      );
+      context.with(trace.setSpanContext(ROOT_CONTEXT, parent), () =>
+        logger.warn('inside', { task_id: 'task-1' }),
+      );
+      logger.warn('outside');
+      assert.equal(lines[0]?.['trace_id'], parent.traceId);
+      assert.equal(lines[0]?.['span_id'], parent.spanId);
+      assert.equal(lines[0]?.['task_id'], 'task-1');
+      assert.equal(lines[1]?.['trace_id'], undefined);
+    } finally {
+      context.disable();
+    }
   });
 });
