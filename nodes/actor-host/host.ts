@@ -7,6 +7,7 @@
 import { hostname } from 'node:os';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Svcm, type Service } from '@nats-io/services';
+import { z } from 'zod';
 import {
   createInferenceActor,
   type InferenceActor,
@@ -61,10 +62,13 @@ export interface ActorHostOptions {
 }
 
 /** A command from the controller (`vigil.ctl.<region>.<host>.<command>`), JSON. */
-interface HostCommand {
-  model?: string;
-  reason?: string;
-}
+const hostCommandSchema = z.object({
+  model: z.string().max(64).optional(),
+  reason: z.string().max(512).optional(),
+});
+
+/** A validated command body. */
+type HostCommand = z.infer<typeof hostCommandSchema>;
 
 /** The answer to a command, JSON. */
 type HostCommandReply =
@@ -208,13 +212,17 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
     nc.subscribe(`${prefix}*`, {
       callback: (err, msg) => {
         if (err) return logger.warn('command subscription failed', { err });
-        let body: HostCommand = {};
+        let parsed: ReturnType<typeof hostCommandSchema.safeParse>;
         try {
-          body = msg.json<HostCommand>();
+          parsed = hostCommandSchema.safeParse(msg.json());
         } catch {
-          // An unreadable body is answered below as an unknown model, not dropped.
+          parsed = hostCommandSchema.safeParse(undefined);
         }
-        void runCommand(msg.subject.slice(prefix.length), body).then((reply) => {
+        if (!parsed.success) {
+          msg.respond(JSON.stringify({ ok: false, error: 'unreadable command' }));
+          return;
+        }
+        void runCommand(msg.subject.slice(prefix.length), parsed.data).then((reply) => {
           msg.respond(JSON.stringify(reply));
           void beat();
         });

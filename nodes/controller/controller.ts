@@ -71,6 +71,21 @@ interface StoredAlert {
   lastAction?: Pick<ActionRecord, 'action' | 'ok' | 'controllerId' | 'finishedAt'>;
 }
 
+/** A stored alert, or undefined when the text is not one (written by another version). */
+function readStoredAlert(text: string): StoredAlert | undefined {
+  try {
+    const value = JSON.parse(text) as Partial<StoredAlert>;
+    const ok =
+      typeof value.rule === 'string' &&
+      typeof value.since === 'number' &&
+      typeof value.subject?.key === 'string' &&
+      typeof value.subject.scope === 'string';
+    return ok ? (value as StoredAlert) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The control-bucket key of a firing alert. */
 function alertKey(rule: string, subject: Subject): string {
   return `alert.${rule}.${subject.key}`;
@@ -121,10 +136,10 @@ export async function startController(options: ControllerOptions): Promise<Contr
     for await (const key of await control.keys('alert.>')) {
       const entry = await control.get(key);
       if (entry?.operation !== 'PUT') continue;
-      const stored = entry.json<StoredAlert>();
-      const rule = byName.get(stored.rule);
-      if (!rule) {
-        await control.delete(key); // its rule was removed from the file
+      const stored = readStoredAlert(entry.string());
+      const rule = stored && byName.get(stored.rule);
+      if (!stored || !rule || rule.scope !== stored.subject.scope) {
+        await control.delete(key); // unreadable, or its rule was removed or changed
         continue;
       }
       states.set(key, {

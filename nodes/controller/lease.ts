@@ -139,7 +139,8 @@ export function startLeaderLease(kv: KV, options: LeaderLeaseOptions): LeaderLea
     } else if (seen?.revision !== entry.revision) {
       seen = { revision: entry.revision, at: sentAt };
     } else if (leaseExpired(seen.at, sentAt, leaseMs)) {
-      logger.warn('lease expired; taking over', { holder: entry.json<LeaseRecord>().controllerId });
+      // The record is not read: a malformed one must not keep the lease from being taken over.
+      logger.warn('lease expired; taking over', { revision: entry.revision });
       become(await kv.update(LEADER_KEY, record(), entry.revision), sentAt);
     }
   };

@@ -232,6 +232,20 @@ describe('controller', () => {
       const nc = await edge.connect();
       const alerts = collectAlerts(nc);
       const host = edge.actorHosts[0]!;
+      // Commands the host cannot carry out are answered, not dropped or half done.
+      const command = async (name: string, body: string): Promise<Json> =>
+        (
+          await nc.request(`vigil.ctl.${edge.region}.${String(host.ready['host'])}.${name}`, body)
+        ).json<Json>();
+      assert.deepEqual(await command('restart', JSON.stringify({ model: 'nope' })), {
+        ok: false,
+        error: "model 'nope' is not served here",
+      });
+      assert.deepEqual(await command('restart', '{"model": 7}'), {
+        ok: false,
+        error: 'unreadable command',
+      });
+      assert.equal((await command('reboot', '{}'))['ok'], false);
       controller = await startController(edge, rules.file);
       const exit = await Promise.race([
         host.exited,
