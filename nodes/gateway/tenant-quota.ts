@@ -372,63 +372,69 @@ class TenantQuotaImpl implements TenantQuota {
    * its outage allowance.
    */
   async #refill(ledger: Ledger): Promise<boolean> {
+    let size = 0;
     try {
-      for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-        const entry = await this.#kv.get(ledger.key);
-        const counter = entry && entry.operation === 'PUT' ? parseCounter(entry.value) : 0;
-        const size = leaseSize(
-          ledger.limit - counter - ledger.debt,
-          ledger.waiting,
-          this.#o.maxLease,
-        );
-        if (size === 0 && ledger.debt === 0) {
-          ledger.counter = counter;
-          ledger.exhaustedAt = this.#o.now();
-          return true;
-        }
-        const next = counter + ledger.debt + size;
-        try {
-          if (entry) await this.#kv.update(ledger.key, String(next), entry.revision);
-          else await this.#kv.create(ledger.key, String(next));
-        } catch (err) {
-          if (!isCasConflict(err)) throw err;
-          await jitter(attempt);
-          continue;
-        }
-        ledger.leased += size;
-        ledger.debt = 0;
-        ledger.counter = next;
-        ledger.exhaustedAt = size === 0 ? this.#o.now() : undefined;
-        return size === 0;
+      const result = await this.#updateCounter(ledger.key, (counter) => {
+        size = leaseSize(ledger.limit - counter - ledger.debt, ledger.waiting, this.#o.maxLease);
+        return size === 0 && ledger.debt === 0 ? undefined : counter + ledger.debt + size;
+      });
+      if (!result) return false;
+      if (result.written === undefined) {
+        ledger.counter = result.read;
+        ledger.exhaustedAt = this.#o.now();
+        return true;
       }
+      ledger.leased += size;
+      ledger.debt = 0;
+      ledger.counter = result.written;
+      ledger.exhaustedAt = size === 0 ? this.#o.now() : undefined;
+      return size === 0;
     } catch (err) {
       this.#markUnreachable(err);
+      return false;
     }
-    return false;
   }
 
   /** Gives the unused lease back and records outage debt, at shutdown. Best effort, bounded. */
   async #settle(ledger: Ledger): Promise<void> {
     try {
-      for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-        const entry = await this.#kv.get(ledger.key);
-        const counter = entry && entry.operation === 'PUT' ? parseCounter(entry.value) : 0;
-        const next = Math.max(0, counter - ledger.leased + ledger.debt);
-        try {
-          if (entry) await this.#kv.update(ledger.key, String(next), entry.revision);
-          else await this.#kv.create(ledger.key, String(next));
-        } catch (err) {
-          if (!isCasConflict(err)) throw err;
-          await jitter(attempt);
-          continue;
-        }
+      const result = await this.#updateCounter(ledger.key, (counter) =>
+        Math.max(0, counter - ledger.leased + ledger.debt),
+      );
+      if (result) {
         ledger.leased = 0;
         ledger.debt = 0;
-        return;
       }
     } catch (err) {
       this.#o.logger.warn('could not give an unused quota lease back', { key: ledger.key, err });
     }
+  }
+
+  /**
+   * Reads the counter at `key` and writes `next(counter)` with a compare-and-set, again on a
+   * conflict. `next` returning `undefined` reads without writing. Resolves with what was read and
+   * written, or `undefined` when contention outlasted the attempts; throws when the bucket fails.
+   */
+  async #updateCounter(
+    key: string,
+    next: (counter: number) => number | undefined,
+  ): Promise<{ read: number; written?: number } | undefined> {
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const entry = await this.#kv.get(key);
+      const counter = entry && entry.operation === 'PUT' ? parseCounter(entry.value) : 0;
+      const value = next(counter);
+      if (value === undefined) return { read: counter };
+      try {
+        if (entry) await this.#kv.update(key, String(value), entry.revision);
+        else await this.#kv.create(key, String(value));
+      } catch (err) {
+        if (!isCasConflict(err)) throw err;
+        await jitter(attempt);
+        continue;
+      }
+      return { read: counter, written: value };
+    }
+    return undefined;
   }
 
   #markUnreachable(err: unknown): void {
