@@ -170,7 +170,8 @@ const killNatsNode: Fault = {
   },
   async inject(topology, regions) {
     const region = regions[0]!.name;
-    const jsm = await jetstreamManager(await topology.admin(region));
+    // A short request timeout: a poll that waits on a dead leader must not blur the election time.
+    const jsm = await jetstreamManager(await topology.admin(region), { timeout: 1_000 });
     const stream = assetNames.requestStream(region);
     const oldLeader = (await jsm.streams.info(stream)).cluster?.leader;
     const server = regionServers(topology, region).find((s) => s.options.serverName === oldLeader);

@@ -94,6 +94,8 @@ export async function startDrillTopology(options: DrillTopologyOptions): Promise
   const connections: NatsConnection[] = [];
   const nodes: { node: SupervisedNodeImpl; stop(): Promise<void> }[] = [];
   const downRegions = new Set<string>();
+  /** Node starts under way (a supervised restart), so `stop` can wait for them. */
+  const launching = new Set<Promise<NodeProcess>>();
   const restarts: RestartRecord[] = [];
   let stopping = false;
   let supercluster: Supercluster | undefined;
@@ -109,6 +111,7 @@ export async function startDrillTopology(options: DrillTopologyOptions): Promise
     stopped ??= (async () => {
       stopping = true;
       await Promise.allSettled(nodes.map((n) => n.stop()));
+      await Promise.allSettled([...launching].map((l) => l.then((child) => child.stop(10_000))));
       await Promise.allSettled(connections.map((nc) => nc.close()));
       await supercluster?.stop();
       rmSync(root, { recursive: true, force: true });
@@ -126,11 +129,18 @@ export async function startDrillTopology(options: DrillTopologyOptions): Promise
     const node = new SupervisedNodeImpl(label, region);
     let current: NodeProcess | undefined;
     const launch = async (): Promise<NodeProcess> => {
-      const child = await startNode(kind, {
+      const starting = startNode(kind, {
         env: env(),
         logFile: join(options.logDir, `${label}.log`),
       });
+      launching.add(starting);
+      const child = await starting.finally(() => launching.delete(starting));
       notePid(label, child.pid);
+      // A restart that finished while the drill was stopping must not outlive it.
+      if (stopping) {
+        await child.stop(10_000);
+        throw new Error(`${label} started while the drill was stopping`);
+      }
       current = child;
       node.started(child);
       void child.exited.then(async () => {
