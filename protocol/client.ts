@@ -73,6 +73,10 @@ export interface VigilClientOptions {
   publishTimeoutMs?: number;
   /** First interval of the safety-net re-read of a waited-for task, ms; doubles to 8x. Default 1 000. */
   resultPollMs?: number;
+  /** How long a lookup in another region may take before that region is skipped, ms. Default 1 000. */
+  remoteLookupTimeoutMs?: number;
+  /** How long a region that failed a lookup is skipped, ms. Default 5 000. */
+  remoteLookupSkipMs?: number;
 }
 
 /** Defaults of {@link VigilClientOptions}. */
@@ -80,6 +84,8 @@ export const VIGIL_CLIENT_DEFAULTS = {
   maxWaiters: 10_000,
   publishTimeoutMs: 5_000,
   resultPollMs: 1_000,
+  remoteLookupTimeoutMs: 1_000,
+  remoteLookupSkipMs: 5_000,
 } as const;
 
 /** A task to submit. */
@@ -183,6 +189,8 @@ class VigilClientImpl implements VigilClient {
   readonly #otherRegions: readonly string[];
   readonly #edgeSite: string | undefined;
   readonly #options: Required<Omit<VigilClientOptions, 'clientId' | 'otherRegions' | 'edgeSite'>>;
+  /** Other regions that failed a lookup recently, and until when they are skipped. */
+  readonly #regionSkippedUntil = new Map<string, number>();
   /** Task buckets by region, opened on first use (a failed open is retried next time). */
   readonly #taskBuckets = new Map<string, Promise<KV>>();
   readonly #waiters = new Map<string, Set<Waiter>>();
@@ -394,10 +402,7 @@ class VigilClientImpl implements VigilClient {
     );
     if ('status' in home && home.status) return home.status;
     const elsewhere = await Promise.all([
-      ...this.#otherRegions.map((region) =>
-        // An unreachable region cannot hold the answer we can give: treat it as not found.
-        this.#statusIn(region, taskId).catch(() => undefined),
-      ),
+      ...this.#otherRegions.map((region) => this.#statusElsewhere(region, taskId)),
       this.#heldAtEdge(taskId),
     ]);
     const found = elsewhere.find((status) => status !== undefined);
@@ -427,6 +432,23 @@ class VigilClientImpl implements VigilClient {
     if (!queued) return undefined;
     const request = decodeAs(requestEnvelopeSchema, queued.data, 'request');
     return { region, state: TaskState.Accepted, request };
+  }
+
+  /**
+   * The task's status in another region, asked with a short timeout. A region that does not
+   * answer in time is skipped for a while: an unreachable region cannot hold the answer we can
+   * give, and waiting out its full timeout on every lookup would stall the healthy regions too.
+   */
+  async #statusElsewhere(region: string, taskId: string): Promise<TaskStatus | undefined> {
+    if ((this.#regionSkippedUntil.get(region) ?? 0) > Date.now()) return undefined;
+    // A failed read counts as no answer, like a slow one.
+    const status = await raceTimeout(
+      this.#statusIn(region, taskId),
+      this.#options.remoteLookupTimeoutMs,
+    );
+    if (status !== null) return status;
+    this.#regionSkippedUntil.set(region, Date.now() + this.#options.remoteLookupSkipMs);
+    return undefined;
   }
 
   /** A request accepted by this edge site that the hub has not sourced (or not run) yet. */
