@@ -33,7 +33,7 @@ import { HostMetrics } from '@opentelemetry/host-metrics';
 import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node';
 import { PeriodicExportingMetricReader, type IMetricReader } from '@opentelemetry/sdk-metrics';
 import { startNodeSdk } from '@opentelemetry/sdk-node';
-import { BatchSpanProcessor } from '@opentelemetry/sdk-trace';
+import { AlwaysOffSampler, BatchSpanProcessor } from '@opentelemetry/sdk-trace';
 import type { Logger } from '../../actors/log.js';
 import { envInt, envString } from './env.js';
 
@@ -127,6 +127,9 @@ export async function startTelemetry(
       'host.name': hostname(),
     },
     spanProcessors,
+    // With nowhere to send spans, record none: context still propagates (unsampled spans carry
+    // the trace id, so logs keep it), but no span is built, timed and thrown away per request.
+    ...(spanProcessors.length === 0 ? { sampler: new AlwaysOffSampler() } : {}),
     metricReaders,
     logRecordProcessors: [],
     instrumentations: [new RuntimeNodeInstrumentation()],
