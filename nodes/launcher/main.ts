@@ -4,7 +4,8 @@
  * each a NATS cluster of `--nodes` servers, joined into a supercluster through NATS gateways, with
  * an optional edge site (a leaf node beside its own gateway) attached to its region's hub. Every
  * region gets its streams and buckets (R3 when it has three servers), one actor host with the
- * built-in models and one gateway. Every process connects as its own least-privilege NATS user,
+ * built-in models and one gateway, and one controller evaluates the alert rules
+ * (`deploy/alerts/rules.json`). Every process connects as its own least-privilege NATS user,
  * generated into `.vigil/nats-creds`. Data is kept in `.vigil/data`, so accepted tasks survive a
  * restart. Ctrl-C stops everything it started.
  *
@@ -200,7 +201,8 @@ async function main(): Promise<void> {
     extraEnv: Record<string, string>,
   ): Promise<NodeProcess> => {
     const child = await startNode(node, {
-      env: { VIGIL_LOG_LEVEL: level, ...extraEnv },
+      // Every node serves Prometheus `/metrics` on a free loopback port (the summary lists them).
+      env: { VIGIL_LOG_LEVEL: level, VIGIL_METRICS_PORT: '0', ...extraEnv },
       logFile: join(logDir, `${label}.log`),
       onLog: echoWarnings(label),
     });
@@ -258,6 +260,14 @@ async function main(): Promise<void> {
     });
   }
 
+  // One controller evaluates the alert rules for every region (leader-elected: more could run).
+  await launch('controller', 'controller', {
+    NATS_URL: cluster.urlsOf(regions[0]!.name).join(','),
+    VIGIL_REGION: regions[0]!.name,
+    VIGIL_CONTROLLER_REGIONS: regions.map((r) => r.name).join(','),
+    ...credentials.natsEnvFor('controller'),
+  });
+
   // Where the running edge is, for `npm run vigil` (the CLI) and other local tools.
   const first = gatewayUrls[0]!;
   writeFileSync(
@@ -290,6 +300,10 @@ async function main(): Promise<void> {
     ...children.map((c) => `${c.name}=${c.pid}`),
   ];
   say(`Processes: ${pids.join(' ')}`);
+  const metrics = children.flatMap((c) =>
+    typeof c.ready['metricsUrl'] === 'string' ? [`${c.name}=${c.ready['metricsUrl']}`] : [],
+  );
+  if (metrics.length > 0) say(`Metrics (Prometheus): ${metrics.join(' ')}`);
   say(`Logs: ${logDir}    Stop: Ctrl-C`);
   say('');
   say('Try:');

@@ -82,13 +82,17 @@ test('the launcher serves, stops cleanly on Ctrl-C, and keeps accepted tasks acr
       assert.equal(res.status, 202);
       ids.push(String(((await res.json()) as { id: string }).id));
     }
-    const childPids = [...first.output().matchAll(/(?:nats-server|actor-host|gateway)=(\d+)/g)].map(
-      (m) => Number(m[1]),
-    );
+    const childPids = [
+      ...first.output().matchAll(/(?:nats-server|actor-host|gateway|controller)=(\d+)/g),
+    ].map((m) => Number(m[1]));
     assert.equal(
       childPids.length,
-      3,
-      'the launcher names the pids of nats-server, actor host and gateway',
+      4,
+      'the launcher names the pids of nats-server, actor host, gateway and controller',
+    );
+    assert.match(
+      first.output(),
+      /Metrics \(Prometheus\): .*gateway=http:\/\/127\.0\.0\.1:\d+\/metrics/,
     );
     process.kill(first.pid, 'SIGINT');
     assert.equal(await first.exited, 0, 'Ctrl-C exits 0');
@@ -155,7 +159,7 @@ test('npm start -- --regions eu,us --nodes 3 --edge pop1@eu: every gateway serve
       assert.equal(servers.length, 6, 'two regions of three servers');
     } finally {
       const pids = [
-        ...run.output().matchAll(/(?:nats-server|nats-leaf|actor-host|gateway)=(\d+)/g),
+        ...run.output().matchAll(/(?:nats-server|nats-leaf|actor-host|gateway|controller)=(\d+)/g),
       ].map((m) => Number(m[1]));
       process.kill(run.pid, 'SIGINT');
       assert.equal(await run.exited, 0);
