@@ -2,8 +2,9 @@
  * Vigil's node-level metrics through the OpenTelemetry metrics API (no-ops until the node starts
  * the SDK). Three layers:
  *
- * - infrastructure: NATS connection state here; process CPU and memory, event-loop delay and GC
- *   from `@opentelemetry/host-metrics` and the runtime instrumentation (`telemetry.ts`);
+ * - infrastructure: NATS connection state and (from the controller) JetStream storage per stream
+ *   here; process CPU and memory, event-loop delay and GC from `@opentelemetry/host-metrics` and
+ *   the runtime instrumentation (`telemetry.ts`);
  * - application: per-route HTTP latency, rate and status from `@hono/otel`; queue depth,
  *   ack-pending and redeliveries per model, sampled from consumer info when a reader collects;
  * - business: tasks accepted here; the actors count what becomes of them (`actors/task-metrics.ts`).
@@ -87,6 +88,44 @@ export function observeQueues(source: QueueSource): void {
       );
     },
     [pending, ackPending, redelivered],
+  );
+}
+
+/**
+ * JetStream storage per stream (bytes and messages), sampled from stream info when a reader
+ * collects. Only the controller's user may read every stream's info, so the controller reports it.
+ */
+export function observeStreamStorage(
+  jsm: JetStreamManager,
+  streams: () => readonly string[],
+): void {
+  const meter = vigilMeter();
+  const bytes = meter.createObservableGauge('vigil.jetstream.stream.bytes', {
+    description: 'Bytes a stream holds (its share of the JetStream store)',
+    unit: 'By',
+  });
+  const messages = meter.createObservableGauge('vigil.jetstream.stream.messages', {
+    description: 'Messages a stream holds',
+    unit: '{message}',
+  });
+  const attributes = new Map<string, Attributes>();
+  meter.addBatchObservableCallback(
+    async (result) => {
+      await Promise.all(
+        streams().map(async (stream) => {
+          try {
+            const info = await jsm.streams.info(stream);
+            let attrs = attributes.get(stream);
+            if (!attrs) attributes.set(stream, (attrs = { 'vigil.stream': stream }));
+            result.observe(bytes, info.state.bytes, attrs);
+            result.observe(messages, info.state.messages, attrs);
+          } catch {
+            // Not provisioned, or its region is unreachable: no point this time.
+          }
+        }),
+      );
+    },
+    [bytes, messages],
   );
 }
 

@@ -10,7 +10,8 @@
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { Logger } from '../../actors/log.js';
-import { assetNames, newTaskId } from '../../protocol/index.js';
+import { assetNames, kvStreamName, newTaskId } from '../../protocol/index.js';
+import { observeNatsConnection, observeStreamStorage } from '../common/metrics.js';
 import { connectNats, type NatsConnectOptions } from '../common/nats-connection.js';
 import { createActionRunner, type ActionRecord } from './actions.js';
 import { createAlertSink, type AlertEvent, type WebhookOptions } from './alerts.js';
@@ -91,6 +92,15 @@ function alertKey(rule: string, subject: Subject): string {
   return `alert.${rule}.${subject.key}`;
 }
 
+/** The streams of a region whose storage the controller reports. */
+function regionStreams(region: string): string[] {
+  return [
+    assetNames.requestStream(region),
+    assetNames.deadLetterStream(region),
+    kvStreamName(assetNames.taskBucket(region)),
+  ];
+}
+
 /** Starts a controller; it competes for the lease at once. */
 export async function startController(options: ControllerOptions): Promise<Controller> {
   const o = { ...CONTROLLER_DEFAULTS, ...options };
@@ -102,10 +112,10 @@ export async function startController(options: ControllerOptions): Promise<Contr
   try {
     const js = jetstream(nc);
     control = await new Kvm(nc).open(assetNames.controlBucket);
-    observer = await startObserver(nc, await js.jetstreamManager(), {
-      regions: o.regions,
-      logger,
-    });
+    const jsm = await js.jetstreamManager();
+    observer = await startObserver(nc, jsm, { regions: o.regions, logger });
+    observeNatsConnection(nc, 'controller');
+    observeStreamStorage(jsm, () => o.regions.flatMap(regionStreams));
   } catch (err) {
     await nc.close();
     throw err;

@@ -1,6 +1,7 @@
 /** Controller process: reads the environment, competes for the lease, evaluates alert rules. */
 import { jsonLogger, LOG_LEVELS, type LogLevel } from '../../actors/log.js';
 import { runUntilSignal } from '../common/process.js';
+import { startTelemetry } from '../common/telemetry.js';
 import { controllerOptionsFromEnv } from './config.js';
 import { startController } from './controller.js';
 
@@ -8,13 +9,30 @@ const level = (process.env['VIGIL_LOG_LEVEL'] ?? 'info') as LogLevel;
 const logger = jsonLogger({ node: 'controller' }, LOG_LEVELS.includes(level) ? level : 'info');
 await runUntilSignal('controller', logger, async () => {
   const options = controllerOptionsFromEnv(process.env, logger);
-  const controller = await startController(options);
+  // Metrics only matter here (stream storage, NATS state); the controller serves no requests.
+  const telemetry = await startTelemetry(process.env, {
+    node: 'controller',
+    region: options.regions[0] ?? 'local',
+    logger,
+  });
+  let controller;
+  try {
+    controller = await startController(options);
+  } catch (err) {
+    await telemetry.shutdown();
+    throw err;
+  }
+  const running = controller;
   return {
-    stop: () => controller.stop(),
+    stop: async () => {
+      await running.stop();
+      await telemetry.shutdown();
+    },
     ready: {
-      controllerId: controller.controllerId,
+      controllerId: running.controllerId,
       regions: options.regions,
       rules: options.rules.map((r) => r.name),
+      ...(telemetry.metricsUrl === undefined ? {} : { metricsUrl: telemetry.metricsUrl }),
     },
   };
 });

@@ -118,6 +118,38 @@ function startController(
 }
 
 describe('controller', () => {
+  test('serves Prometheus metrics with JetStream storage per stream', async () => {
+    const edge = await startTestEdge({ actorHost: false });
+    const rules = writeRules([]);
+    const controller = await startController(edge, rules.file, { VIGIL_METRICS_PORT: '0' });
+    try {
+      const url = String(controller.ready['metricsUrl']);
+      const scrape = async () => (await fetch(url)).text();
+      const queued = (text: string): number => {
+        const stream = assetNames.requestStream(edge.region);
+        const line = text
+          .split('\n')
+          .find((l) => l.startsWith('vigil_jetstream_stream_messages') && l.includes(stream));
+        return line ? Number(line.split(' ').at(-1)) : -1;
+      };
+      assert.equal(queued(await scrape()), 0, 'the request stream is reported, empty');
+      for (let i = 0; i < 3; i++) {
+        const res = await edge.request('/v1/models/echo/infer', {
+          method: 'POST',
+          body: JSON.stringify({ input: i }),
+          headers: { Prefer: 'respond-async' },
+        });
+        assert.equal(res.status, 202);
+      }
+      assert.equal(queued(await scrape()), 3, 'three tasks wait in the request stream');
+      assert.match(await scrape(), /vigil_nats_connected\{[^}]*controller[^}]*\} 1/);
+    } finally {
+      await controller.stop();
+      rmSync(rules.dir, { recursive: true, force: true });
+      await edge.stop();
+    }
+  });
+
   test('a stuck actor raises its alert and is restarted by its rule within the window', async () => {
     const forMs = 2_000;
     const rules = writeRules([
