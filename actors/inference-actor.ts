@@ -28,6 +28,7 @@ import {
   trace,
   type Attributes,
   type Span,
+  type SpanContext,
 } from '@opentelemetry/api';
 import {
   assetNames,
@@ -233,6 +234,7 @@ class InferenceActorImpl implements InferenceActor {
   #lastTick = Date.now();
   /** Tasks that were running when their executor died (bounded: oldest forgotten first). */
   readonly #suspects = new BoundedSet<string>(MAX_SUSPECTS);
+  readonly #attemptSpans = new RecentAttemptSpans(MAX_REMEMBERED_ATTEMPTS);
   readonly #gate = new RunGate();
   #draining: Promise<void> | undefined;
   readonly #metrics: TaskMetrics;
@@ -354,12 +356,17 @@ class InferenceActorImpl implements InferenceActor {
         )
         .end(receivedAt);
     }
-    // Each attempt is its own span under the producer's, numbered; retries are its siblings.
+    // Each attempt is its own span under the producer's, numbered; a retry is its sibling and,
+    // when this actor ran the attempt before, links to it.
+    const previous = attempt > 1 ? this.#attemptSpans.get(task.id) : undefined;
     const span = tracer.startSpan(
       `process ${task.model}`,
       {
         kind: SpanKind.CONSUMER,
         startTime: receivedAt,
+        ...(previous
+          ? { links: [{ context: previous, attributes: { [MessagingAttr.Attempt]: attempt - 1 } }] }
+          : {}),
         attributes: {
           ...this.#spanAttributes,
           [MessagingAttr.DestinationName]: msg.subject,
@@ -370,6 +377,7 @@ class InferenceActorImpl implements InferenceActor {
       },
       producer,
     );
+    this.#attemptSpans.remember(task.id, span.spanContext());
     try {
       await context.with(trace.setSpan(producer, span), () => this.#run(msg, task, span));
     } catch (err) {
@@ -829,8 +837,27 @@ class InferenceActorImpl implements InferenceActor {
 
 /** Suspect task ids remembered per actor. */
 const MAX_SUSPECTS = 1024;
+/**
+ * Attempts remembered for linking their retries. A retry that lands on another actor, or after
+ * this many later tasks, is still numbered and under the same producer span, just not linked.
+ */
+const MAX_REMEMBERED_ATTEMPTS = 4096;
 
 /** A set that forgets its oldest entries past `limit`. */
+/** Span contexts of the last attempt per task, to link a retry to it; oldest forgotten first. */
+class RecentAttemptSpans {
+  readonly #byTask = new Map<string, SpanContext>();
+  constructor(readonly limit: number) {}
+  get(taskId: string): SpanContext | undefined {
+    return this.#byTask.get(taskId);
+  }
+  remember(taskId: string, span: SpanContext): void {
+    this.#byTask.delete(taskId); // re-inserted last: the newest stays longest
+    this.#byTask.set(taskId, span);
+    if (this.#byTask.size > this.limit) this.#byTask.delete(this.#byTask.keys().next().value!);
+  }
+}
+
 class BoundedSet<T> {
   readonly #items = new Set<T>();
   constructor(readonly limit: number) {}

@@ -22,6 +22,8 @@ interface ReceivedSpan {
   startMs: number;
   endMs: number;
   attributes: Record<string, unknown>;
+  /** Span ids this span links to. */
+  links: string[];
 }
 
 /** OTLP span kinds (the proto enum, as JSON numbers). */
@@ -102,6 +104,7 @@ class OtlpReceiver {
           startTimeUnixNano: string;
           endTimeUnixNano: string;
           attributes?: OtlpAttribute[];
+          links?: { spanId: string }[];
         }[];
       }[];
     };
@@ -119,6 +122,7 @@ class OtlpReceiver {
             startMs: Number(BigInt(s.startTimeUnixNano) / 1_000_000n),
             endMs: Number(BigInt(s.endTimeUnixNano) / 1_000_000n),
             attributes: attributesOf(s.attributes),
+            links: (s.links ?? []).map((l) => l.spanId),
           });
         }
       }
@@ -288,6 +292,10 @@ describe('traces across the queue', () => {
       attempts.map((_, i) => i + 1),
     );
     for (const attempt of attempts) assert.equal(attempt.parentSpanId, send.spanId);
+    // One actor ran them all here, so each retry links to the attempt before it.
+    for (const [i, attempt] of attempts.entries()) {
+      assert.deepEqual(attempt.links, i === 0 ? [] : [attempts[i - 1]!.spanId]);
+    }
     assert.ok(
       typeof attempts[0]?.attributes['vigil.retry_in_ms'] === 'number',
       'the failed attempt says when the next one runs',
