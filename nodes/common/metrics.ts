@@ -3,7 +3,7 @@
  * the SDK). Three layers:
  *
  * - infrastructure: NATS connection state and (from the controller) JetStream storage per stream
- *   here; process CPU and memory, event-loop delay and GC from `@opentelemetry/host-metrics` and
+ *   and per server store dir here; process CPU and memory, event-loop delay and GC from `@opentelemetry/host-metrics` and
  *   the runtime instrumentation (`telemetry.ts`);
  * - application: per-route HTTP latency, rate and status from `@hono/otel`; queue depth,
  *   ack-pending and redeliveries per model, sampled from consumer info when a reader collects;
@@ -127,6 +127,56 @@ export function observeStreamStorage(
     },
     [bytes, messages],
   );
+}
+
+/** How long a storage sample waits for every server's answer, ms. */
+const SERVER_PING_WAIT_MS = 1_000;
+
+/**
+ * Each nats-server's JetStream file store (the disk of its store dir: used, and the most it may
+ * use), from `$SYS.REQ.SERVER.PING.JSZ` when a reader collects. Only a system-account user may ask
+ * (`sys`); every server in the supercluster answers.
+ */
+export function observeServerStorage(sys: NatsConnection): void {
+  const meter = vigilMeter();
+  const used = meter.createObservableGauge('vigil.nats.server.storage.used', {
+    description: "JetStream file storage used on a server (its store dir's content)",
+    unit: 'By',
+  });
+  const limit = meter.createObservableGauge('vigil.nats.server.storage.limit', {
+    description: 'JetStream file storage a server may use (max_file_store)',
+    unit: 'By',
+  });
+  meter.addBatchObservableCallback(
+    async (result) => {
+      try {
+        const replies = await sys.requestMany('$SYS.REQ.SERVER.PING.JSZ', undefined, {
+          strategy: 'timer',
+          maxWait: SERVER_PING_WAIT_MS,
+        });
+        for await (const msg of replies) {
+          const reply = msg.json<JszReply>();
+          const attrs: Attributes = {
+            'vigil.nats.server': reply.server?.name ?? 'unknown',
+            'vigil.nats.cluster': reply.server?.cluster ?? '',
+          };
+          if (typeof reply.data?.storage === 'number')
+            result.observe(used, reply.data.storage, attrs);
+          const max = reply.data?.config?.max_storage;
+          if (typeof max === 'number') result.observe(limit, max, attrs);
+        }
+      } catch {
+        // No system account reachable this time: no points.
+      }
+    },
+    [used, limit],
+  );
+}
+
+/** The part of a `$SYS.REQ.SERVER.PING.JSZ` answer read here. */
+interface JszReply {
+  server?: { name?: string; cluster?: string };
+  data?: { storage?: number; config?: { max_storage?: number } };
 }
 
 /** A gauge that is 1 while `nc` is connected, 0 while it is disconnected or reconnecting. */

@@ -172,3 +172,25 @@ export function natsOptionsFromEnv(env: NodeJS.ProcessEnv, name: string): NatsCo
   }
   return options;
 }
+
+/**
+ * A second connection of a node, as another user (its seed in `<prefix>_NKEY`, its inbox prefix
+ * in `<prefix>_INBOX_PREFIX`), to the same servers with the same TLS as `nats`; `undefined` when
+ * `<prefix>_NKEY` is unset. For the few tasks a node's own user must not be able to do.
+ */
+export function secondUserOptionsFromEnv(
+  env: NodeJS.ProcessEnv,
+  prefix: string,
+  nats: NatsConnectOptions,
+): NatsConnectOptions | undefined {
+  const seedFile = env[`${prefix}_NKEY`];
+  if (!seedFile) return undefined;
+  const inboxPrefix = inboxPrefixFromEnv(env, `${prefix}_INBOX_PREFIX`);
+  return {
+    servers: nats.servers,
+    name: '',
+    nkeySeed: readNkeySeed(seedFile, `${prefix}_NKEY`),
+    ...(inboxPrefix === undefined ? {} : { inboxPrefix }),
+    ...(nats.tls === undefined ? {} : { tls: nats.tls }),
+  };
+}

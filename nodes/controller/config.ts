@@ -2,7 +2,7 @@
 import type { Logger } from '../../actors/log.js';
 import { NAME_TOKEN } from '../../protocol/index.js';
 import { ConfigError, envInt, envList, envString } from '../common/env.js';
-import { natsOptionsFromEnv } from '../common/nats-connection.js';
+import { natsOptionsFromEnv, secondUserOptionsFromEnv } from '../common/nats-connection.js';
 import { WEBHOOK_DEFAULTS } from './alerts.js';
 import { CONTROLLER_DEFAULTS, type ControllerOptions } from './controller.js';
 import { checkLeaseMs } from './lease.js';
@@ -20,6 +20,8 @@ export const DEFAULT_RULES_FILE = 'deploy/alerts/rules.json';
  * - `VIGIL_CONTROLLER_LEASE_MS` (10 000): the leader lease; a standby takes over this long after
  *   the leader's last renewal
  * - `VIGIL_CONTROLLER_EVAL_MS` (1 000): how often the rules are evaluated
+ * - `VIGIL_SYS_NATS_NKEY` + `VIGIL_SYS_NATS_INBOX_PREFIX` (the `sys` user): optional; with them
+ *   the controller also reports each nats-server's JetStream storage (system account only)
  * - `VIGIL_ALERT_WEBHOOK`: URL alerts are POSTed to (unset: NATS only);
  *   `VIGIL_ALERT_WEBHOOK_TIMEOUT_MS` (5 000), `VIGIL_ALERT_WEBHOOK_ATTEMPTS` (3)
  */
@@ -33,9 +35,12 @@ export function controllerOptionsFromEnv(
   if (webhookUrl !== '' && !URL.canParse(webhookUrl)) {
     throw new ConfigError(`VIGIL_ALERT_WEBHOOK=${webhookUrl} is not a URL`);
   }
+  const nats = natsOptionsFromEnv(env, '');
+  const sysNats = secondUserOptionsFromEnv(env, 'VIGIL_SYS_NATS', nats);
   return {
     regions: listed.length > 0 ? listed : [region],
-    nats: natsOptionsFromEnv(env, ''),
+    nats,
+    ...(sysNats === undefined ? {} : { sysNats }),
     rules: loadRules(envString(env, 'VIGIL_ALERT_RULES', DEFAULT_RULES_FILE)),
     leaseMs: checkLeaseMs(
       envInt(env, 'VIGIL_CONTROLLER_LEASE_MS', CONTROLLER_DEFAULTS.leaseMs),

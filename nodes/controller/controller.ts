@@ -9,9 +9,14 @@
  */
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../../actors/log.js';
 import { assetNames, kvStreamName, newTaskId } from '../../protocol/index.js';
-import { observeNatsConnection, observeStreamStorage } from '../common/metrics.js';
+import {
+  observeNatsConnection,
+  observeServerStorage,
+  observeStreamStorage,
+} from '../common/metrics.js';
 import { connectNats, type NatsConnectOptions } from '../common/nats-connection.js';
 import { createActionRunner, type ActionRecord } from './actions.js';
 import { createAlertSink, type AlertEvent, type WebhookOptions } from './alerts.js';
@@ -30,6 +35,8 @@ export interface ControllerOptions {
   /** How often the rules are evaluated, ms. Default {@link CONTROLLER_DEFAULTS.evalIntervalMs}. */
   evalIntervalMs?: number;
   webhook?: WebhookOptions;
+  /** The `sys` user, for each nats-server's storage figures; absent: not reported. */
+  sysNats?: NatsConnectOptions;
   logger: Logger;
 }
 
@@ -109,6 +116,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
   const nc = await connectNats({ ...o.nats, name: o.nats.name || controllerId }, logger);
   let control: KV;
   let observer: Awaited<ReturnType<typeof startObserver>>;
+  let sys: NatsConnection | undefined;
   try {
     const js = jetstream(nc);
     control = await new Kvm(nc).open(assetNames.controlBucket);
@@ -116,10 +124,16 @@ export async function startController(options: ControllerOptions): Promise<Contr
     observer = await startObserver(nc, jsm, { regions: o.regions, logger });
     observeNatsConnection(nc, 'controller');
     observeStreamStorage(jsm, () => o.regions.flatMap(regionStreams));
+    if (o.sysNats) {
+      sys = await connectNats({ ...o.sysNats, name: `${controllerId}-sys` }, logger);
+      observeServerStorage(sys);
+    }
   } catch (err) {
+    await sys?.close();
     await nc.close();
     throw err;
   }
+  const sysConnection = sys;
   const actions = createActionRunner(nc, jetstream(nc), control, controllerId);
   const alerts = createAlertSink(nc, o.webhook, logger);
   const states = new Map<string, RuleState>();
@@ -309,6 +323,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
         await lease.release();
         observer.close();
         await alerts.close(WEBHOOK_CLOSE_GRACE_MS);
+        await sysConnection?.close();
         await nc.drain();
       })();
       return stopping;

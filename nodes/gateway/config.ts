@@ -2,12 +2,7 @@
 import { NAME_TOKEN } from '../../protocol/index.js';
 import type { Logger } from '../../actors/log.js';
 import { ConfigError, envInt, envList, envString } from '../common/env.js';
-import {
-  inboxPrefixFromEnv,
-  natsOptionsFromEnv,
-  readNkeySeed,
-  type NatsConnectOptions,
-} from '../common/nats-connection.js';
+import { natsOptionsFromEnv, secondUserOptionsFromEnv } from '../common/nats-connection.js';
 import {
   adminKeysSharedWithTenants,
   parseAdminKeyList,
@@ -69,7 +64,8 @@ export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger): G
     throw new ConfigError('VIGIL_ADMIN_KEYS: an admin key must not also be a tenant API key');
   }
   const nats = natsOptionsFromEnv(env, '');
-  const adminNats = adminNatsOptionsFromEnv(env, nats);
+  // The admin routes' connection: same servers and TLS as the gateway's, as the admin user.
+  const adminNats = secondUserOptionsFromEnv(env, 'VIGIL_ADMIN_NATS', nats);
   if (adminKeys.length > 0 && !adminNats && nats.nkeySeed) {
     throw new ConfigError(
       "VIGIL_ADMIN_KEYS needs VIGIL_ADMIN_NATS_NKEY (the admin user's seed file): the gateway " +
@@ -148,21 +144,4 @@ export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger): G
   if (cert && key) options.tls = { certFile: cert, keyFile: key };
   if (adminNats) options.adminNats = adminNats;
   return options;
-}
-
-/** The admin routes' connection: same servers and TLS as the gateway's, as the admin user. */
-function adminNatsOptionsFromEnv(
-  env: NodeJS.ProcessEnv,
-  nats: NatsConnectOptions,
-): NatsConnectOptions | undefined {
-  const seedFile = env['VIGIL_ADMIN_NATS_NKEY'];
-  if (!seedFile) return undefined;
-  const inboxPrefix = inboxPrefixFromEnv(env, 'VIGIL_ADMIN_NATS_INBOX_PREFIX');
-  return {
-    servers: nats.servers,
-    name: '',
-    nkeySeed: readNkeySeed(seedFile, 'VIGIL_ADMIN_NATS_NKEY'),
-    ...(inboxPrefix === undefined ? {} : { inboxPrefix }),
-    ...(nats.tls === undefined ? {} : { tls: nats.tls }),
-  };
 }

@@ -266,6 +266,9 @@ async function main(): Promise<void> {
     VIGIL_REGION: regions[0]!.name,
     VIGIL_CONTROLLER_REGIONS: regions.map((r) => r.name).join(','),
     ...credentials.natsEnvFor('controller'),
+    // The system-account user, for each nats-server's storage figures.
+    VIGIL_SYS_NATS_NKEY: credentials.user('sys').seedFile,
+    VIGIL_SYS_NATS_INBOX_PREFIX: credentials.user('sys').inboxPrefix,
   });
 
   // Where the running edge is, for `npm run vigil` (the CLI) and other local tools.

@@ -118,10 +118,15 @@ function startController(
 }
 
 describe('controller', () => {
-  test('serves Prometheus metrics with JetStream storage per stream', async () => {
+  test('serves Prometheus metrics: JetStream storage per stream and per server', async () => {
     const edge = await startTestEdge({ actorHost: false });
     const rules = writeRules([]);
-    const controller = await startController(edge, rules.file, { VIGIL_METRICS_PORT: '0' });
+    const sys = edge.credentials.user('sys');
+    const controller = await startController(edge, rules.file, {
+      VIGIL_METRICS_PORT: '0',
+      VIGIL_SYS_NATS_NKEY: sys.seedFile,
+      VIGIL_SYS_NATS_INBOX_PREFIX: sys.inboxPrefix,
+    });
     try {
       const url = String(controller.ready['metricsUrl']);
       const scrape = async () => (await fetch(url)).text();
@@ -142,7 +147,20 @@ describe('controller', () => {
         assert.equal(res.status, 202);
       }
       assert.equal(queued(await scrape()), 3, 'three tasks wait in the request stream');
-      assert.match(await scrape(), /vigil_nats_connected\{[^}]*controller[^}]*\} 1/);
+      const text = await scrape();
+      assert.match(text, /vigil_nats_connected\{[^}]*controller[^}]*\} 1/);
+      // The server's store dir: something used (the streams above), under its limit.
+      const storage = (name: string): number =>
+        Number(
+          text
+            .split('\n')
+            .find((l) => l.startsWith(name))
+            ?.split(' ')
+            .at(-1) ?? NaN,
+        );
+      const used = storage('vigil_nats_server_storage_used');
+      const limit = storage('vigil_nats_server_storage_limit');
+      assert.ok(used > 0 && used < limit, `storage used ${used} of ${limit}`);
     } finally {
       await controller.stop();
       rmSync(rules.dir, { recursive: true, force: true });
