@@ -79,8 +79,6 @@ export async function startTelemetry(
     : undefined;
   const metricsHost = envString(env, 'VIGIL_METRICS_HOST', TELEMETRY_DEFAULTS.metricsHost);
 
-  diag.setLogger(throttledDiagLogger(node.logger), DiagLogLevel.WARN);
-
   const spanProcessors = hasOtlp('TRACES')
     ? [
         new BatchSpanProcessor({
@@ -135,8 +133,17 @@ export async function startTelemetry(
     instrumentations: [new RuntimeNodeInstrumentation()],
   });
   // Process CPU and memory; event-loop delay, GC and heap come from the runtime instrumentation.
+  // @opentelemetry/host-metrics announces its own deprecation when built; its successor needs
+  // Node 22.15, and Vigil runs on 20. Built before the node's logger is installed, so the notice
+  // goes to the SDK's console logger (stderr), not into every start-up's warnings.
   if (metricReaders.length > 0)
     new HostMetrics({ metricGroups: ['process.cpu', 'process.memory'] }).start();
+  // After the SDK, which installs a console logger of its own: exporter trouble goes to the node's
+  // log, throttled, and the replacement itself is not worth a warning.
+  diag.setLogger(throttledDiagLogger(node.logger), {
+    logLevel: DiagLogLevel.WARN,
+    suppressOverrideMessage: true,
+  });
 
   let server: Server | undefined;
   let metricsUrl: string | undefined;

@@ -12,7 +12,7 @@
  * Options (or environment): `--regions a,b` (`VIGIL_REGIONS`, default `local`), `--nodes n`
  * (`VIGIL_NODES_PER_REGION`, 1 to 5, default 1), `--edge site@region`, repeatable
  * (`VIGIL_EDGE_SITES=site@region,...`). Environment: `VIGIL_PORT` (first gateway, default 8080;
- * the others take the next ports), `VIGIL_DEMO_KEY` (default: generated once and kept in
+ * the others take the next ports; 0: every gateway on a free port), `VIGIL_DEMO_KEY` (default: generated once and kept in
  * `.vigil/demo-key`), `VIGIL_STATE_DIR` (default `.vigil`), and anything the gateway and actor
  * host read themselves (they inherit this environment).
  */
@@ -105,7 +105,8 @@ function spillOrder(regions: readonly RegionSpec[], home: string): string {
 async function main(): Promise<void> {
   mkdirSync(logDir, { recursive: true });
   const { regions, edges } = topologyFromArgs();
-  const firstPort = envInt(env, 'VIGIL_PORT', 8080, 1, 65535);
+  // Gateways listen on VIGIL_PORT and the ports after it; 0 gives each a free port.
+  const firstPort = envInt(env, 'VIGIL_PORT', 8080, 0, 65535);
   const demoKey = persistentSecret('demo-key', env['VIGIL_DEMO_KEY']);
   const credentials: NatsCredentials = generateNatsCredentials({
     outDir: join(stateDir, 'nats-creds'),
@@ -225,7 +226,7 @@ async function main(): Promise<void> {
   const gatewayUrls: { name: string; url: string; nats: string }[] = [];
   let port = firstPort;
   const gatewayEnv = (home: string) => ({
-    VIGIL_GATEWAY_PORT: String(port++),
+    VIGIL_GATEWAY_PORT: String(firstPort === 0 ? 0 : port++),
     VIGIL_API_KEYS: `demo:${demoKey}`,
     VIGIL_SPILL_REGIONS: spillOrder(regions, home),
   });

@@ -121,14 +121,14 @@ test('the launcher serves, stops cleanly on Ctrl-C, and keeps accepted tasks acr
 
 test('npm start -- --regions eu,us --nodes 3 --edge pop1@eu: every gateway serves, Ctrl-C stops every process', async () => {
   const stateDir = mkdtempSync(join(tmpdir(), 'vigil-launcher-regions-'));
-  const port = await freePort();
   const key = 'launcher-regions-key-0123456789';
   const headers = { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' };
   try {
     const run = await launch(
       {
         VIGIL_STATE_DIR: stateDir,
-        VIGIL_PORT: String(port),
+        // Three gateways: each on a free port (consecutive ones may be taken).
+        VIGIL_PORT: '0',
         VIGIL_DEMO_KEY: key,
         VIGIL_MODELS: 'echo',
       },
