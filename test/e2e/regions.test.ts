@@ -2,11 +2,14 @@
  * Two regions joined into a supercluster, each with its own gateway and actor host, every node
  * under its least-privilege NATS user: work stays home while home can run it, spills over to the
  * other region when home has no healthy actor or its queue is past the threshold, results still
- * reach the caller, and any region answers for any task (but never to another tenant).
+ * reach the caller (in the same trace), and any region answers for any task (but never to
+ * another tenant).
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { TENANTS, waitFor } from '../harness/edge.js';
+import { OtlpReceiver } from '../harness/otlp-receiver.js';
 import { startTestRegions, type TestRegions } from '../harness/regions.js';
 
 type Json = Record<string, unknown>;
@@ -14,7 +17,13 @@ const BEAT_MS = 300;
 
 describe('regions: spill-over and failover', () => {
   let regions: TestRegions;
+  const receiver = new OtlpReceiver();
   before(async () => {
+    await receiver.start();
+    const telemetry = {
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${receiver.url}/v1/traces`,
+      OTEL_BSP_SCHEDULE_DELAY: '100',
+    };
     regions = await startTestRegions({
       regions: [
         { name: 'eu', nodes: 1 },
@@ -22,14 +31,18 @@ describe('regions: spill-over and failover', () => {
       ],
       assets: { heartbeatIntervalMs: BEAT_MS },
       actorEnv: {
+        ...telemetry,
         VIGIL_HEARTBEAT_MS: String(BEAT_MS),
         VIGIL_MODELS: 'echo',
         VIGIL_ECHO_FAULTS: JSON.stringify({ enabled: true, maxDelayMs: 5_000 }),
       },
-      gatewayEnv: { VIGIL_SPILL_QUEUE_DEPTH: '4' },
+      gatewayEnv: { ...telemetry, VIGIL_SPILL_QUEUE_DEPTH: '4' },
     });
   });
-  after(() => regions?.stop());
+  after(async () => {
+    await regions?.stop();
+    await receiver.stop();
+  });
 
   const infer = (
     at: string,
@@ -148,6 +161,28 @@ describe('regions: spill-over and failover', () => {
         `later (heartbeat ${BEAT_MS} ms, stale after ${3 * BEAT_MS} ms); ` +
         `${waiting.length} accepted into eu's queue before that`,
     );
+    // A spilled request stays one trace: eu's gateway span, us's actor under it.
+    const traceId = randomBytes(16).toString('hex');
+    const traced = await infer('eu', 'traced', {
+      headers: { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` },
+    });
+    assert.equal(((await traced.json()) as Json)['region'], 'us');
+    const spans = await waitFor('the spilled trace', async () => {
+      const found = receiver.spans.filter((s) => s.traceId === traceId);
+      return Promise.resolve(
+        found.some((s) => s.name === 'process echo') && found.some((s) => s.name === 'send echo')
+          ? found
+          : undefined,
+      );
+    });
+    const send = spans.find((s) => s.name === 'send echo')!;
+    const processed = spans.find((s) => s.name === 'process echo')!;
+    assert.equal(send.service, 'vigil-gateway');
+    assert.equal(send.region, 'eu');
+    assert.equal(processed.service, 'vigil-actor-host');
+    assert.equal(processed.region, 'us');
+    assert.equal(processed.parentSpanId, send.spanId, 'one trace across the regions');
+
     // Work accepted at eu before its actors were seen dead waits in eu's queue: with eu back,
     // every accepted task completes.
     await regions.startActorHost('eu');
