@@ -130,7 +130,9 @@ export async function startTelemetry(
     ...(spanProcessors.length === 0 ? { sampler: new AlwaysOffSampler() } : {}),
     metricReaders,
     logRecordProcessors: [],
-    instrumentations: [new RuntimeNodeInstrumentation()],
+    // Event-loop, GC and heap observers cost on every loop turn and collection: only when some
+    // reader will collect what they measure.
+    instrumentations: metricReaders.length > 0 ? [new RuntimeNodeInstrumentation()] : [],
   });
   // Process CPU and memory; event-loop delay, GC and heap come from the runtime instrumentation.
   // @opentelemetry/host-metrics announces its own deprecation when built; its successor needs
