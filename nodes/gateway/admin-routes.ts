@@ -18,6 +18,7 @@ import {
 } from '../../protocol/index.js';
 import type { AdminKeyStore } from './api-keys.js';
 import type { GatewayEnv } from './app.js';
+import { unauthenticated } from './http-errors.js';
 
 /** Where the admin routes live. */
 export const ADMIN_PATH_PREFIX = '/v1/admin';
@@ -53,18 +54,6 @@ function seqParam(c: Context<GatewayEnv>): number {
   }
   return Number(raw);
 }
-
-const unauthenticated = (message: string) => (c: Context) => {
-  c.header('Content-Type', 'application/json');
-  return {
-    error: {
-      code: ErrorCode.Unauthenticated,
-      message,
-      retryable: false,
-      type: ErrorCode.Unauthenticated,
-    },
-  };
-};
 
 /**
  * Mounts:

@@ -30,8 +30,7 @@ import { isAdminPath, registerAdminRoutes, type AdminRoutesDeps } from './admin-
 import type { ApiKeyStore } from './api-keys.js';
 import type { RegionRouter } from './region-router.js';
 import type { ModelCatalog } from './catalog.js';
-import { errorResponse } from './http-errors.js';
-import { onGatewayError } from './http-errors.js';
+import { errorResponse, onGatewayError, unauthenticated } from './http-errors.js';
 import { registerOpenAiRoutes } from './openai-routes.js';
 import { readJsonBody } from './json-body.js';
 import { ownerOf, taskView } from './task-view.js';
@@ -153,17 +152,6 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
         }),
   );
 
-  const unauthenticated = (message: string) => (c: Context) => {
-    c.header('Content-Type', 'application/json');
-    return {
-      error: {
-        code: ErrorCode.Unauthenticated,
-        message,
-        retryable: false,
-        type: ErrorCode.Unauthenticated,
-      },
-    };
-  };
   const tenantAuth = bearerAuth<GatewayEnv>({
     realm: 'vigil',
     verifyToken: (token, c) => {

@@ -43,6 +43,14 @@ export function errorBody(error: WireError): { error: WireError & { type: string
   return { error: body };
 }
 
+/** The body for a refused bearer key (`hono/bearer-auth`'s `message` hooks): the usual error shape. */
+export const unauthenticated =
+  (message: string) =>
+  (c: Context): ReturnType<typeof errorBody> => {
+    c.header('Content-Type', 'application/json');
+    return errorBody({ code: ErrorCode.Unauthenticated, message, retryable: false });
+  };
+
 /** Answers `error` as JSON with its status and, when retryable, `Retry-After` (seconds). */
 export function errorResponse(
   c: Context,
