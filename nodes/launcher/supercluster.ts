@@ -194,11 +194,15 @@ export async function startSupercluster(options: SuperclusterOptions): Promise<S
     stop,
   };
   try {
+    const timeoutMs = options.readyTimeoutMs ?? 60_000;
     await waitForJetStreamMeta(
       servers.map((s) => s.url),
       options.connectOptions,
-      options.readyTimeoutMs ?? 60_000,
+      timeoutMs,
     );
+    // A meta leader can answer before it has heard from every peer; placing an R3 stream then
+    // fails with "no suitable peers". Wait until the leader sees them all current.
+    if (options.monitor !== false && !standalone) await waitForMetaPeers(servers, timeoutMs);
   } catch (err) {
     await stop();
     throw err;
@@ -241,6 +245,30 @@ export function startEdgeServer(options: EdgeServerOptions): Promise<NatsServerP
     },
     extraConfig: options.accountsConfig,
   });
+}
+
+/** Resolves once the JetStream meta leader reports every other server as a current peer. */
+async function waitForMetaPeers(
+  servers: readonly NatsServerProcess[],
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    for (const server of servers) {
+      try {
+        const res = await fetch(`${server.monitorUrl}/jsz`, { signal: AbortSignal.timeout(1_000) });
+        const { meta_cluster: meta } = (await res.json()) as {
+          meta_cluster?: { replicas?: { current?: boolean }[] };
+        };
+        const peers = meta?.replicas ?? [];
+        if (peers.length === servers.length - 1 && peers.every((p) => p.current)) return;
+      } catch {
+        // not answering yet: ask the next one
+      }
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`the JetStream meta group did not see all ${servers.length} servers in time`);
 }
 
 /** Resolves once the JetStream API answers through `urls` (a meta leader has been elected). */
