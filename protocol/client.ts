@@ -13,6 +13,7 @@ import {
   JetStreamApiError,
   jetstream,
   type JetStreamClient,
+  type JetStreamManager,
 } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { context, propagation, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
@@ -185,6 +186,12 @@ class VigilClientImpl implements VigilClient {
   readonly #js: JetStreamClient;
   /** Reads the hub regions' buckets and streams (the same client unless at an edge site). */
   readonly #hubJs: JetStreamClient;
+  /**
+   * Managers for direct gets, made once without the account-info check `jetstreamManager()`
+   * does by default: that check is a round trip, and status reads are on the request path.
+   */
+  readonly #hubJsm: Promise<JetStreamManager>;
+  readonly #localJsm: Promise<JetStreamManager>;
   readonly #region: string;
   readonly #otherRegions: readonly string[];
   readonly #edgeSite: string | undefined;
@@ -200,6 +207,8 @@ class VigilClientImpl implements VigilClient {
   constructor(nc: NatsConnection, options: VigilClientOptions, clientId: string) {
     this.#js = jetstream(nc);
     this.#hubJs = options.edgeSite ? jetstream(nc, { domain: HUB_DOMAIN }) : this.#js;
+    this.#localJsm = this.#js.jetstreamManager(false);
+    this.#hubJsm = options.edgeSite ? this.#hubJs.jetstreamManager(false) : this.#localJsm;
     this.#region = options.region;
     this.#otherRegions = (options.otherRegions ?? []).filter((r) => r !== options.region);
     this.#edgeSite = options.edgeSite;
@@ -425,7 +434,7 @@ class VigilClientImpl implements VigilClient {
   async #statusIn(region: string, taskId: string): Promise<TaskStatus | undefined> {
     const record = await this.#readRecord(region, taskId);
     if (record) return { region, state: record.state, record };
-    const jsm = await this.#hubJs.jetstreamManager();
+    const jsm = await this.#hubJsm;
     const queued = await jsm.direct.getMessage(assetNames.requestStream(region), {
       next_by_subj: subjects.requestById(region, taskId),
     });
@@ -454,7 +463,7 @@ class VigilClientImpl implements VigilClient {
   /** A request accepted by this edge site that the hub has not sourced (or not run) yet. */
   async #heldAtEdge(taskId: string): Promise<TaskStatus | undefined> {
     if (this.#edgeSite === undefined) return undefined;
-    const jsm = await this.#js.jetstreamManager();
+    const jsm = await this.#localJsm;
     const held = await jsm.direct.getMessage(assetNames.edgeStream(this.#edgeSite), {
       next_by_subj: subjects.edgeRequestById(this.#edgeSite, this.#region, taskId),
     });
