@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { PROJECT_ROOT } from '../../nodes/launcher/node-process.js';
 import type { DrillReport } from '../../nodes/drill/run-drill.js';
+import { processAlive } from '../harness/processes.js';
 
 /** Longest a short drill may take, start-up and settle included. */
 const DRILL_TIMEOUT_MS = 120_000;
@@ -68,14 +69,7 @@ async function runFault(fault: string, extra: string[] = []): Promise<DrillRepor
 
 function assertNothingLeft(report: DrillReport): void {
   assert.ok(report.pids.length >= 3, 'the report names the processes it started');
-  const alive = report.pids.filter(({ pid }) => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  });
+  const alive = report.pids.filter(({ pid }) => processAlive(pid));
   assert.deepEqual(alive, [], 'no process the drill started is left');
 }
 

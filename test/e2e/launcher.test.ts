@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { PROJECT_ROOT } from '../../nodes/launcher/node-process.js';
 import { freePort } from '../harness/nats.js';
+import { processAlive } from '../harness/processes.js';
 
 interface Launched {
   pid: number;
@@ -40,15 +41,6 @@ async function launch(env: Record<string, string>, args: string[] = []): Promise
     await new Promise((r) => setTimeout(r, 100));
   }
   return { pid: child.pid!, output: () => output, exited };
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 test('the launcher serves, stops cleanly on Ctrl-C, and keeps accepted tasks across a restart', async () => {
@@ -97,7 +89,7 @@ test('the launcher serves, stops cleanly on Ctrl-C, and keeps accepted tasks acr
     process.kill(first.pid, 'SIGINT');
     assert.equal(await first.exited, 0, 'Ctrl-C exits 0');
     assert.match(first.output(), /Vigil stopped\./);
-    for (const pid of childPids) assert.equal(pidAlive(pid), false, `child ${pid} stopped`);
+    for (const pid of childPids) assert.equal(processAlive(pid), false, `child ${pid} stopped`);
 
     // Second run serves every model: the five accepted echo tasks now run.
     const second = await launch(env);
@@ -163,7 +155,7 @@ test('npm start -- --regions eu,us --nodes 3 --edge pop1@eu: every gateway serve
       ].map((m) => Number(m[1]));
       process.kill(run.pid, 'SIGINT');
       assert.equal(await run.exited, 0);
-      for (const pid of pids) assert.equal(pidAlive(pid), false, `child ${pid} stopped`);
+      for (const pid of pids) assert.equal(processAlive(pid), false, `child ${pid} stopped`);
     }
   } finally {
     rmSync(stateDir, { recursive: true, force: true });

@@ -8,19 +8,13 @@ import { after, describe, test } from 'node:test';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 
+import { processAlive } from './processes.js';
 import { startTestCluster, startTestNats, waitForJetStream } from './nats.js';
 
 /** Every pid any test started, checked at the end. */
 const pids = new Set<number>();
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const alive = processAlive;
 
 describe('nats test harness', () => {
   test('a single server starts and JetStream stores a message', async () => {

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCode, RetryableError, TerminalError, VigilError } from '../../protocol/errors.js';
 import { createBuiltinModels } from '../../actors/runtimes/index.js';
+import { processGone } from '../harness/processes.js';
 import type { ChatOutput } from '../../actors/runtimes/index.js';
 import {
   createExecutorStarter,
@@ -63,20 +64,6 @@ async function until(predicate: () => boolean, timeoutMs: number, what: string):
     if (performance.now() > end) assert.fail(`timed out waiting for ${what}`);
     await sleep(10);
   }
-}
-
-/** Resolves true once process `pid` is gone, false if it still runs after `timeoutMs`. */
-async function processGone(pid: number, timeoutMs: number): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return true;
-    }
-    await sleep(20);
-  }
-  return false;
 }
 
 describe('every isolation runs the built-in models', () => {
