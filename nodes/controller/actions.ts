@@ -4,6 +4,11 @@
  * write to the control bucket that other nodes honour (`route.<model>`, read by gateways'
  * region routers; `rollout.<model>.hold`). Every run is appended to the `VIGIL_CONTROL_LOG`
  * stream with who ran it, when, and how it went.
+ *
+ * The two writes are reversible, and are lifted when their alert resolves. Several alerts may
+ * want the same key (two rules holding one model's rollout, one rule shifting a model away from
+ * two regions), so each entry lists its holders, one per (rule, subject), and lifting removes only
+ * the resolving alert's own: the key is deleted with its last holder.
  */
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
@@ -15,19 +20,45 @@ import { ActionType } from './rules.js';
 /** How long a node has to answer a command, ms: a restart waits for the new executor. */
 export const COMMAND_TIMEOUT_MS = 15_000;
 
+/** Who wants a reversible action in force: one firing alert. */
+export interface Holder {
+  rule: string;
+  /** The alert's subject key (`<region>[.<host>][.<model>]`). */
+  subject: string;
+  region: string;
+  /** The controller that wrote it, and when. */
+  by: string;
+  at: number;
+}
+
 /** A route override in the control bucket (`route.<model>`): regions to send work elsewhere from. */
 export interface RouteOverride {
   model: string;
   /** Regions new work for the model avoids while another region has a healthy actor. */
   avoid: string[];
-  rule: string;
-  by: string;
-  at: number;
+  /** Why: each holder's region is in `avoid`. */
+  holders: Holder[];
 }
+
+/** A rollout hold in the control bucket (`rollout.<model>.hold`). */
+export interface RolloutHold {
+  model: string;
+  holders: Holder[];
+}
+
+/** Whether an action is a write that is lifted again when its alert resolves. */
+export function isReversible(action: ActionType): boolean {
+  return action === ActionType.ShiftTraffic || action === ActionType.HoldRollout;
+}
+
+/** Attempts at a compare-and-set update of a control key before the action counts as failed. */
+const CAS_ATTEMPTS = 5;
 
 /** The record of one action run. */
 export interface ActionRecord {
   action: ActionType;
+  /** `apply` when the alert fired (or is still firing past its cooldown), `lift` when it resolved. */
+  phase: 'apply' | 'lift';
   rule: string;
   subject: Subject;
   ok: boolean;
@@ -53,6 +84,11 @@ export function rolloutHoldKey(model: string): string {
 export interface ActionRunner {
   /** Runs `action` on `subject` for `rule`, records it, and returns the record. Never throws. */
   run(action: ActionType, rule: string, subject: Subject): Promise<ActionRecord>;
+  /**
+   * Lifts what a reversible `action` of `rule` on `subject` wrote, records it, and returns the
+   * record. Never throws. Lifting what is not there succeeds and changes nothing.
+   */
+  lift(action: ActionType, rule: string, subject: Subject): Promise<ActionRecord>;
 }
 
 /** Creates a runner acting as `controllerId`. */
@@ -89,65 +125,125 @@ export function createActionRunner(
         return command(subject, 'restart', reason);
       case ActionType.DrainHost:
         return command(subject, 'drain', reason);
-      case ActionType.ShiftTraffic: {
-        const model = subject.model!;
-        const key = routeOverrideKey(model);
-        // Add this region to what the model avoids; a concurrent writer makes the CAS fail and
-        // the action is recorded as failed, to be run again after the cooldown.
-        const entry = await control.get(key);
-        const current = entry?.operation === 'PUT' ? entry.json<RouteOverride>().avoid : [];
-        const override: RouteOverride = {
-          model,
-          avoid: [...new Set([...current, subject.region])],
+      case ActionType.ShiftTraffic:
+      case ActionType.HoldRollout:
+        return setHolder(action, rule, subject, true);
+    }
+  };
+
+  /**
+   * Adds (or, with `hold` false, removes) the holder of `rule` on `subject` in the control key of
+   * a reversible action, by compare-and-set, again on a conflict with a concurrent writer. An
+   * alert's holder is replaced, never doubled; the key is deleted with its last holder.
+   */
+  const setHolder = async (
+    action: ActionType,
+    rule: string,
+    subject: Subject,
+    hold: boolean,
+  ): Promise<Record<string, unknown>> => {
+    const model = subject.model;
+    if (!model) throw new Error('the subject names no model');
+    const key =
+      action === ActionType.ShiftTraffic ? routeOverrideKey(model) : rolloutHoldKey(model);
+    for (let attempt = 1; ; attempt++) {
+      const entry = await control.get(key);
+      const stored = entry?.operation === 'PUT' ? readHolders(entry.string()) : [];
+      const holders = stored.filter((h) => !(h.rule === rule && h.subject === subject.key));
+      if (hold) {
+        holders.push({
           rule,
+          subject: subject.key,
+          region: subject.region,
           by: controllerId,
           at: Date.now(),
-        };
-        const data = JSON.stringify(override);
+        });
+      }
+      try {
+        if (holders.length === 0) {
+          if (entry?.operation === 'PUT')
+            await control.delete(key, { previousSeq: entry.revision });
+          return { key, deleted: entry?.operation === 'PUT' };
+        }
+        const value: RouteOverride | RolloutHold =
+          action === ActionType.ShiftTraffic
+            ? { model, avoid: [...new Set(holders.map((h) => h.region))], holders }
+            : { model, holders };
+        const data = JSON.stringify(value);
         const revision =
           entry === null
             ? await control.create(key, data)
             : await control.update(key, data, entry.revision);
-        return { key, revision, avoid: override.avoid };
-      }
-      case ActionType.HoldRollout: {
-        const key = rolloutHoldKey(subject.model!);
-        const revision = await control.put(
-          key,
-          JSON.stringify({ model: subject.model, rule, by: controllerId, at: Date.now() }),
-        );
-        return { key, revision };
+        return { key, revision, ...value };
+      } catch (err) {
+        if (attempt >= CAS_ATTEMPTS) throw err;
       }
     }
   };
 
-  return {
-    async run(action, rule, subject) {
-      const startedAt = Date.now();
-      let ok = true;
-      let detail: Record<string, unknown>;
-      try {
-        detail = await perform(action, rule, subject);
-      } catch (err) {
-        ok = false;
-        detail = { error: err instanceof Error ? err.message : String(err) };
-      }
-      const record: ActionRecord = {
-        action,
-        rule,
-        subject,
-        ok,
-        detail,
-        controllerId,
-        startedAt,
-        finishedAt: Date.now(),
-      };
-      try {
-        await js.publish(`${CONTROL_LOG_SUBJECT_PREFIX}.${rule}`, JSON.stringify(record));
-      } catch (err) {
-        record.detail = { ...record.detail, recordError: (err as Error).message };
-      }
-      return record;
-    },
+  const record = async (
+    action: ActionType,
+    phase: ActionRecord['phase'],
+    rule: string,
+    subject: Subject,
+    work: () => Promise<Record<string, unknown>>,
+  ): Promise<ActionRecord> => {
+    const startedAt = Date.now();
+    let ok = true;
+    let detail: Record<string, unknown>;
+    try {
+      detail = await work();
+    } catch (err) {
+      ok = false;
+      detail = { error: err instanceof Error ? err.message : String(err) };
+    }
+    const done: ActionRecord = {
+      action,
+      phase,
+      rule,
+      subject,
+      ok,
+      detail,
+      controllerId,
+      startedAt,
+      finishedAt: Date.now(),
+    };
+    try {
+      await js.publish(`${CONTROL_LOG_SUBJECT_PREFIX}.${rule}`, JSON.stringify(done));
+    } catch (err) {
+      done.detail = { ...done.detail, recordError: (err as Error).message };
+    }
+    return done;
   };
+
+  return {
+    run: (action, rule, subject) =>
+      record(action, 'apply', rule, subject, () => perform(action, rule, subject)),
+    lift: (action, rule, subject) =>
+      record(action, 'lift', rule, subject, () => {
+        if (!isReversible(action)) throw new Error(`${action} cannot be lifted`);
+        return setHolder(action, rule, subject, false);
+      }),
+  };
+}
+
+/**
+ * The holders in a stored override or hold. An entry written before holders existed (or by hand)
+ * has none that can be told apart: it is replaced by the next write.
+ */
+function readHolders(text: string): Holder[] {
+  try {
+    const value = JSON.parse(text) as { holders?: unknown };
+    if (!Array.isArray(value.holders)) return [];
+    return value.holders.filter(
+      (h): h is Holder =>
+        typeof h === 'object' &&
+        h !== null &&
+        typeof (h as Holder).rule === 'string' &&
+        typeof (h as Holder).subject === 'string' &&
+        typeof (h as Holder).region === 'string',
+    );
+  } catch {
+    return [];
+  }
 }

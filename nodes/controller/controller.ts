@@ -18,11 +18,17 @@ import {
   observeStreamStorage,
 } from '../common/metrics.js';
 import { connectNats, type NatsConnectOptions } from '../common/nats-connection.js';
-import { createActionRunner, type ActionRecord } from './actions.js';
+import { createActionRunner, isReversible, type ActionRecord } from './actions.js';
 import { createAlertSink, type AlertEvent, type WebhookOptions } from './alerts.js';
 import { startLeaderLease } from './lease.js';
 import { startObserver, unreadRegions, type Subject } from './observe.js';
-import { conditionHolds, Scope, type AlertRule, type MetricValue } from './rules.js';
+import {
+  conditionHolds,
+  Scope,
+  type ActionType,
+  type AlertRule,
+  type MetricValue,
+} from './rules.js';
 
 /** Everything a controller needs to start. */
 export interface ControllerOptions {
@@ -63,6 +69,8 @@ interface RuleState {
   subject: Subject;
   /** When the condition started to hold (epoch ms), while it holds. */
   pendingSince?: number;
+  /** When the condition of a firing alert stopped holding (epoch ms), until it resolves. */
+  clearSince?: number;
   firing: boolean;
   /** Its record in the control bucket, while firing. */
   stored?: StoredAlert;
@@ -163,7 +171,10 @@ export async function startController(options: ControllerOptions): Promise<Contr
       const stored = readStoredAlert(entry.string());
       const rule = stored && byName.get(stored.rule);
       if (!stored || !rule || rule.scope !== stored.subject.scope) {
-        await control.delete(key); // unreadable, or its rule was removed or changed
+        // Unreadable, or its rule was removed or changed: what its action wrote goes with it.
+        const done = stored?.lastAction?.action;
+        if (stored && done && isReversible(done)) await lift(done, stored.rule, stored.subject);
+        await control.delete(key);
         continue;
       }
       states.set(key, {
@@ -177,6 +188,16 @@ export async function startController(options: ControllerOptions): Promise<Contr
       if (stored.lastAction) lastActionAt.set(key, stored.lastAction.finishedAt);
     }
     logger.info('leader: firing alerts loaded', { alerts: states.size });
+  };
+
+  /** Lifts a reversible action; throws when it could not, so that the alert stays to retry. */
+  const lift = async (action: ActionType, rule: string, subject: Subject): Promise<void> => {
+    const record = await actions.lift(action, rule, subject);
+    if (!record.ok) {
+      logger.error('recovery action not lifted', { ...record });
+      throw new Error(`${action} of rule ${rule} on ${subject.key} not lifted`);
+    }
+    logger.info('recovery action lifted', { ...record });
   };
 
   const event = (state: RuleState, status: AlertEvent['status']): AlertEvent => ({
@@ -240,12 +261,28 @@ export async function startController(options: ControllerOptions): Promise<Contr
     void runAction(key, state);
   };
 
-  const resolve = async (key: string, state: RuleState): Promise<void> => {
+  /**
+   * Resolves a firing alert; false when it must stay firing for now: its action is still running,
+   * or what the action wrote could not be lifted (tried again at the next evaluation).
+   */
+  const resolve = async (key: string, state: RuleState): Promise<boolean> => {
+    // An action still running would write after the lift: wait for it.
+    if (acting.has(key)) return false;
+    // What the alert's action wrote is lifted before the alert is forgotten: a leader that dies
+    // in between leaves its successor a firing alert to resolve (and lift, idempotently) again.
+    if (state.rule.action && isReversible(state.rule.action)) {
+      try {
+        await lift(state.rule.action, state.rule.name, state.subject);
+      } catch {
+        return false;
+      }
+    }
     await control.delete(key);
     state.firing = false;
     delete state.stored;
     logger.info('alert resolved', { rule: state.rule.name, subject: state.subject.key });
     alerts.send(event(state, 'resolved'));
+    return true;
   };
 
   const evaluate = async (): Promise<void> => {
@@ -274,12 +311,16 @@ export async function startController(options: ControllerOptions): Promise<Contr
         state.lastValue = value ?? null;
         if (holds) {
           state.pendingSince ??= now;
+          delete state.clearSince;
           if (!state.firing && now - state.pendingSince >= rule.forMs) await fire(key, state);
           // Still firing past the cooldown: the action runs again.
           else if (state.firing) void runAction(key, state);
-        } else {
-          if (state.firing) await resolve(key, state);
+        } else if (!state.firing) {
           states.delete(key);
+        } else {
+          state.clearSince ??= now;
+          const clearFor = now - state.clearSince;
+          if (clearFor >= rule.keepFiringForMs && (await resolve(key, state))) states.delete(key);
         }
         if (!lease.isLeader()) return;
       }
@@ -292,7 +333,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
       if (state.subject.scope !== Scope.Actor && unread.has(state.subject.region)) continue;
       if (state.firing) {
         state.lastValue = null;
-        await resolve(key, state);
+        if (!(await resolve(key, state))) continue;
       }
       states.delete(key);
     }

@@ -23,5 +23,5 @@ export {
 export type { LeaseRecord } from './lease.js';
 export { alertSubject } from './alerts.js';
 export type { AlertEvent } from './alerts.js';
-export { rolloutHoldKey, routeOverrideKey } from './actions.js';
-export type { ActionRecord, RouteOverride } from './actions.js';
+export { isReversible, rolloutHoldKey, routeOverrideKey } from './actions.js';
+export type { ActionRecord, Holder, RolloutHold, RouteOverride } from './actions.js';

@@ -121,6 +121,12 @@ const ruleSchema = z
       .optional(),
     /** Least time between two runs of the action on one subject, ms. */
     cooldownMs: z.number().int().nonnegative().optional(),
+    /**
+     * How long the condition must stay clear before the alert resolves, ms (Prometheus's
+     * `keep_firing_for`). A reversible action is lifted on resolve, and its own effect often
+     * clears the condition (work shifted away drains the queue): this is the hysteresis.
+     */
+    keepFiringForMs: z.number().int().nonnegative().optional(),
   })
   .strict();
 
@@ -138,6 +144,7 @@ export interface AlertRule {
   severity: Severity;
   action?: ActionType;
   cooldownMs: number;
+  keepFiringForMs: number;
 }
 
 /** Parses the text of a rules file (JSON). `source` names it in errors. */
@@ -229,6 +236,7 @@ function parseRule(entry: unknown, where: string): AlertRule {
     severity: r.severity,
     ...(r.action ? { action: r.action.type } : {}),
     cooldownMs: r.cooldownMs ?? DEFAULT_ACTION_COOLDOWN_MS,
+    keepFiringForMs: r.keepFiringForMs ?? 0,
   };
 }
 

@@ -27,6 +27,7 @@ import {
   type ActionRecord,
   type AlertEvent,
   type LeaseRecord,
+  type RolloutHold,
 } from '../../nodes/controller/index.js';
 import { startNode, type NodeProcess } from '../../nodes/launcher/node-process.js';
 import { startTestEdge, waitFor, type TestEdge } from '../harness/edge.js';
@@ -325,6 +326,8 @@ describe('controller', () => {
     }
   });
 
+  const KEEP_FIRING_MS = 1_000;
+
   test('kill -9 of the leader: the standby takes over within a lease and one renewal; one action in all', async () => {
     const leaseMs = 2_000;
     const rules = writeRules([
@@ -336,6 +339,7 @@ describe('controller', () => {
         severity: 'info',
         action: { type: 'hold-rollout' },
         cooldownMs: 600_000,
+        keepFiringForMs: KEEP_FIRING_MS,
       },
     ]);
     const edge = await startTestEdge({
@@ -400,16 +404,34 @@ describe('controller', () => {
         [['hold-rollout', firstId, true]],
       );
       const hold = await control.get('rollout.echo.hold');
-      assert.equal(hold?.json<Json>()['by'], firstId);
+      assert.deepEqual(
+        hold?.json<RolloutHold>().holders.map((h) => [h.rule, h.by]),
+        [['echo-running', firstId]],
+      );
       assert.equal(alerts.filter((a) => a.status === 'firing').length, 1);
 
-      // The new leader acts: a drained host is no longer running, and the alert resolves.
+      // The new leader acts: a drained host is no longer running, and the alert resolves once
+      // the condition has stayed clear for keepFiringForMs.
+      const stoppingAt = Date.now();
       await edge.actorHosts[0]!.stop();
       const resolved = await seen('the alert resolved by the new leader', () =>
         alerts.find((a) => a.status === 'resolved'),
       );
       assert.equal(resolved.controllerId, secondId);
+      assert.ok(
+        resolved.at - stoppingAt >= KEEP_FIRING_MS,
+        `kept firing ${KEEP_FIRING_MS} ms after the condition cleared: ${resolved.at - stoppingAt} ms`,
+      );
       assert.equal(alerts.filter((a) => a.status === 'firing').length, 1);
+      // Resolving lifted the hold the first leader wrote, and the log says who lifted it.
+      assert.equal((await control.get('rollout.echo.hold'))?.operation, 'DEL');
+      assert.deepEqual(
+        (await actionRecords(nc)).map((r) => [r.action, r.phase, r.controllerId, r.ok]),
+        [
+          ['hold-rollout', 'apply', firstId, true],
+          ['hold-rollout', 'lift', secondId, true],
+        ],
+      );
     } finally {
       await Promise.allSettled(controllers.map((c) => c.stop()));
       await edge.stop();

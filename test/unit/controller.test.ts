@@ -54,6 +54,12 @@ describe('alert rules', () => {
     assert.equal(rule?.value, true);
     assert.equal(rule?.scope, 'actor');
     assert.ok((rule?.cooldownMs ?? 0) > 0);
+    assert.equal(rule?.keepFiringForMs, 0, 'resolves as soon as the condition clears');
+    const [kept] = parseRules(
+      JSON.stringify({ rules: [{ ...stuck, keepFiringForMs: 60_000 }] }),
+      'rules.json',
+    );
+    assert.equal(kept?.keepFiringForMs, 60_000);
   });
 
   const cases: { name: string; rules: unknown[]; says: RegExp }[] = [
@@ -103,6 +109,11 @@ describe('alert rules', () => {
       name: 'a rule name that is not a token',
       rules: [{ ...stuck, name: 'Actor Stuck' }],
       says: /'Actor Stuck'.*name/,
+    },
+    {
+      name: 'a negative keepFiringForMs',
+      rules: [{ ...stuck, keepFiringForMs: -1 }],
+      says: /'actor-stuck'.*keepFiringForMs/,
     },
     {
       name: 'two rules with one name',
