@@ -5,7 +5,7 @@
  * - infrastructure: NATS connection state and (from the controller) JetStream storage per stream
  *   and per server store dir here; process CPU and memory, event-loop delay and GC from `@opentelemetry/host-metrics` and
  *   the runtime instrumentation (`telemetry.ts`);
- * - application: per-route HTTP latency, rate and status from `@hono/otel`; queue depth,
+ * - application: HTTP latency, rate and status per route and model (`gateway/http-metrics.ts`); queue depth,
  *   ack-pending and redeliveries per model, sampled from consumer info when a reader collects;
  * - business: tasks accepted here; the actors count what becomes of them (`actors/task-metrics.ts`).
  *

@@ -31,6 +31,7 @@ import type { ApiKeyStore } from './api-keys.js';
 import type { RegionRouter } from './region-router.js';
 import type { ModelCatalog } from './catalog.js';
 import { errorResponse, onGatewayError, unauthenticated } from './http-errors.js';
+import { httpMetricsMiddleware, NO_METRICS, type HttpMetricsVariables } from './http-metrics.js';
 import { registerOpenAiRoutes } from './openai-routes.js';
 import { readJsonBody } from './json-body.js';
 import { ownerOf, taskView } from './task-view.js';
@@ -73,7 +74,7 @@ export interface GatewayAppDeps {
 
 /** Hono variables set by the gateway's middleware. */
 export type GatewayEnv = {
-  Variables: RequestIdVariables & { tenant: string };
+  Variables: RequestIdVariables & HttpMetricsVariables & { tenant: string };
   /** Node's request and response, when served by `@hono/node-server` (absent in `app.request`). */
   Bindings: Partial<HttpBindings>;
 };
@@ -121,9 +122,10 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
       retryable: false,
     }),
   );
-  // The server span (parent: the client's `traceparent`, if any) and the request-duration
-  // histogram per route and status; a no-op until the node starts the OTel SDK.
-  app.use(httpInstrumentationMiddleware());
+  // The server span (parent: the client's `traceparent`, if any), a no-op until the node starts
+  // the OTel SDK; the request-duration histogram is ours, to carry the model (http-metrics.ts).
+  app.use(httpInstrumentationMiddleware({ meterProvider: NO_METRICS }));
+  app.use(httpMetricsMiddleware<GatewayEnv>());
   app.use(requestId({ headerName: 'X-Request-Id' }));
   // A JSON API needs the headers that stop content sniffing and framing and pin HTTPS; the
   // browser-document policies (COOP, CORP, Origin-Agent-Cluster, download and DNS-prefetch
@@ -187,6 +189,7 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
       throw new ValidationError('must be 1-255 printable ASCII characters', 'Idempotency-Key');
     }
+    c.set('model', submission.model.name);
     const route = await deps.router.plan(submission.model.name);
     // Fail fast rather than queue sync work no actor can run now; async work waits in the queue.
     if (submission.waitMs > 0 && route.noHealthyActor && deps.failFastWithoutActors) {

@@ -189,7 +189,23 @@ describe('metrics', () => {
         vigil_model: 'echo',
         vigil_outcome: 'succeeded',
       });
-    const acceptedBefore = accepted(await scrape(gatewayMetrics));
+    // Rate, latency and errors per route and model: the histogram's count per label set.
+    const inferRoute = { http_route: '/v1/models/:model/infer' };
+    const echoOk = (text: string) =>
+      sample(text, 'http_server_request_duration_count', {
+        ...inferRoute,
+        vigil_model: 'echo',
+        http_response_status_code: '200',
+      });
+    const notFound = (text: string) =>
+      sample(text, 'http_server_request_duration_count', {
+        ...inferRoute,
+        http_response_status_code: '404',
+      });
+    const gatewayBefore = await scrape(gatewayMetrics);
+    const acceptedBefore = accepted(gatewayBefore);
+    const echoOkBefore = echoOk(gatewayBefore);
+    const notFoundBefore = notFound(gatewayBefore);
     const succeededBefore = succeeded(await scrape(actorMetrics));
 
     const N = 25;
@@ -197,6 +213,11 @@ describe('metrics', () => {
       Array.from({ length: N }, async (_, i) => (await infer({ input: { i } })).status),
     );
     assert.deepEqual(statuses, Array(N).fill(200));
+    const unknown = await edge.request('/v1/models/no-such-model/infer', {
+      method: 'POST',
+      body: JSON.stringify({ input: {} }),
+    });
+    assert.equal(unknown.status, 404);
 
     const gatewayText = await scrape(gatewayMetrics);
     const actorText = await scrape(actorMetrics);
@@ -205,11 +226,12 @@ describe('metrics', () => {
     console.log(`after ${N} requests: accepted +${acceptedDelta}, succeeded +${succeededDelta}`);
     assert.equal(acceptedDelta, N);
     assert.equal(succeededDelta, N);
-    // The HTTP layer (per route and status) and the infrastructure layer are there too.
-    assert.match(
-      gatewayText,
-      /http_server_request_duration_count\{[^}]*http_route="\/v1\/models\/:model\/infer"/,
-    );
+    // The HTTP layer, per route, model and status; a model name that is not in the catalog
+    // never becomes a label.
+    assert.equal(echoOk(gatewayText) - echoOkBefore, N);
+    // Counted once: @hono/otel makes the span and records no second histogram.
+    assert.equal(notFound(gatewayText) - notFoundBefore, 1);
+    assert.doesNotMatch(gatewayText, /no-such-model/);
     assert.match(gatewayText, /vigil_nats_connected\{[^}]*\} 1/);
     assert.match(actorText, /vigil_model_run_duration_count/);
     assert.match(actorText, /nodejs_eventloop_delay/);
