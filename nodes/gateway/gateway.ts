@@ -21,7 +21,7 @@ import { observeNatsConnection, observeQueues } from '../common/metrics.js';
 import { connectNats, type NatsConnectOptions } from '../common/nats-connection.js';
 import { createAdminKeyStore, createApiKeyStore, type ApiKeyEntry } from './api-keys.js';
 import { createGatewayApp, type GatewayAppOptions } from './app.js';
-import { watchActorHealth, type ActorHealth } from './actor-health.js';
+import { watchActorHealth, type ActorHealth } from '../common/actor-health.js';
 import { openModelCatalog, type ModelCatalog } from './catalog.js';
 import {
   createTenantLimiter,

@@ -14,7 +14,7 @@ import { Kvm } from '@nats-io/kv';
 import { z } from 'zod';
 import type { Logger } from '../../actors/log.js';
 import { assetNames, NAME_TOKEN } from '../../protocol/index.js';
-import type { ActorHealth } from './actor-health.js';
+import type { ActorHealth } from '../common/actor-health.js';
 
 /** Routing settings. */
 export interface RegionRoutingOptions {

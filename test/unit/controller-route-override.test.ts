@@ -11,7 +11,7 @@ import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import { silentLogger } from '../../actors/log.js';
 import { assetNames, ensureRegionAssets } from '../../protocol/index.js';
-import type { ActorHealth } from '../../nodes/gateway/actor-health.js';
+import type { ActorHealth } from '../../nodes/common/actor-health.js';
 import { createRegionRouter, watchRouteOverrides } from '../../nodes/gateway/region-router.js';
 import {
   ActionType,

@@ -1,9 +1,10 @@
 /**
- * The gateway's view of which actors are alive, in its own region and in the regions it may spill
- * work over to, from each region's heartbeat bucket. A model with no healthy actor in a region
+ * Which actors are alive, in a node's own region and in the other regions it works with, from each
+ * region's heartbeat bucket. The gateway routes by it: a model with no healthy actor in a region
  * (none beating, all draining or restarting, or every breaker open) is not sent there; with none
  * anywhere, synchronous calls are answered at once with 503 instead of queueing work that cannot
- * run now.
+ * run now. Actor hosts read it to take over the queue of a region left without actors
+ * (`nodes/actor-host/backlog-rescue.ts`).
  */
 import { Kvm, type KV } from '@nats-io/kv';
 import type { JetStreamClient } from '@nats-io/jetstream';
@@ -140,24 +141,25 @@ class RegionBeats {
 }
 
 /**
- * Watches the actors buckets of `home` and `others` through `js` (at an edge site: a client of the
+ * Watches the actors buckets of `home` (a node's own region; none for an actor host, which watches
+ * only the regions it may rescue) and `others` through `js` (at an edge site: a client of the
  * hub's domain). Watches that cannot open yet (a region not provisioned, a cut link) keep trying
  * in the background.
  */
 export async function watchActorHealth(
   js: JetStreamClient,
-  home: string,
+  home: string | undefined,
   others: readonly string[],
   logger: Logger,
 ): Promise<ActorHealth> {
   const regions = new Map<string, RegionBeats>();
-  for (const region of [home, ...others]) {
+  for (const region of home === undefined ? others : [home, ...others]) {
     if (!regions.has(region)) regions.set(region, new RegionBeats(region, js, logger));
   }
   await Promise.all([...regions.values()].map((r) => r.start()));
   return {
     async hasHealthyActor(model, region = home) {
-      const beats = regions.get(region);
+      const beats = region === undefined ? undefined : regions.get(region);
       if (!beats) return false;
       if (beats.anyHealthy(model)) return true;
       if (region !== home) return false;
