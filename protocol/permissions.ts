@@ -261,23 +261,45 @@ function edgeGatewayPermissions(
   };
 }
 
-function actorHostPermissions(region: string, inboxPrefix: string): UserPermissions {
+/**
+ * What an actor needs to work a region's queue: pull and ack its models' consumers (created or
+ * updated at start), write the task records, dead letters and task events of that region.
+ */
+function queueWork(region: string): string[] {
   const requests = assetNames.requestStream(region);
+  return [
+    jsApi.consumerInfo(requests, ANY),
+    ...jsApi.consumerCreate(requests),
+    jsApi.msgNext(requests, ANY),
+    jsApi.ack(requests),
+    ...kvRead(assetNames.taskBucket(region)),
+    kvWrite(assetNames.taskBucket(region)),
+    subjects.deadLettersOfRegion(region),
+    subjects.eventsOfTenant(region, ANY),
+  ];
+}
+
+/**
+ * An actor host works its own region's queues, and takes over those of `rescueRegions` while they
+ * have no actors (`nodes/actor-host/backlog-rescue.ts`), for which it watches their heartbeats.
+ */
+function actorHostPermissions(
+  region: string,
+  rescueRegions: readonly string[],
+  inboxPrefix: string,
+): UserPermissions {
   return {
     publish: {
       allow: [
         jsApi.accountInfo,
-        // Its models' durable consumers: created or updated at start, then pulled and acked.
-        jsApi.consumerInfo(requests, ANY),
-        ...jsApi.consumerCreate(requests),
-        jsApi.msgNext(requests, ANY),
-        jsApi.ack(requests),
-        ...kvRead(assetNames.taskBucket(region)),
-        kvWrite(assetNames.taskBucket(region)),
+        ...queueWork(region),
         ...kvRead(assetNames.actorBucket(region)),
         kvWrite(assetNames.actorBucket(region)),
-        subjects.deadLettersOfRegion(region),
-        subjects.eventsOfTenant(region, ANY),
+        ...rescueRegions.flatMap((other) => [
+          ...queueWork(other),
+          ...kvRead(assetNames.actorBucket(other)),
+          ...kvWatch(assetNames.actorBucket(other)),
+        ]),
         // Final records go straight to the waiting gateway or service.
         subjects.repliesOfGateway(ANY),
       ],
@@ -413,7 +435,11 @@ export function vigilUsers(
     { ...gateway, permissions: gatewayPermissions(unique, gateway.inboxPrefix) },
     ...hosts.map((host) => ({
       ...host,
-      permissions: actorHostPermissions(host.region!, host.inboxPrefix),
+      permissions: actorHostPermissions(
+        host.region!,
+        unique.filter((other) => other !== host.region),
+        host.inboxPrefix,
+      ),
     })),
     ...sites.map(({ site, ...user }) => ({
       ...user,

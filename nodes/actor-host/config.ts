@@ -6,9 +6,10 @@ import type { SupervisorOptions } from '../../actors/supervisor.js';
 import type { Logger } from '../../actors/log.js';
 import { createBuiltinModels, type BuiltinModelsOptions } from '../../actors/runtimes/index.js';
 import { NAME_TOKEN, REGION_ASSET_DEFAULTS, validate } from '../../protocol/index.js';
-import { ConfigError, envInt, envJson, envString } from '../common/env.js';
+import { ConfigError, envInt, envJson, envList, envString } from '../common/env.js';
 import { natsOptionsFromEnv } from '../common/nats-connection.js';
 import type { ActorHostOptions } from './host.js';
+import { BACKLOG_RESCUE_DEFAULTS } from './backlog-rescue.js';
 
 const isolationSchema = z.enum([
   Isolation.WorkerThread,
@@ -53,6 +54,9 @@ const echoFaultsSchema = z.object({
  *   booted ahead of a crash
  * - `VIGIL_RESTART`: JSON supervision settings
  *   `{"maxRestarts":5,"withinMs":60000,"initialMs":50,"maxMs":5000,"pingIntervalMs":1000,"pingTimeoutMs":3000}`
+ * - `VIGIL_RESCUE_REGIONS` (`us,ap`: other regions whose queue this host takes over when they have
+ *   had no healthy actor for a model it serves for `VIGIL_RESCUE_GRACE_MS` (60 000), looking every
+ *   `VIGIL_RESCUE_CHECK_MS` (5 000); default none)
  * - `VIGIL_EXECUTOR_TEST_HOOKS=1`: lets chaos tests crash or hang an executor through task params
  * - `VIGIL_BREAKER`: JSON circuit-breaker settings
  *   `{"windowMs":30000,"minCalls":10,"failureRatio":0.5,"cooldownMs":10000,"probes":2}`
@@ -111,8 +115,9 @@ export function actorHostOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger):
   )
     .split(',')
     .map(Number);
+  const region = envString(env, 'VIGIL_REGION', 'local', NAME_TOKEN);
   return {
-    region: envString(env, 'VIGIL_REGION', 'local', NAME_TOKEN),
+    region,
     nats: natsOptionsFromEnv(env, ''),
     executors,
     supervision,
@@ -131,6 +136,17 @@ export function actorHostOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger):
     ...(breaker === undefined
       ? {}
       : { breaker: validate(breakerSchema, breaker, 'VIGIL_BREAKER') }),
+    rescue: {
+      regions: envList(env, 'VIGIL_RESCUE_REGIONS', NAME_TOKEN).filter((r) => r !== region),
+      graceMs: envInt(env, 'VIGIL_RESCUE_GRACE_MS', BACKLOG_RESCUE_DEFAULTS.graceMs, 0, 86_400_000),
+      checkIntervalMs: envInt(
+        env,
+        'VIGIL_RESCUE_CHECK_MS',
+        BACKLOG_RESCUE_DEFAULTS.checkIntervalMs,
+        100,
+        3_600_000,
+      ),
+    },
     logger,
   };
 }

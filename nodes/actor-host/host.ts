@@ -5,6 +5,7 @@
  * call this directly.
  */
 import { hostname } from 'node:os';
+import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Svcm, type Service } from '@nats-io/services';
 import { z } from 'zod';
@@ -29,7 +30,13 @@ import {
   newTaskId,
   type ActorHeartbeat,
 } from '../../protocol/index.js';
+import { watchActorHealth, type ActorHealth } from '../common/actor-health.js';
 import { connectNats, type NatsConnectOptions } from '../common/nats-connection.js';
+import {
+  BACKLOG_RESCUE_DEFAULTS,
+  startBacklogRescue,
+  type BacklogRescue,
+} from './backlog-rescue.js';
 import { superviseModel, type SupervisedModel } from './supervised-model.js';
 
 /** Everything an actor host needs to start. */
@@ -54,6 +61,11 @@ export interface ActorHostOptions {
   heartbeatIntervalMs: number;
   breaker?: CircuitBreakerOptions;
   logger: Logger;
+  /**
+   * Other regions whose queues this host takes over while they have no healthy actor for a model
+   * it serves (`backlog-rescue.ts`). Default: none.
+   */
+  rescue?: { regions: readonly string[]; graceMs?: number; checkIntervalMs?: number };
   /**
    * What a controller's `drain` command does. Default: SIGTERM to this process, so the host
    * drains and exits exactly as when its orchestrator stops it, and is replaced.
@@ -230,8 +242,39 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
     });
   };
 
+  /** Actors on other regions' queues share this host's models at half its concurrency. */
+  const startRescue = async (): Promise<BacklogRescue | undefined> => {
+    const regions = options.rescue?.regions ?? [];
+    if (regions.length === 0) return undefined;
+    health = await watchActorHealth(jetstream(nc), undefined, regions, logger);
+    return startBacklogRescue({
+      regions,
+      models,
+      graceMs: options.rescue?.graceMs ?? BACKLOG_RESCUE_DEFAULTS.graceMs,
+      checkIntervalMs: options.rescue?.checkIntervalMs ?? BACKLOG_RESCUE_DEFAULTS.checkIntervalMs,
+      releaseGraceMs: BACKLOG_RESCUE_DEFAULTS.releaseGraceMs,
+      adopt: (region, model) =>
+        createInferenceActor(nc, {
+          region,
+          model,
+          actorId: `${hostId}/${model.name}@${region}`,
+          concurrency: Math.max(1, Math.floor(options.concurrency / 2)),
+          maxAttempts: options.maxAttempts,
+          retryScheduleMs: options.retryScheduleMs,
+          ackWaitMs: options.ackWaitMs,
+          ...(options.breaker ? { breaker: options.breaker } : {}),
+          logger: logger.child({ rescuing: region }),
+        }),
+      health,
+      jsm: await jetstream(nc).jetstreamManager(),
+      logger,
+    });
+  };
+
   let service: Service | undefined;
   let ticker: NodeJS.Timeout | undefined;
+  let health: ActorHealth | undefined;
+  let rescue: BacklogRescue | undefined;
   try {
     heartbeats = await new Kvm(nc).open(assetNames.actorBucket(options.region));
     for (const spec of options.executors) {
@@ -276,6 +319,7 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
       },
     });
     listenForCommands();
+    rescue = await startRescue();
     actors.forEach((actor, i) => {
       const model = models[i]!;
       service!.addEndpoint(`${model.name}-status`, {
@@ -288,6 +332,7 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
     });
   } catch (err) {
     clearInterval(ticker);
+    health?.close();
     await Promise.allSettled(actors.map((a) => a.stop()));
     await supervisor.stop();
     await Promise.allSettled(supervised.map((m) => m.close()));
@@ -310,9 +355,13 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
     drain(graceMs: number): Promise<void> {
       draining ??= (async () => {
         if (state !== ActorState.Failed) state = ActorState.Draining;
-        const drained = Promise.allSettled(actors.map((a) => a.drain(graceMs)));
+        const drained = Promise.allSettled([
+          ...actors.map((a) => a.drain(graceMs)),
+          rescue?.stop(),
+        ]);
         await beat(); // the last heartbeat says draining: gateways stop sending work here
         await drained;
+        health?.close();
         await supervisor.stop();
         await Promise.allSettled(supervised.map((m) => m.close()));
         clearInterval(ticker);

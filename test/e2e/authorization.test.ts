@@ -241,6 +241,14 @@ const OPERATIONS: Operation[] = [
     },
   },
   {
+    name: 'write a task record in us (a rescue)',
+    allowed: [ACTOR_HOST_EU, Role.Admin],
+    writes: true,
+    async run(nc) {
+      await (await kvOf(nc, assetNames.taskBucket(US))).put(newTaskId(), encode({ forged: true }));
+    },
+  },
+  {
     name: 'write a heartbeat in eu',
     allowed: [ACTOR_HOST_EU, Role.Admin],
     writes: true,
@@ -262,6 +270,15 @@ const OPERATIONS: Operation[] = [
     writes: false,
     async run(nc) {
       const watch = await (await kvOf(nc, assetNames.actorBucket(EU))).watch();
+      watch.stop();
+    },
+  },
+  {
+    name: 'watch heartbeats (us)',
+    allowed: [Role.Gateway, ACTOR_HOST_EU, Role.Controller, Role.Admin],
+    writes: false,
+    async run(nc) {
+      const watch = await (await kvOf(nc, assetNames.actorBucket(US))).watch();
       watch.stop();
     },
   },
@@ -315,6 +332,19 @@ const OPERATIONS: Operation[] = [
       );
       const msg = await consumer.next({ expires: 1_000 });
       // Hand it back: the matrix only asks whether the pull is allowed.
+      msg?.nak();
+    },
+  },
+  {
+    name: 'pull from the model consumer (us, a rescue)',
+    allowed: [ACTOR_HOST_EU, Role.Admin],
+    writes: false,
+    async run(nc) {
+      const consumer = await jetstream(nc).consumers.get(
+        assetNames.requestStream(US),
+        assetNames.modelConsumer(MODEL.name),
+      );
+      const msg = await consumer.next({ expires: 1_000 });
       msg?.nak();
     },
   },
@@ -404,7 +434,7 @@ before(async () => {
   admin = await connectAs(Role.Admin);
   jsm = await jetstreamManager(admin);
   for (const region of [EU, US]) await provisionRegion(admin, { region }, [MODEL]);
-  await ensureModelConsumer(jsm, { region: EU, model: MODEL.name });
+  for (const region of [EU, US]) await ensureModelConsumer(jsm, { region, model: MODEL.name });
   await (await kvOf(admin, assetNames.taskBucket(EU))).put(storedTask, encode({ stored: true }));
   await jetstream(admin).publish(subjects.deadLetter(EU, MODEL.name), 'seeded letter');
   await ensureVictimStream();

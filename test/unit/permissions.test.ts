@@ -99,11 +99,16 @@ describe('permissions', () => {
     }
   });
 
-  test('an actor host is scoped to its region', () => {
+  test('an actor host serves its region, and may only work the queues of the others', () => {
     const eu = users.find((u) => u.name === 'actor-host-eu')!;
     const grants = [...eu.permissions.publish.allow, ...eu.permissions.subscribe.allow];
     assert.ok(grants.some((s) => s.includes('VIGIL_REQ_EU')));
-    assert.ok(!grants.some((s) => /VIGIL_REQ_US|vigil-tasks-us|vigil-actors-us|\.us\./.test(s)));
+    // Rescuing us's queue: pull and ack it, write its task records, watch its heartbeats.
+    assert.ok(grants.some((s) => s.includes('CONSUMER.MSG.NEXT.VIGIL_REQ_US')));
+    assert.ok(grants.includes('$KV.vigil-tasks-us.>'));
+    // Never: beat as an actor of us, take us's commands, or answer as one of its services.
+    assert.ok(!grants.includes('$KV.vigil-actors-us.>'));
+    assert.ok(!eu.permissions.subscribe.allow.some((s) => /\.us\./.test(s)));
     assert.equal(eu.permissions.allowResponses, true);
   });
 
