@@ -237,6 +237,7 @@ async function main(): Promise<void> {
     await launch('actor-host', label('actor-host'), {
       ...base,
       ...credentials.natsEnvFor(`actor-host-${region.name}`),
+      VIGIL_RESCUE_REGIONS: spillOrder(regions, region.name),
     });
     const gateway = await launch('gateway', label('gateway'), {
       ...base,

@@ -191,6 +191,7 @@ export async function startTestRegions(options: TestRegionsOptions): Promise<Tes
       const host = await startNode('actor-host', {
         env: {
           ...nodeEnv(`actor-host-${region}`, sc.urlsOf(region), region),
+          VIGIL_RESCUE_REGIONS: spillOrder(options.regions, region),
           ...options.actorEnv,
           ...env,
         },
