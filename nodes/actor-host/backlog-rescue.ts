@@ -31,6 +31,8 @@ export interface BacklogRescueOptions {
   graceMs: number;
   /** How often the regions are looked at, ms. */
   checkIntervalMs: number;
+  /** Whether this host is fit to take more work for `model` (running, breaker not open). */
+  fitFor(model: ModelHandle): boolean;
   /** Starts an actor for `model` on `region`'s queue. */
   adopt(region: string, model: ModelHandle): Promise<InferenceActor>;
   /** How long a released actor may finish its tasks before handing the rest back, ms. */
@@ -120,7 +122,7 @@ export function startBacklogRescue(o: BacklogRescueOptions): BacklogRescue {
       }
       return;
     }
-    if (backlog === 0 || now - since < o.graceMs || !model.available || stopped) return;
+    if (backlog === 0 || now - since < o.graceMs || !o.fitFor(model) || stopped) return;
     const actor = await o.adopt(region, model);
     if (stopped) return actor.stop();
     rescues.set(key, { rescue: { region, model: model.name, since: now }, actor });

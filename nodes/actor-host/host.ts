@@ -25,6 +25,7 @@ import type { Logger } from '../../actors/log.js';
 import {
   ActorState,
   assetNames,
+  BreakerState,
   encode,
   ENVELOPE_VERSION,
   newTaskId,
@@ -253,6 +254,16 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
       graceMs: options.rescue?.graceMs ?? BACKLOG_RESCUE_DEFAULTS.graceMs,
       checkIntervalMs: options.rescue?.checkIntervalMs ?? BACKLOG_RESCUE_DEFAULTS.checkIntervalMs,
       releaseGraceMs: BACKLOG_RESCUE_DEFAULTS.releaseGraceMs,
+      // A host whose own actor for the model cannot work (restarting, breaker open) takes no more.
+      fitFor: (model) => {
+        const actor = actors[models.indexOf(model)];
+        return (
+          state === ActorState.Running &&
+          model.available &&
+          actor !== undefined &&
+          actor.stats().breaker !== BreakerState.Open
+        );
+      },
       adopt: (region, model) =>
         createInferenceActor(nc, {
           region,
