@@ -6,7 +6,7 @@
  */
 import { jsonLogger, LOG_LEVELS, type LogLevel } from '../../actors/log.js';
 import { envInt } from '../common/env.js';
-import { runUntilSignal } from '../common/process.js';
+import { runUntilSignal, startWithRetry } from '../common/process.js';
 import { startTelemetry } from '../common/telemetry.js';
 import { actorHostOptionsFromEnv } from './config.js';
 import { startActorHost } from './host.js';
@@ -21,10 +21,12 @@ await runUntilSignal('actor-host', logger, async () => {
     region: options.region,
     logger,
   });
-  const host = await startActorHost(options).catch(async (err: unknown) => {
-    await telemetry.shutdown();
-    throw err;
-  });
+  const host = await startWithRetry('actor host', logger, () => startActorHost(options)).catch(
+    async (err: unknown) => {
+      await telemetry.shutdown();
+      throw err;
+    },
+  );
   // Past the restart intensity the host gives up: exit non-zero so systemd or Kubernetes
   // restarts the whole process (Erlang's escalation to the next supervisor up).
   void host.escalated.then(async (escalation) => {

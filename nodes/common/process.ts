@@ -58,3 +58,40 @@ export async function runUntilSignal(
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 }
+
+/** How long a node keeps retrying a start-up that failed for a passing reason, ms. */
+export const START_RETRY_MS = 30_000;
+
+/**
+ * Whether a start-up error may pass by itself: a request that timed out or found no responder,
+ * or JetStream answering 503, as while a just-formed cluster elects its leaders. Configuration
+ * and permission errors are not retried.
+ */
+export function isTransientStartError(err: unknown): boolean {
+  for (let e = err; e instanceof Error; e = e.cause) {
+    if (e.name === 'TimeoutError' || e.name === 'NoRespondersError') return true;
+    if ('code' in e && (e as { code?: unknown }).code === 503) return true;
+  }
+  return false;
+}
+
+/**
+ * Runs `start` again, with backoff, while it fails for a passing reason and `START_RETRY_MS` has
+ * not run out: a node started beside freshly provisioned streams should come up, not exit 1.
+ */
+export async function startWithRetry<T>(
+  what: string,
+  logger: Logger,
+  start: () => Promise<T>,
+): Promise<T> {
+  const giveUpAt = Date.now() + START_RETRY_MS;
+  for (let delayMs = 250; ; delayMs = Math.min(delayMs * 2, 4_000)) {
+    try {
+      return await start();
+    } catch (err) {
+      if (!isTransientStartError(err) || Date.now() + delayMs > giveUpAt) throw err;
+      logger.warn(`${what} did not start yet; retrying`, { err, retryInMs: delayMs });
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+  }
+}

@@ -1,6 +1,6 @@
 /** Controller process: reads the environment, competes for the lease, evaluates alert rules. */
 import { jsonLogger, LOG_LEVELS, type LogLevel } from '../../actors/log.js';
-import { runUntilSignal } from '../common/process.js';
+import { runUntilSignal, startWithRetry } from '../common/process.js';
 import { startTelemetry } from '../common/telemetry.js';
 import { controllerOptionsFromEnv } from './config.js';
 import { startController } from './controller.js';
@@ -17,7 +17,7 @@ await runUntilSignal('controller', logger, async () => {
   });
   let controller;
   try {
-    controller = await startController(options);
+    controller = await startWithRetry('controller', logger, () => startController(options));
   } catch (err) {
     await telemetry.shutdown();
     throw err;

@@ -4,7 +4,7 @@
  * `VIGIL_METRICS_PORT`, `VIGIL_METRICS_HOST`); the service name defaults to `vigil-gateway`.
  */
 import { jsonLogger, LOG_LEVELS, type LogLevel } from '../../actors/log.js';
-import { runUntilSignal } from '../common/process.js';
+import { runUntilSignal, startWithRetry } from '../common/process.js';
 import { startTelemetry } from '../common/telemetry.js';
 import { gatewayOptionsFromEnv } from './config.js';
 import { startGateway } from './gateway.js';
@@ -19,10 +19,12 @@ await runUntilSignal('gateway', logger, async () => {
     region: options.region,
     logger,
   });
-  const gateway = await startGateway(options).catch(async (err: unknown) => {
-    await telemetry.shutdown();
-    throw err;
-  });
+  const gateway = await startWithRetry('gateway', logger, () => startGateway(options)).catch(
+    async (err: unknown) => {
+      await telemetry.shutdown();
+      throw err;
+    },
+  );
   return {
     stop: async () => {
       await gateway.close();
