@@ -25,17 +25,50 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
-import { diag, DiagLogLevel, type DiagLogger } from '@opentelemetry/api';
+import {
+  context,
+  diag,
+  DiagLogLevel,
+  metrics,
+  propagation,
+  trace,
+  type DiagLogger,
+} from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import {
+  CompositePropagator,
+  W3CBaggagePropagator,
+  W3CTraceContextPropagator,
+} from '@opentelemetry/core';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { HostMetrics } from '@opentelemetry/host-metrics';
+import { HostMetricsInstrumentation } from '@opentelemetry/instrumentation-host-metrics';
 import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node';
-import { PeriodicExportingMetricReader, type IMetricReader } from '@opentelemetry/sdk-metrics';
-import { startNodeSdk } from '@opentelemetry/sdk-node';
-import { AlwaysOffSampler, BatchSpanProcessor } from '@opentelemetry/sdk-trace';
-import type { Logger } from '../../actors/log.js';
-import { envInt, envString } from './env.js';
+import {
+  defaultResource,
+  detectResources,
+  resourceFromAttributes,
+  serviceInstanceIdDetector,
+  envDetector,
+  type Resource,
+} from '@opentelemetry/resources';
+import {
+  MeterProvider,
+  PeriodicExportingMetricReader,
+  type IMetricReader,
+} from '@opentelemetry/sdk-metrics';
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  TraceIdRatioBasedSampler,
+  TracerProvider,
+  type Sampler,
+} from '@opentelemetry/sdk-trace';
+import type { Logger } from 'pino';
+import { ConfigError, envInt, envString } from './env.js';
 
 /** What a node tells {@link startTelemetry} about itself. */
 export interface TelemetryNode {
@@ -118,30 +151,15 @@ export async function startTelemetry(
     metricsPort === undefined ? undefined : new PrometheusExporter({ preventServerStart: true });
   if (prometheus) metricReaders.push(prometheus);
 
-  const sdk = startNodeSdk({
-    resourceAttributes: {
-      ...(env['OTEL_SERVICE_NAME'] ? {} : { 'service.name': `vigil-${node.node}` }),
-      'cloud.region': node.region,
-      'host.name': hostname(),
-    },
+  const sdk = startSdk({
+    resource: nodeResource(env, node),
     spanProcessors,
     // With nowhere to send spans, record none: context still propagates (unsampled spans carry
     // the trace id, so logs keep it), but no span is built, timed and thrown away per request.
-    ...(spanProcessors.length === 0 ? { sampler: new AlwaysOffSampler() } : {}),
+    sampler: spanProcessors.length === 0 ? new AlwaysOffSampler() : samplerFromEnv(env),
     metricReaders,
-    logRecordProcessors: [],
-    // Event-loop, GC and heap observers cost on every loop turn and collection: only when some
-    // reader will collect what they measure.
-    instrumentations: metricReaders.length > 0 ? [new RuntimeNodeInstrumentation()] : [],
   });
-  // Process CPU and memory; event-loop delay, GC and heap come from the runtime instrumentation.
-  // @opentelemetry/host-metrics announces its own deprecation when built; its successor needs
-  // Node 22.15, and Vigil runs on 20. Built before the node's logger is installed, so the notice
-  // goes to the SDK's console logger (stderr), not into every start-up's warnings.
-  if (metricReaders.length > 0)
-    new HostMetrics({ metricGroups: ['process.cpu', 'process.memory'] }).start();
-  // After the SDK, which installs a console logger of its own: exporter trouble goes to the node's
-  // log, throttled, and the replacement itself is not worth a warning.
+  // Exporter trouble goes to the node's log, throttled.
   diag.setLogger(throttledDiagLogger(node.logger), {
     logLevel: DiagLogLevel.WARN,
     suppressOverrideMessage: true,
@@ -170,12 +188,111 @@ export async function startTelemetry(
       stopping ??= (async () => {
         server?.close();
         await sdk.shutdown().catch((err: unknown) => {
-          node.logger.warn('telemetry shutdown failed', { err });
+          node.logger.warn({ err }, 'telemetry shutdown failed');
         });
       })();
       return stopping;
     },
   };
+}
+
+/** The SDK's parts, set as the API's globals; `shutdown` flushes and stops them. */
+interface SdkParts {
+  resource: Resource;
+  spanProcessors: BatchSpanProcessor[];
+  sampler: Sampler;
+  metricReaders: IMetricReader[];
+}
+
+/**
+ * Starts the SDK from the packages Vigil uses (traces, metrics, W3C propagation, async context)
+ * rather than `@opentelemetry/sdk-node`, which also installs gRPC, protobuf, Zipkin and log
+ * exporters that no node here uses.
+ */
+function startSdk(parts: SdkParts): { shutdown(): Promise<void> } {
+  const contextManager = new AsyncLocalStorageContextManager().enable();
+  context.setGlobalContextManager(contextManager);
+  propagation.setGlobalPropagator(
+    new CompositePropagator({
+      propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()],
+    }),
+  );
+  const tracerProvider = new TracerProvider({
+    resource: parts.resource,
+    sampler: parts.sampler,
+    spanProcessors: parts.spanProcessors,
+  });
+  trace.setGlobalTracerProvider(tracerProvider);
+  const meterProvider = new MeterProvider({
+    resource: parts.resource,
+    readers: parts.metricReaders,
+  });
+  metrics.setGlobalMeterProvider(meterProvider);
+  // Event-loop, GC and heap observers (runtime) and process CPU and memory (host) cost on every
+  // loop turn and collection: only when some reader will collect what they measure. Their
+  // instruments are made when a meter provider is set (what registerInstrumentations does).
+  const instrumentations =
+    parts.metricReaders.length > 0
+      ? [
+          new RuntimeNodeInstrumentation(),
+          new HostMetricsInstrumentation({ metricGroups: ['process.cpu', 'process.memory'] }),
+        ]
+      : [];
+  for (const instrumentation of instrumentations) instrumentation.setMeterProvider(meterProvider);
+  return {
+    async shutdown() {
+      for (const instrumentation of instrumentations) instrumentation.disable();
+      await Promise.all([tracerProvider.shutdown(), meterProvider.shutdown()]);
+      contextManager.disable();
+    },
+  };
+}
+
+/**
+ * The node's resource: the SDK's defaults (telemetry SDK, `service.name` fallback), a service
+ * instance id, `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_SERVICE_NAME`, then Vigil's own attributes.
+ */
+function nodeResource(env: NodeJS.ProcessEnv, node: TelemetryNode): Resource {
+  return defaultResource()
+    .merge(detectResources({ detectors: [serviceInstanceIdDetector, envDetector] }))
+    .merge(
+      resourceFromAttributes({
+        ...(env['OTEL_SERVICE_NAME'] ? {} : { 'service.name': `vigil-${node.node}` }),
+        'cloud.region': node.region,
+        'host.name': hostname(),
+      }),
+    );
+}
+
+/** Samplers by their `OTEL_TRACES_SAMPLER` names (the OpenTelemetry environment specification). */
+const SAMPLERS: Record<string, (ratio: number) => Sampler> = {
+  always_on: () => new AlwaysOnSampler(),
+  always_off: () => new AlwaysOffSampler(),
+  traceidratio: (ratio) => new TraceIdRatioBasedSampler(ratio),
+  parentbased_always_on: () => new ParentBasedSampler({ root: new AlwaysOnSampler() }),
+  parentbased_always_off: () => new ParentBasedSampler({ root: new AlwaysOffSampler() }),
+  parentbased_traceidratio: (ratio) =>
+    new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) }),
+};
+
+/**
+ * `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (default parent-based, always on).
+ * @throws ConfigError on an unknown sampler or a ratio outside [0, 1].
+ */
+function samplerFromEnv(env: NodeJS.ProcessEnv): Sampler {
+  const name = envString(env, 'OTEL_TRACES_SAMPLER', 'parentbased_always_on');
+  const make = SAMPLERS[name];
+  if (!make) {
+    throw new ConfigError(
+      `OTEL_TRACES_SAMPLER=${name} must be one of ${Object.keys(SAMPLERS).join(', ')}`,
+    );
+  }
+  const rawRatio = env['OTEL_TRACES_SAMPLER_ARG'];
+  const ratio = rawRatio === undefined || rawRatio === '' ? 1 : Number(rawRatio);
+  if (!(ratio >= 0 && ratio <= 1)) {
+    throw new ConfigError(`OTEL_TRACES_SAMPLER_ARG=${rawRatio} must be a number from 0 to 1`);
+  }
+  return make(ratio);
 }
 
 /**
@@ -193,10 +310,13 @@ function throttledDiagLogger(logger: Logger): DiagLogger {
       return;
     }
     lastAt = now;
-    logger.warn('telemetry: ' + message, {
-      detail: args.map((arg) => (arg instanceof Error ? arg.message : String(arg))).join(' '),
-      suppressedSinceLast: suppressed,
-    });
+    logger.warn(
+      {
+        detail: args.map((arg) => (arg instanceof Error ? arg.message : String(arg))).join(' '),
+        suppressedSinceLast: suppressed,
+      },
+      'telemetry: ' + message,
+    );
     suppressed = 0;
   };
   const ignore = (): void => undefined;
