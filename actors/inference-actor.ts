@@ -66,7 +66,7 @@ import {
 } from './circuit-breaker.js';
 import { ExecutorGoneError } from './executors/errors.js';
 import type { RunOptions } from './executors/executor.js';
-import { silentLogger, type Logger } from './log.js';
+import { pino, type Logger } from 'pino';
 import { openMailbox, type Mailbox } from './mailbox.js';
 import { builtinOutputCheck, type OutputCheck } from './runtimes/index.js';
 import { createTaskMetrics, TaskOutcome, type TaskMetrics } from './task-metrics.js';
@@ -77,6 +77,9 @@ import { createTaskMetrics, TaskOutcome, type TaskMetrics } from './task-metrics
  * result's store and the reply as its parts. A no-op until a node starts the SDK.
  */
 const tracer = trace.getTracer('vigil.actor');
+
+/** The logger of an actor not given one. */
+const SILENT = pino({ level: 'silent' });
 
 /** Options of {@link createInferenceActor}. */
 export interface InferenceActorOptions {
@@ -182,7 +185,7 @@ export async function createInferenceActor(
   nc: NatsConnection,
   options: InferenceActorOptions,
 ): Promise<InferenceActor> {
-  const o = { ...INFERENCE_ACTOR_DEFAULTS, logger: silentLogger, ...options };
+  const o = { ...INFERENCE_ACTOR_DEFAULTS, logger: SILENT, ...options };
   const js = jetstream(nc);
   const jsm = await js.jetstreamManager();
   const consumer = await ensureModelConsumer(jsm, {
@@ -310,7 +313,7 @@ class InferenceActorImpl implements InferenceActor {
    * the cooldown a half-open breaker lets one task at a time through as a probe.
    */
   #onBreakerChange(state: BreakerState): void {
-    this.#log.warn('circuit breaker', { state, failureRatio: this.#breaker.failureRatio() });
+    this.#log.warn({ state, failureRatio: this.#breaker.failureRatio() }, 'circuit breaker');
     this.#o.onChange?.();
     if (this.#draining || !this.mailbox) return;
     clearTimeout(this.#probeTimer);
@@ -384,7 +387,7 @@ class InferenceActorImpl implements InferenceActor {
       // Storing the outcome failed (NATS unavailable): the delivery is handed back and the task
       // tried again; nothing was acknowledged, so nothing is lost.
       span.setStatus({ code: SpanStatusCode.ERROR, message: 'could not finish task' });
-      this.#log.warn('could not finish task; handing it back', { task_id: task.id, err });
+      this.#log.warn({ task_id: task.id, err }, 'could not finish task; handing it back');
       msg.nak(1_000);
     } finally {
       span.end();
@@ -473,7 +476,7 @@ class InferenceActorImpl implements InferenceActor {
         // Data quality, not a failure: the output is delivered, and the failure counted and traced.
         this.#metrics.outputCheckFailed();
         span.addEvent('output check failed', { 'vigil.output_check.problem': problem });
-        this.#log.warn('model output failed its check', { task_id: task.id, problem });
+        this.#log.warn({ task_id: task.id, problem }, 'model output failed its check');
       }
       const record = this.#record(task, attempt, TaskState.Succeeded, startedAt);
       record.result = result;
@@ -500,12 +503,15 @@ class InferenceActorImpl implements InferenceActor {
       this.#stats.retried += 1;
       this.#metrics.retried();
       span.setAttribute('vigil.retry_in_ms', delay);
-      this.#log.info('retrying task', {
-        task_id: task.id,
-        attempt,
-        delayMs: delay,
-        error: failure,
-      });
+      this.#log.info(
+        {
+          task_id: task.id,
+          attempt,
+          delayMs: delay,
+          error: failure,
+        },
+        'retrying task',
+      );
       this.#emit(task, TaskEventType.Retrying, attempt, { retryInMs: delay, error: failure });
       msg.nak(delay);
       return;
@@ -611,7 +617,7 @@ class InferenceActorImpl implements InferenceActor {
         task.createdAt,
       );
     }
-    this.#log.warn('task ended unsuccessfully', { task_id: task.id, state, attempt, error });
+    this.#log.warn({ task_id: task.id, state, attempt, error }, 'task ended unsuccessfully');
     this.#reply(task, stored);
     const { state: finalState, attempt: finalAttempt, error: finalError } = stored.record;
     this.#emit(task, finalState, finalAttempt, finalError ? { error: finalError } : {});
@@ -686,7 +692,7 @@ class InferenceActorImpl implements InferenceActor {
         }
       }
     })().catch((err: unknown) =>
-      this.#log.warn('could not mark task running', { task_id: task.id, err }),
+      this.#log.warn({ task_id: task.id, err }, 'could not mark task running'),
     );
   }
 
@@ -710,7 +716,7 @@ class InferenceActorImpl implements InferenceActor {
     } catch (err) {
       // Another attempt wrote the record since: progress is advisory, the final write decides.
       if (!isWrongRevision(err))
-        this.#log.debug('progress not stored', { task_id: attempt.task.id, err });
+        this.#log.debug({ task_id: attempt.task.id, err }, 'progress not stored');
     }
   }
 
@@ -723,9 +729,12 @@ class InferenceActorImpl implements InferenceActor {
     const now = Date.now();
     if (now - this.#lastTick > this.#o.ackWaitMs / 2) {
       this.#stalledAt = now;
-      this.#log.warn('the process was stalled; checking stored outcomes before running', {
-        stalledMs: now - this.#lastTick,
-      });
+      this.#log.warn(
+        {
+          stalledMs: now - this.#lastTick,
+        },
+        'the process was stalled; checking stored outcomes before running',
+      );
     }
     this.#lastTick = now;
     const workingEveryMs = Math.max(1_000, this.#o.ackWaitMs / 3);
@@ -760,7 +769,7 @@ class InferenceActorImpl implements InferenceActor {
     try {
       return decodeAs(taskRecordSchema, bytes, 'task record');
     } catch (err) {
-      this.#log.error('stored task record is unreadable', { err });
+      this.#log.error({ err }, 'stored task record is unreadable');
       return undefined;
     }
   }
@@ -780,7 +789,7 @@ class InferenceActorImpl implements InferenceActor {
       this.#nc.publish(task.replyTo, stored.payload);
     } catch (err) {
       span.setStatus({ code: SpanStatusCode.ERROR });
-      this.#log.debug('reply not sent', { task_id: task.id, err });
+      this.#log.debug({ task_id: task.id, err }, 'reply not sent');
     } finally {
       span.end();
     }
@@ -806,18 +815,21 @@ class InferenceActorImpl implements InferenceActor {
     try {
       this.#nc.publish(subjects.event(this.#o.region, task.tenant, task.id), encode(event));
     } catch (err) {
-      this.#log.debug('event not sent', { task_id: task.id, err });
+      this.#log.debug({ task_id: task.id, err }, 'event not sent');
     }
   }
 
   /** A payload no actor can read: dead-letter the raw bytes and term, so it is never retried. */
   async #poison(msg: JsMsg, err: unknown): Promise<void> {
     const error = toVigilError(err).toWire();
-    this.#log.error('undecodable request dead-lettered', {
-      subject: msg.subject,
-      seq: msg.seq,
-      error,
-    });
+    this.#log.error(
+      {
+        subject: msg.subject,
+        seq: msg.seq,
+        error,
+      },
+      'undecodable request dead-lettered',
+    );
     try {
       const hdrs = natsHeaders();
       hdrs.set('Vigil-Error', `${error.code}: ${error.message}`.slice(0, 1024));
@@ -829,7 +841,7 @@ class InferenceActorImpl implements InferenceActor {
       this.#metrics.undecodable();
       msg.term(`undecodable: ${error.message}`.slice(0, 256));
     } catch (publishErr) {
-      this.#log.warn('could not dead-letter undecodable request', { err: publishErr });
+      this.#log.warn({ err: publishErr }, 'could not dead-letter undecodable request');
       msg.nak(1_000);
     }
   }

@@ -17,7 +17,7 @@
  */
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { InferenceActor, ModelHandle } from '../../actors/inference-actor.js';
-import type { Logger } from '../../actors/log.js';
+import type { Logger } from 'pino';
 import { assetNames } from '../../protocol/index.js';
 import type { ActorHealth } from '../common/actor-health.js';
 
@@ -94,13 +94,16 @@ export function startBacklogRescue(o: BacklogRescueOptions): BacklogRescue {
     if (!running) return;
     rescues.delete(key);
     await running.actor.drain(o.releaseGraceMs);
-    o.logger.info('queue of another region released', {
-      region: running.rescue.region,
-      model: running.rescue.model,
-      why,
-      processed: running.actor.stats().processed,
-      forMs: Date.now() - running.rescue.since,
-    });
+    o.logger.info(
+      {
+        region: running.rescue.region,
+        model: running.rescue.model,
+        why,
+        processed: running.actor.stats().processed,
+        forMs: Date.now() - running.rescue.since,
+      },
+      'queue of another region released',
+    );
   };
 
   const look = async (region: string, model: ModelHandle): Promise<void> => {
@@ -126,12 +129,15 @@ export function startBacklogRescue(o: BacklogRescueOptions): BacklogRescue {
     const actor = await o.adopt(region, model);
     if (stopped) return actor.stop();
     rescues.set(key, { rescue: { region, model: model.name, since: now }, actor });
-    o.logger.warn('taking over the queue of a region without actors', {
-      region,
-      model: model.name,
-      backlog,
-      noActorForMs: now - since,
-    });
+    o.logger.warn(
+      {
+        region,
+        model: model.name,
+        backlog,
+        noActorForMs: now - since,
+      },
+      'taking over the queue of a region without actors',
+    );
   };
 
   let timer: NodeJS.Timeout | undefined;
@@ -142,7 +148,7 @@ export function startBacklogRescue(o: BacklogRescueOptions): BacklogRescue {
         for (const model of o.models) {
           if (stopped) return;
           await look(region, model).catch((err: unknown) =>
-            o.logger.warn('backlog rescue check failed', { region, model: model.name, err }),
+            o.logger.warn({ region, model: model.name, err }, 'backlog rescue check failed'),
           );
         }
       }

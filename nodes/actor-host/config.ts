@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { INFERENCE_ACTOR_DEFAULTS } from '../../actors/index.js';
 import { Isolation, type ExecutorSpec } from '../../actors/executors/index.js';
 import type { SupervisorOptions } from '../../actors/supervisor.js';
-import type { Logger } from '../../actors/log.js';
+import type { Logger } from 'pino';
 import { createBuiltinModels, type BuiltinModelsOptions } from '../../actors/runtimes/index.js';
 import { NAME_TOKEN, REGION_ASSET_DEFAULTS, validate } from '../../protocol/index.js';
 import { ConfigError, envInt, envJson, envList, envString } from '../common/env.js';

@@ -21,7 +21,7 @@ import {
   type Escalation,
   type SupervisorOptions,
 } from '../../actors/supervisor.js';
-import type { Logger } from '../../actors/log.js';
+import type { Logger } from 'pino';
 import {
   ActorState,
   assetNames,
@@ -127,17 +127,20 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
     ...options.supervision,
     onEvent: (event) => {
       if (event.type === 'started' && event.attempt > 0) {
-        logger.warn('model executor restarted', {
-          model: event.name,
-          attempt: event.attempt,
-          downMs: event.downMs,
-        });
+        logger.warn(
+          {
+            model: event.name,
+            attempt: event.attempt,
+            downMs: event.downMs,
+          },
+          'model executor restarted',
+        );
       } else if (event.type === 'exited' && event.unexpected) {
-        logger.warn('model executor died', { model: event.name, reason: event.reason });
+        logger.warn({ model: event.name, reason: event.reason }, 'model executor died');
       } else if (event.type === 'hung') {
-        logger.warn('model executor unresponsive; replacing it', { model: event.name });
+        logger.warn({ model: event.name }, 'model executor unresponsive; replacing it');
       } else if (event.type === 'escalated') {
-        logger.error('restart intensity exceeded; giving up', { ...event });
+        logger.error({ ...event }, 'restart intensity exceeded; giving up');
       }
       if (event.type !== 'restarting') void beat();
     },
@@ -185,7 +188,7 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
           return heartbeats
             .put(`${model.name}.${hostId}`, encode(heartbeatOf(actor, model)))
             .catch((err: unknown) =>
-              logger.warn('heartbeat not written', { model: model.name, err }),
+              logger.warn({ model: model.name, err }, 'heartbeat not written'),
             );
         }),
       );
@@ -196,7 +199,7 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
   /** Runs one controller command; never throws (the outcome is the reply). */
   const runCommand = async (command: string, body: HostCommand): Promise<HostCommandReply> => {
     if (command === 'drain') {
-      logger.warn('drain requested by the controller', { reason: body.reason });
+      logger.warn({ reason: body.reason }, 'drain requested by the controller');
       // After the reply is flushed: the drain closes the connection the reply goes out on.
       setImmediate(options.onDrainCommand ?? (() => process.kill(process.pid, 'SIGTERM')));
       return { ok: true };
@@ -204,10 +207,13 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
     if (command !== 'restart') return { ok: false, error: `unknown command '${command}'` };
     const i = models.findIndex((m) => m.name === body.model);
     if (i < 0) return { ok: false, error: `model '${String(body.model)}' is not served here` };
-    logger.warn('model restart requested by the controller', {
-      model: body.model,
-      reason: body.reason,
-    });
+    logger.warn(
+      {
+        model: body.model,
+        reason: body.reason,
+      },
+      'model restart requested by the controller',
+    );
     try {
       await supervised[i]!.restart(body.reason ?? 'controller');
       return {
@@ -224,7 +230,7 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
     const prefix = `vigil.ctl.${options.region}.${hostId}.`;
     nc.subscribe(`${prefix}*`, {
       callback: (err, msg) => {
-        if (err) return logger.warn('command subscription failed', { err });
+        if (err) return logger.warn({ err }, 'command subscription failed');
         let parsed: ReturnType<typeof hostCommandSchema.safeParse>;
         try {
           parsed = hostCommandSchema.safeParse(msg.json());
@@ -308,11 +314,14 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
           logger,
         }),
       );
-      logger.info('actor started', {
-        model: model.name,
-        version: model.version,
-        isolation: model.isolation,
-      });
+      logger.info(
+        {
+          model: model.name,
+          version: model.version,
+          isolation: model.isolation,
+        },
+        'actor started',
+      );
     }
     state = ActorState.Running;
     await beat();

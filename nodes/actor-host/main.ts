@@ -4,15 +4,14 @@
  * `VIGIL_TELEMETRY`, `VIGIL_METRICS_PORT`, `VIGIL_METRICS_HOST`); the service name defaults to
  * `vigil-actor-host`.
  */
-import { jsonLogger, LOG_LEVELS, type LogLevel } from '../../actors/log.js';
 import { envInt } from '../common/env.js';
+import { createLogger, logLevelFromEnv } from '../common/logger.js';
 import { runUntilSignal, startWithRetry } from '../common/process.js';
 import { startTelemetry } from '../common/telemetry.js';
 import { actorHostOptionsFromEnv } from './config.js';
 import { startActorHost } from './host.js';
 
-const level = (process.env['VIGIL_LOG_LEVEL'] ?? 'info') as LogLevel;
-const logger = jsonLogger({ node: 'actor-host' }, LOG_LEVELS.includes(level) ? level : 'info');
+const logger = createLogger({ node: 'actor-host' }, logLevelFromEnv(process.env));
 await runUntilSignal('actor-host', logger, async () => {
   const options = actorHostOptionsFromEnv(process.env, logger);
   // Before the actors: meters taken earlier would stay no-ops.
@@ -30,7 +29,7 @@ await runUntilSignal('actor-host', logger, async () => {
   // Past the restart intensity the host gives up: exit non-zero so systemd or Kubernetes
   // restarts the whole process (Erlang's escalation to the next supervisor up).
   void host.escalated.then(async (escalation) => {
-    logger.error('escalating: exiting so the host is restarted', { ...escalation });
+    logger.error({ ...escalation }, 'escalating: exiting so the host is restarted');
     await host.drain(0).catch(() => undefined);
     await telemetry.shutdown();
     process.exit(70);

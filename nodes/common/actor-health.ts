@@ -8,7 +8,7 @@
  */
 import { Kvm, type KV } from '@nats-io/kv';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import type { Logger } from '../../actors/log.js';
+import type { Logger } from 'pino';
 import {
   ActorState,
   actorHeartbeatSchema,
@@ -85,11 +85,11 @@ class RegionBeats {
         for await (const entry of watch) this.apply(entry.key, entry.operation, entry.value);
       })()
         .catch((err: unknown) =>
-          this.logger.warn('heartbeat watch broke', { region: this.region, err }),
+          this.logger.warn({ region: this.region, err }, 'heartbeat watch broke'),
         )
         .finally(() => (this.#stopWatch = undefined));
     } catch (err) {
-      this.logger.warn('cannot watch heartbeats yet', { region: this.region, err });
+      this.logger.warn({ region: this.region, err }, 'cannot watch heartbeats yet');
     }
   }
 
@@ -105,7 +105,7 @@ class RegionBeats {
     try {
       this.beats.set(key, decodeAs(actorHeartbeatSchema, value, 'heartbeat'));
     } catch (err) {
-      this.logger.warn('ignoring unreadable heartbeat', { region: this.region, key, err });
+      this.logger.warn({ region: this.region, key, err }, 'ignoring unreadable heartbeat');
     }
   }
 
@@ -166,7 +166,7 @@ export async function watchActorHealth(
       try {
         await beats.refresh(model);
       } catch (err) {
-        logger.warn('could not read heartbeats', { region, err });
+        logger.warn({ region, err }, 'could not read heartbeats');
         return true; // do not refuse work because monitoring is unreadable
       }
       return beats.anyHealthy(model);

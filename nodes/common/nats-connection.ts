@@ -13,7 +13,7 @@ import {
   type NatsConnection,
   type TlsOptions,
 } from '@nats-io/transport-node';
-import type { Logger } from '../../actors/log.js';
+import type { Logger } from 'pino';
 import { ConfigError } from './env.js';
 
 /** TLS to the NATS server: PEM file paths. */
@@ -81,12 +81,15 @@ export async function connectNats(
   void (async () => {
     for await (const status of nc.status()) {
       if (status.type === 'disconnect' || status.type === 'reconnect') {
-        logger.warn(`nats ${status.type}`, {
-          server: 'server' in status ? status.server : undefined,
-        });
+        logger.warn(
+          {
+            server: 'server' in status ? status.server : undefined,
+          },
+          `nats ${status.type}`,
+        );
       } else if (status.type === 'error') {
         // Permission violations arrive here for plain publishes: a role missing a grant.
-        logger.error('nats error', { err: status.error });
+        logger.error({ err: status.error }, 'nats error');
       }
     }
   })();

@@ -6,7 +6,7 @@
  * Readiness is one JSON line `{"msg":"ready",...}` written whatever the log level: it is how a
  * launcher or test knows the node serves (as systemd's READY=1), not a log message.
  */
-import type { Logger } from '../../actors/log.js';
+import type { Logger } from 'pino';
 
 /** The `msg` of the readiness line. */
 export const READY_MESSAGE = 'ready';
@@ -36,21 +36,21 @@ export async function runUntilSignal(
     };
     process.stdout.write(JSON.stringify(line) + '\n');
   } catch (err) {
-    logger.error('start-up failed', { err });
+    logger.error({ err }, 'start-up failed');
     process.exit(1);
   }
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
-      logger.warn('second signal: exiting now', { signal });
+      logger.warn({ signal }, 'second signal: exiting now');
       process.exit(1);
     }
     stopping = true;
-    logger.info('stopping', { signal });
+    logger.info({ signal }, 'stopping');
     stop().then(
       () => process.exit(0),
       (err: unknown) => {
-        logger.error('stop failed', { err });
+        logger.error({ err }, 'stop failed');
         process.exit(1);
       },
     );
@@ -90,7 +90,7 @@ export async function startWithRetry<T>(
       return await start();
     } catch (err) {
       if (!isTransientStartError(err) || Date.now() + delayMs > giveUpAt) throw err;
-      logger.warn(`${what} did not start yet; retrying`, { err, retryInMs: delayMs });
+      logger.warn({ err, retryInMs: delayMs }, `${what} did not start yet; retrying`);
       await new Promise((resolve) => setTimeout(resolve, delayMs));
     }
   }

@@ -5,7 +5,7 @@
  * receiver never holds up rule evaluation; what it loses is logged.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { Logger } from '../../actors/log.js';
+import type { Logger } from 'pino';
 import type { Subject } from './observe.js';
 import type { MetricName, MetricValue, Operator, Severity } from './rules.js';
 
@@ -88,18 +88,18 @@ export function createAlertSink(
         if (res.ok) return;
         // A 4xx other than 429 will not get better by asking again.
         if (res.status < 500 && res.status !== 429) {
-          logger.warn('alert webhook refused the alert', { rule: alert.rule, status: res.status });
+          logger.warn({ rule: alert.rule, status: res.status }, 'alert webhook refused the alert');
           return;
         }
-        logger.warn('alert webhook failed', { rule: alert.rule, status: res.status, attempt });
+        logger.warn({ rule: alert.rule, status: res.status, attempt }, 'alert webhook failed');
       } catch (err) {
-        logger.warn('alert webhook unreachable', { rule: alert.rule, attempt, err });
+        logger.warn({ rule: alert.rule, attempt, err }, 'alert webhook unreachable');
       }
       if (attempt < o.attempts && !closed) {
         await new Promise((resolve) => setTimeout(resolve, o.retryDelayMs * 2 ** (attempt - 1)));
       }
     }
-    logger.error('alert not delivered to the webhook', { rule: alert.rule, status: alert.status });
+    logger.error({ rule: alert.rule, status: alert.status }, 'alert not delivered to the webhook');
   };
   const drain = async (): Promise<void> => {
     for (let next = queue.shift(); next; next = queue.shift()) await post(next);
@@ -111,12 +111,12 @@ export function createAlertSink(
       try {
         nc.publish(alertSubject(alert.severity, alert.rule), JSON.stringify(alert));
       } catch (err) {
-        logger.warn('alert not published', { rule: alert.rule, err });
+        logger.warn({ rule: alert.rule, err }, 'alert not published');
       }
       if (!o || closed) return;
       if (queue.length >= o.maxQueued) {
         const dropped = queue.shift();
-        logger.error('alert webhook queue full; oldest alert dropped', { rule: dropped?.rule });
+        logger.error({ rule: dropped?.rule }, 'alert webhook queue full; oldest alert dropped');
       }
       queue.push(alert);
       sending ??= drain();

@@ -1,5 +1,5 @@
 /** The controller's configuration, read once from the environment at start-up. */
-import type { Logger } from '../../actors/log.js';
+import type { Logger } from 'pino';
 import { NAME_TOKEN } from '../../protocol/index.js';
 import { ConfigError, envInt, envList, envString } from '../common/env.js';
 import { natsOptionsFromEnv, secondUserOptionsFromEnv } from '../common/nats-connection.js';

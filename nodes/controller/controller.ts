@@ -10,7 +10,7 @@
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { Logger } from '../../actors/log.js';
+import type { Logger } from 'pino';
 import { assetNames, kvStreamName, newTaskId } from '../../protocol/index.js';
 import {
   observeNatsConnection,
@@ -187,17 +187,17 @@ export async function startController(options: ControllerOptions): Promise<Contr
       });
       if (stored.lastAction) lastActionAt.set(key, stored.lastAction.finishedAt);
     }
-    logger.info('leader: firing alerts loaded', { alerts: states.size });
+    logger.info({ alerts: states.size }, 'leader: firing alerts loaded');
   };
 
   /** Lifts a reversible action; throws when it could not, so that the alert stays to retry. */
   const lift = async (action: ActionType, rule: string, subject: Subject): Promise<void> => {
     const record = await actions.lift(action, rule, subject);
     if (!record.ok) {
-      logger.error('recovery action not lifted', { ...record });
+      logger.error({ ...record }, 'recovery action not lifted');
       throw new Error(`${action} of rule ${rule} on ${subject.key} not lifted`);
     }
-    logger.info('recovery action lifted', { ...record });
+    logger.info({ ...record }, 'recovery action lifted');
   };
 
   const event = (state: RuleState, status: AlertEvent['status']): AlertEvent => ({
@@ -225,8 +225,8 @@ export async function startController(options: ControllerOptions): Promise<Contr
     try {
       const record = await actions.run(rule.action, rule.name, subject);
       lastActionAt.set(key, record.finishedAt);
-      if (record.ok) logger.warn('recovery action ran', { ...record });
-      else logger.error('recovery action failed', { ...record });
+      if (record.ok) logger.warn({ ...record }, 'recovery action ran');
+      else logger.error({ ...record }, 'recovery action failed');
       if (!lease.isLeader() || state.stored !== stored) return; // resolved meanwhile
       stored.lastAction = {
         action: record.action,
@@ -236,7 +236,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
       };
       await control
         .put(key, JSON.stringify(stored))
-        .catch((err: unknown) => logger.warn('firing alert not updated', { key, err }));
+        .catch((err: unknown) => logger.warn({ key, err }, 'firing alert not updated'));
     } finally {
       acting.delete(key);
     }
@@ -256,7 +256,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
     await control.put(key, JSON.stringify(stored));
     state.firing = true;
     state.stored = stored;
-    logger.warn('alert firing', { rule: state.rule.name, subject: state.subject.key });
+    logger.warn({ rule: state.rule.name, subject: state.subject.key }, 'alert firing');
     alerts.send(event(state, 'firing'));
     void runAction(key, state);
   };
@@ -280,7 +280,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
     await control.delete(key);
     state.firing = false;
     delete state.stored;
-    logger.info('alert resolved', { rule: state.rule.name, subject: state.subject.key });
+    logger.info({ rule: state.rule.name, subject: state.subject.key }, 'alert resolved');
     alerts.send(event(state, 'resolved'));
     return true;
   };
@@ -345,7 +345,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
   const loop = (): void => {
     if (stopped) return;
     evaluating = evaluate()
-      .catch((err: unknown) => logger.warn('evaluation failed', { err }))
+      .catch((err: unknown) => logger.warn({ err }, 'evaluation failed'))
       .finally(() => {
         if (!stopped) timer = setTimeout(loop, o.evalIntervalMs);
       });

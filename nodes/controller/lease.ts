@@ -13,7 +13,7 @@
  * stopped before any standby may start, as long as the clocks run at about the same rate.
  */
 import type { KV } from '@nats-io/kv';
-import type { Logger } from '../../actors/log.js';
+import type { Logger } from 'pino';
 import { ConfigError } from '../common/env.js';
 
 /** The key of the lease in the control bucket. */
@@ -106,7 +106,7 @@ export function startLeaderLease(kv: KV, options: LeaderLeaseOptions): LeaderLea
     heldRevision = revision;
     actsUntil = leaderActsUntil(sentAt, leaseMs);
     if (!was) {
-      logger.info('leader: lease acquired', { revision });
+      logger.info({ revision }, 'leader: lease acquired');
       options.onChange(true);
     }
   };
@@ -115,7 +115,7 @@ export function startLeaderLease(kv: KV, options: LeaderLeaseOptions): LeaderLea
     heldRevision = undefined;
     actsUntil = 0;
     seen = undefined;
-    logger.warn('stepping down', { why, err });
+    logger.warn({ why, err }, 'stepping down');
     options.onChange(false);
   };
 
@@ -140,7 +140,7 @@ export function startLeaderLease(kv: KV, options: LeaderLeaseOptions): LeaderLea
       seen = { revision: entry.revision, at: sentAt };
     } else if (leaseExpired(seen.at, sentAt, leaseMs)) {
       // The record is not read: a malformed one must not keep the lease from being taken over.
-      logger.warn('lease expired; taking over', { revision: entry.revision });
+      logger.warn({ revision: entry.revision }, 'lease expired; taking over');
       become(await kv.update(LEADER_KEY, record(), entry.revision), sentAt);
     }
   };
@@ -149,7 +149,7 @@ export function startLeaderLease(kv: KV, options: LeaderLeaseOptions): LeaderLea
     stepping = step()
       .catch((err: unknown) => {
         // Lost a race for the lease, or NATS is unreachable: stay a standby and look again.
-        logger.debug('lease not taken', { err });
+        logger.debug({ err }, 'lease not taken');
       })
       .finally(() => {
         if (stopped) return;
@@ -171,7 +171,7 @@ export function startLeaderLease(kv: KV, options: LeaderLeaseOptions): LeaderLea
       stepDown('stopping');
       if (revision !== undefined) {
         await kv.delete(LEADER_KEY, { previousSeq: revision }).catch((err: unknown) => {
-          logger.warn('lease not released; a standby takes over when it expires', { err });
+          logger.warn({ err }, 'lease not released; a standby takes over when it expires');
         });
       }
     },

@@ -1,12 +1,11 @@
 /** Controller process: reads the environment, competes for the lease, evaluates alert rules. */
-import { jsonLogger, LOG_LEVELS, type LogLevel } from '../../actors/log.js';
+import { createLogger, logLevelFromEnv } from '../common/logger.js';
 import { runUntilSignal, startWithRetry } from '../common/process.js';
 import { startTelemetry } from '../common/telemetry.js';
 import { controllerOptionsFromEnv } from './config.js';
 import { startController } from './controller.js';
 
-const level = (process.env['VIGIL_LOG_LEVEL'] ?? 'info') as LogLevel;
-const logger = jsonLogger({ node: 'controller' }, LOG_LEVELS.includes(level) ? level : 'info');
+const logger = createLogger({ node: 'controller' }, logLevelFromEnv(process.env));
 await runUntilSignal('controller', logger, async () => {
   const options = controllerOptionsFromEnv(process.env, logger);
   // Metrics only matter here (stream storage, NATS state); the controller serves no requests.

@@ -7,7 +7,7 @@
 import { Kvm, type KV } from '@nats-io/kv';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { Logger } from '../../actors/log.js';
+import type { Logger } from 'pino';
 import {
   ActorState,
   actorHeartbeatSchema,
@@ -164,7 +164,7 @@ export async function startObserver(
           try {
             return [...(await queues(region)), await deadLetters(region, now)];
           } catch (err) {
-            logger.warn('region state unavailable', { region, err });
+            logger.warn({ region, err }, 'region state unavailable');
             return undefined;
           }
         }),
@@ -211,7 +211,7 @@ async function watchRegion(
           try {
             beat = decodeAs(actorHeartbeatSchema, entry.value, 'heartbeat');
           } catch (err) {
-            logger.warn('unreadable heartbeat ignored', { key: entry.key, err });
+            logger.warn({ key: entry.key, err }, 'unreadable heartbeat ignored');
             continue;
           }
           const before = actors.get(key);
@@ -224,7 +224,7 @@ async function watchRegion(
           });
         }
       } catch (err) {
-        logger.warn('heartbeat watch broke; reopening', { region, err });
+        logger.warn({ region, err }, 'heartbeat watch broke; reopening');
       }
       if (!closed) await new Promise((resolve) => setTimeout(resolve, WATCH_RETRY_MS));
     }

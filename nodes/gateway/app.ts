@@ -25,7 +25,7 @@ import {
   type TaskRecord,
   type VigilClient,
 } from '../../protocol/index.js';
-import type { Logger } from '../../actors/log.js';
+import type { Logger } from 'pino';
 import { isAdminPath, registerAdminRoutes, type AdminRoutesDeps } from './admin-routes.js';
 import type { ApiKeyStore } from './api-keys.js';
 import type { RegionRouter } from './region-router.js';
@@ -225,11 +225,14 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
         return submitted;
       } catch (err) {
         if (!(err instanceof PublishRefusedError) || i === route.regions.length - 1) throw err;
-        deps.logger.warn('region refused a request; trying the next', {
-          region,
-          model: request.model,
-          reason: err.message,
-        });
+        deps.logger.warn(
+          {
+            region,
+            model: request.model,
+            reason: err.message,
+          },
+          'region refused a request; trying the next',
+        );
       }
     }
     throw new VigilError(ErrorCode.Internal, 'no region to route to', false);

@@ -11,7 +11,7 @@ import {
   modelDeploymentSchema,
   type ModelDeployment,
 } from '../../protocol/index.js';
-import type { Logger } from '../../actors/log.js';
+import type { Logger } from 'pino';
 
 /** The models a gateway accepts. */
 export interface ModelCatalog {
@@ -34,7 +34,7 @@ export async function openModelCatalog(js: JetStreamClient, logger: Logger): Pro
       const deployment = decodeAs(modelDeploymentSchema, value, 'model deployment');
       models.set(deployment.name, deployment);
     } catch (err) {
-      logger.error('ignoring unreadable model deployment', { key, err });
+      logger.error({ key, err }, 'ignoring unreadable model deployment');
     }
   };
   // Watch first, then read: an update between the two is seen twice, never missed.
@@ -45,7 +45,7 @@ export async function openModelCatalog(js: JetStreamClient, logger: Logger): Pro
   }
   void (async () => {
     for await (const entry of updates) apply(entry.key, entry.operation, entry.value);
-  })().catch((err: unknown) => logger.error('model catalog watch ended', { err }));
+  })().catch((err: unknown) => logger.error({ err }, 'model catalog watch ended'));
 
   return {
     get: (name) => models.get(name),

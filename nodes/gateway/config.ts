@@ -1,6 +1,6 @@
 /** The gateway's configuration, read once from the environment at start-up. */
 import { NAME_TOKEN } from '../../protocol/index.js';
-import type { Logger } from '../../actors/log.js';
+import type { Logger } from 'pino';
 import { ConfigError, envInt, envList, envString } from '../common/env.js';
 import { natsOptionsFromEnv, secondUserOptionsFromEnv } from '../common/nats-connection.js';
 import {
@@ -58,7 +58,7 @@ export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger): G
   const keyless = Object.keys(tenantLimits?.tenants ?? {}).filter(
     (tenant) => !apiKeys.some((entry) => entry.tenant === tenant),
   );
-  if (keyless.length > 0) logger.warn('limits set for tenants with no API key', { keyless });
+  if (keyless.length > 0) logger.warn({ keyless }, 'limits set for tenants with no API key');
   const adminKeys = parseAdminKeyList(env['VIGIL_ADMIN_KEYS'] ?? '');
   if (adminKeysSharedWithTenants(adminKeys, apiKeys).length > 0) {
     throw new ConfigError('VIGIL_ADMIN_KEYS: an admin key must not also be a tenant API key');

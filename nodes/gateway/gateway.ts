@@ -16,7 +16,7 @@ import {
   type DeadLetterAdmin,
   type VigilClient,
 } from '../../protocol/index.js';
-import type { Logger } from '../../actors/log.js';
+import type { Logger } from 'pino';
 import { observeNatsConnection, observeQueues } from '../common/metrics.js';
 import { connectNats, type NatsConnectOptions } from '../common/nats-connection.js';
 import { createAdminKeyStore, createApiKeyStore, type ApiKeyEntry } from './api-keys.js';
@@ -197,7 +197,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   });
   const address = server.address() as AddressInfo;
   const url = `${options.tls ? 'https' : 'http'}://${options.host}:${address.port}`;
-  logger.info('gateway listening', { url, region: options.region, gatewayId });
+  logger.info({ url, region: options.region, gatewayId }, 'gateway listening');
 
   let closing: Promise<void> | undefined;
   const openClient = client;

@@ -6,7 +6,7 @@ import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { ErrorCode, toVigilError, VigilError, type WireError } from '../../protocol/index.js';
-import type { Logger } from '../../actors/log.js';
+import type { Logger } from 'pino';
 
 const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   [ErrorCode.InvalidRequest]: 400,
@@ -88,11 +88,14 @@ export function onGatewayError(logger: Logger) {
     }
     const vigilError = toVigilError(err);
     if (!(err instanceof VigilError) || vigilError.code === ErrorCode.Internal) {
-      logger.error('request failed', {
-        err,
-        path: c.req.path,
-        requestId: c.get('requestId'),
-      });
+      logger.error(
+        {
+          err,
+          path: c.req.path,
+          requestId: c.get('requestId'),
+        },
+        'request failed',
+      );
     }
     return errorResponse(c, vigilError.toWire());
   };

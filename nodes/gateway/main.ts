@@ -3,14 +3,13 @@
  * SIGTERM/SIGINT. Telemetry settings: see `nodes/common/telemetry.ts` (`OTEL_*`, `VIGIL_TELEMETRY`,
  * `VIGIL_METRICS_PORT`, `VIGIL_METRICS_HOST`); the service name defaults to `vigil-gateway`.
  */
-import { jsonLogger, LOG_LEVELS, type LogLevel } from '../../actors/log.js';
+import { createLogger, logLevelFromEnv } from '../common/logger.js';
 import { runUntilSignal, startWithRetry } from '../common/process.js';
 import { startTelemetry } from '../common/telemetry.js';
 import { gatewayOptionsFromEnv } from './config.js';
 import { startGateway } from './gateway.js';
 
-const level = (process.env['VIGIL_LOG_LEVEL'] ?? 'info') as LogLevel;
-const logger = jsonLogger({ node: 'gateway' }, LOG_LEVELS.includes(level) ? level : 'info');
+const logger = createLogger({ node: 'gateway' }, logLevelFromEnv(process.env));
 await runUntilSignal('gateway', logger, async () => {
   const options = gatewayOptionsFromEnv(process.env, logger);
   // Before the gateway: meters taken earlier would stay no-ops.

@@ -12,7 +12,7 @@
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { z } from 'zod';
-import type { Logger } from '../../actors/log.js';
+import type { Logger } from 'pino';
 import { assetNames, NAME_TOKEN } from '../../protocol/index.js';
 import type { ActorHealth } from '../common/actor-health.js';
 
@@ -98,10 +98,10 @@ export function watchRouteOverrides(js: JetStreamClient, logger: Logger): RouteO
           }
           const parsed = routeOverrideSchema.safeParse(entry.json());
           if (parsed.success) avoid.set(model, parsed.data.avoid);
-          else logger.warn('ignoring unreadable route override', { key: entry.key });
+          else logger.warn({ key: entry.key }, 'ignoring unreadable route override');
         }
       } catch (err) {
-        logger.warn('route overrides unavailable', { err });
+        logger.warn({ err }, 'route overrides unavailable');
       }
       if (!closed) await new Promise((r) => setTimeout(r, OVERRIDE_WATCH_RETRY_MS).unref());
     }
@@ -162,7 +162,7 @@ class QueueDepths {
           } catch (err) {
             // Unknown depth is not a reason to move work: health decides for unreachable regions.
             delete entry.depth;
-            this.logger.debug('queue depth unavailable', { region, model, err });
+            this.logger.debug({ region, model, err }, 'queue depth unavailable');
           }
         }),
       );

@@ -35,7 +35,7 @@ import {
   type Submission,
   type VigilClient,
 } from '../../protocol/index.js';
-import type { Logger } from '../../actors/log.js';
+import type { Logger } from 'pino';
 
 /** The periods a quota can count over, in UTC. */
 export const QuotaPeriod = { Day: 'day', Month: 'month' } as const;
@@ -406,7 +406,7 @@ class TenantQuotaImpl implements TenantQuota {
         ledger.debt = 0;
       }
     } catch (err) {
-      this.#o.logger.warn('could not give an unused quota lease back', { key: ledger.key, err });
+      this.#o.logger.warn({ key: ledger.key, err }, 'could not give an unused quota lease back');
     }
   }
 
@@ -440,11 +440,14 @@ class TenantQuotaImpl implements TenantQuota {
   #markUnreachable(err: unknown): void {
     const now = this.#o.now();
     if (now >= this.#unreachableUntil) {
-      this.#o.logger.warn('quota bucket unreachable; serving from the outage allowance', {
-        err,
-        allowance: this.#o.outageAllowance,
-        retryMs: this.#o.retryMs,
-      });
+      this.#o.logger.warn(
+        {
+          err,
+          allowance: this.#o.outageAllowance,
+          retryMs: this.#o.retryMs,
+        },
+        'quota bucket unreachable; serving from the outage allowance',
+      );
     }
     this.#unreachableUntil = now + this.#o.retryMs;
   }

@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { jsonLogger, type LogLevel } from '../../actors/log.js';
+import { createLogger, type LogLevel } from '../common/logger.js';
 import { createBuiltinModels } from '../../actors/runtimes/index.js';
 import { edgeDomain, ensureEdgeSite } from '../../protocol/index.js';
 import { ConfigError, envInt, envList } from '../common/env.js';
@@ -43,7 +43,7 @@ import {
 const env = process.env;
 const stateDir = env['VIGIL_STATE_DIR'] ?? join(PROJECT_ROOT, '.vigil');
 const logDir = join(stateDir, 'logs');
-const logger = jsonLogger({ node: 'launcher' }, 'info');
+const logger = createLogger({ node: 'launcher' }, 'info');
 
 /** A secret kept in `.vigil/` (mode 0600) so restarts reuse it; generated on first use. */
 function persistentSecret(file: string, fromEnv: string | undefined): string {

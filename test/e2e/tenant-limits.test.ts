@@ -20,7 +20,7 @@ import {
   Role,
   VigilError,
 } from '../../protocol/index.js';
-import { jsonLogger } from '../../actors/log.js';
+import { silentLogger } from '../../nodes/common/logger.js';
 import { startNode, type NodeProcess } from '../../nodes/launcher/node-process.js';
 import {
   openTenantQuota,
@@ -402,7 +402,7 @@ describe('openai client', () => {
 });
 
 describe('quota ledger against a real nats-server', () => {
-  const logger = jsonLogger({}, 'silent');
+  const logger = silentLogger;
 
   test('racing gateways share a quota exactly: every task granted once, none beyond', async () => {
     await using nats = await startTestNats();

@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
-import { silentLogger } from '../../actors/log.js';
+import { silentLogger } from '../../nodes/common/logger.js';
 import { assetNames, ensureRegionAssets } from '../../protocol/index.js';
 import type { ActorHealth } from '../../nodes/common/actor-health.js';
 import { createRegionRouter, watchRouteOverrides } from '../../nodes/gateway/region-router.js';

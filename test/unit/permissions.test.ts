@@ -16,7 +16,7 @@ import {
   ValidationError,
   vigilUsers,
 } from '../../protocol/index.js';
-import { jsonLogger } from '../../actors/log.js';
+import { silentLogger } from '../../nodes/common/logger.js';
 import { ConfigError } from '../../nodes/common/env.js';
 import { gatewayOptionsFromEnv } from '../../nodes/gateway/config.js';
 import { natsOptionsFromEnv } from '../../nodes/common/nats-connection.js';
@@ -220,7 +220,7 @@ describe('natsOptionsFromEnv', () => {
 });
 
 describe('the gateway admin connection', () => {
-  const logger = jsonLogger({}, 'silent');
+  const logger = silentLogger;
   const base = { VIGIL_API_KEYS: 'alpha:alpha-key-0123456789abcdef' };
   const ADMIN_KEYS = 'admin-key-0123456789abcdef';
 

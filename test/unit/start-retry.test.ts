@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { silentLogger } from '../../actors/log.js';
+import { silentLogger } from '../../nodes/common/logger.js';
 import { ConfigError } from '../../nodes/common/env.js';
 import { isTransientStartError, startWithRetry } from '../../nodes/common/process.js';
 

@@ -32,7 +32,7 @@ import {
   quotaKey,
   quotaWindow,
 } from '../../nodes/gateway/tenant-quota.js';
-import { jsonLogger } from '../../actors/log.js';
+import { silentLogger } from '../../nodes/common/logger.js';
 
 const clock = () => {
   let t = Date.UTC(2026, 6, 14, 12, 0, 0);
@@ -138,7 +138,7 @@ describe('limits middleware', () => {
   /** A Hono app with the limiter after a stand-in for tenant auth; `hold` keeps requests waiting. */
   const appWith = (limits: TenantLimitsConfig, now: () => number) => {
     const app = new Hono<GatewayEnv>();
-    app.onError(onGatewayError(jsonLogger({}, 'silent')));
+    app.onError(onGatewayError(silentLogger));
     let release: () => void = () => undefined;
     let held = new Promise<void>((resolve) => (release = resolve));
     app.use('/v1/*', async (c, next) => {
@@ -397,7 +397,7 @@ describe('limits configuration', () => {
         VIGIL_TENANT_LIMITS: JSON.stringify({ acme: { maxConcurrent: 5 } }),
         VIGIL_DEFAULT_TENANT_LIMITS: JSON.stringify({ rate: { perSecond: 2 } }),
       };
-      const options = gatewayOptionsFromEnv(env, jsonLogger({}, 'silent'));
+      const options = gatewayOptionsFromEnv(env, silentLogger);
       const limits = options.tenantLimits!;
       assert.deepEqual(limitsOf(limits, 'acme'), { maxConcurrent: 5 }, 'the variable wins whole');
       assert.deepEqual(limitsOf(limits, 'zeta'), { maxConcurrent: 3 });
@@ -412,7 +412,7 @@ describe('limits configuration', () => {
         }),
       );
       assert.throws(
-        () => gatewayOptionsFromEnv({ VIGIL_API_KEYS_FILE: file }, jsonLogger({}, 'silent')),
+        () => gatewayOptionsFromEnv({ VIGIL_API_KEYS_FILE: file }, silentLogger),
         (err: unknown) =>
           err instanceof ConfigError &&
           err.message.startsWith(`VIGIL_API_KEYS_FILE (${file}): tenants.acme.quota.perDay: `),

@@ -9,7 +9,7 @@ import { headers as natsHeaders } from '@nats-io/transport-node';
 import { context, ROOT_CONTEXT, TraceFlags, trace, type SpanContext } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { StackContextManager } from '@opentelemetry/sdk-trace';
-import { jsonLogger } from '../../actors/log.js';
+import { createLogger } from '../../nodes/common/logger.js';
 import { natsHeaderGetter, natsHeaderSetter } from '../../protocol/trace-context.js';
 
 const propagator = new W3CTraceContextPropagator();
@@ -66,11 +66,11 @@ describe('log lines and the active span', () => {
     context.setGlobalContextManager(new StackContextManager().enable());
     try {
       const lines: Record<string, unknown>[] = [];
-      const logger = jsonLogger({ node: 'test' }, 'info', (line) =>
-        lines.push(JSON.parse(line) as Record<string, unknown>),
-      );
+      const logger = createLogger({ node: 'test' }, 'info', {
+        write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>),
+      });
       context.with(trace.setSpanContext(ROOT_CONTEXT, parent), () =>
-        logger.warn('inside', { task_id: 'task-1' }),
+        logger.warn({ task_id: 'task-1' }, 'inside'),
       );
       logger.warn('outside');
       assert.equal(lines[0]?.['trace_id'], parent.traceId);
@@ -80,5 +80,25 @@ describe('log lines and the active span', () => {
     } finally {
       context.disable();
     }
+  });
+});
+
+describe('log lines and errors', () => {
+  test('an error is logged whole: type, message, stack and its cause', () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger({ node: 'test' }, 'info', {
+      write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>),
+    });
+    const cause = new Error('connection refused');
+    logger.error({ err: new Error('could not store the outcome', { cause }) }, 'task failed');
+    const [line] = lines;
+    assert.equal(line?.['msg'], 'task failed');
+    assert.equal(line?.['level'], 'error');
+    assert.equal(line?.['node'], 'test');
+    const err = line?.['err'] as Record<string, unknown>;
+    assert.equal(err['type'], 'Error');
+    assert.equal(err['message'], 'could not store the outcome');
+    assert.match(String(err['stack']), /trace-propagation\.test\.ts/);
+    assert.equal((err['cause'] as Record<string, unknown>)['message'], 'connection refused');
   });
 });
