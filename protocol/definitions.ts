@@ -43,9 +43,6 @@ export const assetNames = {
   controlLogStream: 'VIGIL_CONTROL_LOG',
 } as const;
 
-/** Subjects of the control log stream: `<prefix>.<rule>`. */
-export const CONTROL_LOG_SUBJECT_PREFIX = 'vigil.ctl-log';
-
 /** How long recovery actions stay on record, ms: long enough for a post-mortem. */
 const CONTROL_LOG_RETENTION_MS = 30 * 24 * 3600_000;
 
@@ -276,7 +273,7 @@ export async function ensureRegionAssets(
   });
   await ensureStream(jsm, {
     name: assetNames.controlLogStream,
-    subjects: [`${CONTROL_LOG_SUBJECT_PREFIX}.>`],
+    subjects: [subjects.allActionLogs],
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
     max_age: CONTROL_LOG_RETENTION_MS * NS_PER_MS,

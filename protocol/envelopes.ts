@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { decode, type DecodeLimits } from './codec.js';
 import { ErrorCode, PayloadError, ValidationError, type WireError } from './errors.js';
 import { NAME_TOKEN, Priority, TASK_ID } from './subjects.js';
+import { ModelKind } from './model-outputs.js';
 
 /** Current envelope version; a decoder rejects versions it does not know. */
 export const ENVELOPE_VERSION = 1;
@@ -265,7 +266,7 @@ export type DeadLetter = z.infer<typeof deadLetterSchema>;
 export const modelDeploymentSchema = z.object({
   v: z.literal(ENVELOPE_VERSION),
   name: nameToken,
-  kind: z.enum(['embedding', 'chat', 'echo']),
+  kind: z.enum([ModelKind.Embedding, ModelKind.Chat, ModelKind.Echo]),
   description: z.string().max(1024),
   /** The version new requests run on. */
   version: nameToken,

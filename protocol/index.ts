@@ -85,15 +85,25 @@ export type {
   DeadLetterSummary,
 } from './dead-letters.js';
 export {
-  controlPlaneNames,
   inboxPrefixOf,
   jsApi,
   kvStreamName,
   NatsAccount,
   Role,
   SERVICE_DISCOVERY,
-  serviceEndpointsOfRegion,
   userName,
   vigilUsers,
 } from './permissions.js';
 export type { SubjectRules, UserPermissions, VigilUser } from './permissions.js';
+export {
+  HEALTH_REFRESH_MIN_MS,
+  HEALTH_WATCH_RETRY_MS,
+  isHeartbeatFresh,
+  isHeartbeatHealthy,
+  watchActorHealth,
+} from './actor-health.js';
+export type { ActorHealth, WarningSink } from './actor-health.js';
+export { HostCommandName, hostCommandReplySchema, hostCommandSchema } from './control-plane.js';
+export type { HostCommand, HostCommandReply } from './control-plane.js';
+export { chatOutputSchema, embeddingOutputSchema, ModelKind } from './model-outputs.js';
+export type { ChatOutput, EmbeddingOutput } from './model-outputs.js';

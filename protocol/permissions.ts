@@ -7,7 +7,7 @@
  * The sets are the least each role needs, found by running the real nodes under them until no
  * nats-server "Permissions Violation" remained (see docs/architecture.md, "Security").
  */
-import { assetNames, CONTROL_LOG_SUBJECT_PREFIX, HUB_DOMAIN } from './definitions.js';
+import { assetNames, HUB_DOMAIN } from './definitions.js';
 import { nameToken, subjects } from './subjects.js';
 
 /** The roles a NATS user of Vigil can have. */
@@ -42,28 +42,6 @@ export const NatsAccount = {
 
 /** One of the {@link NatsAccount} values. */
 export type NatsAccount = (typeof NatsAccount)[keyof typeof NatsAccount];
-
-/** Names of the controller's assets and subjects (nodes/controller/). */
-export const controlPlaneNames = {
-  /** KV bucket of the controller's lease, firing alerts, route overrides and rollout holds. */
-  controlBucket: assetNames.controlBucket,
-  /** Alerts the controller raises: `vigil.alert.<severity>.<rule>`. */
-  alerts: 'vigil.alert.>',
-  /** Commands the controller sends to nodes: `vigil.ctl.<region>.<host>.<command>`. */
-  commands: 'vigil.ctl.>',
-  /** The record of recovery actions (stream `VIGIL_CONTROL_LOG`): `vigil.ctl-log.<rule>`. */
-  actionLog: `${CONTROL_LOG_SUBJECT_PREFIX}.>`,
-} as const;
-
-/** Commands addressed to the actor hosts of `region` (restart a model, drain). */
-export function controlCommandsOfRegion(region: string): string {
-  return `vigil.ctl.${region}.>`;
-}
-
-/** Subject of an actor host's NATS service endpoints in `region` (see nodes/actor-host/host.ts). */
-export function serviceEndpointsOfRegion(region: string): string {
-  return `vigil.svc.${region}.>`;
-}
 
 /** The NATS services protocol's discovery subjects (`$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`). */
 export const SERVICE_DISCOVERY = '$SRV.>';
@@ -308,9 +286,9 @@ function actorHostPermissions(
       allow: [
         inboxes(inboxPrefix),
         SERVICE_DISCOVERY,
-        serviceEndpointsOfRegion(region),
+        subjects.servicesOfRegion(region),
         // The controller's recovery commands: restart a model's executor, drain.
-        controlCommandsOfRegion(region),
+        subjects.commandsOfRegion(region),
       ],
     },
     // Answers `$SRV.PING/INFO/STATS`, status requests and commands on the asker's own inbox.
@@ -337,12 +315,12 @@ function controllerPermissions(regions: readonly string[], inboxPrefix: string):
         ...kvRead(assetNames.modelBucket),
         ...kvWatch(assetNames.modelBucket),
         kvWrite(assetNames.modelBucket),
-        ...kvRead(controlPlaneNames.controlBucket),
-        ...kvWatch(controlPlaneNames.controlBucket),
-        kvWrite(controlPlaneNames.controlBucket),
-        controlPlaneNames.alerts,
-        controlPlaneNames.commands,
-        controlPlaneNames.actionLog,
+        ...kvRead(assetNames.controlBucket),
+        ...kvWatch(assetNames.controlBucket),
+        kvWrite(assetNames.controlBucket),
+        subjects.allAlerts,
+        subjects.allCommands,
+        subjects.allActionLogs,
         SERVICE_DISCOVERY,
       ],
     },

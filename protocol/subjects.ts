@@ -109,4 +109,38 @@ export const subjects = {
   deadLettersOfRegion(region: string): string {
     return `vigil.dlq.${region}.>`;
   },
+  /** A controller's command to one actor host (`control-plane.ts`), request/reply. */
+  hostCommand(region: string, host: string, command: string): string {
+    return `vigil.ctl.${region}.${host}.${command}`;
+  },
+  /** Every command addressed to one actor host: what the host subscribes to. */
+  hostCommandsOf(region: string, host: string): string {
+    return `vigil.ctl.${region}.${host}.*`;
+  },
+  /** Every command addressed to the actor hosts of a region. */
+  commandsOfRegion(region: string): string {
+    return `vigil.ctl.${region}.>`;
+  },
+  /** Every command of every region: what the controller may send. */
+  allCommands: 'vigil.ctl.>',
+  /** An alert the controller raises (JSON), firing or resolved. */
+  alert(severity: string, rule: string): string {
+    return `vigil.alert.${severity}.${rule}`;
+  },
+  /** Every alert. */
+  allAlerts: 'vigil.alert.>',
+  /** The record of one run of a recovery action (stream `VIGIL_CONTROL_LOG`). */
+  actionLog(rule: string): string {
+    return `vigil.ctl-log.${rule}`;
+  },
+  /** Every action record: the control log stream's subject. */
+  allActionLogs: 'vigil.ctl-log.>',
+  /** An actor host's NATS service status endpoint for one model. */
+  serviceStatus(region: string, model: string, host: string): string {
+    return `vigil.svc.${region}.${model}.status.${host}`;
+  },
+  /** Every service endpoint of a region's actor hosts. */
+  servicesOfRegion(region: string): string {
+    return `vigil.svc.${region}.>`;
+  },
 } as const;

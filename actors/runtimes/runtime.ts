@@ -1,20 +1,14 @@
-import { ErrorCode, RetryableError } from '../../protocol/errors.js';
+import { ErrorCode, RetryableError, ModelKind } from '../../protocol/index.js';
+import type { ChatOutput, EmbeddingOutput } from '../../protocol/index.js';
+
+export { ModelKind };
+export type { ChatOutput, EmbeddingOutput };
 
 /**
  * The contract between an inference actor and the model code it runs. A runtime is pure compute:
  * it never touches NATS, and it reports failure by throwing a `TerminalError` (same input fails the
  * same way: bad input, unsupported parameter) or a `RetryableError` (may pass on retry).
  */
-
-/** The kinds of model Vigil knows how to expose (the OpenAI adapter maps on this). */
-export const ModelKind = {
-  Embedding: 'embedding',
-  Chat: 'chat',
-  Echo: 'echo',
-} as const;
-
-/** One of the {@link ModelKind} values. */
-export type ModelKind = (typeof ModelKind)[keyof typeof ModelKind];
 
 /** What the actor hands a runtime besides the input. */
 export interface ModelRunContext {
@@ -58,22 +52,6 @@ export type OutputCheck = (output: unknown) => string | undefined;
 /** `value` is a non-negative safe integer. */
 export function isCount(value: unknown): value is number {
   return Number.isSafeInteger(value) && (value as number) >= 0;
-}
-
-/** Output of an embedding model. */
-export interface EmbeddingOutput {
-  /** One L2-normalised vector per input string, in input order. */
-  embeddings: number[][];
-  dimensions: number;
-  usage: { prompt_tokens: number };
-}
-
-/** Output of a chat model. */
-export interface ChatOutput {
-  text: string;
-  /** `stop` when the model ended its answer, `length` when `max_tokens` cut it. */
-  finish_reason: 'stop' | 'length';
-  usage: { prompt_tokens: number; completion_tokens: number };
 }
 
 /** Throws the error a runtime reports when its task was aborted (deadline passed, host draining). */

@@ -18,8 +18,7 @@
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { InferenceActor, ModelHandle } from '../../actors/inference-actor.js';
 import type { Logger } from 'pino';
-import { assetNames } from '../../protocol/index.js';
-import type { ActorHealth } from '../common/actor-health.js';
+import { assetNames, type ActorHealth } from '../../protocol/index.js';
 
 /** Options of {@link startBacklogRescue}. */
 export interface BacklogRescueOptions {

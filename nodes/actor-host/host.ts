@@ -8,7 +8,6 @@ import { hostname } from 'node:os';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Svcm, type Service } from '@nats-io/services';
-import { z } from 'zod';
 import {
   createInferenceActor,
   type InferenceActor,
@@ -28,10 +27,16 @@ import {
   BreakerState,
   encode,
   ENVELOPE_VERSION,
+  HostCommandName,
+  hostCommandSchema,
   newTaskId,
+  subjects,
+  type HostCommand,
+  type HostCommandReply,
   type ActorHeartbeat,
+  watchActorHealth,
+  type ActorHealth,
 } from '../../protocol/index.js';
-import { watchActorHealth, type ActorHealth } from '../common/actor-health.js';
 import { connectNats, type NatsConnectOptions } from '../common/nats-connection.js';
 import {
   BACKLOG_RESCUE_DEFAULTS,
@@ -73,19 +78,6 @@ export interface ActorHostOptions {
    */
   onDrainCommand?: () => void;
 }
-
-/** A command from the controller (`vigil.ctl.<region>.<host>.<command>`), JSON. */
-const hostCommandSchema = z.object({
-  model: z.string().max(64).optional(),
-  reason: z.string().max(512).optional(),
-});
-
-/** A validated command body. */
-type HostCommand = z.infer<typeof hostCommandSchema>;
-
-/** The answer to a command, JSON. */
-type HostCommandReply =
-  { ok: true; model?: string; pid?: number; restarts?: number } | { ok: false; error: string };
 
 /** A started host. */
 export interface ActorHost {
@@ -198,13 +190,14 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
 
   /** Runs one controller command; never throws (the outcome is the reply). */
   const runCommand = async (command: string, body: HostCommand): Promise<HostCommandReply> => {
-    if (command === 'drain') {
+    if (command === HostCommandName.Drain) {
       logger.warn({ reason: body.reason }, 'drain requested by the controller');
       // After the reply is flushed: the drain closes the connection the reply goes out on.
       setImmediate(options.onDrainCommand ?? (() => process.kill(process.pid, 'SIGTERM')));
       return { ok: true };
     }
-    if (command !== 'restart') return { ok: false, error: `unknown command '${command}'` };
+    if (command !== HostCommandName.Restart)
+      return { ok: false, error: `unknown command '${command}'` };
     const i = models.findIndex((m) => m.name === body.model);
     if (i < 0) return { ok: false, error: `model '${String(body.model)}' is not served here` };
     logger.warn(
@@ -227,8 +220,9 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
     }
   };
   const listenForCommands = (): void => {
-    const prefix = `vigil.ctl.${options.region}.${hostId}.`;
-    nc.subscribe(`${prefix}*`, {
+    const commands = subjects.hostCommandsOf(options.region, hostId);
+    const prefix = commands.slice(0, -1); // the command is the last token
+    nc.subscribe(commands, {
       callback: (err, msg) => {
         if (err) return logger.warn({ err }, 'command subscription failed');
         let parsed: ReturnType<typeof hostCommandSchema.safeParse>;
@@ -343,7 +337,7 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
     actors.forEach((actor, i) => {
       const model = models[i]!;
       service!.addEndpoint(`${model.name}-status`, {
-        subject: `vigil.svc.${options.region}.${model.name}.status.${hostId}`,
+        subject: subjects.serviceStatus(options.region, model.name, hostId),
         metadata: { model: model.name },
         handler: (_err, msg) => {
           msg.respond(JSON.stringify(heartbeatOf(actor, model)));

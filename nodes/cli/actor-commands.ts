@@ -8,7 +8,7 @@ import {
   actorHeartbeatSchema,
   assetNames,
   decodeAs,
-  HEARTBEAT_EXPIRY_INTERVALS,
+  isHeartbeatFresh,
   type ActorHeartbeat,
 } from '../../protocol/index.js';
 import type { Output } from './dlq-commands.js';
@@ -52,7 +52,7 @@ export async function actorsList(
   const rows = beats.map((b) => [
     b.model,
     b.host,
-    now - b.at > b.intervalMs * HEARTBEAT_EXPIRY_INTERVALS ? 'silent' : b.state,
+    isHeartbeatFresh(b, now) ? b.state : 'silent',
     b.breaker,
     b.isolation,
     String(b.pid),

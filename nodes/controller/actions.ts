@@ -13,7 +13,12 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { CONTROL_LOG_SUBJECT_PREFIX } from '../../protocol/definitions.js';
+import {
+  hostCommandReplySchema,
+  HostCommandName,
+  subjects,
+  type HostCommand,
+} from '../../protocol/index.js';
 import type { Subject } from './observe.js';
 import { ActionType } from './rules.js';
 
@@ -100,18 +105,20 @@ export function createActionRunner(
 ): ActionRunner {
   const command = async (
     subject: Subject,
-    name: 'restart' | 'drain',
+    name: HostCommandName,
     reason: string,
   ): Promise<Record<string, unknown>> => {
     if (!subject.host) throw new Error('the subject names no host');
+    const body: HostCommand = { reason, ...(subject.model ? { model: subject.model } : {}) };
     const reply = await nc.request(
-      `vigil.ctl.${subject.region}.${subject.host}.${name}`,
-      JSON.stringify({ model: subject.model, reason }),
+      subjects.hostCommand(subject.region, subject.host, name),
+      JSON.stringify(body),
       { timeout: COMMAND_TIMEOUT_MS },
     );
-    const answer = reply.json<{ ok: boolean; error?: string } & Record<string, unknown>>();
-    if (answer.ok !== true) throw new Error(answer.error ?? 'refused');
-    return answer;
+    const answer = hostCommandReplySchema.safeParse(reply.json());
+    if (!answer.success) throw new Error('the host answered with an unreadable reply');
+    if (!answer.data.ok) throw new Error(answer.data.error);
+    return answer.data;
   };
 
   const perform = async (
@@ -122,9 +129,9 @@ export function createActionRunner(
     const reason = `rule ${rule}`;
     switch (action) {
       case ActionType.RestartActor:
-        return command(subject, 'restart', reason);
+        return command(subject, HostCommandName.Restart, reason);
       case ActionType.DrainHost:
-        return command(subject, 'drain', reason);
+        return command(subject, HostCommandName.Drain, reason);
       case ActionType.ShiftTraffic:
       case ActionType.HoldRollout:
         return setHolder(action, rule, subject, true);
@@ -209,7 +216,7 @@ export function createActionRunner(
       finishedAt: Date.now(),
     };
     try {
-      await js.publish(`${CONTROL_LOG_SUBJECT_PREFIX}.${rule}`, JSON.stringify(done));
+      await js.publish(subjects.actionLog(rule), JSON.stringify(done));
     } catch (err) {
       done.detail = { ...done.detail, recordError: (err as Error).message };
     }

@@ -6,6 +6,7 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import { subjects } from '../../protocol/index.js';
 import type { Subject } from './observe.js';
 import type { MetricName, MetricValue, Operator, Severity } from './rules.js';
 
@@ -30,7 +31,7 @@ export interface AlertEvent {
 
 /** The subject of `rule`'s alerts. */
 export function alertSubject(severity: Severity, rule: string): string {
-  return `vigil.alert.${severity}.${rule}`;
+  return subjects.alert(severity, rule);
 }
 
 /** Webhook delivery settings. */

@@ -13,7 +13,7 @@ import {
   actorHeartbeatSchema,
   assetNames,
   decodeAs,
-  HEARTBEAT_EXPIRY_INTERVALS,
+  isHeartbeatFresh,
   type ActorHeartbeat,
 } from '../../protocol/index.js';
 import { Scope, type MetricName, type MetricValue } from './rules.js';
@@ -152,8 +152,7 @@ export async function startObserver(
         const silentMs = now - seen.beat.at;
         const gone =
           silentMs > FORGET_ACTOR_AFTER_MS ||
-          (seen.beat.state === ActorState.Draining &&
-            silentMs > seen.beat.intervalMs * HEARTBEAT_EXPIRY_INTERVALS);
+          (seen.beat.state === ActorState.Draining && !isHeartbeatFresh(seen.beat, now));
         if (gone) actors.delete(key);
         else out.push(actorObserved(seen, now));
       }

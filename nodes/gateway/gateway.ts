@@ -15,13 +15,14 @@ import {
   newTaskId,
   type DeadLetterAdmin,
   type VigilClient,
+  watchActorHealth,
+  type ActorHealth,
 } from '../../protocol/index.js';
 import type { Logger } from 'pino';
 import { observeNatsConnection, observeQueues } from '../common/metrics.js';
 import { connectNats, type NatsConnectOptions } from '../common/nats-connection.js';
 import { createAdminKeyStore, createApiKeyStore, type ApiKeyEntry } from './api-keys.js';
 import { createGatewayApp, type GatewayAppOptions } from './app.js';
-import { watchActorHealth, type ActorHealth } from '../common/actor-health.js';
 import { openModelCatalog, type ModelCatalog } from './catalog.js';
 import {
   createTenantLimiter,

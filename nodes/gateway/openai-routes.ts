@@ -11,9 +11,10 @@ import {
   validate,
   ValidationError,
   VigilError,
+  chatOutputSchema,
+  embeddingOutputSchema,
   type ModelDeployment,
 } from '../../protocol/index.js';
-import type { ChatOutput, EmbeddingOutput } from '../../actors/runtimes/index.js';
 import type { ModelCatalog } from './catalog.js';
 import type { GatewayEnv, SubmittedTask, TaskSubmission } from './app.js';
 import { finalResponse } from './app.js';
@@ -113,7 +114,7 @@ export function registerOpenAiRoutes(app: Hono<GatewayEnv>, deps: OpenAiRouteDep
     }));
     const { taskId, region, outcome } = await run(c, { model, input: { messages }, params });
     if (outcome.state !== 'succeeded') return finalResponse(c, outcome, region);
-    const output = outcome.result as ChatOutput;
+    const output = modelResult(chatOutputSchema, outcome.result, model.name);
     return c.json({
       id: `chatcmpl-${taskId}`,
       object: 'chat.completion',
@@ -142,7 +143,7 @@ export function registerOpenAiRoutes(app: Hono<GatewayEnv>, deps: OpenAiRouteDep
     if (body.dimensions !== undefined) params['dimensions'] = body.dimensions;
     const { region, outcome } = await run(c, { model, input: body.input, params });
     if (outcome.state !== 'succeeded') return finalResponse(c, outcome, region);
-    const output = outcome.result as EmbeddingOutput;
+    const output = modelResult(embeddingOutputSchema, outcome.result, model.name);
     return c.json({
       object: 'list',
       model: model.name,
@@ -157,6 +158,22 @@ export function registerOpenAiRoutes(app: Hono<GatewayEnv>, deps: OpenAiRouteDep
       },
     });
   });
+}
+
+/**
+ * A succeeded task's result read as the output its model's kind promises. A model that breaks
+ * its contract is a server fault (500 `internal`), not something to pass on half-formed.
+ */
+function modelResult<T>(schema: z.ZodType<T>, result: unknown, model: string): T {
+  const parsed = schema.safeParse(result);
+  if (!parsed.success) {
+    throw new VigilError(
+      ErrorCode.Internal,
+      `model '${model}' returned a result that does not match its kind's output`,
+      false,
+    );
+  }
+  return parsed.data;
 }
 
 function openAiModel(model: ModelDeployment) {

@@ -13,8 +13,7 @@ import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { z } from 'zod';
 import type { Logger } from 'pino';
-import { assetNames, NAME_TOKEN } from '../../protocol/index.js';
-import type { ActorHealth } from '../common/actor-health.js';
+import { assetNames, NAME_TOKEN, type ActorHealth } from '../../protocol/index.js';
 
 /** Routing settings. */
 export interface RegionRoutingOptions {

@@ -9,7 +9,7 @@ import {
   actorHeartbeatSchema,
   assetNames,
   decodeAs,
-  HEARTBEAT_EXPIRY_INTERVALS,
+  isHeartbeatFresh,
   type ActorHeartbeat,
 } from '../../protocol/index.js';
 
@@ -39,7 +39,7 @@ const HISTORY_LIMIT = 50_000;
 
 /** True when the beat is older than the gateway's freshness rule allows (three intervals). */
 export function isStale(beat: ActorHeartbeat, now = Date.now()): boolean {
-  return now - beat.at >= beat.intervalMs * HEARTBEAT_EXPIRY_INTERVALS;
+  return !isHeartbeatFresh(beat, now);
 }
 
 /** Watches `vigil-actors-<region>`. */

@@ -10,8 +10,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import { silentLogger } from '../../nodes/common/logger.js';
-import { assetNames, ensureRegionAssets } from '../../protocol/index.js';
-import type { ActorHealth } from '../../nodes/common/actor-health.js';
+import { assetNames, ensureRegionAssets, type ActorHealth } from '../../protocol/index.js';
 import { createRegionRouter, watchRouteOverrides } from '../../nodes/gateway/region-router.js';
 import {
   ActionType,

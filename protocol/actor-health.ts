@@ -1,6 +1,7 @@
 /**
- * Which actors are alive, in a node's own region and in the other regions it works with, from each
- * region's heartbeat bucket. The gateway routes by it: a model with no healthy actor in a region
+ * Reading the heartbeat contract: which actors are alive, in a node's own region and in the other
+ * regions it works with, from each region's heartbeat bucket (written by actor hosts, see
+ * `actorHeartbeatSchema`). The gateway routes by it: a model with no healthy actor in a region
  * (none beating, all draining or restarting, or every breaker open) is not sent there; with none
  * anywhere, synchronous calls are answered at once with 503 instead of queueing work that cannot
  * run now. Actor hosts read it to take over the queue of a region left without actors
@@ -8,16 +9,22 @@
  */
 import { Kvm, type KV } from '@nats-io/kv';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import type { Logger } from 'pino';
+import { assetNames, HEARTBEAT_EXPIRY_INTERVALS } from './definitions.js';
 import {
   ActorState,
   actorHeartbeatSchema,
-  assetNames,
   BreakerState,
   decodeAs,
-  HEARTBEAT_EXPIRY_INTERVALS,
   type ActorHeartbeat,
-} from '../../protocol/index.js';
+} from './envelopes.js';
+
+/**
+ * Where a heartbeat reader reports the trouble it rides out (a broken watch, an unreadable
+ * entry): a node passes its logger.
+ */
+export interface WarningSink {
+  warn(fields: Record<string, unknown>, message: string): void;
+}
 
 /** What the gateway knows of the actors of the regions it routes to. */
 export interface ActorHealth {
@@ -38,9 +45,18 @@ export const HEALTH_WATCH_RETRY_MS = 1_000;
 /** Least time between two direct reads of one model's heartbeats, ms. */
 export const HEALTH_REFRESH_MIN_MS = 1_000;
 
-function isHealthy(beat: ActorHeartbeat, now: number): boolean {
+/**
+ * True while a heartbeat is younger than {@link HEARTBEAT_EXPIRY_INTERVALS} of its own interval:
+ * the same rule as the actors bucket's TTL, for readers that hold beats the bucket has expired.
+ */
+export function isHeartbeatFresh(beat: ActorHeartbeat, now = Date.now()): boolean {
+  return now - beat.at < beat.intervalMs * HEARTBEAT_EXPIRY_INTERVALS;
+}
+
+/** True when the actor may be sent work: fresh, running and not open-circuited. */
+export function isHeartbeatHealthy(beat: ActorHeartbeat, now = Date.now()): boolean {
   return (
-    now - beat.at < beat.intervalMs * HEARTBEAT_EXPIRY_INTERVALS &&
+    isHeartbeatFresh(beat, now) &&
     beat.state === ActorState.Running &&
     beat.breaker !== BreakerState.Open
   );
@@ -56,7 +72,7 @@ class RegionBeats {
   constructor(
     readonly region: string,
     private readonly js: JetStreamClient,
-    private readonly logger: Logger,
+    private readonly logger: WarningSink,
   ) {}
 
   /** Opens the watch, and keeps reopening it until closed. Resolves after the first attempt. */
@@ -112,7 +128,7 @@ class RegionBeats {
   anyHealthy(model: string): boolean {
     const now = Date.now();
     for (const beat of this.beats.values())
-      if (beat.model === model && isHealthy(beat, now)) return true;
+      if (beat.model === model && isHeartbeatHealthy(beat, now)) return true;
     return false;
   }
 
@@ -150,7 +166,7 @@ export async function watchActorHealth(
   js: JetStreamClient,
   home: string | undefined,
   others: readonly string[],
-  logger: Logger,
+  logger: WarningSink,
 ): Promise<ActorHealth> {
   const regions = new Map<string, RegionBeats>();
   for (const region of home === undefined ? others : [home, ...others]) {
