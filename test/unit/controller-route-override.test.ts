@@ -11,7 +11,7 @@ import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import { silentLogger } from '../../nodes/common/logger.js';
 import { assetNames, ensureRegionAssets, type ActorHealth } from '../../protocol/index.js';
-import { createRegionRouter, watchRouteOverrides } from '../../nodes/gateway/region-router.js';
+import { createRegionRouter, watchRouteOverrides } from '../../nodes/gateway/index.js';
 import {
   ActionType,
   rolloutHoldKey,
