@@ -14,6 +14,7 @@ import { assetNames, ensureRegionAssets, type ActorHealth } from '../../protocol
 import { createRegionRouter, watchRouteOverrides } from '../../nodes/gateway/index.js';
 import {
   ActionType,
+  createActionRunner,
   rolloutHoldKey,
   routeOverrideKey,
   Scope,
@@ -21,7 +22,6 @@ import {
   type RolloutHold,
   type RouteOverride,
 } from '../../nodes/controller/index.js';
-import { createActionRunner } from '../../nodes/controller/actions.js';
 import { startTestNats } from '../harness/nats.js';
 import { waitFor } from '../harness/edge.js';
 
