@@ -16,7 +16,14 @@ import {
   type JetStreamManager,
 } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import { context, propagation, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import {
+  context,
+  propagation,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Span,
+} from '@opentelemetry/api';
 import {
   headers as natsHeaders,
   NoRespondersError,
@@ -235,88 +242,28 @@ class VigilClientImpl implements VigilClient {
     return n;
   }
 
+  /**
+   * The steps of a submission: a keyed retry finds its task wherever it is; otherwise the
+   * waiter is registered first, the envelope published with `Nats-Msg-Id` = task id, the PubAck
+   * is acceptance, and then the outcome is waited for.
+   */
   async submit(request: SubmitRequest): Promise<Submission> {
     const region = request.region ?? this.#region;
     const taskId =
       request.idempotencyKey === undefined
         ? newTaskId()
         : taskIdForIdempotencyKey(request.tenant, request.idempotencyKey);
-
-    // A retry with the same key may reach another gateway, or be routed to another region, or
-    // come after JetStream's dedup window: wherever the task already is, that is the task.
     if (request.idempotencyKey !== undefined) {
-      const existing = await this.getTask(taskId);
-      if (existing) {
-        if (existing.state !== TaskState.Accepted && FINAL_STATES.has(existing.state)) {
-          return { taskId, region: existing.region, duplicate: true, outcome: existing.record };
-        }
-        const outcome =
-          request.waitMs > 0
-            ? await this.waitForOutcome(taskId, request.waitMs, request.cancel, existing.region)
-            : undefined;
-        return outcome
-          ? { taskId, region: existing.region, duplicate: true, outcome }
-          : { taskId, region: existing.region, duplicate: true };
-      }
+      const existing = await this.#submittedBefore(taskId, request);
+      if (existing) return existing;
     }
-
-    const envelope: RequestEnvelope = {
-      v: ENVELOPE_VERSION,
-      id: taskId,
-      tenant: request.tenant,
-      model: request.model,
-      priority: request.priority,
-      input: request.input,
-      params: request.params,
-      createdAt: Date.now(),
-      deadline: request.deadline,
-    };
-    if (request.version !== undefined) envelope.version = request.version;
     const waits = request.waitMs > 0;
-    if (waits) envelope.replyTo = subjects.reply(this.clientId, taskId);
-
-    // Home-region work at an edge site is accepted by the site itself (store-and-forward).
-    const subject =
-      this.#edgeSite !== undefined && region === this.#region
-        ? subjects.edgeRequest(this.#edgeSite, region, request.model, request.priority, taskId)
-        : subjects.request(region, request.model, request.priority, taskId);
-
-    // The producer span's context travels in the message headers; the actor's spans are its
-    // children. A spill-over to another region is the same publish, so it stays in the trace.
-    const span = tracer.startSpan(`send ${request.model}`, {
-      kind: SpanKind.PRODUCER,
-      attributes: {
-        [MessagingAttr.System]: MESSAGING_SYSTEM_NATS,
-        [MessagingAttr.OperationType]: 'send',
-        [MessagingAttr.OperationName]: 'publish',
-        [MessagingAttr.DestinationName]: subject,
-        [MessagingAttr.MessageId]: taskId,
-        [MessagingAttr.Model]: request.model,
-        [MessagingAttr.Region]: region,
-      },
-    });
-    const hdrs: MsgHdrs = natsHeaders();
-    for (const [name, value] of Object.entries(request.headers ?? {})) hdrs.set(name, value);
-    propagation.inject(trace.setSpan(context.active(), span), hdrs, natsHeaderSetter);
-
+    const replyTo = waits ? subjects.reply(this.clientId, taskId) : undefined;
+    const envelope = requestEnvelope(taskId, request, replyTo);
     // Listen before publishing: the reply can arrive in the same socket read as the PubAck.
     const waiter = waits ? this.#register(taskId) : undefined;
     try {
-      let duplicate: boolean;
-      try {
-        const ack = await this.#js.publish(subject, encode(envelope), {
-          msgID: taskId,
-          headers: hdrs,
-          timeout: this.#options.publishTimeoutMs,
-        });
-        duplicate = ack.duplicate;
-      } catch (err) {
-        const error = publishError(err);
-        span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
-        throw error;
-      } finally {
-        span.end();
-      }
+      const duplicate = await this.#publish(envelope, region, request.headers);
       if (!waiter) return { taskId, region, duplicate };
       // A duplicate's reply goes to whoever submitted first: read the bucket at once.
       const outcome = await this.#wait(
@@ -331,6 +278,66 @@ class VigilClientImpl implements VigilClient {
     } finally {
       waiter?.cancel();
     }
+  }
+
+  /**
+   * A keyed submission's task when it exists already, waited for like a new one. A retry with
+   * the same key may reach another gateway, or be routed to another region, or come after
+   * JetStream's dedup window: wherever the task already is, that is the task.
+   */
+  async #submittedBefore(taskId: string, request: SubmitRequest): Promise<Submission | undefined> {
+    const existing = await this.getTask(taskId);
+    if (!existing) return undefined;
+    if (existing.state !== TaskState.Accepted && FINAL_STATES.has(existing.state)) {
+      return { taskId, region: existing.region, duplicate: true, outcome: existing.record };
+    }
+    const outcome =
+      request.waitMs > 0
+        ? await this.waitForOutcome(taskId, request.waitMs, request.cancel, existing.region)
+        : undefined;
+    return outcome
+      ? { taskId, region: existing.region, duplicate: true, outcome }
+      : { taskId, region: existing.region, duplicate: true };
+  }
+
+  /**
+   * Publishes the envelope to `region`'s request stream with `Nats-Msg-Id` = task id and waits
+   * for the PubAck: once it comes, the task is accepted and will end. Resolves whether JetStream
+   * had the task already (a duplicate); throws a coded error, saying whether to retry, when no
+   * PubAck came.
+   */
+  async #publish(
+    envelope: RequestEnvelope,
+    region: string,
+    headers?: Record<string, string>,
+  ): Promise<boolean> {
+    const subject = this.#requestSubject(envelope, region);
+    const span = startProducerSpan(envelope, subject, region);
+    const hdrs: MsgHdrs = natsHeaders();
+    for (const [name, value] of Object.entries(headers ?? {})) hdrs.set(name, value);
+    propagation.inject(trace.setSpan(context.active(), span), hdrs, natsHeaderSetter);
+    try {
+      const ack = await this.#js.publish(subject, encode(envelope), {
+        msgID: envelope.id,
+        headers: hdrs,
+        timeout: this.#options.publishTimeoutMs,
+      });
+      return ack.duplicate;
+    } catch (err) {
+      const error = publishError(err);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+      throw error;
+    } finally {
+      span.end();
+    }
+  }
+
+  /** Where a request goes: home-region work at an edge site is accepted by the site itself. */
+  #requestSubject(envelope: RequestEnvelope, region: string): string {
+    const { model, priority, id } = envelope;
+    return this.#edgeSite !== undefined && region === this.#region
+      ? subjects.edgeRequest(this.#edgeSite, region, model, priority, id)
+      : subjects.request(region, model, priority, id);
   }
 
   async waitForOutcome(
@@ -494,6 +501,48 @@ class VigilClientImpl implements VigilClient {
     if (record && !FINAL_STATES.has(record.state)) return;
     for (const waiter of set) waiter.resolve(record);
   }
+}
+
+/** The request envelope of a submission; `replyTo` when its submitter waits for the outcome. */
+function requestEnvelope(
+  taskId: string,
+  request: SubmitRequest,
+  replyTo: string | undefined,
+): RequestEnvelope {
+  const envelope: RequestEnvelope = {
+    v: ENVELOPE_VERSION,
+    id: taskId,
+    tenant: request.tenant,
+    model: request.model,
+    priority: request.priority,
+    input: request.input,
+    params: request.params,
+    createdAt: Date.now(),
+    deadline: request.deadline,
+  };
+  if (request.version !== undefined) envelope.version = request.version;
+  if (replyTo !== undefined) envelope.replyTo = replyTo;
+  return envelope;
+}
+
+/**
+ * The producer span of a publish. Its context travels in the message headers and the actor's
+ * spans are its children; a spill-over to another region is the same publish, so it stays in
+ * the trace.
+ */
+function startProducerSpan(envelope: RequestEnvelope, subject: string, region: string): Span {
+  return tracer.startSpan(`send ${envelope.model}`, {
+    kind: SpanKind.PRODUCER,
+    attributes: {
+      [MessagingAttr.System]: MESSAGING_SYSTEM_NATS,
+      [MessagingAttr.OperationType]: 'send',
+      [MessagingAttr.OperationName]: 'publish',
+      [MessagingAttr.DestinationName]: subject,
+      [MessagingAttr.MessageId]: envelope.id,
+      [MessagingAttr.Model]: envelope.model,
+      [MessagingAttr.Region]: region,
+    },
+  });
 }
 
 /** Resolves with the promise's value, or `null` after `ms`. */

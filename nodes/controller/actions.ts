@@ -103,14 +103,55 @@ export function createActionRunner(
   control: KV,
   controllerId: string,
 ): ActionRunner {
-  const command = async (
+  return new ActionRunnerImpl(nc, js, control, controllerId);
+}
+
+class ActionRunnerImpl implements ActionRunner {
+  readonly #nc: NatsConnection;
+  readonly #js: JetStreamClient;
+  readonly #control: KV;
+  readonly #controllerId: string;
+
+  constructor(nc: NatsConnection, js: JetStreamClient, control: KV, controllerId: string) {
+    this.#nc = nc;
+    this.#js = js;
+    this.#control = control;
+    this.#controllerId = controllerId;
+  }
+
+  run(action: ActionType, rule: string, subject: Subject): Promise<ActionRecord> {
+    return this.#record(action, 'apply', rule, subject, () => this.#perform(action, rule, subject));
+  }
+
+  lift(action: ActionType, rule: string, subject: Subject): Promise<ActionRecord> {
+    return this.#record(action, 'lift', rule, subject, () => {
+      if (!isReversible(action)) throw new Error(`${action} cannot be lifted`);
+      return this.#setHolder(action, rule, subject, false);
+    });
+  }
+
+  #perform(action: ActionType, rule: string, subject: Subject): Promise<Record<string, unknown>> {
+    const reason = `rule ${rule}`;
+    switch (action) {
+      case ActionType.RestartActor:
+        return this.#command(subject, HostCommandName.Restart, reason);
+      case ActionType.DrainHost:
+        return this.#command(subject, HostCommandName.Drain, reason);
+      case ActionType.ShiftTraffic:
+      case ActionType.HoldRollout:
+        return this.#setHolder(action, rule, subject, true);
+    }
+  }
+
+  /** Asks the subject's host to carry out `name`; throws unless it answers that it did. */
+  async #command(
     subject: Subject,
     name: HostCommandName,
     reason: string,
-  ): Promise<Record<string, unknown>> => {
+  ): Promise<Record<string, unknown>> {
     if (!subject.host) throw new Error('the subject names no host');
     const body: HostCommand = { reason, ...(subject.model ? { model: subject.model } : {}) };
-    const reply = await nc.request(
+    const reply = await this.#nc.request(
       subjects.hostCommand(subject.region, subject.host, name),
       JSON.stringify(body),
       { timeout: COMMAND_TIMEOUT_MS },
@@ -119,63 +160,36 @@ export function createActionRunner(
     if (!answer.success) throw new Error('the host answered with an unreadable reply');
     if (!answer.data.ok) throw new Error(answer.data.error);
     return answer.data;
-  };
-
-  const perform = async (
-    action: ActionType,
-    rule: string,
-    subject: Subject,
-  ): Promise<Record<string, unknown>> => {
-    const reason = `rule ${rule}`;
-    switch (action) {
-      case ActionType.RestartActor:
-        return command(subject, HostCommandName.Restart, reason);
-      case ActionType.DrainHost:
-        return command(subject, HostCommandName.Drain, reason);
-      case ActionType.ShiftTraffic:
-      case ActionType.HoldRollout:
-        return setHolder(action, rule, subject, true);
-    }
-  };
+  }
 
   /**
    * Adds (or, with `hold` false, removes) the holder of `rule` on `subject` in the control key of
    * a reversible action, by compare-and-set, again on a conflict with a concurrent writer. An
    * alert's holder is replaced, never doubled; the key is deleted with its last holder.
    */
-  const setHolder = async (
+  async #setHolder(
     action: ActionType,
     rule: string,
     subject: Subject,
     hold: boolean,
-  ): Promise<Record<string, unknown>> => {
+  ): Promise<Record<string, unknown>> {
     const model = subject.model;
     if (!model) throw new Error('the subject names no model');
+    const control = this.#control;
     const key =
       action === ActionType.ShiftTraffic ? routeOverrideKey(model) : rolloutHoldKey(model);
     for (let attempt = 1; ; attempt++) {
       const entry = await control.get(key);
       const stored = entry?.operation === 'PUT' ? readHolders(entry.string()) : [];
       const holders = stored.filter((h) => !(h.rule === rule && h.subject === subject.key));
-      if (hold) {
-        holders.push({
-          rule,
-          subject: subject.key,
-          region: subject.region,
-          by: controllerId,
-          at: Date.now(),
-        });
-      }
+      if (hold) holders.push(this.#holder(rule, subject));
       try {
         if (holders.length === 0) {
           if (entry?.operation === 'PUT')
             await control.delete(key, { previousSeq: entry.revision });
           return { key, deleted: entry?.operation === 'PUT' };
         }
-        const value: RouteOverride | RolloutHold =
-          action === ActionType.ShiftTraffic
-            ? { model, avoid: [...new Set(holders.map((h) => h.region))], holders }
-            : { model, holders };
+        const value = controlValue(action, model, holders);
         const data = JSON.stringify(value);
         const revision =
           entry === null
@@ -186,15 +200,27 @@ export function createActionRunner(
         if (attempt >= CAS_ATTEMPTS) throw err;
       }
     }
-  };
+  }
 
-  const record = async (
+  /** This controller's alert of `rule` on `subject`, as a holder written now. */
+  #holder(rule: string, subject: Subject): Holder {
+    return {
+      rule,
+      subject: subject.key,
+      region: subject.region,
+      by: this.#controllerId,
+      at: Date.now(),
+    };
+  }
+
+  /** Runs `work` and appends its record to the control log; a failed work is a record too. */
+  async #record(
     action: ActionType,
     phase: ActionRecord['phase'],
     rule: string,
     subject: Subject,
     work: () => Promise<Record<string, unknown>>,
-  ): Promise<ActionRecord> => {
+  ): Promise<ActionRecord> {
     const startedAt = Date.now();
     let ok = true;
     let detail: Record<string, unknown>;
@@ -211,27 +237,28 @@ export function createActionRunner(
       subject,
       ok,
       detail,
-      controllerId,
+      controllerId: this.#controllerId,
       startedAt,
       finishedAt: Date.now(),
     };
     try {
-      await js.publish(subjects.actionLog(rule), JSON.stringify(done));
+      await this.#js.publish(subjects.actionLog(rule), JSON.stringify(done));
     } catch (err) {
       done.detail = { ...done.detail, recordError: (err as Error).message };
     }
     return done;
-  };
+  }
+}
 
-  return {
-    run: (action, rule, subject) =>
-      record(action, 'apply', rule, subject, () => perform(action, rule, subject)),
-    lift: (action, rule, subject) =>
-      record(action, 'lift', rule, subject, () => {
-        if (!isReversible(action)) throw new Error(`${action} cannot be lifted`);
-        return setHolder(action, rule, subject, false);
-      }),
-  };
+/** The value of a reversible action's control key: who holds it, and for an override, where from. */
+function controlValue(
+  action: ActionType,
+  model: string,
+  holders: Holder[],
+): RouteOverride | RolloutHold {
+  return action === ActionType.ShiftTraffic
+    ? { model, avoid: [...new Set(holders.map((h) => h.region))], holders }
+    : { model, holders };
 }
 
 /**

@@ -6,6 +6,10 @@
  * A firing alert is kept in the control bucket (`alert.<rule>.<subject>`) with when its action
  * last ran, so a controller that takes over neither fires it again nor repeats its action; it
  * resolves it when the condition no longer holds.
+ *
+ * This file is the wiring. The parts, in the order an evaluation uses them: `observe.ts` (what
+ * NATS holds), `rule-evaluator.ts` (pending, firing, clearing), `firing-alerts.ts` (store,
+ * announce, act, lift), `actions.ts` (the recovery actions), with `lease.ts` fencing them all.
  */
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
@@ -18,17 +22,13 @@ import {
   observeStreamStorage,
 } from '../common/metrics.js';
 import { connectNats, type NatsConnectOptions } from '../common/nats-connection.js';
-import { createActionRunner, isReversible, type ActionRecord } from './actions.js';
-import { createAlertSink, type AlertEvent, type WebhookOptions } from './alerts.js';
+import { createActionRunner } from './actions.js';
+import { createAlertSink, type WebhookOptions } from './alerts.js';
+import { createFiringAlerts } from './firing-alerts.js';
 import { startLeaderLease } from './lease.js';
-import { startObserver, unreadRegions, type Subject } from './observe.js';
-import {
-  conditionHolds,
-  Scope,
-  type ActionType,
-  type AlertRule,
-  type MetricValue,
-} from './rules.js';
+import { startObserver, type Observer } from './observe.js';
+import { createRuleEvaluator } from './rule-evaluator.js';
+import type { AlertRule } from './rules.js';
 
 /** Everything a controller needs to start. */
 export interface ControllerOptions {
@@ -63,50 +63,6 @@ export interface Controller {
   stop(): Promise<void>;
 }
 
-/** One (rule, subject) pair being watched. */
-interface RuleState {
-  rule: AlertRule;
-  subject: Subject;
-  /** When the condition started to hold (epoch ms), while it holds. */
-  pendingSince?: number;
-  /** When the condition of a firing alert stopped holding (epoch ms), until it resolves. */
-  clearSince?: number;
-  firing: boolean;
-  /** Its record in the control bucket, while firing. */
-  stored?: StoredAlert;
-  lastValue: MetricValue | null;
-}
-
-/** A firing alert as kept in the control bucket. */
-interface StoredAlert {
-  rule: string;
-  subject: Subject;
-  since: number;
-  firedAt: number;
-  by: string;
-  lastAction?: Pick<ActionRecord, 'action' | 'ok' | 'controllerId' | 'finishedAt'>;
-}
-
-/** A stored alert, or undefined when the text is not one (written by another version). */
-function readStoredAlert(text: string): StoredAlert | undefined {
-  try {
-    const value = JSON.parse(text) as Partial<StoredAlert>;
-    const ok =
-      typeof value.rule === 'string' &&
-      typeof value.since === 'number' &&
-      typeof value.subject?.key === 'string' &&
-      typeof value.subject.scope === 'string';
-    return ok ? (value as StoredAlert) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The control-bucket key of a firing alert. */
-function alertKey(rule: string, subject: Subject): string {
-  return `alert.${rule}.${subject.key}`;
-}
-
 /** The streams of a region whose storage the controller reports. */
 function regionStreams(region: string): string[] {
   return [
@@ -122,223 +78,95 @@ export async function startController(options: ControllerOptions): Promise<Contr
   const controllerId = `ctl-${newTaskId().slice(0, 10)}`;
   const logger = o.logger.child({ controllerId });
   const nc = await connectNats({ ...o.nats, name: o.nats.name || controllerId }, logger);
-  let control: KV;
-  let observer: Awaited<ReturnType<typeof startObserver>>;
-  let sys: NatsConnection | undefined;
+  let parts: ControllerParts;
   try {
-    const js = jetstream(nc);
-    control = await new Kvm(nc).open(assetNames.controlBucket);
-    const jsm = await js.jetstreamManager();
-    observer = await startObserver(nc, jsm, { regions: o.regions, logger });
-    observeNatsConnection(nc, 'controller');
-    observeStreamStorage(jsm, () => o.regions.flatMap(regionStreams));
-    if (o.sysNats) {
-      sys = await connectNats({ ...o.sysNats, name: `${controllerId}-sys` }, logger);
-      observeServerStorage(sys);
-    }
+    parts = await openControllerParts(nc, o, controllerId, logger);
   } catch (err) {
-    await sys?.close();
     await nc.close();
     throw err;
   }
-  const sysConnection = sys;
+  const { control, observer, sys } = parts;
   const actions = createActionRunner(nc, jetstream(nc), control, controllerId);
   const alerts = createAlertSink(nc, o.webhook, logger);
-  const states = new Map<string, RuleState>();
-  /** When each (rule, subject)'s action last ran, epoch ms: the cooldown outlives a firing. */
-  const lastActionAt = new Map<string, number>();
-  const acting = new Set<string>();
-  /** Set when this controller became leader: stored alerts are loaded before the next evaluation. */
-  let mustLoad = false;
-
+  // The lease reports a change only from its first step, after a round trip to NATS: by then the
+  // evaluator below exists.
   const lease = startLeaderLease(control, {
     controllerId,
     leaseMs: o.leaseMs,
     logger,
-    onChange: (leader) => {
-      // Either way, the state belongs to whoever leads: a new leader reloads it from the bucket.
-      states.clear();
-      lastActionAt.clear();
-      mustLoad = leader;
-    },
+    onChange: (leader) => evaluator.leadershipChanged(leader),
   });
+  const firing = createFiringAlerts({ control, actions, alerts, lease, controllerId, logger });
+  const evaluator = createRuleEvaluator({ rules: o.rules, regions: o.regions, firing, lease });
+  // Standbys sample too, so a new leader judges "stuck for 60 s" from history it already has.
+  const loop = startEvaluationLoop(
+    async () => evaluator.evaluate(await observer.sample()),
+    o.evalIntervalMs,
+    logger,
+  );
 
-  const loadStoredAlerts = async (): Promise<void> => {
-    const byName = new Map(o.rules.map((r) => [r.name, r]));
-    for await (const key of await control.keys('alert.>')) {
-      const entry = await control.get(key);
-      if (entry?.operation !== 'PUT') continue;
-      const stored = readStoredAlert(entry.string());
-      const rule = stored && byName.get(stored.rule);
-      if (!stored || !rule || rule.scope !== stored.subject.scope) {
-        // Unreadable, or its rule was removed or changed: what its action wrote goes with it.
-        const done = stored?.lastAction?.action;
-        if (stored && done && isReversible(done)) await lift(done, stored.rule, stored.subject);
-        await control.delete(key);
-        continue;
-      }
-      states.set(key, {
-        rule,
-        subject: stored.subject,
-        pendingSince: stored.since,
-        firing: true,
-        stored,
-        lastValue: null,
-      });
-      if (stored.lastAction) lastActionAt.set(key, stored.lastAction.finishedAt);
-    }
-    logger.info({ alerts: states.size }, 'leader: firing alerts loaded');
-  };
-
-  /** Lifts a reversible action; throws when it could not, so that the alert stays to retry. */
-  const lift = async (action: ActionType, rule: string, subject: Subject): Promise<void> => {
-    const record = await actions.lift(action, rule, subject);
-    if (!record.ok) {
-      logger.error({ ...record }, 'recovery action not lifted');
-      throw new Error(`${action} of rule ${rule} on ${subject.key} not lifted`);
-    }
-    logger.info({ ...record }, 'recovery action lifted');
-  };
-
-  const event = (state: RuleState, status: AlertEvent['status']): AlertEvent => ({
-    status,
-    rule: state.rule.name,
-    severity: state.rule.severity,
-    ...(state.rule.description === undefined ? {} : { description: state.rule.description }),
-    subject: state.subject,
-    metric: state.rule.metric,
-    value: state.lastValue,
-    threshold: { op: state.rule.op, value: state.rule.value },
-    since: state.pendingSince ?? Date.now(),
-    at: Date.now(),
+  let stopping: Promise<void> | undefined;
+  return {
     controllerId,
-  });
-
-  const runAction = async (key: string, state: RuleState): Promise<void> => {
-    const { rule, subject, stored } = state;
-    if (!rule.action || !stored || acting.has(key)) return;
-    const last = lastActionAt.get(key);
-    if (last !== undefined && Date.now() - last < rule.cooldownMs) return;
-    // Fencing: never start an action under a lease that may have passed to a standby.
-    if (!lease.isLeader()) return;
-    acting.add(key);
-    try {
-      const record = await actions.run(rule.action, rule.name, subject);
-      lastActionAt.set(key, record.finishedAt);
-      if (record.ok) logger.warn({ ...record }, 'recovery action ran');
-      else logger.error({ ...record }, 'recovery action failed');
-      if (!lease.isLeader() || state.stored !== stored) return; // resolved meanwhile
-      stored.lastAction = {
-        action: record.action,
-        ok: record.ok,
-        controllerId,
-        finishedAt: record.finishedAt,
-      };
-      await control
-        .put(key, JSON.stringify(stored))
-        .catch((err: unknown) => logger.warn({ key, err }, 'firing alert not updated'));
-    } finally {
-      acting.delete(key);
-    }
+    isLeader: () => lease.isLeader(),
+    stop() {
+      stopping ??= (async () => {
+        await loop.stop();
+        await lease.release();
+        observer.close();
+        await alerts.close(WEBHOOK_CLOSE_GRACE_MS);
+        await sys?.close();
+        await nc.drain();
+      })();
+      return stopping;
+    },
   };
+}
 
-  const fire = async (key: string, state: RuleState): Promise<void> => {
-    const firedAt = Date.now();
-    const stored: StoredAlert = {
-      rule: state.rule.name,
-      subject: state.subject,
-      since: state.pendingSince ?? firedAt,
-      firedAt,
-      by: controllerId,
-    };
-    // Stored first: a leader that dies after this leaves its successor a firing alert, not a
-    // second firing of the same condition.
-    await control.put(key, JSON.stringify(stored));
-    state.firing = true;
-    state.stored = stored;
-    logger.warn({ rule: state.rule.name, subject: state.subject.key }, 'alert firing');
-    alerts.send(event(state, 'firing'));
-    void runAction(key, state);
-  };
+/** What a controller opens on its connection before it competes for the lease. */
+interface ControllerParts {
+  /** The control bucket: the lease, firing alerts, route overrides and rollout holds. */
+  control: KV;
+  observer: Observer;
+  /** The `sys` user's connection, for each nats-server's storage figures. */
+  sys?: NatsConnection;
+}
 
-  /**
-   * Resolves a firing alert; false when it must stay firing for now: its action is still running,
-   * or what the action wrote could not be lifted (tried again at the next evaluation).
-   */
-  const resolve = async (key: string, state: RuleState): Promise<boolean> => {
-    // An action still running would write after the lift: wait for it.
-    if (acting.has(key)) return false;
-    // What the alert's action wrote is lifted before the alert is forgotten: a leader that dies
-    // in between leaves its successor a firing alert to resolve (and lift, idempotently) again.
-    if (state.rule.action && isReversible(state.rule.action)) {
-      try {
-        await lift(state.rule.action, state.rule.name, state.subject);
-      } catch {
-        return false;
-      }
-    }
-    await control.delete(key);
-    state.firing = false;
-    delete state.stored;
-    logger.info({ rule: state.rule.name, subject: state.subject.key }, 'alert resolved');
-    alerts.send(event(state, 'resolved'));
-    return true;
-  };
+/** Opens the control bucket and the observer, and starts the storage and connection metrics. */
+async function openControllerParts(
+  nc: NatsConnection,
+  o: ControllerOptions,
+  controllerId: string,
+  logger: Logger,
+): Promise<ControllerParts> {
+  const js = jetstream(nc);
+  const control = await new Kvm(nc).open(assetNames.controlBucket);
+  const jsm = await js.jetstreamManager();
+  const observer = await startObserver(nc, jsm, { regions: o.regions, logger });
+  observeNatsConnection(nc, 'controller');
+  observeStreamStorage(jsm, () => o.regions.flatMap(regionStreams));
+  if (!o.sysNats) return { control, observer };
+  const sys = await connectNats({ ...o.sysNats, name: `${controllerId}-sys` }, logger);
+  try {
+    observeServerStorage(sys);
+  } catch (err) {
+    await sys.close();
+    throw err;
+  }
+  return { control, observer, sys };
+}
 
-  const evaluate = async (): Promise<void> => {
-    const observed = await observer.sample();
-    if (!lease.isLeader()) return;
-    if (mustLoad) {
-      await loadStoredAlerts();
-      mustLoad = false;
-    }
-    const now = Date.now();
-    const present = new Set<string>();
-    for (const rule of o.rules) {
-      for (const one of observed) {
-        if (one.subject.scope !== rule.scope) continue;
-        const key = alertKey(rule.name, one.subject);
-        present.add(key);
-        const value = one.value(rule.metric);
-        const holds = value !== undefined && conditionHolds(value, rule.op, rule.value);
-        let state = states.get(key);
-        if (!state) {
-          if (!holds) continue;
-          state = { rule, subject: one.subject, firing: false, lastValue: null };
-          states.set(key, state);
-        }
-        state.subject = one.subject;
-        state.lastValue = value ?? null;
-        if (holds) {
-          state.pendingSince ??= now;
-          delete state.clearSince;
-          if (!state.firing && now - state.pendingSince >= rule.forMs) await fire(key, state);
-          // Still firing past the cooldown: the action runs again.
-          else if (state.firing) void runAction(key, state);
-        } else if (!state.firing) {
-          states.delete(key);
-        } else {
-          state.clearSince ??= now;
-          const clearFor = now - state.clearSince;
-          if (clearFor >= rule.keepFiringForMs && (await resolve(key, state))) states.delete(key);
-        }
-        if (!lease.isLeader()) return;
-      }
-    }
-    // Subjects no longer observed: an actor forgotten, a consumer removed. A region that could
-    // not be read this time keeps its alerts until it can.
-    const unread = new Set(unreadRegions(observed, o.regions));
-    for (const [key, state] of states) {
-      if (present.has(key)) continue;
-      if (state.subject.scope !== Scope.Actor && unread.has(state.subject.region)) continue;
-      if (state.firing) {
-        state.lastValue = null;
-        if (!(await resolve(key, state))) continue;
-      }
-      states.delete(key);
-    }
-  };
+/** A loop that can be stopped, waiting for the run in progress. */
+interface EvaluationLoop {
+  stop(): Promise<void>;
+}
 
+/** Runs `evaluate` now and then `intervalMs` after each run ends; a failed run is logged. */
+function startEvaluationLoop(
+  evaluate: () => Promise<void>,
+  intervalMs: number,
+  logger: Logger,
+): EvaluationLoop {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let evaluating: Promise<void> = Promise.resolve();
@@ -347,27 +175,15 @@ export async function startController(options: ControllerOptions): Promise<Contr
     evaluating = evaluate()
       .catch((err: unknown) => logger.warn({ err }, 'evaluation failed'))
       .finally(() => {
-        if (!stopped) timer = setTimeout(loop, o.evalIntervalMs);
+        if (!stopped) timer = setTimeout(loop, intervalMs);
       });
   };
   loop();
-
-  let stopping: Promise<void> | undefined;
   return {
-    controllerId,
-    isLeader: () => lease.isLeader(),
-    stop() {
-      stopping ??= (async () => {
-        stopped = true;
-        clearTimeout(timer);
-        await evaluating;
-        await lease.release();
-        observer.close();
-        await alerts.close(WEBHOOK_CLOSE_GRACE_MS);
-        await sysConnection?.close();
-        await nc.drain();
-      })();
-      return stopping;
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await evaluating;
     },
   };
 }

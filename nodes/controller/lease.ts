@@ -83,97 +83,131 @@ export interface LeaderLease {
 
 /** Starts competing for the lease in `kv`. */
 export function startLeaderLease(kv: KV, options: LeaderLeaseOptions): LeaderLease {
-  const now = options.now ?? (() => performance.now());
-  const { controllerId, leaseMs, logger } = options;
-  let heldRevision: number | undefined;
-  let actsUntil = 0;
-  let seen: { revision: number; at: number } | undefined;
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  let stepping: Promise<void> = Promise.resolve();
+  const lease = new LeaderLeaseImpl(kv, options);
+  lease.start();
+  return lease;
+}
 
-  const record = (): Uint8Array =>
-    new TextEncoder().encode(
+/** One step per renewal interval while leading, per standby poll while not. */
+class LeaderLeaseImpl implements LeaderLease {
+  readonly #kv: KV;
+  readonly #options: LeaderLeaseOptions;
+  readonly #now: () => number;
+  /** The lease's revision as this controller last wrote it, while it leads. */
+  #heldRevision: number | undefined;
+  /** Until when (monotonic ms) the leader may act. */
+  #actsUntil = 0;
+  /** The revision a standby saw, and when it first saw it. */
+  #seen: { revision: number; at: number } | undefined;
+  #stopped = false;
+  #timer: NodeJS.Timeout | undefined;
+  #stepping: Promise<void> = Promise.resolve();
+
+  constructor(kv: KV, options: LeaderLeaseOptions) {
+    this.#kv = kv;
+    this.#options = options;
+    this.#now = options.now ?? (() => performance.now());
+  }
+
+  isLeader(): boolean {
+    return this.#heldRevision !== undefined && this.#now() < this.#actsUntil;
+  }
+
+  async release(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#stepping;
+    const revision = this.#heldRevision;
+    this.#stepDown('stopping');
+    if (revision !== undefined) {
+      await this.#kv.delete(LEADER_KEY, { previousSeq: revision }).catch((err: unknown) => {
+        this.#options.logger.warn(
+          { err },
+          'lease not released; a standby takes over when it expires',
+        );
+      });
+    }
+  }
+
+  /** Takes the first step now and schedules the next after each. */
+  start(): void {
+    if (this.#stopped) return;
+    const { leaseMs, logger } = this.#options;
+    this.#stepping = this.#step()
+      .catch((err: unknown) => {
+        // Lost a race for the lease, or NATS is unreachable: stay a standby and look again.
+        logger.debug({ err }, 'lease not taken');
+      })
+      .finally(() => {
+        if (this.#stopped) return;
+        const delay =
+          this.#heldRevision === undefined ? standbyPollMs(leaseMs) : renewIntervalMs(leaseMs);
+        this.#timer = setTimeout(() => this.start(), delay);
+      });
+  }
+
+  #step(): Promise<void> {
+    return this.#heldRevision === undefined ? this.#compete() : this.#renew(this.#heldRevision);
+  }
+
+  /** The leader's step: renew by compare-and-set, or step down at once if that fails. */
+  async #renew(heldRevision: number): Promise<void> {
+    const sentAt = this.#now();
+    try {
+      this.#become(await this.#kv.update(LEADER_KEY, this.#record(), heldRevision), sentAt);
+    } catch (err) {
+      this.#stepDown('lease renewal failed', err);
+    }
+  }
+
+  /** A standby's step: take a free lease, or one whose revision stood for a whole lease. */
+  async #compete(): Promise<void> {
+    const kv = this.#kv;
+    const entry = await kv.get(LEADER_KEY);
+    const sentAt = this.#now();
+    if (!entry) {
+      this.#become(await kv.create(LEADER_KEY, this.#record()), sentAt);
+    } else if (entry.operation !== 'PUT') {
+      // Released by its last holder: free at once.
+      this.#become(await kv.update(LEADER_KEY, this.#record(), entry.revision), sentAt);
+    } else if (this.#seen?.revision !== entry.revision) {
+      this.#seen = { revision: entry.revision, at: sentAt };
+    } else if (leaseExpired(this.#seen.at, sentAt, this.#options.leaseMs)) {
+      // The record is not read: a malformed one must not keep the lease from being taken over.
+      this.#options.logger.warn({ revision: entry.revision }, 'lease expired; taking over');
+      this.#become(await kv.update(LEADER_KEY, this.#record(), entry.revision), sentAt);
+    }
+  }
+
+  /** Holds `revision`, written by a request sent at `sentAt`: the term counts from then. */
+  #become(revision: number, sentAt: number): void {
+    const was = this.#heldRevision !== undefined;
+    this.#heldRevision = revision;
+    this.#actsUntil = leaderActsUntil(sentAt, this.#options.leaseMs);
+    if (!was) {
+      this.#options.logger.info({ revision }, 'leader: lease acquired');
+      this.#options.onChange(true);
+    }
+  }
+
+  #stepDown(why: string, err?: unknown): void {
+    if (this.#heldRevision === undefined) return;
+    this.#heldRevision = undefined;
+    this.#actsUntil = 0;
+    this.#seen = undefined;
+    this.#options.logger.warn({ why, err }, 'stepping down');
+    this.#options.onChange(false);
+  }
+
+  #record(): Uint8Array {
+    const { controllerId, leaseMs } = this.#options;
+    return new TextEncoder().encode(
       JSON.stringify({
         controllerId,
         until: Date.now() + leaseMs,
         renewedAt: Date.now(),
       } satisfies LeaseRecord),
     );
-  const isLeader = (): boolean => heldRevision !== undefined && now() < actsUntil;
-  const become = (revision: number, sentAt: number): void => {
-    const was = heldRevision !== undefined;
-    heldRevision = revision;
-    actsUntil = leaderActsUntil(sentAt, leaseMs);
-    if (!was) {
-      logger.info({ revision }, 'leader: lease acquired');
-      options.onChange(true);
-    }
-  };
-  const stepDown = (why: string, err?: unknown): void => {
-    if (heldRevision === undefined) return;
-    heldRevision = undefined;
-    actsUntil = 0;
-    seen = undefined;
-    logger.warn({ why, err }, 'stepping down');
-    options.onChange(false);
-  };
-
-  const step = async (): Promise<void> => {
-    if (heldRevision !== undefined) {
-      const sentAt = now();
-      try {
-        become(await kv.update(LEADER_KEY, record(), heldRevision), sentAt);
-      } catch (err) {
-        stepDown('lease renewal failed', err);
-      }
-      return;
-    }
-    const entry = await kv.get(LEADER_KEY);
-    const sentAt = now();
-    if (!entry) {
-      become(await kv.create(LEADER_KEY, record()), sentAt);
-    } else if (entry.operation !== 'PUT') {
-      // Released by its last holder: free at once.
-      become(await kv.update(LEADER_KEY, record(), entry.revision), sentAt);
-    } else if (seen?.revision !== entry.revision) {
-      seen = { revision: entry.revision, at: sentAt };
-    } else if (leaseExpired(seen.at, sentAt, leaseMs)) {
-      // The record is not read: a malformed one must not keep the lease from being taken over.
-      logger.warn({ revision: entry.revision }, 'lease expired; taking over');
-      become(await kv.update(LEADER_KEY, record(), entry.revision), sentAt);
-    }
-  };
-  const loop = (): void => {
-    if (stopped) return;
-    stepping = step()
-      .catch((err: unknown) => {
-        // Lost a race for the lease, or NATS is unreachable: stay a standby and look again.
-        logger.debug({ err }, 'lease not taken');
-      })
-      .finally(() => {
-        if (stopped) return;
-        const delay =
-          heldRevision === undefined ? standbyPollMs(leaseMs) : renewIntervalMs(leaseMs);
-        timer = setTimeout(loop, delay);
-      });
-  };
-  loop();
-
-  return {
-    isLeader,
-    async release() {
-      if (stopped) return;
-      stopped = true;
-      clearTimeout(timer);
-      await stepping;
-      const revision = heldRevision;
-      stepDown('stopping');
-      if (revision !== undefined) {
-        await kv.delete(LEADER_KEY, { previousSeq: revision }).catch((err: unknown) => {
-          logger.warn({ err }, 'lease not released; a standby takes over when it expires');
-        });
-      }
-    },
-  };
+  }
 }

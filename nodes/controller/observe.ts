@@ -75,93 +75,20 @@ export async function startObserver(
   const watches = await Promise.all(
     options.regions.map((region) => watchRegion(nc, region, actors, logger)),
   );
-  const deadLetterSeq = new Map<string, { seq: number; at: number }>();
-
-  const actorObserved = (seen: ActorSeen, now: number): Observed => {
-    const b = seen.beat;
-    const stalledMs = b.inFlight > 0 ? now - seen.progressAt : 0;
-    const values: Record<string, MetricValue> = {
-      // Heartbeats age out of the bucket without a delete marker, so staleness is judged from
-      // the last beat kept here; a host that drained said goodbye and is not stale.
-      'heartbeat.stale':
-        b.state !== ActorState.Draining && now - b.at > b.intervalMs * STALE_AFTER_INTERVALS,
-      'heartbeat.stuck': stalledMs > 0,
-      'heartbeat.stalled-ms': stalledMs,
-      'heartbeat.in-flight': b.inFlight,
-      'heartbeat.errors': b.errors,
-      'heartbeat.restarts': b.restarts,
-      'heartbeat.latency-p99-ms': b.latencyMs.p99,
-      'heartbeat.breaker': b.breaker,
-      'heartbeat.state': b.state,
-    };
-    return {
-      subject: {
-        scope: Scope.Actor,
-        region: b.region,
-        host: b.host,
-        model: b.model,
-        key: `${b.region}.${b.host}.${b.model}`,
-      },
-      value: (metric) => values[metric],
-    };
-  };
-
-  const queues = async (region: string): Promise<Observed[]> => {
-    const out: Observed[] = [];
-    const prefix = assetNames.modelConsumer('');
-    for await (const info of jsm.consumers.list(assetNames.requestStream(region))) {
-      if (!info.name.startsWith(prefix)) continue;
-      const model = info.name.slice(prefix.length);
-      const values: Record<string, MetricValue> = {
-        'queue.depth': info.num_pending,
-        'queue.ack-pending': info.num_ack_pending,
-        'queue.redelivered': info.num_redelivered,
-      };
-      out.push({
-        subject: { scope: Scope.Model, region, model, key: `${region}.${model}` },
-        value: (metric) => values[metric],
-      });
-    }
-    return out;
-  };
-
-  const deadLetters = async (region: string, now: number): Promise<Observed> => {
-    const info = await jsm.streams.info(assetNames.deadLetterStream(region));
-    const before = deadLetterSeq.get(region);
-    deadLetterSeq.set(region, { seq: info.state.last_seq, at: now });
-    // Sequence numbers count every letter ever written, so a letter aged out is not a negative rate.
-    const rate =
-      before && now > before.at
-        ? ((info.state.last_seq - before.seq) * 60_000) / (now - before.at)
-        : 0;
-    const values: Record<string, MetricValue> = {
-      'dead-letters.rate': rate,
-      'dead-letters.count': info.state.messages,
-    };
-    return {
-      subject: { scope: Scope.Region, region, key: region },
-      value: (metric) => values[metric],
-    };
-  };
-
+  const deadLetterSeq = new Map<string, DeadLetterMark>();
   return {
     async sample() {
       const now = Date.now();
-      const out: Observed[] = [];
-      for (const [key, seen] of actors) {
-        const silentMs = now - seen.beat.at;
-        const gone =
-          silentMs > FORGET_ACTOR_AFTER_MS ||
-          (seen.beat.state === ActorState.Draining && !isHeartbeatFresh(seen.beat, now));
-        if (gone) actors.delete(key);
-        else out.push(actorObserved(seen, now));
-      }
+      const out = sampleActors(actors, now);
       // A region that cannot be read this time only loses its queue and dead-letter subjects
-      // until the next sample; their alerts stay as they were (see controller.ts).
+      // until the next sample; their alerts stay as they were (see rule-evaluator.ts).
       const perRegion = await Promise.all(
         options.regions.map(async (region) => {
           try {
-            return [...(await queues(region)), await deadLetters(region, now)];
+            return [
+              ...(await sampleQueues(jsm, region)),
+              await sampleDeadLetters(jsm, region, now, deadLetterSeq),
+            ];
           } catch (err) {
             logger.warn({ region, err }, 'region state unavailable');
             return undefined;
@@ -174,6 +101,101 @@ export async function startObserver(
     close() {
       for (const stop of watches) stop();
     },
+  };
+}
+
+/** Every actor still remembered, with its heartbeat metrics; forgets the ones long gone. */
+function sampleActors(actors: Map<string, ActorSeen>, now: number): Observed[] {
+  const out: Observed[] = [];
+  for (const [key, seen] of actors) {
+    const silentMs = now - seen.beat.at;
+    const gone =
+      silentMs > FORGET_ACTOR_AFTER_MS ||
+      (seen.beat.state === ActorState.Draining && !isHeartbeatFresh(seen.beat, now));
+    if (gone) actors.delete(key);
+    else out.push(actorObserved(seen, now));
+  }
+  return out;
+}
+
+/** One actor's heartbeat metrics. */
+function actorObserved(seen: ActorSeen, now: number): Observed {
+  const b = seen.beat;
+  const stalledMs = b.inFlight > 0 ? now - seen.progressAt : 0;
+  const values: Record<string, MetricValue> = {
+    // Heartbeats age out of the bucket without a delete marker, so staleness is judged from
+    // the last beat kept here; a host that drained said goodbye and is not stale.
+    'heartbeat.stale':
+      b.state !== ActorState.Draining && now - b.at > b.intervalMs * STALE_AFTER_INTERVALS,
+    'heartbeat.stuck': stalledMs > 0,
+    'heartbeat.stalled-ms': stalledMs,
+    'heartbeat.in-flight': b.inFlight,
+    'heartbeat.errors': b.errors,
+    'heartbeat.restarts': b.restarts,
+    'heartbeat.latency-p99-ms': b.latencyMs.p99,
+    'heartbeat.breaker': b.breaker,
+    'heartbeat.state': b.state,
+  };
+  return {
+    subject: {
+      scope: Scope.Actor,
+      region: b.region,
+      host: b.host,
+      model: b.model,
+      key: `${b.region}.${b.host}.${b.model}`,
+    },
+    value: (metric) => values[metric],
+  };
+}
+
+/** Each model's queue in `region`, from its consumer. */
+async function sampleQueues(jsm: JetStreamManager, region: string): Promise<Observed[]> {
+  const out: Observed[] = [];
+  const prefix = assetNames.modelConsumer('');
+  for await (const info of jsm.consumers.list(assetNames.requestStream(region))) {
+    if (!info.name.startsWith(prefix)) continue;
+    const model = info.name.slice(prefix.length);
+    const values: Record<string, MetricValue> = {
+      'queue.depth': info.num_pending,
+      'queue.ack-pending': info.num_ack_pending,
+      'queue.redelivered': info.num_redelivered,
+    };
+    out.push({
+      subject: { scope: Scope.Model, region, model, key: `${region}.${model}` },
+      value: (metric) => values[metric],
+    });
+  }
+  return out;
+}
+
+/** Where a region's dead-letter stream stood at the last sample. */
+interface DeadLetterMark {
+  seq: number;
+  at: number;
+}
+
+/** `region`'s dead letters: how many are kept, and how many were written per minute since `marks`. */
+async function sampleDeadLetters(
+  jsm: JetStreamManager,
+  region: string,
+  now: number,
+  marks: Map<string, DeadLetterMark>,
+): Promise<Observed> {
+  const info = await jsm.streams.info(assetNames.deadLetterStream(region));
+  const before = marks.get(region);
+  marks.set(region, { seq: info.state.last_seq, at: now });
+  // Sequence numbers count every letter ever written, so a letter aged out is not a negative rate.
+  const rate =
+    before && now > before.at
+      ? ((info.state.last_seq - before.seq) * 60_000) / (now - before.at)
+      : 0;
+  const values: Record<string, MetricValue> = {
+    'dead-letters.rate': rate,
+    'dead-letters.count': info.state.messages,
+  };
+  return {
+    subject: { scope: Scope.Region, region, key: region },
+    value: (metric) => values[metric],
   };
 }
 

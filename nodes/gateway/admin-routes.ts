@@ -17,7 +17,7 @@ import {
   type DeadLetterAdmin,
 } from '../../protocol/index.js';
 import type { AdminKeyStore } from './api-keys.js';
-import type { GatewayEnv } from './app.js';
+import type { GatewayEnv } from './gateway-env.js';
 import { unauthenticated } from './http-errors.js';
 
 /** Where the admin routes live. */

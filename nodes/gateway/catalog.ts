@@ -8,7 +8,9 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import {
   assetNames,
   decodeAs,
+  ErrorCode,
   modelDeploymentSchema,
+  VigilError,
   type ModelDeployment,
 } from '../../protocol/index.js';
 import type { Logger } from 'pino';
@@ -52,4 +54,11 @@ export async function openModelCatalog(js: JetStreamClient, logger: Logger): Pro
     list: () => [...models.values()].sort((a, b) => a.name.localeCompare(b.name)),
     close: () => updates.stop(),
   };
+}
+
+/** The model named `name`; a 404 (`not_found`) when the catalog has none. */
+export function requireModel(catalog: ModelCatalog, name: string): ModelDeployment {
+  const model = catalog.get(name);
+  if (!model) throw new VigilError(ErrorCode.NotFound, `model '${name}' does not exist`, false);
+  return model;
 }

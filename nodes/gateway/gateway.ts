@@ -6,7 +6,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { serve, type ServerType } from '@hono/node-server';
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
   createDeadLetterAdmin,
@@ -22,7 +22,7 @@ import type { Logger } from 'pino';
 import { observeNatsConnection, observeQueues } from '../common/metrics.js';
 import { connectNats, type NatsConnectOptions } from '../common/nats-connection.js';
 import { createAdminKeyStore, createApiKeyStore, type ApiKeyEntry } from './api-keys.js';
-import { createGatewayApp, type GatewayAppOptions } from './app.js';
+import { createGatewayApp, type GatewayAppDeps, type GatewayAppOptions } from './app.js';
 import { openModelCatalog, type ModelCatalog } from './catalog.js';
 import {
   createTenantLimiter,
@@ -91,7 +91,24 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-/** Starts a gateway. */
+/** What a gateway holds open besides its HTTP server and its NATS connection. */
+interface GatewayParts {
+  client: VigilClient;
+  catalog: ModelCatalog;
+  health: ActorHealth;
+  router: RegionRouter;
+  /** The admin routes' connection, when they have their own user. */
+  adminNc?: NatsConnection;
+  /** Present when the admin routes exist. */
+  deadLetters?: DeadLetterAdmin;
+  /** Present when some tenant has a task quota. */
+  quota?: TenantQuota;
+}
+
+/**
+ * Starts a gateway: connects, opens the parts the routes read (client, catalog, health, router,
+ * admin, quota), builds the app on them and listens.
+ */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { logger } = options;
   const gatewayId = `gw-${newTaskId().slice(0, 10)}`;
@@ -99,88 +116,150 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     { ...options.nats, name: options.nats.name || gatewayId },
     logger,
   );
-  let catalog: ModelCatalog | undefined;
-  let health: ActorHealth | undefined;
-  let router: RegionRouter | undefined;
-  let client: VigilClient | undefined;
-  let deadLetters: DeadLetterAdmin | undefined;
-  const adminKeys = options.adminKeys ?? [];
-  let adminNc: NatsConnection | undefined;
-  let quota: TenantQuota | undefined;
+  let parts: GatewayParts;
   try {
-    client = await createVigilClient(nc, {
-      region: options.region,
-      otherRegions: options.spillRegions,
-      ...(options.edgeSite === undefined ? {} : { edgeSite: options.edgeSite }),
-      clientId: gatewayId,
-      maxWaiters: options.maxWaiters,
-    });
-    // Hub state (catalog, heartbeats, queues) is in the hub's domain; an edge site reaches it
-    // across its leaf link.
-    const hubJs =
-      options.edgeSite === undefined ? jetstream(nc) : jetstream(nc, { domain: HUB_DOMAIN });
-    catalog = await openModelCatalog(hubJs, logger);
-    health = await watchActorHealth(hubJs, options.region, options.spillRegions, logger);
-    router = createRegionRouter(
-      {
-        home: options.region,
-        spillRegions: options.spillRegions,
-        spillQueueDepth: options.spillQueueDepth,
-      },
-      health,
-      await hubJs.jetstreamManager(),
-      logger,
-      watchRouteOverrides(hubJs, logger),
-    );
-    const modelCatalog = catalog;
-    observeQueues({
-      jsm: await hubJs.jetstreamManager(),
-      region: options.region,
-      models: () => modelCatalog.list().map((model) => model.name),
-    });
-    observeNatsConnection(nc, 'gateway');
-    if (adminKeys.length > 0) {
-      if (options.adminNats) {
-        adminNc = await connectNats(
-          { ...options.adminNats, name: options.adminNats.name || `${gatewayId}-admin` },
-          logger,
-        );
-      }
-      deadLetters = await createDeadLetterAdmin(adminNc ?? nc, { region: options.region });
-    }
-    if (options.tenantLimits && hasQuotas(options.tenantLimits)) {
-      quota = await openTenantQuota(hubJs, {
-        ...(options.quotaMaxLease === undefined ? {} : { maxLease: options.quotaMaxLease }),
-        ...(options.quotaOutageAllowance === undefined
-          ? {}
-          : { outageAllowance: options.quotaOutageAllowance }),
-        logger,
-      });
-    }
+    parts = await openGatewayParts(nc, options, gatewayId);
   } catch (err) {
-    await adminNc?.close();
     await nc.close();
     throw err;
   }
+  const app = createGatewayApp(appDeps(nc, options, parts));
+  const server = await serveHttp(app.fetch, options);
+  const address = server.address() as AddressInfo;
+  const url = `${options.tls ? 'https' : 'http'}://${options.host}:${address.port}`;
+  logger.info({ url, region: options.region, gatewayId }, 'gateway listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    client: parts.client,
+    close(): Promise<void> {
+      closing ??= closeGateway(server, parts, nc);
+      return closing;
+    },
+  };
+}
+
+/** Opens what the routes read; on a failure, closes the admin connection it opened. */
+async function openGatewayParts(
+  nc: NatsConnection,
+  options: GatewayOptions,
+  gatewayId: string,
+): Promise<GatewayParts> {
+  const { logger } = options;
+  const client = await createVigilClient(nc, {
+    region: options.region,
+    otherRegions: options.spillRegions,
+    ...(options.edgeSite === undefined ? {} : { edgeSite: options.edgeSite }),
+    clientId: gatewayId,
+    maxWaiters: options.maxWaiters,
+  });
+  // Hub state (catalog, heartbeats, queues) is in the hub's domain; an edge site reaches it
+  // across its leaf link.
+  const hubJs =
+    options.edgeSite === undefined ? jetstream(nc) : jetstream(nc, { domain: HUB_DOMAIN });
+  const catalog = await openModelCatalog(hubJs, logger);
+  const health = await watchActorHealth(hubJs, options.region, options.spillRegions, logger);
+  const router = createRegionRouter(
+    {
+      home: options.region,
+      spillRegions: options.spillRegions,
+      spillQueueDepth: options.spillQueueDepth,
+    },
+    health,
+    await hubJs.jetstreamManager(),
+    logger,
+    watchRouteOverrides(hubJs, logger),
+  );
+  observeQueues({
+    jsm: await hubJs.jetstreamManager(),
+    region: options.region,
+    models: () => catalog.list().map((model) => model.name),
+  });
+  observeNatsConnection(nc, 'gateway');
+  const admin = await openAdmin(nc, options, gatewayId);
+  try {
+    const quota = await openQuota(hubJs, options);
+    return { client, catalog, health, router, ...admin, ...(quota ? { quota } : {}) };
+  } catch (err) {
+    await admin.adminNc?.close();
+    throw err;
+  }
+}
+
+/**
+ * The admin routes' dead-letter access, over a second connection as the admin user when one is
+ * configured (replays write task records and dead letters, which the gateway user may not).
+ * Nothing when there are no admin keys: the routes do not exist.
+ */
+async function openAdmin(
+  nc: NatsConnection,
+  options: GatewayOptions,
+  gatewayId: string,
+): Promise<Pick<GatewayParts, 'adminNc' | 'deadLetters'>> {
+  if ((options.adminKeys ?? []).length === 0) return {};
+  const adminNc = options.adminNats
+    ? await connectNats(
+        { ...options.adminNats, name: options.adminNats.name || `${gatewayId}-admin` },
+        options.logger,
+      )
+    : undefined;
+  try {
+    const deadLetters = await createDeadLetterAdmin(adminNc ?? nc, { region: options.region });
+    return { ...(adminNc ? { adminNc } : {}), deadLetters };
+  } catch (err) {
+    await adminNc?.close();
+    throw err;
+  }
+}
+
+/** The shared task-quota counters, when some tenant has a quota. */
+async function openQuota(
+  hubJs: JetStreamClient,
+  options: GatewayOptions,
+): Promise<TenantQuota | undefined> {
+  if (!options.tenantLimits || !hasQuotas(options.tenantLimits)) return undefined;
+  return openTenantQuota(hubJs, {
+    ...(options.quotaMaxLease === undefined ? {} : { maxLease: options.quotaMaxLease }),
+    ...(options.quotaOutageAllowance === undefined
+      ? {}
+      : { outageAllowance: options.quotaOutageAllowance }),
+    logger: options.logger,
+  });
+}
+
+/** The app's dependencies: the parts, with the tenant limits and quota wrapped around them. */
+function appDeps(nc: NatsConnection, options: GatewayOptions, parts: GatewayParts): GatewayAppDeps {
+  const { quota, deadLetters } = parts;
   const limits = options.tenantLimits;
-  const app = createGatewayApp({
+  return {
     client:
-      quota && limits ? withTenantQuota(client, quota, (t) => quotaLimitsOf(limits, t)) : client,
+      quota && limits
+        ? withTenantQuota(parts.client, quota, (t) => quotaLimitsOf(limits, t))
+        : parts.client,
     ...(limits ? { limits: createTenantLimiter({ limits, ...(quota ? { quota } : {}) }) } : {}),
-    catalog,
-    router,
+    catalog: parts.catalog,
+    router: parts.router,
     failFastWithoutActors: options.edgeSite === undefined,
     apiKeys: createApiKeyStore(options.apiKeys),
-    ...(deadLetters ? { admin: { keys: createAdminKeyStore(adminKeys), deadLetters } } : {}),
-    logger,
+    ...(deadLetters
+      ? { admin: { keys: createAdminKeyStore(options.adminKeys ?? []), deadLetters } }
+      : {}),
+    logger: options.logger,
     isReady: () => !nc.isClosed() && !nc.isDraining(),
     options,
-  });
+  };
+}
 
-  const server: ServerType = await new Promise((resolve) => {
+/** Serves `fetch` over HTTP, or HTTPS when `options.tls` names a certificate. */
+function serveHttp(
+  fetch: (request: Request) => Response | Promise<Response>,
+  options: GatewayOptions,
+): Promise<ServerType> {
+  return new Promise((resolve) => {
     const s = serve(
       {
-        fetch: app.fetch,
+        fetch,
         hostname: options.host,
         port: options.port,
         ...(options.tls
@@ -196,35 +275,24 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       () => resolve(s),
     );
   });
-  const address = server.address() as AddressInfo;
-  const url = `${options.tls ? 'https' : 'http'}://${options.host}:${address.port}`;
-  logger.info({ url, region: options.region, gatewayId }, 'gateway listening');
+}
 
-  let closing: Promise<void> | undefined;
-  const openClient = client;
-  const openCatalog = catalog;
-  const openHealth = health;
-  const openRouter = router;
-  const openAdminNc = adminNc;
-  return {
-    url,
-    client: openClient,
-    close(): Promise<void> {
-      closing ??= (async () => {
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          // Idle keep-alive sockets would hold close() open; requests in flight still finish.
-          if ('closeIdleConnections' in server) server.closeIdleConnections();
-        });
-        await quota?.close(); // after the last request: gives unused leases back
-        openCatalog.close();
-        openHealth.close();
-        openRouter.close();
-        await openClient.close();
-        await openAdminNc?.drain();
-        await nc.drain();
-      })();
-      return closing;
-    },
-  };
+/** Stops in order: the HTTP server (open requests finish), the quota, the watches, NATS. */
+async function closeGateway(
+  server: ServerType,
+  parts: GatewayParts,
+  nc: NatsConnection,
+): Promise<void> {
+  await new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    // Idle keep-alive sockets would hold close() open; requests in flight still finish.
+    if ('closeIdleConnections' in server) server.closeIdleConnections();
+  });
+  await parts.quota?.close(); // after the last request: gives unused leases back
+  parts.catalog.close();
+  parts.health.close();
+  parts.router.close();
+  await parts.client.close();
+  await parts.adminNc?.drain();
+  await nc.drain();
 }

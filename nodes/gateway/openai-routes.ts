@@ -15,16 +15,17 @@ import {
   embeddingOutputSchema,
   type ModelDeployment,
 } from '../../protocol/index.js';
-import type { ModelCatalog } from './catalog.js';
-import type { GatewayEnv, SubmittedTask, TaskSubmission } from './app.js';
-import { finalResponse } from './app.js';
+import { requireModel, type ModelCatalog } from './catalog.js';
+import type { GatewayEnv } from './gateway-env.js';
 import { readJsonBody } from './json-body.js';
+import type { SubmittedTask, TaskSubmission, TaskSubmitter } from './submit-task.js';
+import { finalResponse } from './task-view.js';
 
-/** What the OpenAI routes need from the app. */
+/** What the OpenAI routes need. */
 export interface OpenAiRouteDeps {
   catalog: ModelCatalog;
-  submitTask(c: Context<GatewayEnv>, submission: TaskSubmission): Promise<SubmittedTask>;
-  modelOr404(name: string): ModelDeployment;
+  submitter: TaskSubmitter;
+  /** Longest a call waits for its result, ms; OpenAI clients cannot follow a 202. */
   maxSyncWaitMs: number;
   /** Largest request body, bytes. */
   maxBodyBytes: number;
@@ -46,6 +47,8 @@ const chatBodySchema = z.object({
   stream: z.boolean().nullish(),
 });
 
+type ChatBody = z.infer<typeof chatBodySchema>;
+
 const embeddingsBodySchema = z.object({
   model: z.string(),
   input: z.union([
@@ -60,104 +63,130 @@ const embeddingsBodySchema = z.object({
 
 const seconds = (ms: number): number => Math.floor(ms / 1000);
 
+/** A task that ended within the wait, with its final record. */
+type FinishedTask = SubmittedTask & { outcome: NonNullable<SubmittedTask['outcome']> };
+
 /** Mounts the OpenAI-compatible routes on `app`. */
 export function registerOpenAiRoutes(app: Hono<GatewayEnv>, deps: OpenAiRouteDeps): void {
-  const modelOfKind = (name: string, kind: ModelDeployment['kind']): ModelDeployment => {
-    const model = deps.modelOr404(name);
-    if (model.kind !== kind) {
-      throw new ValidationError(
-        `model '${name}' is a ${model.kind} model, not a ${kind} model`,
-        'model',
-      );
-    }
-    return model;
-  };
-
-  /** Runs a task to its end within the sync wait; OpenAI clients cannot follow a 202. */
-  const run = async (
-    c: Context<GatewayEnv>,
-    submission: Omit<TaskSubmission, 'waitMs' | 'priority'>,
-  ) => {
-    const { taskId, region, outcome } = await deps.submitTask(c, {
-      ...submission,
-      priority: Priority.Interactive,
-      waitMs: deps.maxSyncWaitMs,
-    });
-    if (!outcome) {
-      // Still running: a retry with the same Idempotency-Key picks up the same task.
-      throw new VigilError(ErrorCode.DeadlineExceeded, `task ${taskId} is still running`, true, {
-        retryAfterMs: 1000,
-      });
-    }
-    return { taskId, region, outcome };
-  };
-
   app.get('/v1/models', (c) =>
     c.json({ object: 'list', data: deps.catalog.list().map(openAiModel) }),
   );
-  app.get('/v1/models/:model', (c) => c.json(openAiModel(deps.modelOr404(c.req.param('model')))));
+  app.get('/v1/models/:model', (c) =>
+    c.json(openAiModel(requireModel(deps.catalog, c.req.param('model')))),
+  );
+  app.post('/v1/chat/completions', (c) => chatCompletion(c, deps));
+  app.post('/v1/embeddings', (c) => embeddings(c, deps));
+}
 
-  app.post('/v1/chat/completions', async (c) => {
-    const body = validate(chatBodySchema, await readJsonBody(c, deps.maxBodyBytes), 'body');
-    if (body.stream)
-      throw new ValidationError('streaming is not supported yet; send stream: false', 'stream');
-    const model = modelOfKind(body.model, 'chat');
-    const params: Record<string, unknown> = {};
-    const maxTokens = body.max_completion_tokens ?? body.max_tokens;
-    if (maxTokens != null) params['max_tokens'] = maxTokens;
-    if (body.temperature != null) params['temperature'] = body.temperature;
-    if (body.seed != null) params['seed'] = body.seed;
-    const messages = body.messages.map((m) => ({
-      role: m.role === 'developer' ? 'system' : m.role,
-      content:
-        typeof m.content === 'string' ? m.content : m.content.map((part) => part.text).join(''),
-    }));
-    const { taskId, region, outcome } = await run(c, { model, input: { messages }, params });
-    if (outcome.state !== 'succeeded') return finalResponse(c, outcome, region);
-    const output = modelResult(chatOutputSchema, outcome.result, model.name);
-    return c.json({
-      id: `chatcmpl-${taskId}`,
-      object: 'chat.completion',
-      created: seconds(outcome.finishedAt ?? Date.now()),
-      model: model.name,
-      system_fingerprint: `${model.name}-${outcome.version}`,
-      choices: [
-        {
-          index: 0,
-          message: { role: 'assistant', content: output.text, refusal: null },
-          logprobs: null,
-          finish_reason: output.finish_reason,
-        },
-      ],
-      usage: usage(output.usage.prompt_tokens, output.usage.completion_tokens),
-    });
-  });
-
-  app.post('/v1/embeddings', async (c) => {
-    const body = validate(embeddingsBodySchema, await readJsonBody(c, deps.maxBodyBytes), 'body');
-    if (typeof body.input !== 'string' && typeof body.input[0] !== 'string') {
-      throw new ValidationError('token arrays are not supported; send strings', 'input');
-    }
-    const model = modelOfKind(body.model, 'embedding');
-    const params: Record<string, unknown> = {};
-    if (body.dimensions !== undefined) params['dimensions'] = body.dimensions;
-    const { region, outcome } = await run(c, { model, input: body.input, params });
-    if (outcome.state !== 'succeeded') return finalResponse(c, outcome, region);
-    const output = modelResult(embeddingOutputSchema, outcome.result, model.name);
-    return c.json({
-      object: 'list',
-      model: model.name,
-      data: output.embeddings.map((vector, index) => ({
-        object: 'embedding',
-        index,
-        embedding: body.encoding_format === 'base64' ? float32Base64(vector) : vector,
-      })),
-      usage: {
-        prompt_tokens: output.usage.prompt_tokens,
-        total_tokens: output.usage.prompt_tokens,
+/** `POST /v1/chat/completions`: one chat task, answered as a `chat.completion`. */
+async function chatCompletion(c: Context<GatewayEnv>, deps: OpenAiRouteDeps): Promise<Response> {
+  const body = validate(chatBodySchema, await readJsonBody(c, deps.maxBodyBytes), 'body');
+  if (body.stream)
+    throw new ValidationError('streaming is not supported yet; send stream: false', 'stream');
+  const model = modelOfKind(deps.catalog, body.model, 'chat');
+  const input = { messages: chatMessages(body) };
+  const task = await runToEnd(c, deps, { model, input, params: chatParams(body) });
+  const { taskId, region, outcome } = task;
+  if (outcome.state !== 'succeeded') return finalResponse(c, outcome, region);
+  const output = modelResult(chatOutputSchema, outcome.result, model.name);
+  return c.json({
+    id: `chatcmpl-${taskId}`,
+    object: 'chat.completion',
+    created: seconds(outcome.finishedAt ?? Date.now()),
+    model: model.name,
+    system_fingerprint: `${model.name}-${outcome.version}`,
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content: output.text, refusal: null },
+        logprobs: null,
+        finish_reason: output.finish_reason,
       },
-    });
+    ],
+    usage: usage(output.usage.prompt_tokens, output.usage.completion_tokens),
   });
+}
+
+/** The chat model's params from OpenAI's sampling fields. */
+function chatParams(body: ChatBody): Record<string, unknown> {
+  const params: Record<string, unknown> = {};
+  const maxTokens = body.max_completion_tokens ?? body.max_tokens;
+  if (maxTokens != null) params['max_tokens'] = maxTokens;
+  if (body.temperature != null) params['temperature'] = body.temperature;
+  if (body.seed != null) params['seed'] = body.seed;
+  return params;
+}
+
+/** OpenAI's messages as the chat model reads them: `developer` is `system`, parts joined. */
+function chatMessages(body: ChatBody): { role: string; content: string }[] {
+  return body.messages.map((m) => ({
+    role: m.role === 'developer' ? 'system' : m.role,
+    content:
+      typeof m.content === 'string' ? m.content : m.content.map((part) => part.text).join(''),
+  }));
+}
+
+/** `POST /v1/embeddings`: one embedding task for the input strings, answered as a `list`. */
+async function embeddings(c: Context<GatewayEnv>, deps: OpenAiRouteDeps): Promise<Response> {
+  const body = validate(embeddingsBodySchema, await readJsonBody(c, deps.maxBodyBytes), 'body');
+  if (typeof body.input !== 'string' && typeof body.input[0] !== 'string') {
+    throw new ValidationError('token arrays are not supported; send strings', 'input');
+  }
+  const model = modelOfKind(deps.catalog, body.model, 'embedding');
+  const params: Record<string, unknown> = {};
+  if (body.dimensions !== undefined) params['dimensions'] = body.dimensions;
+  const { region, outcome } = await runToEnd(c, deps, { model, input: body.input, params });
+  if (outcome.state !== 'succeeded') return finalResponse(c, outcome, region);
+  const output = modelResult(embeddingOutputSchema, outcome.result, model.name);
+  return c.json({
+    object: 'list',
+    model: model.name,
+    data: output.embeddings.map((vector, index) => ({
+      object: 'embedding',
+      index,
+      embedding: body.encoding_format === 'base64' ? float32Base64(vector) : vector,
+    })),
+    usage: {
+      prompt_tokens: output.usage.prompt_tokens,
+      total_tokens: output.usage.prompt_tokens,
+    },
+  });
+}
+
+/** The catalog's model `name`, which must be of `kind` (a 400 otherwise). */
+function modelOfKind(
+  catalog: ModelCatalog,
+  name: string,
+  kind: ModelDeployment['kind'],
+): ModelDeployment {
+  const model = requireModel(catalog, name);
+  if (model.kind !== kind) {
+    throw new ValidationError(
+      `model '${name}' is a ${model.kind} model, not a ${kind} model`,
+      'model',
+    );
+  }
+  return model;
+}
+
+/** Runs a task to its end within the sync wait; OpenAI clients cannot follow a 202. */
+async function runToEnd(
+  c: Context<GatewayEnv>,
+  deps: OpenAiRouteDeps,
+  submission: Omit<TaskSubmission, 'waitMs' | 'priority'>,
+): Promise<FinishedTask> {
+  const { taskId, region, duplicate, outcome } = await deps.submitter.submit(c, {
+    ...submission,
+    priority: Priority.Interactive,
+    waitMs: deps.maxSyncWaitMs,
+  });
+  if (!outcome) {
+    // Still running: a retry with the same Idempotency-Key picks up the same task.
+    throw new VigilError(ErrorCode.DeadlineExceeded, `task ${taskId} is still running`, true, {
+      retryAfterMs: 1000,
+    });
+  }
+  return { taskId, region, duplicate, outcome };
 }
 
 /**

@@ -1,5 +1,16 @@
-/** The JSON a client sees of a task, from its record or its queued request. */
-import { TaskState, type TaskStatus, type WireError } from '../../protocol/index.js';
+/**
+ * The JSON a client sees of a task, from its record or its queued request, and the response that
+ * carries a finished one.
+ */
+import type { Context } from 'hono';
+import {
+  ErrorCode,
+  TaskState,
+  type TaskRecord,
+  type TaskStatus,
+  type WireError,
+} from '../../protocol/index.js';
+import { errorResponse } from './http-errors.js';
 
 /** A task as `GET /v1/tasks/{id}` shows it. */
 export interface TaskView {
@@ -63,4 +74,16 @@ export function taskView(status: TaskStatus): TaskView {
 /** The tenant that owns a task status. */
 export function ownerOf(status: TaskStatus): string {
   return status.state === TaskState.Accepted ? status.request.tenant : status.record.tenant;
+}
+
+/** A finished task: 200 with the task, or the error's status with the error and the task. */
+export function finalResponse(c: Context, record: TaskRecord, region: string): Response {
+  const view = taskView({ region, state: record.state, record });
+  if (record.state === TaskState.Succeeded) return c.json(view, 200);
+  const error = record.error ?? {
+    code: ErrorCode.Internal,
+    message: 'task failed',
+    retryable: false,
+  };
+  return errorResponse(c, { ...error, retryable: false }, { task: view });
 }

@@ -23,7 +23,8 @@ import { createMiddleware } from 'hono/factory';
 import { z } from 'zod';
 import { ErrorCode, NAME_TOKEN, VigilError } from '../../protocol/index.js';
 import { ConfigError, envJson } from '../common/env.js';
-import { parsePrefer, type GatewayEnv } from './app.js';
+import type { GatewayEnv } from './gateway-env.js';
+import { parsePrefer } from './prefer-header.js';
 import { errorResponse } from './http-errors.js';
 import {
   QuotaPeriod,

@@ -27,7 +27,7 @@ import {
   quotaKey,
   quotaWindow,
   type TenantQuota,
-} from '../../nodes/gateway/tenant-quota.js';
+} from '../../nodes/gateway/index.js';
 import { startTestEdge, waitFor, type TestEdge } from '../harness/edge.js';
 import { startTestNats } from '../harness/nats.js';
 

@@ -11,9 +11,10 @@ import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import { silentLogger } from '../../nodes/common/logger.js';
 import { assetNames, ensureRegionAssets, type ActorHealth } from '../../protocol/index.js';
-import { createRegionRouter, watchRouteOverrides } from '../../nodes/gateway/region-router.js';
+import { createRegionRouter, watchRouteOverrides } from '../../nodes/gateway/index.js';
 import {
   ActionType,
+  createActionRunner,
   rolloutHoldKey,
   routeOverrideKey,
   Scope,
@@ -21,7 +22,6 @@ import {
   type RolloutHold,
   type RouteOverride,
 } from '../../nodes/controller/index.js';
-import { createActionRunner } from '../../nodes/controller/actions.js';
 import { startTestNats } from '../harness/nats.js';
 import { waitFor } from '../harness/edge.js';
 

@@ -18,7 +18,7 @@ import {
 } from '../../protocol/index.js';
 import { silentLogger } from '../../nodes/common/logger.js';
 import { ConfigError } from '../../nodes/common/env.js';
-import { gatewayOptionsFromEnv } from '../../nodes/gateway/config.js';
+import { gatewayOptionsFromEnv } from '../../nodes/gateway/index.js';
 import { natsOptionsFromEnv } from '../../nodes/common/nats-connection.js';
 import {
   accountsIncludeLine,

@@ -10,28 +10,26 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Hono } from 'hono';
 import { ConfigError } from '../../nodes/common/env.js';
-import type { GatewayEnv } from '../../nodes/gateway/app.js';
-import { gatewayOptionsFromEnv } from '../../nodes/gateway/config.js';
-import { onGatewayError } from '../../nodes/gateway/http-errors.js';
 import {
   createTenantLimiter,
   createTokenBucket,
+  gatewayOptionsFromEnv,
   hasQuotas,
+  LEASE_SHARE_DIVISOR,
+  leaseSize,
   limitsOf,
+  onGatewayError,
+  parseCounter,
   parseTenantLimits,
   parseTenantLimitsMap,
+  quotaKey,
+  quotaWindow,
   rateItem,
   rateLimitHeaderValues,
   tenantLimitsFromEnv,
+  type GatewayEnv,
   type TenantLimitsConfig,
-} from '../../nodes/gateway/tenant-limits.js';
-import {
-  LEASE_SHARE_DIVISOR,
-  leaseSize,
-  parseCounter,
-  quotaKey,
-  quotaWindow,
-} from '../../nodes/gateway/tenant-quota.js';
+} from '../../nodes/gateway/index.js';
 import { silentLogger } from '../../nodes/common/logger.js';
 
 const clock = () => {
