@@ -201,14 +201,16 @@ describe('nats-server configurations', () => {
     assert.ok(check.ok, check.output);
   });
 
-  test('a password that starts with a digit is refused: hence letter-first passwords', () => {
-    // nats-server parses a substituted variable as configuration: `4e5f` starts a number.
+  test('a password of digits is refused: hence letter-first passwords', () => {
+    // nats-server parses a substituted variable as configuration: `4096` is a number, not a
+    // password. (2.10.27, and 2.12.4 by report, also refuse a digit followed by letters, `4e5f`;
+    // 2.15.1 reads that as a string. A leading letter is safe on every version.)
     const check = natsCheck(confBesideAccounts(creds, 'hub.conf'), {
       ...hubEnv(),
-      VIGIL_NATS_GATEWAY_PASSWORD: '4e5f',
+      VIGIL_NATS_GATEWAY_PASSWORD: '4096',
     });
-    assert.ok(!check.ok);
-    assert.match(check.output, /VIGIL_NATS_GATEWAY_PASSWORD.*could not be parsed/);
+    assert.ok(!check.ok, check.output);
+    assert.match(check.output, /hub\.conf:\d+:\d+|VIGIL_NATS_GATEWAY_PASSWORD/);
   });
 
   test('the check fails on a misspelled option, a missing variable or a missing accounts file', () => {
