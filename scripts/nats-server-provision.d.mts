@@ -1,18 +1,21 @@
 // Types for scripts/nats-server-provision.mjs, which stays plain JavaScript so that setup can run
 // on a fresh clone before `npm install`.
 
-/** The nats-server release the project pins. */
-export declare const NATS_SERVER_VERSION: '2.10.27';
-/** Oldest nats-server Vigil runs on. */
-export declare const MIN_NATS_SERVER_VERSION: '2.10.0';
+/** The release the official archive source fetches, and the version the suite last ran against. */
+export declare const NATS_SERVER_VERSION: '2.15.1';
+/** Oldest nats-server Vigil accepts from any source (the 2.12 line from its advisory fixes on). */
+export declare const MIN_NATS_SERVER_VERSION: '2.12.7';
 
 /** Where a provisioned nats-server came from. */
 export interface ProvisionedNatsServer {
   /** Absolute path of the executable. */
   path: string;
-  /** Version it reports, e.g. `2.10.27`. */
+  /** Version it reports, e.g. `2.15.1`. */
   version: string;
-  /** `NATS_SERVER_BIN`, `release archive`, `Debian trixie package ...`, or `cache (...)`. */
+  /**
+   * `NATS_SERVER_BIN`, `release archive v2.15.1`, `Debian testing (forky) package
+   * nats-server=2.15.1-1`, or `cache: ...` with one of those.
+   */
   source: string;
 }
 
@@ -22,9 +25,10 @@ export interface EnsureNatsServerOptions {
 }
 
 /**
- * Returns the nats-server binary to use: NATS_SERVER_BIN, else the project cache, else downloads
- * the pinned release (release archive, then Debian trixie's package) into the cache, checked by
- * digest. Rejects with an Error saying what to do when no source works.
+ * Returns the nats-server binary to use: NATS_SERVER_BIN, else the project cache, else provisions
+ * one into the cache (the pinned release archive checked against its SHA256SUMS, then Debian's
+ * package from testing or unstable, any version >= MIN_NATS_SERVER_VERSION, checked against the
+ * suite's signed index). Rejects with an Error saying what to do when no source works.
  */
 export declare function ensureNatsServer(
   options?: EnsureNatsServerOptions,

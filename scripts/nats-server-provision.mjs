@@ -1,5 +1,5 @@
-// Obtains the pinned nats-server binary for tests, benches and the local launcher, without touching
-// the system: it lands in <project>/.vigil/cache and is checked by digest before it is used.
+// Obtains nats-server for tests, benches and the local launcher, without touching the system: it
+// lands in <project>/.vigil/cache/nats-server and is checked by digest every time it is used.
 //
 // Plain Node ESM with no npm dependencies on purpose: scripts/setup.mjs imports this on a fresh
 // clone, before `npm install` has run.
@@ -7,11 +7,17 @@
 // Sources, in order:
 //   1. NATS_SERVER_BIN (an operator's own build; must report >= MIN_NATS_SERVER_VERSION)
 //   2. the project cache, if the binary still matches the digest recorded when it was installed
-//   3. the official release archive, verified against the release's SHA256SUMS
-//   4. Debian trixie's nats-server package, fetched with `apt-get download` against a private
-//      source list (mirror taken from this machine's apt configuration), unpacked with `dpkg -x`.
-//      Debian bookworm's own package is 2.9.x: too old and with published advisories; trixie's
-//      build is static except for libc, so it runs on bookworm.
+//      and its recorded version is still >= MIN_NATS_SERVER_VERSION
+//   3. the official release archive of NATS_SERVER_VERSION, verified against the release's
+//      SHA256SUMS
+//   4. Debian's nats-server package from the `testing` suite, else from `unstable`: whatever version
+//      the suite carries, if it is >= MIN_NATS_SERVER_VERSION. Those suites keep only their newest
+//      build, so no exact file or digest is pinned here; instead the .deb is held to the SHA256
+//      that the suite's Packages index declares, and that index is trusted only because apt has
+//      checked the suite's InRelease signature against Debian's archive keyring (and nothing
+//      else). Fetched with `apt-get download` against a private source list and apt state (mirror
+//      taken from this machine's apt configuration), unpacked with `dpkg -x`. Debian's build is
+//      static except for libc, so it runs on older Debian releases too.
 
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -31,31 +37,35 @@ import { arch as osArch, platform as osPlatform } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The nats-server release the project pins. */
-export const NATS_SERVER_VERSION = '2.10.27';
-/** Oldest nats-server Vigil runs on (sync_interval, subject transforms, multi-filter consumers). */
-export const MIN_NATS_SERVER_VERSION = '2.10.0';
+/**
+ * The release the official archive source fetches, and the version the test suite last ran
+ * against. Debian's testing and unstable suites carried the same upstream release when it was
+ * chosen, so both sources gave the same server.
+ */
+export const NATS_SERVER_VERSION = '2.15.1';
+/**
+ * Oldest nats-server Vigil accepts from any source. The 2.12 line is the first with atomic batch
+ * publish and counters (per-message TTL and consumer priority groups came in 2.11), which the next
+ * features build on. Its floor is 2.12.7, not 2.12.0: 2.12.0 to 2.12.6 still let a
+ * queue subscription bypass a subscribe deny (CVE-2026-58251) and a route or leaf listener skip
+ * CONNECT authentication under `no_auth_user` (CVE-2026-58253), fixed in 2.12.7 and 2.14.0.
+ */
+export const MIN_NATS_SERVER_VERSION = '2.12.7';
 
 const RELEASE_BASE =
   'https://github.com/nats-io/nats-server/releases/download/v' + NATS_SERVER_VERSION;
 /** Whole budget for the release archive and its SHA256SUMS: the fallback should not wait long. */
 const RELEASE_TIMEOUT_MS = 8_000;
 
-const DEBIAN_SUITE = 'trixie';
-const DEBIAN_PACKAGE = 'nats-server';
-const DEBIAN_PACKAGE_VERSION = '2.10.27-1+b2';
-const DEBIAN_KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
 /**
- * Pinned digests of Debian's build, by dpkg architecture. Only amd64 has been checked by hand; on
- * other architectures the .deb is checked against the SHA256 that apt's signed Packages index
- * declares (apt-get verifies that too), and the binary must report the pinned version.
+ * Debian suites to take the package from, by role rather than codename, so that a release (the
+ * codename behind `testing` moving on) needs no change here. `testing` first: its packages have
+ * aged in `unstable` without release-critical bugs; `unstable` when testing has dropped the package.
  */
-const DEBIAN_PINNED = {
-  amd64: {
-    deb: '6d913ac987b78734c08537c2adeb1526cf735f216173a9170d94b185fcfe6f8a',
-    bin: '732483147000b6f44a05cf8542b61e8fa90279b6aa050328c392dbcdf87d1947',
-  },
-};
+const DEBIAN_SUITES = ['testing', 'unstable'];
+const DEBIAN_PACKAGE = 'nats-server';
+/** The only key the private source list trusts for the suites' InRelease signatures. */
+const DEBIAN_KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
 
 /** A lock older than this is abandoned even if its owner pid looks alive (pid reuse). */
 const LOCK_STALE_MS = 10 * 60_000;
@@ -63,17 +73,19 @@ const LOCK_WAIT_MS = 10 * 60_000;
 
 const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CACHE_ROOT = join(PROJECT_ROOT, '.vigil', 'cache');
-const CACHE_DIR = join(CACHE_ROOT, `nats-server-${NATS_SERVER_VERSION}`);
+// Not keyed by version: what the cache holds is described by its metadata, and it is accepted as
+// long as its digest holds and its version meets the minimum.
+const CACHE_DIR = join(CACHE_ROOT, 'nats-server');
 const CACHE_BIN = join(CACHE_DIR, 'nats-server');
 const CACHE_META = join(CACHE_DIR, 'nats-server.json');
-const LOCK_DIR = join(CACHE_ROOT, `nats-server-${NATS_SERVER_VERSION}.lock`);
+const LOCK_DIR = join(CACHE_ROOT, 'nats-server.lock');
 
 /** Memo for natsServerBin(): a process asks for the binary once per server it starts. */
 let resolved;
 
 /**
- * Returns the nats-server binary to use, provisioning the pinned release into the project cache if
- * needed. Throws an Error that says what to do when no source works.
+ * Returns the nats-server binary to use, provisioning one into the project cache if needed.
+ * Throws an Error that says what to do when no source works.
  *
  * @param {{ log?: (line: string) => void }} [options]
  * @returns {Promise<{ path: string, version: string, source: string }>}
@@ -82,7 +94,7 @@ export async function ensureNatsServer({ log } = {}) {
   const say = log ?? (() => {});
   const fromEnv = envBinary();
   if (fromEnv) return remember(fromEnv);
-  const cached = cachedBinary();
+  const cached = cachedBinary(say);
   if (cached) return remember(cached);
 
   mkdirSync(CACHE_ROOT, { recursive: true });
@@ -102,7 +114,7 @@ export async function ensureNatsServer({ log } = {}) {
         say(`nats-server: trying the ${name}`);
         const found = await attempt(say);
         say(
-          `nats-server: installed from the ${name} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+          `nats-server: installed ${found.version} from the ${name} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
         );
         return remember(found);
       } catch (err) {
@@ -113,12 +125,12 @@ export async function ensureNatsServer({ log } = {}) {
     }
     throw new Error(
       [
-        `Could not obtain nats-server ${NATS_SERVER_VERSION}. Either:`,
+        `Could not obtain nats-server >= ${MIN_NATS_SERVER_VERSION}. Either:`,
         `  * install nats-server >= ${MIN_NATS_SERVER_VERSION} yourself and set`,
         '    NATS_SERVER_BIN=/path/to/nats-server, or',
         `  * make ${RELEASE_BASE}/ reachable (release archive), or`,
         "  * make the Debian archive in this machine's apt sources reachable (package",
-        `    ${DEBIAN_PACKAGE}=${DEBIAN_PACKAGE_VERSION} from ${DEBIAN_SUITE}),`,
+        `    ${DEBIAN_PACKAGE} >= ${MIN_NATS_SERVER_VERSION} from ${DEBIAN_SUITES.join(' or ')}),`,
         `then run \`npm run setup\` again. Why each way failed:`,
         '  - NATS_SERVER_BIN: not set',
         `  - project cache: nothing usable in ${CACHE_DIR}`,
@@ -141,7 +153,7 @@ export function natsServerBin() {
   const found = envBinary() ?? cachedBinary();
   if (!found) {
     throw new Error(
-      `nats-server ${NATS_SERVER_VERSION} is not provisioned (no NATS_SERVER_BIN, nothing usable in ${CACHE_DIR}). ` +
+      `nats-server is not provisioned (no NATS_SERVER_BIN, nothing usable in ${CACHE_DIR}). ` +
         'Run `npm run setup` (or set NATS_SERVER_BIN=/path/to/nats-server >= ' +
         `${MIN_NATS_SERVER_VERSION}).`,
     );
@@ -180,7 +192,7 @@ function envBinary() {
   return { path, version, source: 'NATS_SERVER_BIN' };
 }
 
-function cachedBinary() {
+function cachedBinary(say = () => {}) {
   if (!existsSync(CACHE_BIN) || !existsSync(CACHE_META)) return undefined;
   let meta;
   try {
@@ -188,29 +200,46 @@ function cachedBinary() {
   } catch {
     return undefined;
   }
-  if (typeof meta?.sha256 !== 'string' || sha256File(CACHE_BIN) !== meta.sha256) return undefined;
-  return {
-    path: CACHE_BIN,
-    version: meta.version ?? NATS_SERVER_VERSION,
-    source: `cache: ${meta.source}`,
-  };
+  if (typeof meta?.sha256 !== 'string' || typeof meta?.version !== 'string') return undefined;
+  if (sha256File(CACHE_BIN) !== meta.sha256) {
+    say(`nats-server: ${CACHE_BIN} no longer matches its recorded digest; provisioning again`);
+    return undefined;
+  }
+  if (!isVersion(meta.version) || compareVersions(meta.version, MIN_NATS_SERVER_VERSION) < 0) {
+    say(
+      `nats-server: the cached ${meta.version} is older than ${MIN_NATS_SERVER_VERSION}; provisioning again`,
+    );
+    return undefined;
+  }
+  return { path: CACHE_BIN, version: meta.version, source: `cache: ${meta.source}` };
 }
 
-/** Copies a verified binary into the cache atomically and records its digest beside it. */
-function install(binary, source, extra) {
-  mkdirSync(CACHE_DIR, { recursive: true });
+/**
+ * Copies a verified binary into the cache atomically and records what it is beside it: version,
+ * digest, source and the source's own evidence (`extra`). `expectVersion`, when given, is the
+ * version the source promised; the binary must report exactly that.
+ */
+function install(binary, { source, expectVersion, extra }) {
   const version = binaryVersion(binary);
-  if (version !== NATS_SERVER_VERSION) {
-    throw new Error(`${source} produced nats-server ${version}, expected ${NATS_SERVER_VERSION}`);
+  if (expectVersion && version !== expectVersion) {
+    throw new Error(`${source} produced nats-server ${version}, expected ${expectVersion}`);
   }
+  if (compareVersions(version, MIN_NATS_SERVER_VERSION) < 0) {
+    throw new Error(
+      `${source} produced nats-server ${version}, older than ${MIN_NATS_SERVER_VERSION}`,
+    );
+  }
+  mkdirSync(CACHE_DIR, { recursive: true });
   const tmp = `${CACHE_BIN}.tmp-${process.pid}`;
   copyFileSync(binary, tmp);
   chmodSync(tmp, 0o755);
   const sha256 = sha256File(tmp);
-  renameSync(tmp, CACHE_BIN);
+  // The metadata goes first: a binary without matching metadata is never used, whereas new
+  // metadata beside the old binary fails the digest check until the rename below.
   const meta = { version, sha256, source, installedAt: new Date().toISOString(), ...extra };
   writeFileSync(`${CACHE_META}.tmp-${process.pid}`, `${JSON.stringify(meta, null, 2)}\n`);
   renameSync(`${CACHE_META}.tmp-${process.pid}`, CACHE_META);
+  renameSync(tmp, CACHE_BIN);
   return { path: CACHE_BIN, version, source };
 }
 
@@ -247,7 +276,11 @@ async function fromReleaseArchive() {
     await run('tar', ['-xzf', file], { cwd: work, timeoutMs: 60_000 });
     const binary = join(work, stem, 'nats-server');
     if (!existsSync(binary)) throw new Error(`${file} has no ${stem}/nats-server`);
-    return install(binary, 'release archive', { archive: file, archiveSha256: actual });
+    return install(binary, {
+      source: `release archive v${NATS_SERVER_VERSION}`,
+      expectVersion: NATS_SERVER_VERSION,
+      extra: { archive: file, archiveSha256: actual },
+    });
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -272,41 +305,74 @@ async function download(url, signal) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Source 4: Debian trixie's package, through a private apt state.
+// Source 4: Debian's package from testing (else unstable), through a private apt state.
 
-async function fromDebianPackage() {
+async function fromDebianPackage(say) {
   if (osPlatform() !== 'linux') throw new Error('not a Linux machine');
-  for (const tool of ['apt-get', 'apt-cache', 'dpkg']) {
+  for (const tool of ['apt-get', 'apt-cache', 'dpkg', 'dpkg-deb']) {
     if (!onPath(tool)) throw new Error(`${tool} is not installed (not a Debian-based system?)`);
+  }
+  if (!existsSync(DEBIAN_KEYRING)) {
+    throw new Error(
+      `${DEBIAN_KEYRING} is missing (package debian-archive-keyring): nothing to check the archive's signature with`,
+    );
   }
   const debArch = (await run('dpkg', ['--print-architecture'], { timeoutMs: 10_000 })).trim();
   const mirror = debianMirror();
+  const failures = [];
+  for (const suite of DEBIAN_SUITES) {
+    try {
+      return await fromDebianSuite(suite, mirror, debArch);
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      failures.push(`${suite}: ${why}`);
+      say(`nats-server: Debian ${suite}: ${firstLine(why)}`);
+    }
+  }
+  throw new Error(failures.join('\n    '));
+}
 
-  const work = makeTempDir('debian');
+async function fromDebianSuite(suite, mirror, debArch) {
+  const work = makeTempDir(`debian-${suite}`);
   try {
-    for (const d of ['etc', 'lists/partial', 'cache/archives/partial', 'download', 'x']) {
+    for (const d of [
+      'etc/trusted.gpg.d',
+      'lists/partial',
+      'cache/archives/partial',
+      'download',
+      'x',
+    ]) {
       mkdirSync(join(work, d), { recursive: true });
     }
-    const sourceFile = join(work, 'etc', `${DEBIAN_SUITE}.sources`);
+    const sourceFile = join(work, 'etc', `${suite}.sources`);
     writeFileSync(
       sourceFile,
       [
         'Types: deb',
-        `URIs: ${mirror.uri}`,
-        `Suites: ${DEBIAN_SUITE}`,
+        `URIs: ${mirror}`,
+        `Suites: ${suite}`,
         'Components: main',
-        ...(mirror.signedBy ? [`Signed-By: ${mirror.signedBy}`] : []),
+        `Architectures: ${debArch}`,
+        `Signed-By: ${DEBIAN_KEYRING}`,
         '',
       ].join('\n'),
     );
     // Every piece of state apt would write points into `work`; the system's lists, caches and
-    // locks are left alone.
+    // locks are left alone. Trust is pinned too: Signed-By names Debian's keyring, the fallback
+    // trust stores are empty, and no configuration elsewhere may let unsigned or weakly signed
+    // indexes or unauthenticated packages through.
     const opts = [
       `Dir::Etc::SourceList=${sourceFile}`,
       'Dir::Etc::SourceParts=/dev/null',
+      `Dir::Etc::Trusted=${join(work, 'etc', 'trusted.gpg')}`,
+      `Dir::Etc::TrustedParts=${join(work, 'etc', 'trusted.gpg.d')}`,
       `Dir::State::Lists=${join(work, 'lists')}`,
       `Dir::Cache=${join(work, 'cache')}`,
       'Debug::NoLocking=1',
+      'Acquire::AllowInsecureRepositories=0',
+      'Acquire::AllowDowngradeToInsecureRepositories=0',
+      'Acquire::AllowWeakRepositories=0',
+      'APT::Get::AllowUnauthenticated=0',
       'Acquire::Languages=none',
       'Acquire::Retries=1',
       'Acquire::http::Timeout=30',
@@ -315,48 +381,94 @@ async function fromDebianPackage() {
       ...(process.getuid?.() === 0 ? ['APT::Sandbox::User=root'] : []),
     ].flatMap((o) => ['-o', o]);
 
-    await run('apt-get', [...opts, '-q', 'update'], { timeoutMs: 5 * 60_000 });
-    const pkg = `${DEBIAN_PACKAGE}=${DEBIAN_PACKAGE_VERSION}`;
+    const update = await run('apt-get', [...opts, '-q', 'update'], { timeoutMs: 5 * 60_000 });
+    // apt-get update exits 0 on some fetch failures (a suite it could not reach is only a
+    // warning): make sure the signed release file of this suite is really there.
+    const release = readReleaseFile(join(work, 'lists'), suite);
+    if (!release) {
+      throw new Error(
+        `apt-get update left no signed release file for ${suite}:\n      ${update.trim().split('\n').slice(-4).join('\n      ')}`,
+      );
+    }
+
+    // Every nats-server build the suite's signed index lists for this architecture.
+    let show;
+    try {
+      show = await run('apt-cache', [...opts, 'show', DEBIAN_PACKAGE], { timeoutMs: 60_000 });
+    } catch (err) {
+      throw new Error(`${suite} has no ${DEBIAN_PACKAGE} package (${errText(err)})`, {
+        cause: err,
+      });
+    }
+    const candidates = parseStanzas(show).filter(
+      (s) => s.Package === DEBIAN_PACKAGE && s.Architecture === debArch && s.Version && s.SHA256,
+    );
+    const usable = candidates
+      .map((s) => ({ ...s, upstream: debianUpstream(s.Version) }))
+      .filter((s) => s.upstream && compareVersions(s.upstream, MIN_NATS_SERVER_VERSION) >= 0)
+      .sort((a, b) => compareVersions(b.upstream, a.upstream));
+    const chosen = usable[0];
+    if (!chosen) {
+      const seen = candidates.map((s) => s.Version).join(', ') || 'none';
+      throw new Error(
+        `${suite} carries ${DEBIAN_PACKAGE} ${seen} for ${debArch}; need a release >= ${MIN_NATS_SERVER_VERSION}`,
+      );
+    }
+
+    const pkg = `${DEBIAN_PACKAGE}=${chosen.Version}`;
     await run('apt-get', [...opts, '-q', 'download', pkg], {
       cwd: join(work, 'download'),
       timeoutMs: 5 * 60_000,
     });
-    const debName = readdirSync(join(work, 'download')).find((f) => f.endsWith('.deb'));
-    if (!debName) throw new Error(`apt-get download ${pkg} produced no .deb`);
+    const debs = readdirSync(join(work, 'download')).filter((f) => f.endsWith('.deb'));
+    if (debs.length !== 1)
+      throw new Error(`apt-get download ${pkg} produced ${debs.length} .deb files`);
+    const debName = debs[0];
     const deb = join(work, 'download', debName);
+    // apt checks the file against the index as it downloads; check again here, so that the
+    // digest recorded in the cache is one the signed index vouches for, whatever apt did.
     const debSha = sha256File(deb);
-
-    const pinned = DEBIAN_PINNED[debArch];
-    if (pinned) {
-      if (debSha !== pinned.deb) {
-        throw new Error(`${debName}: sha256 ${debSha} does not match the pinned ${pinned.deb}`);
-      }
-    } else {
-      // No hand-checked digest for this architecture: hold it to the digest that apt's signed
-      // Packages index declares.
-      const show = await run('apt-cache', [...opts, 'show', pkg], { timeoutMs: 60_000 });
-      const declared = /^SHA256:\s*([0-9a-f]{64})\s*$/m.exec(show)?.[1];
-      if (!declared) throw new Error(`apt-cache show ${pkg} declares no SHA256`);
-      if (debSha !== declared) {
-        throw new Error(`${debName}: sha256 ${debSha} does not match the index's ${declared}`);
-      }
+    if (debSha !== chosen.SHA256.toLowerCase()) {
+      throw new Error(
+        `${debName}: sha256 ${debSha} does not match ${suite}'s index (${chosen.SHA256})`,
+      );
+    }
+    if (chosen.Size && statSync(deb).size !== Number(chosen.Size)) {
+      throw new Error(
+        `${debName}: ${statSync(deb).size} bytes, ${suite}'s index says ${chosen.Size}`,
+      );
+    }
+    const control = await run('dpkg-deb', ['-f', deb, 'Package', 'Version', 'Architecture'], {
+      timeoutMs: 30_000,
+    });
+    const fields = parseStanzas(control)[0] ?? {};
+    if (
+      fields.Package !== DEBIAN_PACKAGE ||
+      fields.Version !== chosen.Version ||
+      fields.Architecture !== debArch
+    ) {
+      throw new Error(
+        `${debName}: control fields ${JSON.stringify(fields)} are not ${pkg} (${debArch})`,
+      );
     }
 
     await run('dpkg', ['-x', deb, join(work, 'x')], { timeoutMs: 60_000 });
-    const binary = join(work, 'x', 'usr', 'sbin', 'nats-server');
-    if (!existsSync(binary)) throw new Error(`${debName} has no usr/sbin/nats-server`);
-    if (pinned) {
-      const binSha = sha256File(binary);
-      if (binSha !== pinned.bin) {
-        throw new Error(
-          `usr/sbin/nats-server: sha256 ${binSha} does not match the pinned ${pinned.bin}`,
-        );
-      }
-    }
-    return install(binary, `Debian ${DEBIAN_SUITE} package ${pkg}`, {
-      deb: debName,
-      debSha256: debSha,
-      mirror: mirror.uri,
+    const binary = ['usr/sbin/nats-server', 'usr/bin/nats-server']
+      .map((p) => join(work, 'x', p))
+      .find((p) => existsSync(p));
+    if (!binary) throw new Error(`${debName} has no usr/sbin/nats-server`);
+    return install(binary, {
+      source: `Debian ${suite} (${release.Codename ?? '?'}) package ${pkg}`,
+      expectVersion: chosen.upstream,
+      extra: {
+        debianSuite: suite,
+        debianCodename: release.Codename,
+        debianIndexDate: release.Date,
+        debianPackageVersion: chosen.Version,
+        deb: debName,
+        debSha256: debSha,
+        verifiedWith: `SHA256 of ${suite}'s Packages index, InRelease signed by ${DEBIAN_KEYRING}`,
+      },
     });
   } finally {
     rmSync(work, { recursive: true, force: true });
@@ -364,8 +476,50 @@ async function fromDebianPackage() {
 }
 
 /**
+ * The fields of the suite's release file as apt stored it after checking its signature (InRelease,
+ * or Release beside Release.gpg), or undefined when apt stored none.
+ */
+function readReleaseFile(listsDir, suite) {
+  const names = readdirSync(listsDir);
+  const inRelease = names.find((n) => n.endsWith(`_dists_${suite}_InRelease`));
+  const detached = names.find((n) => n.endsWith(`_dists_${suite}_Release`));
+  const hasSig = names.some((n) => n.endsWith(`_dists_${suite}_Release.gpg`));
+  const file = inRelease ?? (detached && hasSig ? detached : undefined);
+  if (!file) return undefined;
+  const text = readFileSync(join(listsDir, file), 'utf8');
+  const body = text.includes('-----BEGIN PGP SIGNED MESSAGE-----')
+    ? text.split(/\n\n/).slice(1).join('\n\n')
+    : text;
+  return parseStanzas(body.split('-----BEGIN PGP SIGNATURE-----')[0])[0] ?? {};
+}
+
+/** Debian control stanzas (`Field: value`, continuation lines dropped) from apt/dpkg output. */
+function parseStanzas(text) {
+  const out = [];
+  for (const block of text.split(/\n\s*\n/)) {
+    const fields = {};
+    for (const raw of block.split('\n')) {
+      const m = /^([A-Za-z0-9-]+):\s*(.*)$/.exec(raw);
+      if (m) fields[m[1]] = m[2].trim();
+    }
+    if (Object.keys(fields).length) out.push(fields);
+  }
+  return out;
+}
+
+/**
+ * The upstream release in a Debian version (`2.15.1-1`, `1:2.15.1-1+b1` -> `2.15.1`), or
+ * undefined for anything that is not a plain release (`2.16.0~rc1-1` is a pre-release).
+ */
+function debianUpstream(debVersion) {
+  const upstream = debVersion.replace(/^\d+:/, '').replace(/-[^-]*$/, '');
+  return /^\d+\.\d+\.\d+(\+ds\d*)?$/.test(upstream) ? upstream.replace(/\+ds\d*$/, '') : undefined;
+}
+
+/**
  * The Debian archive this machine's apt already uses, read from deb822 `*.sources` files and the
- * legacy one-line `sources.list` format. Security and other side archives are skipped.
+ * legacy one-line `sources.list` format. Security and other side archives are skipped. Only the
+ * address is taken: suites and keys are this script's own.
  */
 function debianMirror() {
   const entries = [];
@@ -396,13 +550,8 @@ function debianMirror() {
       'found no Debian archive in /etc/apt/sources.list or /etc/apt/sources.list.d/ to fetch from',
     );
   }
-  const signedBy =
-    chosen.signedBy && !chosen.signedBy.includes('\n') && existsSync(chosen.signedBy)
-      ? chosen.signedBy
-      : existsSync(DEBIAN_KEYRING)
-        ? DEBIAN_KEYRING
-        : undefined;
-  return { uri: chosen.uri.replace(/\/+$/, ''), signedBy };
+  // The entry's own Signed-By is not taken over: the private list trusts Debian's keyring only.
+  return chosen.uri.replace(/\/+$/, '');
 }
 
 function parseDeb822(text) {
@@ -518,21 +667,40 @@ function makeTempDir(kind) {
   return dir;
 }
 
+/** The version a binary reports, e.g. `2.15.1`, or `2.16.0-RC.2` for a pre-release. */
 function binaryVersion(path) {
   const out = execFileSync(path, ['--version'], { encoding: 'utf8', timeout: 10_000 });
-  const m = /nats-server:?\s+v?(\d+\.\d+\.\d+)/.exec(out);
+  const m = /nats-server:?\s+v?(\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)/.exec(out);
   if (!m) throw new Error(`unexpected \`--version\` output: ${out.trim()}`);
   return m[1];
 }
 
+function isVersion(v) {
+  return /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/.test(v);
+}
+
+/**
+ * Orders `major.minor.patch[-pre]`: a pre-release sorts before its release, so a 2.12.7 release
+ * candidate does not meet a 2.12.7 minimum. Pre-release tags compare as plain strings.
+ */
 function compareVersions(a, b) {
-  const pa = a.split('.').map(Number);
-  const pb = b.split('.').map(Number);
+  const [ca, preA = ''] = splitPre(a);
+  const [cb, preB = ''] = splitPre(b);
+  const pa = ca.split('.').map(Number);
+  const pb = cb.split('.').map(Number);
   for (let i = 0; i < 3; i++) {
     const d = (pa[i] ?? 0) - (pb[i] ?? 0);
     if (d !== 0) return d;
   }
-  return 0;
+  if (preA === preB) return 0;
+  if (!preA) return 1;
+  if (!preB) return -1;
+  return preA < preB ? -1 : 1;
+}
+
+function splitPre(v) {
+  const i = v.indexOf('-');
+  return i < 0 ? [v] : [v.slice(0, i), v.slice(i + 1)];
 }
 
 function sha256(buf) {

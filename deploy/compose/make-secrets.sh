@@ -38,8 +38,8 @@ chmod 600 "$tls"/*-key.pem
 env_file="$here/.env"
 if [ ! -f "$env_file" ]; then
   # Passwords are a letter and hex digits: the route password sits in route URLs, and
-  # nats-server reads a substituted variable as configuration, where a leading digit starts a
-  # number and the rest is a parse error.
+  # nats-server reads a substituted variable as configuration, where digits are a number (and
+  # older servers, 2.10 among them, also refuse a digit followed by letters).
   {
     echo "VIGIL_NATS_ROUTE_PASSWORD=p$(openssl rand -hex 24)"
     echo "VIGIL_NATS_GATEWAY_PASSWORD=p$(openssl rand -hex 24)"
