@@ -46,9 +46,8 @@ export const NATS_SERVER_VERSION = '2.15.1';
 /**
  * Oldest nats-server Vigil accepts from any source. The 2.12 line is the first with atomic batch
  * publish and counters (per-message TTL and consumer priority groups came in 2.11), which the next
- * features build on. Its floor is 2.12.7, not 2.12.0: 2.12.0 to 2.12.6 still let a
- * queue subscription bypass a subscribe deny (CVE-2026-58251) and a route or leaf listener skip
- * CONNECT authentication under `no_auth_user` (CVE-2026-58253), fixed in 2.12.7 and 2.14.0.
+ * features build on. Its floor is 2.12.7, not 2.12.0: before 2.12.7 (and 2.11.16) a queue
+ * subscription could bypass a subscribe deny, and Vigil's least-privilege users rely on denies.
  */
 export const MIN_NATS_SERVER_VERSION = '2.12.7';
 
