@@ -105,20 +105,54 @@ export const NATS_READY_TIMEOUT_MS = 15_000;
 /** How long stop() waits after SIGTERM before SIGKILL. */
 export const NATS_STOP_GRACE_MS = 10_000;
 
-/** Resolves with a TCP port that was free on `host` a moment ago. */
-export function freePort(host: string = DEFAULT_NATS_HOST): Promise<number> {
-  return new Promise((resolvePort, reject) => {
+/** Ports this process has handed out, so two servers it starts never get the same one. */
+const handedOut = new Set<number>();
+
+/**
+ * The kernel's ephemeral port range (`ip_local_port_range`), from which it picks both the local
+ * ports of outgoing connections and the ports of `listen(0)`. Default: Linux's 32768-60999.
+ */
+function ephemeralRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    if (low && high && low <= high) return [low, high];
+  } catch {
+    // not Linux: assume its default
+  }
+  return [32768, 60999];
+}
+
+/** True when `port` can be listened on at `host` right now. */
+function canListen(host: string, port: number): Promise<boolean> {
+  return new Promise((resolveListen) => {
     const srv = createServer();
     srv.unref();
-    srv.once('error', reject);
-    srv.listen({ host, port: 0, exclusive: true }, () => {
-      const addr = srv.address();
-      srv.close(() => {
-        if (addr && typeof addr === 'object') resolvePort(addr.port);
-        else reject(new Error('could not determine a free port'));
-      });
-    });
+    srv.once('error', () => resolveListen(false));
+    srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolveListen(true)));
   });
+}
+
+/**
+ * Resolves with a TCP port that was free on `host` a moment ago, for the ports nats-server cannot
+ * pick itself (gateways, leaf nodes, routes that other servers must know in advance). Taken below
+ * the ephemeral range: a port from `listen(0)` is free only until some outgoing connection gets
+ * it as its local port, which happened under load (a leaf port taken between the choice and the
+ * server's start); outside the range, only another explicit listener could take it.
+ */
+export async function freePort(host: string = DEFAULT_NATS_HOST): Promise<number> {
+  const [ephemeralLow] = ephemeralRange();
+  const low = Math.max(1024, Math.min(20_000, ephemeralLow - 4_000));
+  const high = ephemeralLow - 1;
+  for (let tries = 0; tries < 200 && high > low; tries += 1) {
+    const port = low + Math.floor(Math.random() * (high - low + 1));
+    if (handedOut.has(port) || !(await canListen(host, port))) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error(`no free port on ${host} below the ephemeral range (${low}-${high})`);
 }
 
 /**
