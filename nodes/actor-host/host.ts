@@ -8,11 +8,7 @@ import { hostname } from 'node:os';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Svcm, type Service } from '@nats-io/services';
-import {
-  createInferenceActor,
-  type InferenceActor,
-  type ModelHandle,
-} from '../../actors/inference-actor.js';
+import { createInferenceActor, type InferenceActor, type ModelHandle } from '../../actors/index.js';
 import type { CircuitBreakerOptions } from '../../actors/circuit-breaker.js';
 import type { ExecutorSpec } from '../../actors/executors/index.js';
 import {

@@ -3,7 +3,7 @@
  * seen by the inference actor as a `ModelHandle`. While the executor is being restarted, runs
  * wait for the new one instead of failing, so a crash costs only the tasks it was running.
  */
-import type { ModelHandle } from '../../actors/inference-actor.js';
+import type { ModelHandle } from '../../actors/index.js';
 import {
   createExecutorStarter,
   type ExecutorSpec,
