@@ -6,9 +6,17 @@
  */
 import { hostname } from 'node:os';
 import { jetstream } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
+import { Kvm } from '@nats-io/kv';
 import { Svcm, type Service } from '@nats-io/services';
-import { createInferenceActor, type InferenceActor, type ModelHandle } from '../../actors/index.js';
+import {
+  createHeartbeats,
+  createInferenceActor,
+  superviseModel,
+  type Heartbeats,
+  type InferenceActor,
+  type ModelHandle,
+  type SupervisedModel,
+} from '../../actors/index.js';
 import type { CircuitBreakerOptions } from '../../actors/circuit-breaker.js';
 import type { ExecutorSpec } from '../../actors/executors/index.js';
 import {
@@ -21,15 +29,12 @@ import {
   ActorState,
   assetNames,
   BreakerState,
-  encode,
-  ENVELOPE_VERSION,
   HostCommandName,
   hostCommandSchema,
   newTaskId,
   subjects,
   type HostCommand,
   type HostCommandReply,
-  type ActorHeartbeat,
   watchActorHealth,
   type ActorHealth,
 } from '../../protocol/index.js';
@@ -39,7 +44,6 @@ import {
   startBacklogRescue,
   type BacklogRescue,
 } from './backlog-rescue.js';
-import { superviseModel, type SupervisedModel } from './supervised-model.js';
 
 /** Everything an actor host needs to start. */
 export interface ActorHostOptions {
@@ -108,7 +112,7 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
     logger,
   );
   const startedAt = Date.now();
-  let heartbeats: KV;
+  let heartbeats: Heartbeats | undefined;
   const models: ModelHandle[] = [];
   const supervised: SupervisedModel[] = [];
   const supervisor = createSupervisor({
@@ -135,54 +139,9 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
   });
   const actors: InferenceActor[] = [];
   let state: ActorState = ActorState.Starting;
-  let beating: Promise<void> = Promise.resolve();
 
-  const heartbeatOf = (actor: InferenceActor, model: ModelHandle): ActorHeartbeat => {
-    const stats = actor.stats();
-    return {
-      v: ENVELOPE_VERSION,
-      actorId: `${hostId}/${model.name}`,
-      host: hostId,
-      region: options.region,
-      model: model.name,
-      version: model.version,
-      state:
-        state === ActorState.Failed
-          ? ActorState.Failed
-          : stats.draining
-            ? ActorState.Draining
-            : !model.available
-              ? ActorState.Restarting
-              : state,
-      breaker: stats.breaker,
-      isolation: model.isolation,
-      pid: model.pid,
-      inFlight: stats.inFlight,
-      processed: stats.processed,
-      errors: stats.errors,
-      restarts: model.restarts,
-      latencyMs: stats.latencyMs,
-      startedAt,
-      at: Date.now(),
-      intervalMs: options.heartbeatIntervalMs,
-    };
-  };
-  /** One write per actor; a beat requested while one is running follows it, never overlaps. */
-  const beat = (): Promise<void> => {
-    beating = beating.then(async () => {
-      await Promise.all(
-        actors.map((actor, i) => {
-          const model = models[i]!;
-          return heartbeats
-            .put(`${model.name}.${hostId}`, encode(heartbeatOf(actor, model)))
-            .catch((err: unknown) =>
-              logger.warn({ model: model.name, err }, 'heartbeat not written'),
-            );
-        }),
-      );
-    });
-    return beating;
-  };
+  /** Writes every actor's heartbeat; nothing before the actors bucket is open. */
+  const beat = (): Promise<void> => heartbeats?.beat() ?? Promise.resolve();
 
   /** Runs one controller command; never throws (the outcome is the reply). */
   const runCommand = async (command: string, body: HostCommand): Promise<HostCommandReply> => {
@@ -279,31 +238,38 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
   };
 
   let service: Service | undefined;
-  let ticker: NodeJS.Timeout | undefined;
   let health: ActorHealth | undefined;
   let rescue: BacklogRescue | undefined;
   try {
-    heartbeats = await new Kvm(nc).open(assetNames.actorBucket(options.region));
+    heartbeats = createHeartbeats({
+      bucket: await new Kvm(nc).open(assetNames.actorBucket(options.region)),
+      region: options.region,
+      hostId,
+      startedAt,
+      intervalMs: options.heartbeatIntervalMs,
+      hostState: () => state,
+      logger,
+    });
     for (const spec of options.executors) {
       const model = await superviseModel(supervisor, spec, options.spares ?? 0);
       supervised.push(model);
       models.push(model.handle);
     }
     for (const model of models) {
-      actors.push(
-        await createInferenceActor(nc, {
-          region: options.region,
-          model,
-          actorId: `${hostId}/${model.name}`,
-          concurrency: options.concurrency,
-          maxAttempts: options.maxAttempts,
-          retryScheduleMs: options.retryScheduleMs,
-          ackWaitMs: options.ackWaitMs,
-          ...(options.breaker ? { breaker: options.breaker } : {}),
-          onChange: () => void beat(),
-          logger,
-        }),
-      );
+      const actor = await createInferenceActor(nc, {
+        region: options.region,
+        model,
+        actorId: `${hostId}/${model.name}`,
+        concurrency: options.concurrency,
+        maxAttempts: options.maxAttempts,
+        retryScheduleMs: options.retryScheduleMs,
+        ackWaitMs: options.ackWaitMs,
+        ...(options.breaker ? { breaker: options.breaker } : {}),
+        onChange: () => void beat(),
+        logger,
+      });
+      actors.push(actor);
+      heartbeats.add(actor, model);
       logger.info(
         {
           model: model.name,
@@ -315,7 +281,7 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
     }
     state = ActorState.Running;
     await beat();
-    ticker = setInterval(() => void beat(), options.heartbeatIntervalMs);
+    heartbeats.start();
 
     // Discovery through the standard NATS services protocol: $SRV.PING, $SRV.INFO, $SRV.STATS.
     service = await new Svcm(nc).add({
@@ -336,12 +302,12 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
         subject: subjects.serviceStatus(options.region, model.name, hostId),
         metadata: { model: model.name },
         handler: (_err, msg) => {
-          msg.respond(JSON.stringify(heartbeatOf(actor, model)));
+          msg.respond(JSON.stringify(heartbeats!.of(actor, model)));
         },
       });
     });
   } catch (err) {
-    clearInterval(ticker);
+    heartbeats?.stop();
     health?.close();
     await Promise.allSettled(actors.map((a) => a.stop()));
     await supervisor.stop();
@@ -374,7 +340,7 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
         health?.close();
         await supervisor.stop();
         await Promise.allSettled(supervised.map((m) => m.close()));
-        clearInterval(ticker);
+        heartbeats?.stop();
         await service?.stop().catch(() => undefined);
         await beat();
         await nc.drain();
