@@ -55,6 +55,7 @@ export interface Attempt {
   progress: { fraction: number; message?: string } | undefined;
   /** `progress` is newer than the stored one. */
   progressDirty: boolean;
+  /** A progress write is under way: the next waits a tick, so two never race on the revision. */
   writingProgress: boolean;
 }
 
