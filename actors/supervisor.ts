@@ -10,7 +10,7 @@
  * be supervised. Children are permanent: whatever ends them, short of `stop()`, they come back.
  */
 
-import { ErrorCode, RetryableError, TerminalError } from '../protocol/errors.js';
+import { ErrorCode, RetryableError, TerminalError } from '../protocol/index.js';
 
 /** Delay before the first restart, ms. */
 export const DEFAULT_BACKOFF_INITIAL_MS = 50;

@@ -40,7 +40,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { createBuiltinModels } from '../actors/runtimes/index.js';
+import { createBuiltinModels } from '../actors/index.js';
 import { startNatsServer, type NatsServerProcess } from '../nodes/launcher/nats-server-process.js';
 import { startNode } from '../nodes/launcher/node-process.js';
 import { provisionRegion } from '../nodes/launcher/provision.js';

@@ -15,6 +15,13 @@ export {
 } from './errors.js';
 export type { VigilErrorOptions, WireError } from './errors.js';
 export { Header } from './headers.js';
+export {
+  MESSAGING_SYSTEM_NATS,
+  MessagingAttr,
+  natsHeaderGetter,
+  natsHeaderSetter,
+} from './trace-context.js';
+export type { TraceCarrier } from './trace-context.js';
 export { isNameToken, NAME_TOKEN, nameToken, Priority, subjects, TASK_ID } from './subjects.js';
 export {
   actorHeartbeatSchema,

@@ -3,8 +3,8 @@
  * from the executor unchanged, terminal or retryable as the model said).
  */
 
-import { ErrorCode, RetryableError, TerminalError, VigilError } from '../../protocol/errors.js';
-import type { VigilErrorOptions, WireError } from '../../protocol/errors.js';
+import { ErrorCode, RetryableError, TerminalError, VigilError } from '../../protocol/index.js';
+import type { VigilErrorOptions, WireError } from '../../protocol/index.js';
 
 /**
  * The executor died (crash, out of memory, killed, found hung, terminated) while a run was in

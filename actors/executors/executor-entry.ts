@@ -6,10 +6,10 @@
  */
 
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { ErrorCode, TerminalError, toVigilError } from '../../protocol/errors.js';
-import type { WireError } from '../../protocol/errors.js';
-import { createBuiltinModels } from '../runtimes/builtin.js';
-import type { ModelRunContext, ModelRuntime } from '../runtimes/runtime.js';
+import { ErrorCode, TerminalError, toVigilError } from '../../protocol/index.js';
+import type { WireError } from '../../protocol/index.js';
+import { createBuiltinModels } from '../runtimes/index.js';
+import type { ModelRunContext, ModelRuntime } from '../runtimes/index.js';
 import type { ExecutorSpec } from './executor.js';
 import type { ExecutorMessage, HostMessage, RunMessage } from './messages.js';
 

@@ -5,9 +5,9 @@
  * care which isolation it got; it cannot stop model code that ignores its abort signal.
  */
 
-import { ErrorCode, RetryableError } from '../../protocol/errors.js';
-import { createBuiltinModels } from '../runtimes/builtin.js';
-import type { ModelRuntime } from '../runtimes/runtime.js';
+import { ErrorCode, RetryableError } from '../../protocol/index.js';
+import { createBuiltinModels } from '../runtimes/index.js';
+import type { ModelRuntime } from '../runtimes/index.js';
 import { ExecutorGoneError, ExecutorStartError, refusal } from './errors.js';
 import type {
   ExecutorExit,

@@ -4,7 +4,7 @@
  * data; both ends trust each other, so nothing here is validated.
  */
 
-import type { WireError } from '../../protocol/errors.js';
+import type { WireError } from '../../protocol/index.js';
 import type { ExecutorSpec } from './executor.js';
 
 /** Host to executor: start a run. `deadline` is epoch ms; the executor aborts the run then. */

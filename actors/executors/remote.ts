@@ -6,8 +6,8 @@
  */
 
 import { extname } from 'node:path';
-import { ErrorCode, RetryableError, TerminalError } from '../../protocol/errors.js';
-import type { WireError } from '../../protocol/errors.js';
+import { ErrorCode, RetryableError, TerminalError } from '../../protocol/index.js';
+import type { WireError } from '../../protocol/index.js';
 import { errorFromWire, ExecutorGoneError, ExecutorStartError, refusal } from './errors.js';
 import type {
   ExecutorExit,

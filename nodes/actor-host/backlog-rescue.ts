@@ -16,7 +16,7 @@
  * guess.
  */
 import type { JetStreamManager } from '@nats-io/jetstream';
-import type { InferenceActor, ModelHandle } from '../../actors/inference-actor.js';
+import type { InferenceActor, ModelHandle } from '../../actors/index.js';
 import type { Logger } from 'pino';
 import { assetNames, type ActorHealth } from '../../protocol/index.js';
 

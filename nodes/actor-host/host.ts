@@ -3,37 +3,40 @@
  * each actor in the region's actors bucket, and a NATS service (`$SRV.PING/INFO/STATS`) through
  * which internal services find them. `main.ts` builds the options from the environment; tests
  * call this directly.
+ *
+ * This file is the wiring: what starts in which order (`start`), and what stops in which order
+ * (`drain`). The parts are named for what they do: the actors and their heartbeats are in
+ * `actors/`, the controller's commands in `host-commands.ts`, discovery in `host-service.ts`, and
+ * taking over other regions' queues in `backlog-rescue.ts`.
  */
 import { hostname } from 'node:os';
 import { jetstream } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
-import { Svcm, type Service } from '@nats-io/services';
-import {
-  createInferenceActor,
-  type InferenceActor,
-  type ModelHandle,
-} from '../../actors/inference-actor.js';
-import type { CircuitBreakerOptions } from '../../actors/circuit-breaker.js';
-import type { ExecutorSpec } from '../../actors/executors/index.js';
-import {
-  createSupervisor,
-  type Escalation,
-  type SupervisorOptions,
-} from '../../actors/supervisor.js';
+import { Kvm } from '@nats-io/kv';
+import type { Service } from '@nats-io/services';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import {
+  createHeartbeats,
+  createInferenceActor,
+  createSupervisor,
+  superviseModel,
+  type CircuitBreakerOptions,
+  type Escalation,
+  type ExecutorSpec,
+  type Heartbeats,
+  type InferenceActor,
+  type InferenceActorOptions,
+  type ModelHandle,
+  type SupervisedModel,
+  type Supervisor,
+  type SupervisorEvent,
+  type SupervisorOptions,
+} from '../../actors/index.js';
 import {
   ActorState,
   assetNames,
   BreakerState,
-  encode,
-  ENVELOPE_VERSION,
-  HostCommandName,
-  hostCommandSchema,
   newTaskId,
-  subjects,
-  type HostCommand,
-  type HostCommandReply,
-  type ActorHeartbeat,
   watchActorHealth,
   type ActorHealth,
 } from '../../protocol/index.js';
@@ -43,7 +46,8 @@ import {
   startBacklogRescue,
   type BacklogRescue,
 } from './backlog-rescue.js';
-import { superviseModel, type SupervisedModel } from './supervised-model.js';
+import { listenForCommands } from './host-commands.js';
+import { registerHostService } from './host-service.js';
 
 /** Everything an actor host needs to start. */
 export interface ActorHostOptions {
@@ -103,7 +107,7 @@ function tokenSafe(text: string): string {
   return text.replace(/[^A-Za-z0-9_-]/g, '-');
 }
 
-/** Starts a host serving `options.models`. */
+/** Starts a host serving `options.executors`' models. */
 export async function startActorHost(options: ActorHostOptions): Promise<ActorHost> {
   const hostId = tokenSafe(`${hostname()}-${process.pid}-${newTaskId().slice(0, 6)}`);
   const logger = options.logger.child({ host: hostId });
@@ -111,279 +115,226 @@ export async function startActorHost(options: ActorHostOptions): Promise<ActorHo
     { ...options.nats, name: options.nats.name || `actor-host-${hostId}` },
     logger,
   );
-  const startedAt = Date.now();
-  let heartbeats: KV;
-  const models: ModelHandle[] = [];
-  const supervised: SupervisedModel[] = [];
-  const supervisor = createSupervisor({
-    ...options.supervision,
-    onEvent: (event) => {
-      if (event.type === 'started' && event.attempt > 0) {
-        logger.warn(
-          {
-            model: event.name,
-            attempt: event.attempt,
-            downMs: event.downMs,
-          },
-          'model executor restarted',
-        );
-      } else if (event.type === 'exited' && event.unexpected) {
-        logger.warn({ model: event.name, reason: event.reason }, 'model executor died');
-      } else if (event.type === 'hung') {
-        logger.warn({ model: event.name }, 'model executor unresponsive; replacing it');
-      } else if (event.type === 'escalated') {
-        logger.error({ ...event }, 'restart intensity exceeded; giving up');
-      }
-      if (event.type !== 'restarting') void beat();
-    },
-  });
-  const actors: InferenceActor[] = [];
-  let state: ActorState = ActorState.Starting;
-  let beating: Promise<void> = Promise.resolve();
+  const host = new ActorHostImpl(nc, hostId, options, logger);
+  await host.start();
+  return host;
+}
 
-  const heartbeatOf = (actor: InferenceActor, model: ModelHandle): ActorHeartbeat => {
-    const stats = actor.stats();
-    return {
-      v: ENVELOPE_VERSION,
-      actorId: `${hostId}/${model.name}`,
-      host: hostId,
-      region: options.region,
-      model: model.name,
-      version: model.version,
-      state:
-        state === ActorState.Failed
-          ? ActorState.Failed
-          : stats.draining
-            ? ActorState.Draining
-            : !model.available
-              ? ActorState.Restarting
-              : state,
-      breaker: stats.breaker,
-      isolation: model.isolation,
-      pid: model.pid,
-      inFlight: stats.inFlight,
-      processed: stats.processed,
-      errors: stats.errors,
-      restarts: model.restarts,
-      latencyMs: stats.latencyMs,
-      startedAt,
-      at: Date.now(),
-      intervalMs: options.heartbeatIntervalMs,
-    };
-  };
-  /** One write per actor; a beat requested while one is running follows it, never overlaps. */
-  const beat = (): Promise<void> => {
-    beating = beating.then(async () => {
-      await Promise.all(
-        actors.map((actor, i) => {
-          const model = models[i]!;
-          return heartbeats
-            .put(`${model.name}.${hostId}`, encode(heartbeatOf(actor, model)))
-            .catch((err: unknown) =>
-              logger.warn({ model: model.name, err }, 'heartbeat not written'),
-            );
-        }),
-      );
-    });
-    return beating;
-  };
+class ActorHostImpl implements ActorHost {
+  readonly hostId: string;
+  readonly actors: InferenceActor[] = [];
+  readonly #nc: NatsConnection;
+  readonly #o: ActorHostOptions;
+  readonly #log: Logger;
+  readonly #startedAt = Date.now();
+  readonly #supervisor: Supervisor;
+  /** The served models, in the order of `actors`. */
+  readonly #supervised: SupervisedModel[] = [];
+  readonly #models: ModelHandle[] = [];
+  #state: ActorState = ActorState.Starting;
+  #heartbeats: Heartbeats | undefined;
+  #service: Service | undefined;
+  #health: ActorHealth | undefined;
+  #rescue: BacklogRescue | undefined;
+  #escalated: Promise<Escalation> | undefined;
+  #draining: Promise<void> | undefined;
 
-  /** Runs one controller command; never throws (the outcome is the reply). */
-  const runCommand = async (command: string, body: HostCommand): Promise<HostCommandReply> => {
-    if (command === HostCommandName.Drain) {
-      logger.warn({ reason: body.reason }, 'drain requested by the controller');
-      // After the reply is flushed: the drain closes the connection the reply goes out on.
-      setImmediate(options.onDrainCommand ?? (() => process.kill(process.pid, 'SIGTERM')));
-      return { ok: true };
-    }
-    if (command !== HostCommandName.Restart)
-      return { ok: false, error: `unknown command '${command}'` };
-    const i = models.findIndex((m) => m.name === body.model);
-    if (i < 0) return { ok: false, error: `model '${String(body.model)}' is not served here` };
-    logger.warn(
-      {
-        model: body.model,
-        reason: body.reason,
+  constructor(nc: NatsConnection, hostId: string, options: ActorHostOptions, logger: Logger) {
+    this.#nc = nc;
+    this.hostId = hostId;
+    this.#o = options;
+    this.#log = logger;
+    this.#supervisor = createSupervisor({
+      ...options.supervision,
+      onEvent: (event) => {
+        logSupervisorEvent(logger, event);
+        if (event.type !== 'restarting') void this.beat();
       },
-      'model restart requested by the controller',
-    );
+    });
+  }
+
+  get escalated(): Promise<Escalation> {
+    // Set by a successful start, the only way to get hold of a host.
+    return this.#escalated!;
+  }
+
+  /** Starts every part in order; on failure stops what started, closes the connection, throws. */
+  async start(): Promise<void> {
     try {
-      await supervised[i]!.restart(body.reason ?? 'controller');
-      return {
-        ok: true,
-        model: models[i]!.name,
-        pid: models[i]!.pid,
-        restarts: models[i]!.restarts,
-      };
+      this.#heartbeats = createHeartbeats({
+        bucket: await new Kvm(this.#nc).open(assetNames.actorBucket(this.#o.region)),
+        region: this.#o.region,
+        hostId: this.hostId,
+        startedAt: this.#startedAt,
+        intervalMs: this.#o.heartbeatIntervalMs,
+        hostState: () => this.#state,
+        logger: this.#log,
+      });
+      await this.#superviseModels();
+      await this.#startActors(this.#heartbeats);
+      this.#state = ActorState.Running;
+      await this.beat();
+      this.#heartbeats.start();
+      this.#service = await registerHostService(this.#nc, {
+        region: this.#o.region,
+        hostId: this.hostId,
+        actors: this.actors.map((actor, i) => ({ actor, model: this.#models[i]! })),
+        statusOf: (actor, model) => this.#heartbeats!.of(actor, model),
+      });
+      listenForCommands(this.#nc, {
+        region: this.#o.region,
+        hostId: this.hostId,
+        models: this.#supervised,
+        onDrain: this.#o.onDrainCommand ?? (() => process.kill(process.pid, 'SIGTERM')),
+        afterCommand: () => void this.beat(),
+        logger: this.#log,
+      });
+      this.#rescue = await this.#startRescue();
     } catch (err) {
-      return { ok: false, error: err instanceof Error ? err.message : String(err) };
+      await this.#closeAfterFailedStart();
+      throw err;
     }
-  };
-  const listenForCommands = (): void => {
-    const commands = subjects.hostCommandsOf(options.region, hostId);
-    const prefix = commands.slice(0, -1); // the command is the last token
-    nc.subscribe(commands, {
-      callback: (err, msg) => {
-        if (err) return logger.warn({ err }, 'command subscription failed');
-        let parsed: ReturnType<typeof hostCommandSchema.safeParse>;
-        try {
-          parsed = hostCommandSchema.safeParse(msg.json());
-        } catch {
-          parsed = hostCommandSchema.safeParse(undefined);
-        }
-        if (!parsed.success) {
-          msg.respond(JSON.stringify({ ok: false, error: 'unreadable command' }));
-          return;
-        }
-        void runCommand(msg.subject.slice(prefix.length), parsed.data).then((reply) => {
-          msg.respond(JSON.stringify(reply));
-          void beat();
-        });
-      },
+    this.#escalated = this.#supervisor.escalated.then(async (escalation) => {
+      this.#state = ActorState.Failed;
+      await this.beat();
+      return escalation;
     });
-  };
+  }
 
-  /** Actors on other regions' queues share this host's models at half its concurrency. */
-  const startRescue = async (): Promise<BacklogRescue | undefined> => {
-    const regions = options.rescue?.regions ?? [];
-    if (regions.length === 0) return undefined;
-    health = await watchActorHealth(jetstream(nc), undefined, regions, logger);
-    return startBacklogRescue({
-      regions,
-      models,
-      graceMs: options.rescue?.graceMs ?? BACKLOG_RESCUE_DEFAULTS.graceMs,
-      checkIntervalMs: options.rescue?.checkIntervalMs ?? BACKLOG_RESCUE_DEFAULTS.checkIntervalMs,
-      releaseGraceMs: BACKLOG_RESCUE_DEFAULTS.releaseGraceMs,
-      // A host whose own actor for the model cannot work (restarting, breaker open) takes no more.
-      fitFor: (model) => {
-        const actor = actors[models.indexOf(model)];
-        return (
-          state === ActorState.Running &&
-          model.available &&
-          actor !== undefined &&
-          actor.stats().breaker !== BreakerState.Open
-        );
-      },
-      adopt: (region, model) =>
-        createInferenceActor(nc, {
-          region,
-          model,
-          actorId: `${hostId}/${model.name}@${region}`,
-          concurrency: Math.max(1, Math.floor(options.concurrency / 2)),
-          maxAttempts: options.maxAttempts,
-          retryScheduleMs: options.retryScheduleMs,
-          ackWaitMs: options.ackWaitMs,
-          ...(options.breaker ? { breaker: options.breaker } : {}),
-          logger: logger.child({ rescuing: region }),
-        }),
-      health,
-      jsm: await jetstream(nc).jetstreamManager(),
-      logger,
-    });
-  };
+  beat(): Promise<void> {
+    // Nothing to write before the actors bucket is open.
+    return this.#heartbeats?.beat() ?? Promise.resolve();
+  }
 
-  let service: Service | undefined;
-  let ticker: NodeJS.Timeout | undefined;
-  let health: ActorHealth | undefined;
-  let rescue: BacklogRescue | undefined;
-  try {
-    heartbeats = await new Kvm(nc).open(assetNames.actorBucket(options.region));
-    for (const spec of options.executors) {
-      const model = await superviseModel(supervisor, spec, options.spares ?? 0);
-      supervised.push(model);
-      models.push(model.handle);
+  drain(graceMs: number): Promise<void> {
+    this.#draining ??= this.#drainInOrder(graceMs);
+    return this.#draining;
+  }
+
+  /** One executor per model under the host's supervisor, each up before the next starts. */
+  async #superviseModels(): Promise<void> {
+    for (const spec of this.#o.executors) {
+      const model = await superviseModel(this.#supervisor, spec, this.#o.spares ?? 0);
+      this.#supervised.push(model);
+      this.#models.push(model.handle);
     }
-    for (const model of models) {
-      actors.push(
-        await createInferenceActor(nc, {
-          region: options.region,
-          model,
-          actorId: `${hostId}/${model.name}`,
-          concurrency: options.concurrency,
-          maxAttempts: options.maxAttempts,
-          retryScheduleMs: options.retryScheduleMs,
-          ackWaitMs: options.ackWaitMs,
-          ...(options.breaker ? { breaker: options.breaker } : {}),
-          onChange: () => void beat(),
-          logger,
-        }),
-      );
-      logger.info(
-        {
-          model: model.name,
-          version: model.version,
-          isolation: model.isolation,
-        },
+  }
+
+  /** One actor per model on this region's queue, beating from its start. */
+  async #startActors(heartbeats: Heartbeats): Promise<void> {
+    for (const model of this.#models) {
+      const actor = await createInferenceActor(this.#nc, {
+        ...this.#actorOptions(model),
+        region: this.#o.region,
+        actorId: `${this.hostId}/${model.name}`,
+        concurrency: this.#o.concurrency,
+        onChange: () => void this.beat(),
+        logger: this.#log,
+      });
+      this.actors.push(actor);
+      heartbeats.add(actor, model);
+      this.#log.info(
+        { model: model.name, version: model.version, isolation: model.isolation },
         'actor started',
       );
     }
-    state = ActorState.Running;
-    await beat();
-    ticker = setInterval(() => void beat(), options.heartbeatIntervalMs);
-
-    // Discovery through the standard NATS services protocol: $SRV.PING, $SRV.INFO, $SRV.STATS.
-    service = await new Svcm(nc).add({
-      name: 'vigil-actor-host',
-      version: '0.1.0',
-      description: 'Vigil inference actors',
-      metadata: {
-        region: options.region,
-        host: hostId,
-        models: models.map((m) => `${m.name}@${m.version}`).join(','),
-      },
-    });
-    listenForCommands();
-    rescue = await startRescue();
-    actors.forEach((actor, i) => {
-      const model = models[i]!;
-      service!.addEndpoint(`${model.name}-status`, {
-        subject: subjects.serviceStatus(options.region, model.name, hostId),
-        metadata: { model: model.name },
-        handler: (_err, msg) => {
-          msg.respond(JSON.stringify(heartbeatOf(actor, model)));
-        },
-      });
-    });
-  } catch (err) {
-    clearInterval(ticker);
-    health?.close();
-    await Promise.allSettled(actors.map((a) => a.stop()));
-    await supervisor.stop();
-    await Promise.allSettled(supervised.map((m) => m.close()));
-    await nc.close();
-    throw err;
   }
 
-  const escalated = supervisor.escalated.then(async (escalation) => {
-    state = ActorState.Failed;
-    await beat();
-    return escalation;
-  });
+  /** What every actor of this host shares, whichever region's queue it works on. */
+  #actorOptions(
+    model: ModelHandle,
+  ): Pick<
+    InferenceActorOptions,
+    'model' | 'maxAttempts' | 'retryScheduleMs' | 'ackWaitMs' | 'breaker'
+  > {
+    return {
+      model,
+      maxAttempts: this.#o.maxAttempts,
+      retryScheduleMs: this.#o.retryScheduleMs,
+      ackWaitMs: this.#o.ackWaitMs,
+      ...(this.#o.breaker ? { breaker: this.#o.breaker } : {}),
+    };
+  }
 
-  let draining: Promise<void> | undefined;
-  return {
-    hostId,
-    actors,
-    escalated,
-    beat,
-    drain(graceMs: number): Promise<void> {
-      draining ??= (async () => {
-        if (state !== ActorState.Failed) state = ActorState.Draining;
-        const drained = Promise.allSettled([
-          ...actors.map((a) => a.drain(graceMs)),
-          rescue?.stop(),
-        ]);
-        await beat(); // the last heartbeat says draining: gateways stop sending work here
-        await drained;
-        health?.close();
-        await supervisor.stop();
-        await Promise.allSettled(supervised.map((m) => m.close()));
-        clearInterval(ticker);
-        await service?.stop().catch(() => undefined);
-        await beat();
-        await nc.drain();
-      })();
-      return draining;
-    },
-  };
+  /** Actors on other regions' queues share this host's models at half its concurrency. */
+  async #startRescue(): Promise<BacklogRescue | undefined> {
+    const rescue = this.#o.rescue;
+    const regions = rescue?.regions ?? [];
+    if (regions.length === 0) return undefined;
+    const js = jetstream(this.#nc);
+    this.#health = await watchActorHealth(js, undefined, regions, this.#log);
+    return startBacklogRescue({
+      regions,
+      models: this.#models,
+      graceMs: rescue?.graceMs ?? BACKLOG_RESCUE_DEFAULTS.graceMs,
+      checkIntervalMs: rescue?.checkIntervalMs ?? BACKLOG_RESCUE_DEFAULTS.checkIntervalMs,
+      releaseGraceMs: BACKLOG_RESCUE_DEFAULTS.releaseGraceMs,
+      fitFor: (model) => this.#fitToRescue(model),
+      adopt: (region, model) =>
+        createInferenceActor(this.#nc, {
+          ...this.#actorOptions(model),
+          region,
+          actorId: `${this.hostId}/${model.name}@${region}`,
+          concurrency: Math.max(1, Math.floor(this.#o.concurrency / 2)),
+          logger: this.#log.child({ rescuing: region }),
+        }),
+      health: this.#health,
+      jsm: await js.jetstreamManager(),
+      logger: this.#log,
+    });
+  }
+
+  /** A host whose own actor for the model cannot work (restarting, breaker open) takes no more. */
+  #fitToRescue(model: ModelHandle): boolean {
+    const actor = this.actors[this.#models.indexOf(model)];
+    return (
+      this.#state === ActorState.Running &&
+      model.available &&
+      actor !== undefined &&
+      actor.stats().breaker !== BreakerState.Open
+    );
+  }
+
+  async #closeAfterFailedStart(): Promise<void> {
+    this.#heartbeats?.stop();
+    this.#health?.close();
+    await Promise.allSettled(this.actors.map((a) => a.stop()));
+    await this.#supervisor.stop();
+    await Promise.allSettled(this.#supervised.map((m) => m.close()));
+    await this.#nc.close();
+  }
+
+  /** Stops taking work first, then lets it finish, then releases the models and the connection. */
+  async #drainInOrder(graceMs: number): Promise<void> {
+    if (this.#state !== ActorState.Failed) this.#state = ActorState.Draining;
+    const drained = Promise.allSettled([
+      ...this.actors.map((a) => a.drain(graceMs)),
+      this.#rescue?.stop(),
+    ]);
+    await this.beat(); // the last heartbeat says draining: gateways stop sending work here
+    await drained;
+    this.#health?.close();
+    await this.#supervisor.stop();
+    await Promise.allSettled(this.#supervised.map((m) => m.close()));
+    this.#heartbeats?.stop();
+    await this.#service?.stop().catch(() => undefined);
+    await this.beat();
+    await this.#nc.drain();
+  }
+}
+
+/** The supervisor's events worth an operator's attention; every one but `restarting` is beaten. */
+function logSupervisorEvent(logger: Logger, event: SupervisorEvent): void {
+  if (event.type === 'started' && event.attempt > 0) {
+    logger.warn(
+      { model: event.name, attempt: event.attempt, downMs: event.downMs },
+      'model executor restarted',
+    );
+  } else if (event.type === 'exited' && event.unexpected) {
+    logger.warn({ model: event.name, reason: event.reason }, 'model executor died');
+  } else if (event.type === 'hung') {
+    logger.warn({ model: event.name }, 'model executor unresponsive; replacing it');
+  } else if (event.type === 'escalated') {
+    logger.error({ ...event }, 'restart intensity exceeded; giving up');
+  }
 }

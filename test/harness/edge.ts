@@ -13,7 +13,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { createBuiltinModels } from '../../actors/runtimes/index.js';
+import { createBuiltinModels } from '../../actors/index.js';
 import { Role, userName, type RegionAssetsOptions } from '../../protocol/index.js';
 import { natsAuthOptions, readNkeySeed } from '../../nodes/common/nats-connection.js';
 import {

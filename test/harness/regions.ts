@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
-import { createBuiltinModels } from '../../actors/runtimes/index.js';
+import { createBuiltinModels } from '../../actors/index.js';
 import { edgeDomain, ensureEdgeSite, type RegionAssetsOptions } from '../../protocol/index.js';
 import {
   accountsConfig,

@@ -11,26 +11,26 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ErrorCode, RetryableError, TerminalError, VigilError } from '../../protocol/errors.js';
-import { createBuiltinModels } from '../../actors/runtimes/index.js';
-import { processGone } from '../harness/processes.js';
-import type { ChatOutput } from '../../actors/runtimes/index.js';
+import { ErrorCode, RetryableError, TerminalError, VigilError } from '../../protocol/index.js';
+import type { ChatOutput } from '../../protocol/index.js';
 import {
+  createBuiltinModels,
   createExecutorStarter,
+  createSupervisor,
   ExecutorBusyError,
   ExecutorGoneError,
   ExecutorStartError,
   Isolation,
   startExecutor,
-} from '../../actors/executors/index.js';
+} from '../../actors/index.js';
 import type {
   ExecutorSpec,
   ModelExecutor,
   RunOptions,
   StartExecutorOptions,
-} from '../../actors/executors/index.js';
-import { createSupervisor } from '../../actors/supervisor.js';
-import type { SupervisorEvent } from '../../actors/supervisor.js';
+  SupervisorEvent,
+} from '../../actors/index.js';
+import { processGone } from '../harness/processes.js';
 
 const ISOLATED = [Isolation.WorkerThread, Isolation.ChildProcess] as const;
 const ALL = [Isolation.InProcess, ...ISOLATED] as const;

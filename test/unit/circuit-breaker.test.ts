@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { createCircuitBreaker } from '../../actors/circuit-breaker.js';
+import { createCircuitBreaker } from '../../actors/index.js';
 
 describe('circuit breaker', () => {
   const clock = () => {

@@ -11,7 +11,7 @@ import {
   checkEmbeddingOutput,
   createBuiltinModels,
   type ModelRuntime,
-} from '../../actors/runtimes/index.js';
+} from '../../actors/index.js';
 
 const ctx = { signal: new AbortController().signal };
 const [echo, chat, embed] = createBuiltinModels() as [ModelRuntime, ModelRuntime, ModelRuntime];

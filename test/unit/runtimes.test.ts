@@ -7,24 +7,20 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   ErrorCode,
+  ModelKind,
   RetryableError,
   TerminalError,
   ValidationError,
-} from '../../protocol/errors.js';
+} from '../../protocol/index.js';
+import type { ChatOutput, EmbeddingOutput } from '../../protocol/index.js';
 import {
   MIN_CHAT_TOKENS_BEFORE_STOP,
-  ModelKind,
   createBuiltinModels,
   createEchoModel,
   createHashEmbeddingModel,
   createNgramChatModel,
-} from '../../actors/runtimes/index.js';
-import type {
-  ChatOutput,
-  EmbeddingOutput,
-  ModelRunContext,
-  ModelRuntime,
-} from '../../actors/runtimes/index.js';
+} from '../../actors/index.js';
+import type { ModelRunContext, ModelRuntime } from '../../actors/index.js';
 
 const ctx = (): ModelRunContext => ({ signal: new AbortController().signal });
 

@@ -8,12 +8,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ChildUnavailableError, createSupervisor } from '../../actors/supervisor.js';
-import type {
-  SupervisedChild,
-  SupervisorEvent,
-  SupervisorOptions,
-} from '../../actors/supervisor.js';
+import { ChildUnavailableError, createSupervisor } from '../../actors/index.js';
+import type { SupervisedChild, SupervisorEvent, SupervisorOptions } from '../../actors/index.js';
 
 /** A child that lives until told to crash or hang, or until terminated. */
 class FakeChild implements SupervisedChild {

@@ -10,7 +10,7 @@ import { context, ROOT_CONTEXT, TraceFlags, trace, type SpanContext } from '@ope
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { StackContextManager } from '@opentelemetry/sdk-trace';
 import { createLogger } from '../../nodes/common/logger.js';
-import { natsHeaderGetter, natsHeaderSetter } from '../../protocol/trace-context.js';
+import { natsHeaderGetter, natsHeaderSetter } from '../../protocol/index.js';
 
 const propagator = new W3CTraceContextPropagator();
 const parent: SpanContext = {

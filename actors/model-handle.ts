@@ -1,16 +1,38 @@
 /**
- * A model running in an executor (worker thread or child process) under the host's supervisor,
- * seen by the inference actor as a `ModelHandle`. While the executor is being restarted, runs
- * wait for the new one instead of failing, so a crash costs only the tasks it was running.
+ * The model as the actor sees it, and its one implementation: a model running in an executor
+ * (worker thread or child process) under the host's supervisor. While the executor is being
+ * restarted, runs wait for the new one instead of failing, so a crash costs only the tasks it was
+ * running.
  */
-import type { ModelHandle } from '../../actors/inference-actor.js';
 import {
   createExecutorStarter,
   type ExecutorSpec,
   type ExecutorStarter,
   type ModelExecutor,
-} from '../../actors/executors/index.js';
-import type { SupervisedHandle, Supervisor } from '../../actors/supervisor.js';
+  type RunOptions,
+} from './executors/index.js';
+import type { SupervisedHandle, Supervisor } from './supervisor.js';
+
+/**
+ * The model as the actor sees it: a runtime in the host's thread, or an executor in a worker
+ * thread or child process under a supervisor. `run` rejects with the model's coded error.
+ */
+export interface ModelHandle {
+  readonly name: string;
+  readonly version: string;
+  readonly isolation: string;
+  /** PID of the process running the model. */
+  readonly pid: number;
+  /** Times the model's executor was restarted. */
+  readonly restarts: number;
+  /** False while the executor is being restarted (or has been given up on). */
+  readonly available: boolean;
+  run(
+    input: unknown,
+    params: Readonly<Record<string, unknown>>,
+    options: RunOptions,
+  ): Promise<unknown>;
+}
 
 /** A supervised model and how to release it. */
 export interface SupervisedModel {

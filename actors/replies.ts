@@ -1,0 +1,68 @@
+/**
+ * What the actor tells others on core NATS: the reply to a client waiting for its task, and the
+ * task's lifecycle events. Both are notifications, never part of the guarantee: the outcome is
+ * already in the task record, which the client also polls, so a lost one costs only latency.
+ */
+import type { NatsConnection } from '@nats-io/transport-node';
+import { SpanStatusCode } from '@opentelemetry/api';
+import type { Logger } from 'pino';
+import {
+  encode,
+  ENVELOPE_VERSION,
+  subjects,
+  type RequestEnvelope,
+  type TaskEvent,
+} from '../protocol/index.js';
+import type { ActorSpans } from './actor-spans.js';
+import type { StoredRecord } from './task-records.js';
+
+/** The extra fields an event may carry. */
+export type EventDetail = Pick<TaskEvent, 'retryInMs' | 'error' | 'progress'>;
+
+/** An actor's notifications. Neither method throws. */
+export interface Replies {
+  /** Sends the stored record (its bytes are the reply) to the client waiting on `task.replyTo`. */
+  reply(task: RequestEnvelope, stored: StoredRecord): void;
+  /** Publishes a lifecycle event on the task's event subject. */
+  emit(task: RequestEnvelope, type: TaskEvent['type'], attempt: number, extra?: EventDetail): void;
+}
+
+/** Notifications of an actor in `region`. */
+export function createReplies(
+  nc: NatsConnection,
+  region: string,
+  spans: ActorSpans,
+  log: Logger,
+): Replies {
+  return {
+    reply(task, stored) {
+      if (!task.replyTo) return;
+      const span = spans.startReply(task);
+      try {
+        nc.publish(task.replyTo, stored.payload);
+      } catch (err) {
+        span.setStatus({ code: SpanStatusCode.ERROR });
+        log.debug({ task_id: task.id, err }, 'reply not sent');
+      } finally {
+        span.end();
+      }
+    },
+    emit(task, type, attempt, extra = {}) {
+      const event: TaskEvent = {
+        v: ENVELOPE_VERSION,
+        type,
+        taskId: task.id,
+        tenant: task.tenant,
+        model: task.model,
+        attempt,
+        at: Date.now(),
+        ...extra,
+      };
+      try {
+        nc.publish(subjects.event(region, task.tenant, task.id), encode(event));
+      } catch (err) {
+        log.debug({ task_id: task.id, err }, 'event not sent');
+      }
+    },
+  };
+}

@@ -1,0 +1,247 @@
+/**
+ * One delivery from the mailbox, brought to an ack, a nak or a term:
+ *
+ *   decode -> (redelivery? reuse the stored outcome) -> run an attempt (`attempt.ts`) -> judge it:
+ *   success: store the final record (`task-records.ts`), reply, ack;
+ *   retryable failure with attempts and time left: nak with the backoff;
+ *   otherwise: dead letter (`dead-letters.ts`), final record, reply, term.
+ *
+ * The final record is written before the ack, so a crash anywhere leaves either a redelivery that
+ * finds the record, or a redelivery that runs the task again; never a lost or a second result.
+ */
+import type { JsMsg } from '@nats-io/jetstream';
+import { SpanStatusCode, type Span } from '@opentelemetry/api';
+import type { Logger } from 'pino';
+import {
+  decodeAs,
+  ErrorCode,
+  FINAL_STATES,
+  requestEnvelopeSchema,
+  TaskEventType,
+  TaskState,
+  type DecodeLimits,
+  type RequestEnvelope,
+  type WireError,
+} from '../protocol/index.js';
+import { withinAttempt, type ActorSpans } from './actor-spans.js';
+import type { TaskCounts } from './actor-stats.js';
+import { deadlineError, type Attempt, type AttemptRun, type Attempts } from './attempt.js';
+import type { DeadLetters } from './dead-letters.js';
+import type { Replies } from './replies.js';
+import type { OutputCheck } from './runtimes/index.js';
+import { TaskOutcome, type TaskMetrics } from './task-metrics.js';
+import type { TaskRecords } from './task-records.js';
+
+/** Options of {@link createDeliveryHandler}: the actor's settings and its parts. */
+export interface DeliveryOptions {
+  /** Attempts before a retryable failure is dead-lettered. */
+  maxAttempts: number;
+  /** Delay before attempt n+1 after retryable failure n, ms; the last entry repeats. */
+  retryScheduleMs: readonly number[];
+  decodeLimits: Partial<DecodeLimits> | undefined;
+  /** The model's output checks, if it declares any. */
+  checkOutput: OutputCheck | undefined;
+  attempts: Attempts;
+  records: TaskRecords;
+  replies: Replies;
+  deadLetters: DeadLetters;
+  spans: ActorSpans;
+  counts: TaskCounts;
+  metrics: TaskMetrics;
+  log: Logger;
+}
+
+/** Brings one delivery to an ack, nak or term. Never throws. */
+export type DeliveryHandler = (msg: JsMsg) => Promise<void>;
+
+/** The mailbox's handler for an actor. */
+export function createDeliveryHandler(options: DeliveryOptions): DeliveryHandler {
+  const delivery = new TaskDelivery(options);
+  return (msg) => delivery.deliver(msg);
+}
+
+/** An unsuccessful end: `failed` (the task's own fault) or `dead` (no attempt could finish it). */
+type UnsuccessfulState = typeof TaskState.Failed | typeof TaskState.Dead;
+
+class TaskDelivery {
+  readonly #o: DeliveryOptions;
+
+  constructor(options: DeliveryOptions) {
+    this.#o = options;
+  }
+
+  async deliver(msg: JsMsg): Promise<void> {
+    let task: RequestEnvelope;
+    try {
+      task = decodeAs(requestEnvelopeSchema, msg.data, 'request', this.#o.decodeLimits);
+    } catch (err) {
+      await this.#o.deadLetters.poison(msg, err);
+      return;
+    }
+    const traced = this.#o.spans.startAttempt(msg, task, msg.info.deliveryCount, Date.now());
+    try {
+      await withinAttempt(traced, () => this.#settle(msg, task, traced.span));
+    } catch (err) {
+      // Storing the outcome failed (NATS unavailable): the delivery is handed back and the task
+      // tried again; nothing was acknowledged, so nothing is lost.
+      traced.span.setStatus({ code: SpanStatusCode.ERROR, message: 'could not finish task' });
+      this.#o.log.warn({ task_id: task.id, err }, 'could not finish task; handing it back');
+      msg.nak(1_000);
+    } finally {
+      traced.span.end();
+    }
+  }
+
+  async #settle(msg: JsMsg, task: RequestEnvelope, span: Span): Promise<void> {
+    const number = msg.info.deliveryCount;
+    // After a redelivery, or when this process was stalled long enough for its deliveries to be
+    // redelivered elsewhere (SIGSTOP, a long GC pause), another attempt may have finished already.
+    if (number > 1 || this.#o.attempts.stalledRecently()) {
+      const stored = await this.#o.records.read(task.id);
+      if (stored && FINAL_STATES.has(stored.record.state)) {
+        this.#o.counts.reused += 1;
+        this.#o.replies.reply(task, stored);
+        msg.ack();
+        return;
+      }
+    }
+    if (number > this.#o.maxAttempts) {
+      // Reached only through the consumer's spare delivery: every attempt crashed or timed out.
+      await this.#endUnsuccessfully(msg, task, number - 1, TaskState.Dead, {
+        code: ErrorCode.RetriesExhausted,
+        message: `no attempt of ${this.#o.maxAttempts} completed (actor crash or timeout)`,
+        retryable: false,
+      });
+      return;
+    }
+    if (Date.now() >= task.deadline) {
+      await this.#endUnsuccessfully(msg, task, number, TaskState.Failed, deadlineError());
+      return;
+    }
+    await this.#judge(await this.#o.attempts.run(msg, task, number), span);
+  }
+
+  /** Decides what an attempt's run means for its delivery. */
+  async #judge({ attempt, result, failure }: AttemptRun, span: Span): Promise<void> {
+    const { msg, task } = attempt;
+    if (attempt.handedBack) {
+      // Drained past the grace period: not this attempt's failure, the next one runs it.
+      msg.nak();
+      return;
+    }
+    if (attempt.marked) await attempt.marking;
+    if (attempt.superseded) {
+      this.#o.counts.superseded += 1;
+      // Another attempt already stored the outcome while this one ran.
+      const stored = await this.#o.records.read(task.id);
+      if (stored) this.#o.replies.reply(task, stored);
+      msg.ack();
+      return;
+    }
+    if (failure) await this.#retryOrEnd(attempt, failure, span);
+    else await this.#succeed(attempt, result, span);
+  }
+
+  async #succeed(attempt: Attempt, result: unknown, span: Span): Promise<void> {
+    const { msg, task } = attempt;
+    const problem = this.#o.checkOutput?.(result);
+    if (problem !== undefined) {
+      // Data quality, not a failure: the output is delivered, and the failure counted and traced.
+      this.#o.metrics.outputCheckFailed();
+      span.addEvent('output check failed', { 'vigil.output_check.problem': problem });
+      this.#o.log.warn({ task_id: task.id, problem }, 'model output failed its check');
+    }
+    const record = this.#o.records.build(
+      task,
+      attempt.number,
+      TaskState.Succeeded,
+      attempt.startedAt,
+    );
+    record.result = result;
+    const stored = await this.#o.records.finalize(record, attempt);
+    this.#o.replies.reply(task, stored);
+    if (stored.record === record) {
+      this.#o.counts.succeeded += 1;
+      this.#o.metrics.finished(TaskOutcome.Succeeded, task.createdAt);
+      this.#o.replies.emit(task, stored.record.state, stored.record.attempt);
+    } else {
+      // A newer attempt stored its outcome first (this one was stalled): that outcome stands,
+      // and it was announced by the attempt that stored it.
+      this.#o.counts.superseded += 1;
+    }
+    msg.ack();
+  }
+
+  async #retryOrEnd(attempt: Attempt, failure: WireError, span: Span): Promise<void> {
+    const { msg, task, number } = attempt;
+    // The model's executor died under this task (the supervisor is restarting it): hand the
+    // task back at once rather than after a backoff; the crash still counts as an attempt.
+    const delay = attempt.executorDied ? 0 : this.#retryDelay(number);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: failure.code });
+    if (failure.retryable && number < this.#o.maxAttempts && Date.now() + delay < task.deadline) {
+      this.#o.counts.retried += 1;
+      this.#o.metrics.retried();
+      span.setAttribute('vigil.retry_in_ms', delay);
+      this.#o.log.info(
+        { task_id: task.id, attempt: number, delayMs: delay, error: failure },
+        'retrying task',
+      );
+      this.#o.replies.emit(task, TaskEventType.Retrying, number, {
+        retryInMs: delay,
+        error: failure,
+      });
+      msg.nak(delay);
+      return;
+    }
+    if (failure.retryable) {
+      const exhausted: WireError = {
+        code: ErrorCode.RetriesExhausted,
+        message: `gave up after ${number} attempts; last error: ${failure.message}`,
+        retryable: false,
+      };
+      await this.#endUnsuccessfully(msg, task, number, TaskState.Dead, exhausted, attempt);
+    } else {
+      await this.#endUnsuccessfully(msg, task, number, TaskState.Failed, failure, attempt);
+    }
+  }
+
+  #retryDelay(attempt: number): number {
+    const schedule = this.#o.retryScheduleMs;
+    return schedule[Math.min(attempt - 1, schedule.length - 1)] ?? 1_000;
+  }
+
+  /**
+   * Dead-letters, stores the final record, replies, and terms the delivery. `attempt` is the run
+   * that failed, if one ran (its `running` record's revision makes the final write conditional).
+   */
+  async #endUnsuccessfully(
+    msg: JsMsg,
+    task: RequestEnvelope,
+    attempts: number,
+    state: UnsuccessfulState,
+    error: WireError,
+    attempt?: Attempt,
+  ): Promise<void> {
+    const counted = Math.max(1, attempts);
+    await this.#o.deadLetters.write(task, error, counted, msg.info.streamSequence);
+    const record = this.#o.records.build(task, counted, state, attempt?.startedAt);
+    record.error = error;
+    const stored = await this.#o.records.finalize(record, attempt);
+    if (state === TaskState.Dead) this.#o.counts.deadLettered += 1;
+    else this.#o.counts.failed += 1;
+    if (stored.record === record) {
+      this.#o.metrics.finished(
+        state === TaskState.Dead ? TaskOutcome.Dead : TaskOutcome.Failed,
+        task.createdAt,
+      );
+    }
+    this.#o.log.warn(
+      { task_id: task.id, state, attempt: attempts, error },
+      'task ended unsuccessfully',
+    );
+    this.#o.replies.reply(task, stored);
+    const { state: finalState, attempt: finalAttempt, error: finalError } = stored.record;
+    this.#o.replies.emit(task, finalState, finalAttempt, finalError ? { error: finalError } : {});
+    msg.term(`${state}: ${error.code}`);
+  }
+}
