@@ -36,7 +36,7 @@ export const CLI_SETTINGS = settingsGroup({
 export const CLI_CONFIG = nodeConfig({
   node: 'vigil',
   title: 'CLI (`npx vigil`)',
-  usage: 'npx vigil <command> [options]   (or: npm run vigil -- <command> [options])',
+  usage: 'npx vigil <command> [options]',
   summary:
     'Operator commands against a running edge: dead letters, actors, NATS credentials. Output ' +
     'is for a terminal, or JSON with `--json`. Exit codes: 0 done, 1 failed (no edge, no such ' +
@@ -65,11 +65,13 @@ export const CLI_CONFIG = nodeConfig({
         '--out <state dir>/nats-creds, --regions VIGIL_REGION or local); existing seeds are ' +
         'kept, missing ones added; no seed is printed. Needs no connection.',
     },
-    { name: 'help', meaning: 'This text.' },
+    { name: 'help', meaning: 'This text (as `--help`).' },
+    { name: 'version', meaning: "Vigil's version (as `--version`)." },
   ],
   flags: [{ name: '--version', meaning: "Print Vigil's version and exit." }],
   groups: { cli: CLI_SETTINGS, state: LOCAL_STATE_SETTINGS, nats: NATS_SETTINGS },
   notes: [
+    "`npm run vigil -- <command> [options]` runs the same CLI (with npm's banner on stdout).",
     'With `NATS_URL` set, the CLI connects there (as the admin user) in `VIGIL_REGION`; ' +
       'otherwise to the edge `npm start` is running, as `<state dir>/edge.json` describes it, ' +
       'and the other NATS variables are not read.',

@@ -63,7 +63,7 @@ function parse(args: string[]): Command | 'help' | 'version' {
   const [group, sub, ...rest] = args;
   if (group === undefined) throw new UsageError('no command given');
   if (group === 'help' || group === '--help' || group === '-h') return 'help';
-  if (group === '--version' || group === '-v') return 'version';
+  if (group === 'version' || group === '--version' || group === '-v') return 'version';
   if (group === 'actors') {
     const { values, positionals } = parseOptions(
       [sub, ...rest].filter((a): a is string => a !== undefined),
