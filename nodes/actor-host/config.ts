@@ -131,7 +131,6 @@ export const ACTOR_HOST_SETTINGS = settingsGroup({
       schema: z.record(z.string(), z.enum(ISOLATIONS)),
       example: '{"echo":"child-process"}',
       default: {},
-      defaultText: '{}',
       meaning: '`VIGIL_ISOLATION` per model.',
     }),
     memoryLimitMb: int({
@@ -156,7 +155,7 @@ export const ACTOR_HOST_SETTINGS = settingsGroup({
         '{"maxRestarts":5,"withinMs":60000,"initialMs":50,"maxMs":5000,"pingIntervalMs":1000,' +
         '"pingTimeoutMs":3000}',
       default: {},
-      defaultText: 'the values in the example',
+      defaultText: 'as in the example',
       meaning:
         'Supervision, every field optional: more than `maxRestarts` restarts in `withinMs` ' +
         'escalate (the host exits 70); restarts back off from `initialMs` doubling to `maxMs`; ' +
@@ -166,7 +165,7 @@ export const ACTOR_HOST_SETTINGS = settingsGroup({
       name: 'VIGIL_BREAKER',
       schema: breakerSchema,
       example: '{"windowMs":30000,"minCalls":10,"failureRatio":0.5,"cooldownMs":10000,"probes":2}',
-      defaultText: 'the values in the example',
+      defaultText: 'as in the example',
       meaning:
         "Each actor's circuit breaker, every field optional: at least `minCalls` outcomes " +
         'with `failureRatio` failures in `windowMs` open it; after `cooldownMs` it lets ' +
@@ -237,9 +236,7 @@ export const ACTOR_HOST_SETTINGS = settingsGroup({
 export const ACTOR_HOST_CONFIG = nodeConfig({
   node: 'actor-host',
   title: 'Actor host',
-  usage:
-    'node dist/nodes/actor-host/main.js [--help]   (from source: node --import tsx ' +
-    'nodes/actor-host/main.ts)',
+  usage: 'node dist/nodes/actor-host/main.js [--help]',
   summary:
     "Runs the inference actors: pulls tasks from its region's model consumers, runs each model " +
     'in a supervised executor, stores the outcome and replies. Drains on SIGTERM; exits 70 when ' +

@@ -55,7 +55,12 @@ function rulesText(rules: readonly Rule<never>[]): string[] {
 
 function groupText(group: SettingsGroup<SettingsShape>): string {
   const settings = Object.values(group.settings).map((setting) =>
-    [`  ${setting.name}`, wrap(settingFacts(setting), 6), wrap(setting.meaning, 6)].join('\n'),
+    [
+      `  ${setting.name}`,
+      wrap(settingFacts(setting), 6),
+      wrap(setting.meaning, 6),
+      ...(setting.example === undefined ? [] : [wrap(`e.g. ${setting.example}`, 6)]),
+    ].join('\n'),
   );
   return [group.title, ...settings, ...rulesText(group.rules)].join('\n');
 }

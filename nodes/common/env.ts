@@ -44,6 +44,8 @@ export interface Setting<T> {
   readonly defaultText: string | undefined;
   /** What it does, a line to a paragraph. */
   readonly meaning: string;
+  /** An example value, for JSON and other shapes a type name cannot say. */
+  readonly example: string | undefined;
   /** Secret values (keys, passwords) never appear in messages, help or the reference. */
   readonly secret: boolean;
   /** The node refuses to start without it. */
@@ -81,6 +83,7 @@ export type Presence<T, O> = O extends { default: unknown } | { defaultRaw: stri
 interface Kind<T> {
   type: string;
   allowed: string;
+  example?: string;
   /** @throws anything; errors are turned into ConfigErrors naming the variable. */
   parse(raw: string, label: string, shown: string): T;
 }
@@ -111,10 +114,12 @@ function asConfigError(err: unknown, label: string, shown: string): ConfigError 
   return new ConfigError(`${label}=${shown}: ${message}`, { variables: [label], cause: err });
 }
 
-function formatDefault(value: unknown): string {
-  if (Array.isArray(value)) return value.join(',');
-  if (typeof value === 'object' && value !== null) return JSON.stringify(value);
-  return String(value);
+/** A plain default as the reference shows it: the value as it would be written, in backticks. */
+function defaultCode(options: SettingOptions<unknown>, secret: boolean): string | undefined {
+  const value = options.defaultRaw ?? options.default;
+  if (value === undefined || secret) return undefined;
+  if (Array.isArray(value)) return `\`${value.join(',')}\``;
+  return `\`${typeof value === 'string' ? value : JSON.stringify(value)}\``;
 }
 
 function define<T>(options: SettingOptions<T>, kind: Kind<T>): Setting<T | undefined> {
@@ -123,11 +128,9 @@ function define<T>(options: SettingOptions<T>, kind: Kind<T>): Setting<T | undef
     name,
     type: kind.type,
     allowed: kind.allowed,
-    defaultText:
-      options.defaultText ??
-      options.defaultRaw ??
-      (options.default === undefined || secret ? undefined : formatDefault(options.default)),
+    defaultText: options.defaultText ?? defaultCode(options, secret),
     meaning,
+    example: kind.example,
     secret,
     required,
     parse(given, label = name) {
@@ -248,6 +251,8 @@ export function name<const O extends SettingOptions<string>>(
 /** Options of {@link oneOf}. */
 export interface OneOfOptions extends SettingOptions<string> {
   values: readonly [string, ...string[]];
+  /** The type column, when the values are too many to list there. */
+  type?: string;
 }
 
 /** One of a closed set of words. */
@@ -256,7 +261,7 @@ export function oneOf<const O extends OneOfOptions>(
 ): Setting<Presence<O['values'][number], O>> {
   const allowed = `one of ${options.values.join(', ')}`;
   return define(options, {
-    type: options.values.join(' | '),
+    type: options.type ?? options.values.join(' | '),
     allowed,
     parse: withSchema(z.enum(options.values), allowed),
   }) as Setting<Presence<O['values'][number], O>>;
@@ -380,6 +385,7 @@ export function json<const O extends JsonOptions>(
   return define(options, {
     type: 'JSON',
     allowed: `JSON like ${options.example}`,
+    example: options.example,
     parse(raw, label) {
       let value: unknown;
       try {

@@ -166,7 +166,11 @@ export const TELEMETRY_SETTINGS = settingsGroup({
       name: 'OTEL_TRACES_SAMPLER',
       values: SAMPLER_NAMES,
       default: 'parentbased_always_on',
-      meaning: 'Which traces are recorded; `parentbased_traceidratio` with a ratio for production.',
+      type: 'sampler name',
+      meaning:
+        'Which traces are recorded: `always_on`, `always_off`, `traceidratio`, or one of them ' +
+        "behind `parentbased_` (follow the caller's decision); `parentbased_traceidratio` with " +
+        'a ratio for production.',
     }),
     samplerRatio: decimal({
       name: 'OTEL_TRACES_SAMPLER_ARG',
@@ -177,7 +181,7 @@ export const TELEMETRY_SETTINGS = settingsGroup({
     }),
     serviceName: text({
       name: 'OTEL_SERVICE_NAME',
-      defaultText: 'vigil-<node>',
+      defaultText: '`vigil-<node>`',
       meaning: "The traces' and metrics' `service.name`.",
     }),
     resourceAttributes: custom({

@@ -105,9 +105,7 @@ export const CONTROLLER_SETTINGS = settingsGroup({
 export const CONTROLLER_CONFIG = nodeConfig({
   node: 'controller',
   title: 'Controller',
-  usage:
-    'node dist/nodes/controller/main.js [--help]   (from source: node --import tsx ' +
-    'nodes/controller/main.ts)',
+  usage: 'node dist/nodes/controller/main.js [--help]',
   summary:
     'Evaluates the alert rules over heartbeats, queues and NATS state, and runs their recovery ' +
     'actions. Leader-elected through a KV lease: run two for a standby.',

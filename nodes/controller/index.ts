@@ -1,7 +1,7 @@
 /** The controller: leader-elected alert rules with automatic recovery. */
 export { startController, CONTROLLER_DEFAULTS } from './controller.js';
 export type { Controller, ControllerOptions } from './controller.js';
-export { controllerOptionsFromEnv, DEFAULT_RULES_FILE } from './config.js';
+export { CONTROLLER_CONFIG, controllerOptionsFromEnv, DEFAULT_RULES_FILE } from './config.js';
 export {
   ActionType,
   conditionHolds,

@@ -25,7 +25,7 @@ const FLAG_VALUES = {
     min: 3_000,
     max: 600_000,
     default: 20_000,
-    defaultText: '20s',
+    defaultText: '`20s`',
     meaning: 'How long the load runs; the fault strikes a third of the way in.',
   }),
   rate: int({
@@ -38,13 +38,13 @@ const FLAG_VALUES = {
   maxRto: humanDuration({
     name: '--max-rto',
     default: 30_000,
-    defaultText: '30s',
+    defaultText: '`30s`',
     meaning: 'The recovery time budget: a drill that serves again later fails.',
   }),
   settle: humanDuration({
     name: '--settle',
     default: 60_000,
-    defaultText: '60s',
+    defaultText: '`60s`',
     meaning: 'How long every accepted task may take to finish after the load.',
   }),
   report: text({

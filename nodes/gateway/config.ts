@@ -246,8 +246,7 @@ function apiKeysOf(v: {
 export const GATEWAY_CONFIG = nodeConfig({
   node: 'gateway',
   title: 'Gateway',
-  usage:
-    'node dist/nodes/gateway/main.js [--help]   (from source: node --import tsx nodes/gateway/main.ts)',
+  usage: 'node dist/nodes/gateway/main.js [--help]',
   summary:
     'The HTTP API (Hono): authenticates tenants, validates requests and publishes them into ' +
     "the region's request stream; answers task reads, the OpenAI-compatible routes and, with " +

@@ -120,7 +120,7 @@ export const TENANT_LIMITS_SETTINGS = settingsGroup({
     'Per-tenant request rates, concurrency and task quotas (see the README). Limits come from ' +
     "the keys file's `tenants`, then `VIGIL_TENANT_LIMITS` (a tenant named there replaces the " +
     "file's entry), and `VIGIL_DEFAULT_TENANT_LIMITS` for every other tenant. Every field is " +
-    `optional: ${LIMITS_EXAMPLE}. A tenant with no limits is not limited.`,
+    `optional: \`${LIMITS_EXAMPLE}\`. A tenant with no limits is not limited.`,
   settings: {
     tenants: json({
       name: 'VIGIL_TENANT_LIMITS',

@@ -161,31 +161,28 @@ export function readLauncherConfig(argv: readonly string[], env: Env): LauncherS
   if (values.regions !== undefined) delete unflagged[s.regions.name];
   if (values.nodes !== undefined) delete unflagged[s.nodes.name];
   if (values.edge !== undefined) delete unflagged[s.edges.name];
-  const settings = parseConfig(LAUNCHER_CONFIG, unflagged);
+  // Every bad value at once: the variables', then the flags'.
   const problems: ConfigError[] = [];
-  const flag = <T>(apply: () => T): T | undefined => {
+  const attempt = <T>(parse: () => T): T | undefined => {
     try {
-      return apply();
+      return parse();
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       problems.push(err);
       return undefined;
     }
   };
-  const { launcher } = settings;
-  if (values.regions !== undefined) {
-    launcher.regions = flag(() => s.regions.parse(values.regions, '--regions')) ?? [];
-  }
-  if (values.nodes !== undefined) {
-    launcher.nodes = flag(() => s.nodes.parse(values.nodes, '--nodes')) ?? 1;
-  }
-  if (values.edge !== undefined) {
-    launcher.edges = flag(() => s.edges.parse(values.edge?.join(','), '--edge')) ?? [];
-  }
-  if (problems.length > 0) {
+  const settings = attempt(() => parseConfig(LAUNCHER_CONFIG, unflagged));
+  const regions = attempt(() => s.regions.parse(values.regions, '--regions'));
+  const nodes = attempt(() => s.nodes.parse(values.nodes, '--nodes'));
+  const edges = attempt(() => s.edges.parse(values.edge?.join(','), '--edge'));
+  if (settings === undefined || problems.length > 0) {
     throw new ConfigError(problems.map((p) => p.message).join('; '), {
       variables: problems.flatMap((p) => p.variables),
     });
   }
+  if (values.regions !== undefined && regions !== undefined) settings.launcher.regions = regions;
+  if (values.nodes !== undefined && nodes !== undefined) settings.launcher.nodes = nodes;
+  if (values.edge !== undefined && edges !== undefined) settings.launcher.edges = edges;
   return { type: 'run', settings };
 }

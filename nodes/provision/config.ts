@@ -33,12 +33,10 @@ export const PROVISION_SETTINGS = settingsGroup({
 export const PROVISION_CONFIG = nodeConfig({
   node: 'provision',
   title: 'Provisioning job',
-  usage:
-    'node dist/nodes/provision/main.js [--help]   (in the image: ' +
-    'deploy/containers/provision-region.sh)',
+  usage: 'node dist/nodes/provision/main.js [--help]',
   summary:
     "Creates or updates one region's streams and buckets and the shared model catalog, then " +
     'exits 0; idempotent, so it runs at every deployment before the nodes. Connect as the ' +
-    '`admin` user.',
+    '`admin` user. The image runs it through `deploy/containers/provision-region.sh`.',
   groups: { provision: PROVISION_SETTINGS, log: LOG_SETTINGS, nats: NATS_SETTINGS },
 });
