@@ -201,6 +201,11 @@ export const READ_ELSEWHERE: readonly { names: string; match: RegExp; where: str
     where: '`npm run setup` (`scripts/`): a nats-server to use instead of downloading one',
   },
   {
+    names: '`VIGIL_SETUP_RUNNING`',
+    match: /^VIGIL_SETUP_RUNNING$/,
+    where: '`scripts/setup.mjs` sets it for its own children, so setup does not run twice',
+  },
+  {
     names: '`BENCH_*`, `FLOOR_*`',
     match: /^(BENCH|FLOOR)_/,
     where: '`npm run bench` (`bench/README.md`)',

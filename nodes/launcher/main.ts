@@ -266,7 +266,7 @@ async function main(): Promise<void> {
     VIGIL_SYS_NATS_INBOX_PREFIX: credentials.user('sys').inboxPrefix,
   });
 
-  // Where the running edge is, for `npm run vigil` (the CLI) and other local tools.
+  // Where the running edge is, for `npx vigil` (the CLI) and other local tools.
   const first = gatewayUrls[0]!;
   writeFileSync(
     join(stateDir, 'edge.json'),
