@@ -99,19 +99,35 @@ function mustBe(label: string, shown: string, allowed: string): ConfigError {
 }
 
 /**
- * A ConfigError for whatever a parser threw: one that already names `label` is kept; others
- * (a file that cannot be read, a protocol ValidationError) get `label=value: ` in front.
+ * A secret's text, and the pieces of it (`tenant:key` pairs, keys), cut out of `message`: a
+ * parser's own message may quote what it was given.
  */
-function asConfigError(err: unknown, label: string, shown: string): ConfigError {
-  if (err instanceof ConfigError) {
-    if (err.message.startsWith(label)) {
-      return err.variables.length > 0 ? err : new ConfigError(err.message, { variables: [label] });
-    }
-    return new ConfigError(`${label}=${shown}: ${err.message}`, { variables: [label], cause: err });
+function redact(message: string, raw: string): string {
+  const pieces = [raw, ...raw.split(/[,:]/)].map((p) => p.trim()).filter((p) => p.length >= 4);
+  return pieces
+    .sort((a, b) => b.length - a.length)
+    .reduce((text, piece) => text.split(piece).join(REDACTED), message);
+}
+
+/**
+ * A ConfigError for whatever a parser threw: one that already names `label` is kept; others
+ * (a file that cannot be read, a protocol ValidationError) get `label=value: ` in front. A
+ * secret's value is cut out of either.
+ */
+function asConfigError(err: unknown, label: string, raw: string, secret: boolean): ConfigError {
+  const shown = shownValue(raw, secret);
+  const said = err instanceof Error ? err.message : String(err);
+  const message = secret ? redact(said, raw) : said;
+  const variables = [label];
+  if (message.startsWith(label)) {
+    if (err instanceof ConfigError && message === said && err.variables.length > 0) return err;
+    return new ConfigError(message, { variables });
   }
-  const message = err instanceof Error ? err.message : String(err);
-  if (message.startsWith(label)) return new ConfigError(message, { variables: [label] });
-  return new ConfigError(`${label}=${shown}: ${message}`, { variables: [label], cause: err });
+  // A secret's cause would carry its value: keep the cause only for ordinary settings.
+  return new ConfigError(
+    `${label}=${shown}: ${message}`,
+    secret ? { variables } : { variables, cause: err },
+  );
 }
 
 /** A plain default as the reference shows it: the value as it would be written, in backticks. */
@@ -143,11 +159,10 @@ function define<T>(options: SettingOptions<T>, kind: Kind<T>): Setting<T | undef
           });
         return undefined;
       }
-      const shown = shownValue(raw, secret);
       try {
-        return kind.parse(raw, label, shown);
+        return kind.parse(raw, label, shownValue(raw, secret));
       } catch (err) {
-        throw asConfigError(err, label, shown);
+        throw asConfigError(err, label, raw, secret);
       }
     },
   };

@@ -279,8 +279,8 @@ describe('secrets', () => {
           type: 't',
           allowed: 'a',
           meaning: 'm',
-          parse: () => {
-            throw new Error('bad pair');
+          parse: (raw: string) => {
+            throw new Error(`'${raw}' is not a pair; 'hunter2' is too short`);
           },
         }),
         'acme:hunter2',
