@@ -1,21 +1,33 @@
-/** The actor host's configuration, read once from the environment at start-up. */
+/** The actor host's configuration: what it reads, declared once, and the options built from it. */
 import { z } from 'zod';
 import { INFERENCE_ACTOR_DEFAULTS } from '../../actors/index.js';
 import { Isolation, type ExecutorSpec } from '../../actors/executors/index.js';
 import type { SupervisorOptions } from '../../actors/supervisor.js';
 import type { Logger } from 'pino';
 import { createBuiltinModels, type BuiltinModelsOptions } from '../../actors/runtimes/index.js';
-import { NAME_TOKEN, REGION_ASSET_DEFAULTS, validate } from '../../protocol/index.js';
-import { ConfigError, envInt, envJson, envList, envString } from '../common/env.js';
-import { natsOptionsFromEnv } from '../common/nats-connection.js';
+import { REGION_ASSET_DEFAULTS } from '../../protocol/index.js';
+import {
+  durationMs,
+  flag,
+  int,
+  json,
+  list,
+  name,
+  names,
+  nodeConfig,
+  oneOf,
+  parseConfig,
+  settingsGroup,
+  type ConfigValues,
+  type Env,
+} from '../common/env.js';
+import { LOG_SETTINGS } from '../common/logger.js';
+import { NATS_SETTINGS, natsConnectOptions } from '../common/nats-connection.js';
+import { TELEMETRY_SETTINGS } from '../common/telemetry.js';
 import type { ActorHostOptions } from './host.js';
 import { BACKLOG_RESCUE_DEFAULTS } from './backlog-rescue.js';
 
-const isolationSchema = z.enum([
-  Isolation.WorkerThread,
-  Isolation.ChildProcess,
-  Isolation.InProcess,
-]);
+const ISOLATIONS = [Isolation.WorkerThread, Isolation.ChildProcess, Isolation.InProcess] as const;
 
 const restartSchema = z.object({
   maxRestarts: z.number().int().nonnegative().optional(),
@@ -41,112 +53,250 @@ const echoFaultsSchema = z.object({
   maxDelayMs: z.number().int().min(0).optional(),
 });
 
-/**
- * Reads:
- * - `VIGIL_REGION` (default `local`), `NATS_URL`, `NATS_USER`, `NATS_PASSWORD`, `NATS_TOKEN`
- * - `VIGIL_MODELS`: comma-separated built-in models to serve (default: all)
- * - `VIGIL_CONCURRENCY` (4), `VIGIL_MAX_ATTEMPTS` (5), `VIGIL_RETRY_SCHEDULE_MS` (`1000,5000,15000,30000`),
- *   `VIGIL_ACK_WAIT_MS` (30 000), `VIGIL_HEARTBEAT_MS` (10 000; the actors bucket expires beats
- *   after three intervals, set at provisioning)
- * - `VIGIL_ISOLATION`: where models run: `worker-thread` (default), `child-process`, `in-process`;
- *   `VIGIL_MODEL_ISOLATION`: per model, JSON `{"echo":"child-process"}`; `VIGIL_MODEL_MEMORY_MB`
- *   (512): heap limit of each model's executor; `VIGIL_EXECUTOR_SPARES` (0 or 1): executors kept
- *   booted ahead of a crash
- * - `VIGIL_RESTART`: JSON supervision settings
- *   `{"maxRestarts":5,"withinMs":60000,"initialMs":50,"maxMs":5000,"pingIntervalMs":1000,"pingTimeoutMs":3000}`
- * - `VIGIL_RESCUE_REGIONS` (`us,ap`: other regions whose queue this host takes over when they have
- *   had no healthy actor for a model it serves for `VIGIL_RESCUE_GRACE_MS` (60 000), looking every
- *   `VIGIL_RESCUE_CHECK_MS` (5 000); default none)
- * - `VIGIL_EXECUTOR_TEST_HOOKS=1`: lets chaos tests crash or hang an executor through task params
- * - `VIGIL_BREAKER`: JSON circuit-breaker settings
- *   `{"windowMs":30000,"minCalls":10,"failureRatio":0.5,"cooldownMs":10000,"probes":2}`
- * - `VIGIL_ECHO_FAULTS`: JSON `{"enabled":true,"failureRate":0.5,"delayMs":0,"maxDelayMs":60000}`;
- *   fault injection is off unless the operator sets this.
- * @throws ConfigError naming the first bad variable.
- */
-export function actorHostOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger): ActorHostOptions {
-  const breaker = envJson(env, 'VIGIL_BREAKER');
-  const builtin: BuiltinModelsOptions = {};
-  const faults = envJson(env, 'VIGIL_ECHO_FAULTS');
-  if (faults !== undefined)
-    builtin.echo = { faults: validate(echoFaultsSchema, faults, 'VIGIL_ECHO_FAULTS') };
-  const all = createBuiltinModels(builtin);
-  const wanted = envString(env, 'VIGIL_MODELS', all.map((m) => m.name).join(','))
-    .split(',')
-    .map((name) => name.trim())
-    .filter(Boolean);
-  for (const name of wanted) {
-    if (!all.some((m) => m.name === name)) {
-      throw new ConfigError(
-        `VIGIL_MODELS names '${name}'; built-in models are ${all.map((m) => m.name).join(', ')}`,
-      );
-    }
-  }
-  const isolation = validate(
-    isolationSchema,
-    envString(env, 'VIGIL_ISOLATION', Isolation.WorkerThread),
-    'VIGIL_ISOLATION',
-  );
-  const perModel = validate(
-    z.record(z.string(), isolationSchema),
-    envJson(env, 'VIGIL_MODEL_ISOLATION') ?? {},
-    'VIGIL_MODEL_ISOLATION',
-  );
-  const testHooks = env['VIGIL_EXECUTOR_TEST_HOOKS'] === '1';
-  const memoryLimitMb = envInt(env, 'VIGIL_MODEL_MEMORY_MB', 512, 32, 65536);
-  const executors: ExecutorSpec[] = wanted.map((model) => ({
-    isolation: perModel[model] ?? isolation,
+/** How long the host drains on SIGTERM by default, ms. */
+export const DEFAULT_DRAIN_GRACE_MS = 30_000;
+
+let builtinNames: readonly string[] | undefined;
+
+/** The built-in models' names (made once: the chat model trains when it is made). */
+function builtinModelNames(): readonly string[] {
+  builtinNames ??= createBuiltinModels().map((model) => model.name);
+  return builtinNames;
+}
+
+/** What the actor host itself reads. */
+export const ACTOR_HOST_SETTINGS = settingsGroup({
+  id: 'actor-host-settings',
+  title: 'Actor host',
+  settings: {
+    region: name({
+      name: 'VIGIL_REGION',
+      default: 'local',
+      meaning: "The region whose request queue this host's actors work off.",
+    }),
+    models: names({
+      name: 'VIGIL_MODELS',
+      defaultText: 'every built-in model',
+      meaning: 'The built-in models to serve (`echo`, `ngram-chat`, `hash-embed`), one actor each.',
+    }),
+    concurrency: int({
+      name: 'VIGIL_CONCURRENCY',
+      min: 1,
+      max: 1024,
+      default: INFERENCE_ACTOR_DEFAULTS.concurrency,
+      meaning: 'Tasks each actor runs at once (and pulls ahead: the prefetch).',
+    }),
+    maxAttempts: int({
+      name: 'VIGIL_MAX_ATTEMPTS',
+      min: 1,
+      max: 100,
+      default: INFERENCE_ACTOR_DEFAULTS.maxAttempts,
+      meaning: 'Attempts of a task before a retryable failure is dead-lettered.',
+    }),
+    retryScheduleMs: list({
+      name: 'VIGIL_RETRY_SCHEDULE_MS',
+      item: z.string().regex(/^\d+$/).transform(Number),
+      items: 'whole milliseconds',
+      default: INFERENCE_ACTOR_DEFAULTS.retryScheduleMs,
+      meaning: 'Backoff before each retry, ms; the last entry repeats.',
+    }),
+    ackWaitMs: durationMs({
+      name: 'VIGIL_ACK_WAIT_MS',
+      min: 1000,
+      max: 3_600_000,
+      default: INFERENCE_ACTOR_DEFAULTS.ackWaitMs,
+      meaning:
+        "The model consumers' ack wait: a delivery not acknowledged (nor marked in progress) " +
+        'within it is delivered again.',
+    }),
+    heartbeatMs: durationMs({
+      name: 'VIGIL_HEARTBEAT_MS',
+      min: 100,
+      max: 3_600_000,
+      default: REGION_ASSET_DEFAULTS.heartbeatIntervalMs,
+      meaning:
+        'Heartbeat interval. The actors bucket forgets a heartbeat after three intervals of the ' +
+        'value set at provisioning, so change both together.',
+    }),
+    isolation: oneOf({
+      name: 'VIGIL_ISOLATION',
+      values: ISOLATIONS,
+      default: Isolation.WorkerThread,
+      meaning:
+        'Where models run: a worker thread with its own heap limit, a child process per model ' +
+        '(survives native crashes), or in the host process (tests only).',
+    }),
+    modelIsolation: json({
+      name: 'VIGIL_MODEL_ISOLATION',
+      schema: z.record(z.string(), z.enum(ISOLATIONS)),
+      example: '{"echo":"child-process"}',
+      default: {},
+      meaning: '`VIGIL_ISOLATION` per model.',
+    }),
+    memoryLimitMb: int({
+      name: 'VIGIL_MODEL_MEMORY_MB',
+      unit: 'MiB',
+      min: 32,
+      max: 65_536,
+      default: 512,
+      meaning: "Heap limit of each model's worker thread or child process.",
+    }),
+    spares: int({
+      name: 'VIGIL_EXECUTOR_SPARES',
+      min: 0,
+      max: 1,
+      default: 0,
+      meaning: 'Executors kept booted per model ahead of a crash, so a restart takes no boot.',
+    }),
+    restart: json({
+      name: 'VIGIL_RESTART',
+      schema: restartSchema,
+      example:
+        '{"maxRestarts":5,"withinMs":60000,"initialMs":50,"maxMs":5000,"pingIntervalMs":1000,' +
+        '"pingTimeoutMs":3000}',
+      default: {},
+      defaultText: 'as in the example',
+      meaning:
+        'Supervision, every field optional: more than `maxRestarts` restarts in `withinMs` ' +
+        'escalate (the host exits 70); restarts back off from `initialMs` doubling to `maxMs`; ' +
+        'liveness pings every `pingIntervalMs` must be answered within `pingTimeoutMs`.',
+    }),
+    breaker: json({
+      name: 'VIGIL_BREAKER',
+      schema: breakerSchema,
+      example: '{"windowMs":30000,"minCalls":10,"failureRatio":0.5,"cooldownMs":10000,"probes":2}',
+      defaultText: 'as in the example',
+      meaning:
+        "Each actor's circuit breaker, every field optional: at least `minCalls` outcomes " +
+        'with `failureRatio` failures in `windowMs` open it; after `cooldownMs` it lets ' +
+        '`probes` tasks through.',
+    }),
+    echoFaults: json({
+      name: 'VIGIL_ECHO_FAULTS',
+      schema: echoFaultsSchema,
+      example: '{"enabled":true,"failureRate":0.5,"delayMs":0,"maxDelayMs":60000}',
+      meaning:
+        "Fault injection in the `echo` model (drills, tests): tasks' params may then ask it to " +
+        'fail or wait. Off unless set.',
+    }),
+    testHooks: flag({
+      name: 'VIGIL_EXECUTOR_TEST_HOOKS',
+      default: false,
+      meaning:
+        'Tests only: task params may crash, hang or exhaust the memory of an executor. Never in ' +
+        'production.',
+    }),
+    rescueRegions: names({
+      name: 'VIGIL_RESCUE_REGIONS',
+      default: [],
+      defaultText: 'none',
+      meaning:
+        'Other regions whose queues this host works off while they have had no healthy actor for a model it serves (`us,ap`).',
+    }),
+    rescueGraceMs: durationMs({
+      name: 'VIGIL_RESCUE_GRACE_MS',
+      min: 0,
+      max: 86_400_000,
+      default: BACKLOG_RESCUE_DEFAULTS.graceMs,
+      meaning: 'How long a region must have had no healthy actor for a model before it is rescued.',
+    }),
+    rescueCheckMs: durationMs({
+      name: 'VIGIL_RESCUE_CHECK_MS',
+      min: 100,
+      max: 3_600_000,
+      default: BACKLOG_RESCUE_DEFAULTS.checkIntervalMs,
+      meaning: 'How often the other regions are looked at.',
+    }),
+    drainGraceMs: durationMs({
+      name: 'VIGIL_DRAIN_GRACE_MS',
+      min: 0,
+      max: 3_600_000,
+      default: DEFAULT_DRAIN_GRACE_MS,
+      meaning:
+        'On SIGTERM, how long in-flight tasks may finish before they are aborted and handed ' +
+        'back; the host then exits 0.',
+    }),
+  },
+  rules: [
+    {
+      text: '`VIGIL_MODELS` names only built-in models.',
+      variables: ['VIGIL_MODELS'],
+      check: ({ models }) => {
+        const known = models === undefined ? [] : builtinModelNames();
+        const unknown = models?.find((model) => !known.includes(model));
+        return unknown === undefined
+          ? undefined
+          : `VIGIL_MODELS names '${unknown}'; built-in models are ${known.join(', ')}`;
+      },
+    },
+  ],
+});
+
+/** Everything the actor host reads. */
+export const ACTOR_HOST_CONFIG = nodeConfig({
+  node: 'actor-host',
+  title: 'Actor host',
+  usage: 'node dist/nodes/actor-host/main.js [--help]',
+  summary:
+    "Runs the inference actors: pulls tasks from its region's model consumers, runs each model " +
+    'in a supervised executor, stores the outcome and replies. Drains on SIGTERM; exits 70 when ' +
+    'a model restarts past the restart intensity.',
+  groups: {
+    host: ACTOR_HOST_SETTINGS,
+    log: LOG_SETTINGS,
+    nats: NATS_SETTINGS,
+    telemetry: TELEMETRY_SETTINGS,
+  },
+});
+
+/** The actor host's parsed configuration. */
+export type ActorHostSettings = ConfigValues<(typeof ACTOR_HOST_CONFIG)['groups']>;
+
+/** The actor host's options from its parsed configuration. */
+export function actorHostOptions(settings: ActorHostSettings, logger: Logger): ActorHostOptions {
+  const { host: h } = settings;
+  const builtin: BuiltinModelsOptions =
+    h.echoFaults === undefined ? {} : { echo: { faults: h.echoFaults } };
+  const executors: ExecutorSpec[] = (h.models ?? builtinModelNames()).map((model) => ({
+    isolation: h.modelIsolation[model] ?? h.isolation,
     model,
     models: builtin,
-    memoryLimitMb,
-    ...(testHooks ? { testHooks } : {}),
+    memoryLimitMb: h.memoryLimitMb,
+    ...(h.testHooks ? { testHooks: true } : {}),
   }));
-  const restart = validate(restartSchema, envJson(env, 'VIGIL_RESTART') ?? {}, 'VIGIL_RESTART');
   const supervision: SupervisorOptions = {
-    backoff: { initialMs: restart.initialMs, maxMs: restart.maxMs },
-    intensity: { maxRestarts: restart.maxRestarts, withinMs: restart.withinMs },
-    liveness: { pingIntervalMs: restart.pingIntervalMs, pingTimeoutMs: restart.pingTimeoutMs },
+    backoff: { initialMs: h.restart.initialMs, maxMs: h.restart.maxMs },
+    intensity: { maxRestarts: h.restart.maxRestarts, withinMs: h.restart.withinMs },
+    liveness: {
+      pingIntervalMs: h.restart.pingIntervalMs,
+      pingTimeoutMs: h.restart.pingTimeoutMs,
+    },
   };
-  const schedule = envString(
-    env,
-    'VIGIL_RETRY_SCHEDULE_MS',
-    INFERENCE_ACTOR_DEFAULTS.retryScheduleMs.join(','),
-    /^\d+(,\d+)*$/,
-  )
-    .split(',')
-    .map(Number);
-  const region = envString(env, 'VIGIL_REGION', 'local', NAME_TOKEN);
   return {
-    region,
-    nats: natsOptionsFromEnv(env, ''),
+    region: h.region,
+    nats: natsConnectOptions(settings.nats, ''),
     executors,
     supervision,
-    spares: envInt(env, 'VIGIL_EXECUTOR_SPARES', 0, 0, 1) as 0 | 1,
-    concurrency: envInt(env, 'VIGIL_CONCURRENCY', INFERENCE_ACTOR_DEFAULTS.concurrency, 1, 1024),
-    maxAttempts: envInt(env, 'VIGIL_MAX_ATTEMPTS', INFERENCE_ACTOR_DEFAULTS.maxAttempts, 1, 100),
-    retryScheduleMs: schedule,
-    ackWaitMs: envInt(env, 'VIGIL_ACK_WAIT_MS', INFERENCE_ACTOR_DEFAULTS.ackWaitMs, 1000, 3600_000),
-    heartbeatIntervalMs: envInt(
-      env,
-      'VIGIL_HEARTBEAT_MS',
-      REGION_ASSET_DEFAULTS.heartbeatIntervalMs,
-      100,
-      3600_000,
-    ),
-    ...(breaker === undefined
-      ? {}
-      : { breaker: validate(breakerSchema, breaker, 'VIGIL_BREAKER') }),
+    spares: h.spares as 0 | 1,
+    concurrency: h.concurrency,
+    maxAttempts: h.maxAttempts,
+    retryScheduleMs: h.retryScheduleMs,
+    ackWaitMs: h.ackWaitMs,
+    heartbeatIntervalMs: h.heartbeatMs,
+    ...(h.breaker === undefined ? {} : { breaker: h.breaker }),
     rescue: {
-      regions: envList(env, 'VIGIL_RESCUE_REGIONS', NAME_TOKEN).filter((r) => r !== region),
-      graceMs: envInt(env, 'VIGIL_RESCUE_GRACE_MS', BACKLOG_RESCUE_DEFAULTS.graceMs, 0, 86_400_000),
-      checkIntervalMs: envInt(
-        env,
-        'VIGIL_RESCUE_CHECK_MS',
-        BACKLOG_RESCUE_DEFAULTS.checkIntervalMs,
-        100,
-        3_600_000,
-      ),
+      regions: h.rescueRegions.filter((r) => r !== h.region),
+      graceMs: h.rescueGraceMs,
+      checkIntervalMs: h.rescueCheckMs,
     },
     logger,
   };
+}
+
+/**
+ * The actor host's options from `env` (tests; `main.ts` goes through `startUp`).
+ * @throws ConfigError naming every bad variable.
+ */
+export function actorHostOptionsFromEnv(env: Env, logger: Logger): ActorHostOptions {
+  return actorHostOptions(parseConfig(ACTOR_HOST_CONFIG, env), logger);
 }

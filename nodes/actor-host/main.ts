@@ -1,21 +1,18 @@
 /**
- * Actor host process: reads the environment, starts telemetry and the actors, drains on
- * SIGTERM/SIGINT. Telemetry settings: see `nodes/common/telemetry.ts` (`OTEL_*`,
- * `VIGIL_TELEMETRY`, `VIGIL_METRICS_PORT`, `VIGIL_METRICS_HOST`); the service name defaults to
- * `vigil-actor-host`.
+ * Actor host process: reads its configuration (`config.ts`; `--help` lists it), starts telemetry
+ * and the actors, drains on SIGTERM/SIGINT.
  */
-import { envInt } from '../common/env.js';
-import { createLogger, logLevelFromEnv } from '../common/logger.js';
 import { runUntilSignal, startWithRetry } from '../common/process.js';
+import { startUp } from '../common/start-up.js';
 import { startTelemetry } from '../common/telemetry.js';
-import { actorHostOptionsFromEnv } from './config.js';
+import { ACTOR_HOST_CONFIG, actorHostOptions } from './config.js';
 import { startActorHost } from './host.js';
 
-const logger = createLogger({ node: 'actor-host' }, logLevelFromEnv(process.env));
+const { settings, logger } = startUp(ACTOR_HOST_CONFIG, process.argv.slice(2), process.env);
 await runUntilSignal('actor-host', logger, async () => {
-  const options = actorHostOptionsFromEnv(process.env, logger);
+  const options = actorHostOptions(settings, logger);
   // Before the actors: meters taken earlier would stay no-ops.
-  const telemetry = await startTelemetry(process.env, {
+  const telemetry = await startTelemetry(settings.telemetry, {
     node: 'actor-host',
     region: options.region,
     logger,
@@ -34,10 +31,9 @@ await runUntilSignal('actor-host', logger, async () => {
     await telemetry.shutdown();
     process.exit(70);
   });
-  const graceMs = envInt(process.env, 'VIGIL_DRAIN_GRACE_MS', 30_000, 0, 3600_000);
   return {
     stop: async () => {
-      await host.drain(graceMs);
+      await host.drain(settings.host.drainGraceMs);
       await telemetry.shutdown();
     },
     ready: {

@@ -155,5 +155,5 @@ export function renderDetail(letter: DeadLetterDetail): string {
   }
   const width = Math.max(...fields.map(([name]) => name.length));
   const body = fields.map(([name, value]) => `${name.padEnd(width)}  ${value}\n`).join('');
-  return record ? `${body}\nReplay it with: npm run vigil -- dlq replay ${letter.seq}\n` : body;
+  return record ? `${body}\nReplay it with: npx vigil dlq replay ${letter.seq}\n` : body;
 }

@@ -1,23 +1,22 @@
 /**
- * Which edge the CLI talks to: the one the environment names (`NATS_URL`, `NATS_NKEY` and
- * `NATS_INBOX_PREFIX` of the admin user, or `NATS_USER`/`NATS_PASSWORD`, or `NATS_TOKEN`; TLS
- * with `NATS_CA`, `NATS_CERT`, `NATS_KEY`; `VIGIL_REGION`), or else the local edge `npm start` is running,
- * as described by the launcher in `<state dir>/edge.json` (the admin user's seed file, or a
- * password in `<state dir>/nats-password`).
+ * Which edge the CLI talks to: the one its NATS settings name (`NATS_URL` and the admin user's
+ * credentials; `VIGIL_REGION`), or else the local edge `npm start` is running, as described by
+ * the launcher in `<state dir>/edge.json` (the admin user's seed file, or a password in
+ * `<state dir>/nats-password`).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { NAME_TOKEN } from '../../protocol/index.js';
-import { ConfigError } from '../common/env.js';
 import {
   natsAuthOptions,
-  natsOptionsFromEnv,
+  natsConnectOptions,
   readNkeySeed,
   type NatsConnectOptions,
 } from '../common/nats-connection.js';
 import { PROJECT_ROOT } from '../launcher/node-process.js';
+import type { CliSettings } from './config.js';
 
 /** A failure the CLI reports as one line and exit code 1. */
 export class CliError extends Error {
@@ -46,26 +45,17 @@ const edgeFileSchema = z.object({
 });
 
 /**
- * Reads the target from `env`, or from the launcher's state files when `NATS_URL` is unset.
+ * The target the settings name, or the local edge's from the launcher's state files when they
+ * name no NATS servers.
  * @throws CliError when neither names an edge.
  */
-export function edgeTargetFromEnv(env: NodeJS.ProcessEnv): EdgeTarget {
-  const regionOverride = env['VIGIL_REGION'] || undefined;
-  if (regionOverride !== undefined && !NAME_TOKEN.test(regionOverride)) {
-    throw new CliError(`VIGIL_REGION=${regionOverride} is not a region name`);
-  }
-  if (env['NATS_URL']) {
-    let nats: NatsConnectOptions;
-    try {
-      nats = natsOptionsFromEnv(env, 'vigil-cli');
-    } catch (err) {
-      // A bad seed or certificate file is the operator's to fix: one line, exit code 1.
-      if (err instanceof ConfigError) throw new CliError(err.message);
-      throw err;
-    }
+export function edgeTarget(settings: CliSettings): EdgeTarget {
+  const regionOverride = settings.cli.region;
+  if (settings.nats !== undefined) {
+    const nats = natsConnectOptions(settings.nats, 'vigil-cli');
     return { nats, region: regionOverride ?? 'local', source: 'NATS_URL' };
   }
-  const stateDir = env['VIGIL_STATE_DIR'] || join(PROJECT_ROOT, '.vigil');
+  const stateDir = settings.state.stateDir ?? join(PROJECT_ROOT, '.vigil');
   const file = join(stateDir, 'edge.json');
   let text: string;
   try {

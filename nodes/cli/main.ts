@@ -1,6 +1,7 @@
 /**
- * `npm run vigil -- <command>`: operator commands against a running edge. Exit codes: 0 done,
- * 1 failed (no edge, no such letter, NATS error), 2 bad usage (the usage is printed).
+ * `npx vigil <command>` (or `npm run vigil -- <command>`): operator commands against a running
+ * edge. What it accepts is declared in `config.ts` (`--help` lists it). Exit codes: 0 done,
+ * 1 failed (no edge, no such letter, NATS error, invalid setting), 2 bad usage.
  */
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -12,33 +13,14 @@ import {
   VigilError,
   type DeadLetterAdmin,
 } from '../../protocol/index.js';
+import { renderHelp } from '../common/config-help.js';
+import { ConfigError } from '../common/env.js';
 import { PROJECT_ROOT } from '../launcher/node-process.js';
 import { actorsList } from './actor-commands.js';
+import { CLI_CONFIG, readCliSettings, vigilVersion } from './config.js';
 import { credsGenerate } from './creds-commands.js';
 import { dlqList, dlqReplay, dlqShow, type Output } from './dlq-commands.js';
-import { CliError, connectToEdge, edgeTargetFromEnv } from './edge-target.js';
-
-const USAGE = `Usage: npm run vigil -- <command>
-
-Commands:
-  dlq list [--model <m>] [--limit <n>] [--from <seq>] [--json]
-                           dead letters, oldest first (default limit 50, at most ${MAX_DEAD_LETTER_LIST_LIMIT})
-  dlq show <seq> [--json]  one dead letter with its task (input, params, deadline, error)
-  dlq replay <seq>         run the letter's task again under the same task id, and remove the letter
-  actors [--json]          the region's actors from their heartbeats: state, breaker, pid, load
-  creds generate [--out <dir>] [--regions <r,...>]
-                           per-role NATS users: a seed file each and accounts.conf for nats-server
-                           (default --out .vigil/nats-creds, --regions VIGIL_REGION or local);
-                           existing seeds are kept, missing ones added; no seed is printed
-  help                     this text
-
-Connects to NATS_URL (as the admin user: NATS_NKEY=<seed file> and NATS_INBOX_PREFIX, or
-NATS_USER/NATS_PASSWORD, or NATS_TOKEN; TLS with NATS_CA, NATS_CERT, NATS_KEY) in region
-VIGIL_REGION (default local) when NATS_URL is set; otherwise to the edge \`npm start\` is running,
-as described in .vigil/edge.json (VIGIL_STATE_DIR moves .vigil). \`creds\` needs no connection.
-
-Exit codes: 0 done, 1 failed, 2 bad usage.
-`;
+import { CliError, connectToEdge, edgeTarget } from './edge-target.js';
 
 /** Bad arguments: the message, then the usage, and exit code 2. */
 class UsageError extends Error {
@@ -77,10 +59,11 @@ function parseOptions(args: string[]) {
   }
 }
 
-function parse(args: string[]): Command | 'help' {
+function parse(args: string[]): Command | 'help' | 'version' {
   const [group, sub, ...rest] = args;
   if (group === undefined) throw new UsageError('no command given');
   if (group === 'help' || group === '--help' || group === '-h') return 'help';
+  if (group === 'version' || group === '--version' || group === '-v') return 'version';
   if (group === 'actors') {
     const { values, positionals } = parseOptions(
       [sub, ...rest].filter((a): a is string => a !== undefined),
@@ -164,32 +147,40 @@ async function run(
 
 async function main(args: string[]): Promise<number> {
   const stdout: Output = { write: (text) => void process.stdout.write(text) };
-  let command: Command | 'help';
+  let command: Command | 'help' | 'version';
   try {
     command = parse(args);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`vigil: ${err.message}\n\n${USAGE}`);
+    process.stderr.write(
+      `vigil: ${err.message}\n\nUsage: ${CLI_CONFIG.usage}\n` +
+        '`npx vigil --help` lists the commands, their options and the settings.\n',
+    );
     return 2;
   }
   if (command === 'help') {
-    stdout.write(USAGE);
+    stdout.write(renderHelp(CLI_CONFIG));
+    return 0;
+  }
+  if (command === 'version') {
+    stdout.write(`${vigilVersion()}\n`);
     return 0;
   }
   let nc: NatsConnection | undefined;
   try {
+    const settings = readCliSettings(process.env);
     if (command.type === 'creds') {
-      const stateDir = process.env['VIGIL_STATE_DIR'] || join(PROJECT_ROOT, '.vigil');
+      const stateDir = settings.state.stateDir ?? join(PROJECT_ROOT, '.vigil');
       credsGenerate(
         {
           outDir: command.outDir ?? join(stateDir, 'nats-creds'),
-          regions: command.regions ?? [process.env['VIGIL_REGION'] || 'local'],
+          regions: command.regions ?? [settings.cli.region ?? 'local'],
         },
         stdout,
       );
       return 0;
     }
-    const target = edgeTargetFromEnv(process.env);
+    const target = edgeTarget(settings);
     nc = await connectToEdge(target);
     if (command.type === 'actors') {
       await actorsList(nc, target.region, command.json, stdout);
@@ -199,6 +190,10 @@ async function main(args: string[]): Promise<number> {
     await run(admin, command, stdout);
     return 0;
   } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`vigil: invalid configuration: ${err.message}\n`);
+      return 1;
+    }
     if (err instanceof CliError || err instanceof VigilError) {
       const code = err instanceof VigilError ? ` [${err.code}]` : '';
       process.stderr.write(`vigil: ${err.message}${code}\n`);

@@ -10,7 +10,7 @@
  *   log consumer never blocks the event loop that serves requests.
  */
 import { trace } from '@opentelemetry/api';
-import { ConfigError } from './env.js';
+import { oneOf, settingsGroup } from './env.js';
 import { pino, stdSerializers, stdTimeFunctions, type DestinationStream, type Logger } from 'pino';
 
 /** Log levels, lowest first; `silent` writes nothing. */
@@ -54,15 +54,21 @@ export const silentLogger: Logger = pino({ level: 'silent' });
 
 export type { Logger };
 
-/**
- * `VIGIL_LOG_LEVEL` (default `info`).
- * @throws ConfigError naming the variable when it is not one of {@link LOG_LEVELS}.
- */
-export function logLevelFromEnv(env: NodeJS.ProcessEnv): LogLevel {
-  const raw = env['VIGIL_LOG_LEVEL'];
-  if (raw === undefined || raw === '') return 'info';
-  const level = LOG_LEVELS.find((l) => l === raw);
-  if (!level)
-    throw new ConfigError(`VIGIL_LOG_LEVEL=${raw} must be one of ${LOG_LEVELS.join(', ')}`);
-  return level;
-}
+/** What every node reads about its logging. */
+export const LOG_SETTINGS = settingsGroup({
+  id: 'logging',
+  title: 'Logging',
+  shared: true,
+  intro:
+    'Every node writes its log as JSON lines on stdout (pino): `time`, `level`, `msg`, the ' +
+    "node's fields, and `trace_id`/`span_id` inside a span. The readiness line " +
+    '(`{"msg":"ready",...}`) is written whatever the level.',
+  settings: {
+    level: oneOf({
+      name: 'VIGIL_LOG_LEVEL',
+      values: LOG_LEVELS,
+      default: 'info',
+      meaning: 'The lowest level written; `silent` writes nothing.',
+    }),
+  },
+});

@@ -4,7 +4,7 @@
  * a third of the gateway's throughput). Credentials are per role: an nkey seed and the role's own
  * inbox prefix (see protocol/permissions.ts); user/password and token still work.
  */
-import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { fromSeed } from '@nats-io/nkeys';
 import {
   connect,
@@ -14,7 +14,17 @@ import {
   type TlsOptions,
 } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { ConfigError } from './env.js';
+import { z } from 'zod';
+import {
+  ConfigError,
+  file,
+  list,
+  parseSettings,
+  settingsGroup,
+  text,
+  type Env,
+  type GroupValues,
+} from './env.js';
 
 /** TLS to the NATS server: PEM file paths. */
 export interface NatsTlsOptions {
@@ -121,78 +131,128 @@ export function readNkeySeed(path: string, variable: string): Uint8Array {
   return seed;
 }
 
-/**
- * An inbox prefix from `env[variable]`, or `undefined` when unset.
- * @throws ConfigError when it is not a subject without wildcards.
- */
-export function inboxPrefixFromEnv(env: NodeJS.ProcessEnv, variable: string): string | undefined {
-  const prefix = env[variable];
-  if (!prefix) return undefined;
-  if (!/^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*$/.test(prefix)) {
-    throw new ConfigError(
-      `${variable}=${prefix} must be subject tokens without wildcards or spaces`,
-    );
-  }
-  return prefix;
+/** An inbox prefix: subject tokens, no wildcards. */
+const INBOX_PREFIX = /^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*$/;
+
+/** A variable holding a user's inbox prefix (`NATS_INBOX_PREFIX`, and second users'). */
+export function inboxPrefixSetting<const N extends string>(name: N, meaning: string) {
+  return text({
+    name,
+    meaning,
+    pattern: INBOX_PREFIX,
+    patternText: 'subject tokens without wildcards or spaces',
+    type: 'subject prefix',
+  });
 }
 
-function readableFile(env: NodeJS.ProcessEnv, variable: string): string | undefined {
-  const path = env[variable];
-  if (!path) return undefined;
-  try {
-    accessSync(path, fsConstants.R_OK);
-  } catch (err) {
-    throw new ConfigError(`${variable}=${path} cannot be read: ${(err as Error).message}`);
-  }
-  return path;
+/** A variable naming a user's nkey seed file (`NATS_NKEY`, and second users'). */
+export function nkeySeedSetting<const N extends string>(name: N, meaning: string) {
+  return file({ name, meaning, holds: 'nkey seed file', read: readNkeySeed });
+}
+
+const pemFile = (name: string, meaning: string) => file({ name, meaning, holds: 'PEM file' });
+
+/**
+ * How a node connects to NATS, with the nats CLI's variable names: `NATS_URL`; `NATS_NKEY` (seed
+ * file) and `NATS_INBOX_PREFIX`, or `NATS_USER` and `NATS_PASSWORD`, or `NATS_TOKEN`; `NATS_CA`,
+ * `NATS_CERT`, `NATS_KEY` (PEM files).
+ */
+export const NATS_SETTINGS = settingsGroup({
+  id: 'nats-connection',
+  title: 'NATS connection',
+  shared: true,
+  intro:
+    'Every process connects to NATS as the user of its role (see `protocol/permissions.ts`): ' +
+    "an nkey seed and that role's inbox prefix, as `npm start` and `vigil creds generate` " +
+    "write them. User and password, or a token, work too. The names are the nats CLI's.",
+  settings: {
+    servers: list({
+      name: 'NATS_URL',
+      item: z.string().regex(/^\S+$/),
+      items: 'server URLs',
+      default: ['nats://127.0.0.1:4222'],
+      meaning: 'The servers to connect to (`nats://`, `tls://`); the connection retries forever.',
+    }),
+    user: text({ name: 'NATS_USER', meaning: 'User name, with `NATS_PASSWORD`.' }),
+    pass: text({ name: 'NATS_PASSWORD', secret: true, meaning: "The user's password." }),
+    token: text({ name: 'NATS_TOKEN', secret: true, meaning: 'An authentication token.' }),
+    nkeySeed: nkeySeedSetting(
+      'NATS_NKEY',
+      "File holding the user's nkey seed (`SU...`; comments around it are fine), as the " +
+        'per-role credentials use.',
+    ),
+    inboxPrefix: inboxPrefixSetting(
+      'NATS_INBOX_PREFIX',
+      "Prefix of the connection's reply inboxes: a per-role user may subscribe only to its " +
+        'own (`_INBOX_<role>`).',
+    ),
+    caFile: pemFile(
+      'NATS_CA',
+      "CA that signed the server's certificate (else the system's trust store).",
+    ),
+    certFile: pemFile('NATS_CERT', 'Client certificate, for servers that verify clients.'),
+    keyFile: pemFile('NATS_KEY', "The client certificate's private key."),
+  },
+  rules: [
+    {
+      text: '`NATS_CERT` and `NATS_KEY` are set together, or neither.',
+      variables: ['NATS_CERT', 'NATS_KEY'],
+      check: (v) =>
+        (v.certFile === undefined) !== (v.keyFile === undefined)
+          ? 'set both NATS_CERT and NATS_KEY (a client certificate), or neither'
+          : undefined,
+    },
+  ],
+});
+
+/** The parsed {@link NATS_SETTINGS}. */
+export type NatsSettings = GroupValues<typeof NATS_SETTINGS>;
+
+/** Connection options from parsed {@link NATS_SETTINGS}; `name` is shown in server monitoring. */
+export function natsConnectOptions(settings: NatsSettings, name: string): NatsConnectOptions {
+  const { caFile, certFile, keyFile } = settings;
+  return {
+    servers: settings.servers.join(','),
+    name,
+    ...(settings.user === undefined ? {} : { user: settings.user }),
+    ...(settings.pass === undefined ? {} : { pass: settings.pass }),
+    ...(settings.token === undefined ? {} : { token: settings.token }),
+    ...(settings.nkeySeed === undefined ? {} : { nkeySeed: settings.nkeySeed }),
+    ...(settings.inboxPrefix === undefined ? {} : { inboxPrefix: settings.inboxPrefix }),
+    ...(caFile === undefined && certFile === undefined
+      ? {}
+      : {
+          tls: {
+            ...(caFile === undefined ? {} : { caFile }),
+            ...(certFile === undefined || keyFile === undefined ? {} : { certFile, keyFile }),
+          },
+        }),
+  };
 }
 
 /**
- * Reads NATS connection settings from the environment (node `main.ts` files only), with the
- * nats CLI's names: `NATS_URL`; `NATS_NKEY` (seed file) and `NATS_INBOX_PREFIX`, or `NATS_USER`
- * and `NATS_PASSWORD`, or `NATS_TOKEN`; `NATS_CA`, `NATS_CERT`, `NATS_KEY` (PEM files).
- * @throws ConfigError naming the first bad variable.
+ * Connection options from `env` (the process's, or one a launcher builds for a role).
+ * @throws ConfigError naming every bad variable.
  */
-export function natsOptionsFromEnv(env: NodeJS.ProcessEnv, name: string): NatsConnectOptions {
-  const options: NatsConnectOptions = { servers: env['NATS_URL'] ?? 'nats://127.0.0.1:4222', name };
-  if (env['NATS_USER']) options.user = env['NATS_USER'];
-  if (env['NATS_PASSWORD']) options.pass = env['NATS_PASSWORD'];
-  if (env['NATS_TOKEN']) options.token = env['NATS_TOKEN'];
-  if (env['NATS_NKEY']) options.nkeySeed = readNkeySeed(env['NATS_NKEY'], 'NATS_NKEY');
-  const inboxPrefix = inboxPrefixFromEnv(env, 'NATS_INBOX_PREFIX');
-  if (inboxPrefix !== undefined) options.inboxPrefix = inboxPrefix;
-  const caFile = readableFile(env, 'NATS_CA');
-  const certFile = readableFile(env, 'NATS_CERT');
-  const keyFile = readableFile(env, 'NATS_KEY');
-  if (Boolean(certFile) !== Boolean(keyFile)) {
-    throw new ConfigError('set both NATS_CERT and NATS_KEY (a client certificate), or neither');
-  }
-  if (caFile || certFile) {
-    options.tls = {
-      ...(caFile ? { caFile } : {}),
-      ...(certFile && keyFile ? { certFile, keyFile } : {}),
-    };
-  }
-  return options;
+export function natsOptionsFromEnv(env: Env, name: string): NatsConnectOptions {
+  return natsConnectOptions(parseSettings(NATS_SETTINGS, env), name);
 }
 
 /**
- * A second connection of a node, as another user (its seed in `<prefix>_NKEY`, its inbox prefix
- * in `<prefix>_INBOX_PREFIX`), to the same servers with the same TLS as `nats`; `undefined` when
- * `<prefix>_NKEY` is unset. For the few tasks a node's own user must not be able to do.
+ * A second connection of a node, as another user (its nkey seed and inbox prefix), to the same
+ * servers with the same TLS as `nats`; `undefined` without a seed. For the few tasks a node's own
+ * user must not be able to do.
  */
-export function secondUserOptionsFromEnv(
-  env: NodeJS.ProcessEnv,
-  prefix: string,
+export function secondUserOptions(
   nats: NatsConnectOptions,
+  nkeySeed: Uint8Array | undefined,
+  inboxPrefix: string | undefined,
 ): NatsConnectOptions | undefined {
-  const seedFile = env[`${prefix}_NKEY`];
-  if (!seedFile) return undefined;
-  const inboxPrefix = inboxPrefixFromEnv(env, `${prefix}_INBOX_PREFIX`);
+  if (nkeySeed === undefined) return undefined;
   return {
     servers: nats.servers,
     name: '',
-    nkeySeed: readNkeySeed(seedFile, `${prefix}_NKEY`),
+    nkeySeed,
     ...(inboxPrefix === undefined ? {} : { inboxPrefix }),
     ...(nats.tls === undefined ? {} : { tls: nats.tls }),
   };

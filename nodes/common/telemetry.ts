@@ -1,22 +1,8 @@
 /**
  * Starts OpenTelemetry for one node process. Only a node's `main.ts` calls it; everything else
- * uses `@opentelemetry/api` alone, which stays a no-op until this has run.
- *
- * Environment (read once, at start-up):
- *   `VIGIL_TELEMETRY`                      `off` disables traces and metrics entirely (default on)
- *   `OTEL_EXPORTER_OTLP_ENDPOINT`          OTLP/HTTP base URL, e.g. `http://jaeger:4318`; unset: no
- *                                          OTLP export at all, so no network attempts
- *   `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`   traces only (full URL, `.../v1/traces`)
- *   `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`  metrics only (full URL, `.../v1/metrics`)
- *   `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`  e.g. `parentbased_traceidratio` and `0.1`
- *                                          (default: parent-based, always on)
- *   `OTEL_SERVICE_NAME`                    default `vigil-<node>`
- *   `OTEL_BSP_SCHEDULE_DELAY`              span batch delay, ms (default 5 000)
- *   `OTEL_BSP_MAX_QUEUE_SIZE`              spans buffered before new ones are dropped (2 048)
- *   `OTEL_METRIC_EXPORT_INTERVAL`          OTLP metrics push interval, ms (default 60 000)
- *   `VIGIL_METRICS_PORT`                   Prometheus `/metrics` port; 0 = any free port (the
- *                                          ready line says which); unset: no Prometheus endpoint
- *   `VIGIL_METRICS_HOST`                   its interface (default 127.0.0.1)
+ * uses `@opentelemetry/api` alone, which stays a no-op until this has run. What it reads is
+ * declared in {@link TELEMETRY_SETTINGS} (`VIGIL_TELEMETRY`, `VIGIL_METRICS_*`, and the
+ * OpenTelemetry variables Vigil honours).
  *
  * Exporters never touch the data path: spans go through a bounded batch processor (a full queue
  * drops spans, it never blocks), and export errors reach the OTel diagnostic logger, which is
@@ -50,7 +36,6 @@ import {
   detectResources,
   resourceFromAttributes,
   serviceInstanceIdDetector,
-  envDetector,
   type Resource,
 } from '@opentelemetry/resources';
 import {
@@ -68,7 +53,18 @@ import {
   type Sampler,
 } from '@opentelemetry/sdk-trace';
 import type { Logger } from 'pino';
-import { ConfigError, envInt, envString } from './env.js';
+import {
+  ConfigError,
+  custom,
+  decimal,
+  durationMs,
+  int,
+  oneOf,
+  settingsGroup,
+  text,
+  url,
+  type GroupValues,
+} from './env.js';
 
 /** What a node tells {@link startTelemetry} about itself. */
 export interface TelemetryNode {
@@ -87,7 +83,7 @@ export interface Telemetry {
   shutdown(): Promise<void>;
 }
 
-/** Defaults of the variables above. */
+/** Defaults of {@link TELEMETRY_SETTINGS}, and the exporter error log's throttle. */
 export const TELEMETRY_DEFAULTS = {
   metricsHost: '127.0.0.1',
   batchDelayMs: 5_000,
@@ -97,66 +93,194 @@ export const TELEMETRY_DEFAULTS = {
   errorLogEveryMs: 60_000,
 } as const;
 
+/** Samplers by their `OTEL_TRACES_SAMPLER` names (the OpenTelemetry environment specification). */
+const SAMPLERS = {
+  always_on: () => new AlwaysOnSampler(),
+  always_off: () => new AlwaysOffSampler(),
+  traceidratio: (ratio: number) => new TraceIdRatioBasedSampler(ratio),
+  parentbased_always_on: () => new ParentBasedSampler({ root: new AlwaysOnSampler() }),
+  parentbased_always_off: () => new ParentBasedSampler({ root: new AlwaysOffSampler() }),
+  parentbased_traceidratio: (ratio: number) =>
+    new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) }),
+} as const satisfies Record<string, (ratio: number) => Sampler>;
+
+const SAMPLER_NAMES = Object.keys(SAMPLERS) as [
+  keyof typeof SAMPLERS,
+  ...(keyof typeof SAMPLERS)[],
+];
+
+/** `key=value,key=value` (W3C baggage style; values may be percent-encoded). */
+const RESOURCE_ATTRIBUTES = /^[^=,\s]+=[^,]*(,[^=,\s]+=[^,]*)*$/;
+
+/** `OTEL_RESOURCE_ATTRIBUTES` as the specification writes it, into attributes. */
+function parseResourceAttributes(raw: string, label: string): Record<string, string> {
+  const problem = `${label}=${raw} must be key=value pairs separated by commas`;
+  if (!RESOURCE_ATTRIBUTES.test(raw.trim())) throw new ConfigError(problem);
+  const attributes: Record<string, string> = {};
+  for (const pair of raw.trim().split(',')) {
+    const at = pair.indexOf('=');
+    try {
+      attributes[pair.slice(0, at).trim()] = decodeURIComponent(pair.slice(at + 1).trim());
+    } catch {
+      throw new ConfigError(`${problem} ('${pair}' is not percent-encoded correctly)`);
+    }
+  }
+  return attributes;
+}
+
+/**
+ * What every long-running node reads about traces and metrics: Vigil's own switches and the
+ * OpenTelemetry variables it honours.
+ */
+export const TELEMETRY_SETTINGS = settingsGroup({
+  id: 'telemetry',
+  title: 'Telemetry',
+  shared: true,
+  intro:
+    'Traces and metrics through OpenTelemetry. Nothing is exported unless an OTLP endpoint is ' +
+    'set, and nothing is served unless `VIGIL_METRICS_PORT` is. The OTLP exporters also read ' +
+    "the specification's other `OTEL_EXPORTER_OTLP_*` variables (headers, timeout, " +
+    'compression) themselves.',
+  settings: {
+    mode: oneOf({
+      name: 'VIGIL_TELEMETRY',
+      values: ['on', 'off'],
+      default: 'on',
+      meaning: '`off` starts no telemetry at all: no spans, no metrics, no endpoint.',
+    }),
+    otlpEndpoint: url({
+      name: 'OTEL_EXPORTER_OTLP_ENDPOINT',
+      meaning:
+        'OTLP/HTTP base URL for traces and metrics, e.g. `http://jaeger:4318` (`/v1/traces` ' +
+        'and `/v1/metrics` are added). Unset: no OTLP export, so no network attempts.',
+    }),
+    otlpTracesEndpoint: url({
+      name: 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
+      meaning: 'Traces only: the full URL (`.../v1/traces`), over the base URL.',
+    }),
+    otlpMetricsEndpoint: url({
+      name: 'OTEL_EXPORTER_OTLP_METRICS_ENDPOINT',
+      meaning: 'Metrics only: the full URL (`.../v1/metrics`), over the base URL.',
+    }),
+    sampler: oneOf({
+      name: 'OTEL_TRACES_SAMPLER',
+      values: SAMPLER_NAMES,
+      default: 'parentbased_always_on',
+      type: 'sampler name',
+      meaning:
+        'Which traces are recorded: `always_on`, `always_off`, `traceidratio`, or one of them ' +
+        "behind `parentbased_` (follow the caller's decision); `parentbased_traceidratio` with " +
+        'a ratio for production.',
+    }),
+    samplerRatio: decimal({
+      name: 'OTEL_TRACES_SAMPLER_ARG',
+      min: 0,
+      max: 1,
+      default: 1,
+      meaning: 'The ratio of the `traceidratio` samplers.',
+    }),
+    serviceName: text({
+      name: 'OTEL_SERVICE_NAME',
+      defaultText: '`vigil-<node>`',
+      meaning: "The traces' and metrics' `service.name`.",
+    }),
+    resourceAttributes: custom({
+      name: 'OTEL_RESOURCE_ATTRIBUTES',
+      type: 'key=value,...',
+      allowed: 'key=value pairs separated by commas (values may be percent-encoded)',
+      parse: parseResourceAttributes,
+      meaning: 'More resource attributes; Vigil adds `cloud.region` and `host.name`.',
+    }),
+    batchDelayMs: durationMs({
+      name: 'OTEL_BSP_SCHEDULE_DELAY',
+      min: 1,
+      default: TELEMETRY_DEFAULTS.batchDelayMs,
+      meaning: 'How long spans wait to be exported in a batch.',
+    }),
+    maxQueuedSpans: int({
+      name: 'OTEL_BSP_MAX_QUEUE_SIZE',
+      min: 1,
+      default: TELEMETRY_DEFAULTS.maxQueuedSpans,
+      meaning: 'Spans buffered for export; when full, new spans are dropped (never waited for).',
+    }),
+    metricExportIntervalMs: durationMs({
+      name: 'OTEL_METRIC_EXPORT_INTERVAL',
+      min: 100,
+      default: TELEMETRY_DEFAULTS.metricExportIntervalMs,
+      meaning: 'How often metrics are pushed over OTLP.',
+    }),
+    metricsPort: int({
+      name: 'VIGIL_METRICS_PORT',
+      min: 0,
+      max: 65_535,
+      meaning:
+        'Serve Prometheus `/metrics` on this port; 0 takes a free one (the ready line says ' +
+        'which). Unset: no endpoint.',
+    }),
+    metricsHost: text({
+      name: 'VIGIL_METRICS_HOST',
+      default: TELEMETRY_DEFAULTS.metricsHost,
+      meaning: 'The interface the metrics endpoint listens on.',
+    }),
+  },
+});
+
+/** The parsed {@link TELEMETRY_SETTINGS}. */
+export type TelemetrySettings = GroupValues<typeof TELEMETRY_SETTINGS>;
+
 const OFF: Telemetry = { metricsUrl: undefined, shutdown: () => Promise.resolve() };
 
-/** Starts the SDK as the environment says; with `VIGIL_TELEMETRY=off` returns a no-op. */
+/** Where a signal goes: its own endpoint, else the base URL plus `/v1/<signal>`, else nowhere. */
+function otlpUrl(base: string | undefined, own: string | undefined, signal: string) {
+  if (own !== undefined) return own;
+  if (base === undefined) return undefined;
+  return `${base}${base.endsWith('/') ? '' : '/'}v1/${signal}`;
+}
+
+/** Starts the SDK as `settings` say; with `VIGIL_TELEMETRY=off` returns a no-op. */
 export async function startTelemetry(
-  env: NodeJS.ProcessEnv,
+  settings: TelemetrySettings,
   node: TelemetryNode,
 ): Promise<Telemetry> {
-  if (envString(env, 'VIGIL_TELEMETRY', 'on', /^(on|off)$/) === 'off') return OFF;
-  const hasOtlp = (signal: string): boolean =>
-    Boolean(env['OTEL_EXPORTER_OTLP_ENDPOINT'] || env[`OTEL_EXPORTER_OTLP_${signal}_ENDPOINT`]);
-  const metricsPort = env['VIGIL_METRICS_PORT']
-    ? envInt(env, 'VIGIL_METRICS_PORT', 0, 0, 65_535)
-    : undefined;
-  const metricsHost = envString(env, 'VIGIL_METRICS_HOST', TELEMETRY_DEFAULTS.metricsHost);
-
-  const spanProcessors = hasOtlp('TRACES')
-    ? [
-        new BatchSpanProcessor({
-          exporter: new OTLPTraceExporter(),
-          scheduledDelayMillis: envInt(
-            env,
-            'OTEL_BSP_SCHEDULE_DELAY',
-            TELEMETRY_DEFAULTS.batchDelayMs,
-            1,
-          ),
-          maxQueueSize: envInt(
-            env,
-            'OTEL_BSP_MAX_QUEUE_SIZE',
-            TELEMETRY_DEFAULTS.maxQueuedSpans,
-            1,
-          ),
-        }),
-      ]
-    : [];
+  if (settings.mode === 'off') return OFF;
+  const tracesUrl = otlpUrl(settings.otlpEndpoint, settings.otlpTracesEndpoint, 'traces');
+  const metricsUrl = otlpUrl(settings.otlpEndpoint, settings.otlpMetricsEndpoint, 'metrics');
+  const spanProcessors =
+    tracesUrl === undefined
+      ? []
+      : [
+          new BatchSpanProcessor({
+            exporter: new OTLPTraceExporter({ url: tracesUrl }),
+            scheduledDelayMillis: settings.batchDelayMs,
+            maxQueueSize: settings.maxQueuedSpans,
+          }),
+        ];
   const metricReaders: IMetricReader[] = [];
-  if (hasOtlp('METRICS')) {
+  if (metricsUrl !== undefined) {
     metricReaders.push(
       new PeriodicExportingMetricReader({
-        exporter: new OTLPMetricExporter(),
-        exportIntervalMillis: envInt(
-          env,
-          'OTEL_METRIC_EXPORT_INTERVAL',
-          TELEMETRY_DEFAULTS.metricExportIntervalMs,
-          100,
-        ),
+        exporter: new OTLPMetricExporter({ url: metricsUrl }),
+        exportIntervalMillis: settings.metricExportIntervalMs,
       }),
     );
   }
   // The node serves the scrape itself (not the exporter's own server) so port 0 works and the
   // bound address can be announced.
   const prometheus =
-    metricsPort === undefined ? undefined : new PrometheusExporter({ preventServerStart: true });
+    settings.metricsPort === undefined
+      ? undefined
+      : new PrometheusExporter({ preventServerStart: true });
   if (prometheus) metricReaders.push(prometheus);
 
   const sdk = startSdk({
-    resource: nodeResource(env, node),
+    resource: nodeResource(settings, node),
     spanProcessors,
     // With nowhere to send spans, record none: context still propagates (unsampled spans carry
     // the trace id, so logs keep it), but no span is built, timed and thrown away per request.
-    sampler: spanProcessors.length === 0 ? new AlwaysOffSampler() : samplerFromEnv(env),
+    sampler:
+      spanProcessors.length === 0
+        ? new AlwaysOffSampler()
+        : SAMPLERS[settings.sampler](settings.samplerRatio),
     metricReaders,
   });
   // Exporter trouble goes to the node's log, throttled.
@@ -164,29 +288,17 @@ export async function startTelemetry(
     logLevel: DiagLogLevel.WARN,
     suppressOverrideMessage: true,
   });
-
-  let server: Server | undefined;
-  let metricsUrl: string | undefined;
-  if (prometheus && metricsPort !== undefined) {
-    server = createServer((req, res) => {
-      if (req.url === '/metrics') prometheus.getMetricsRequestHandler(req, res);
-      else res.writeHead(404).end();
-    });
-    const listening = server;
-    await new Promise<void>((resolve, reject) => {
-      listening.once('error', reject);
-      listening.listen(metricsPort, metricsHost, () => resolve());
-    });
-    const address = server.address() as AddressInfo;
-    metricsUrl = `http://${metricsHost}:${address.port}/metrics`;
-  }
+  const server =
+    prometheus && settings.metricsPort !== undefined
+      ? await serveMetrics(prometheus, settings.metricsPort, settings.metricsHost)
+      : undefined;
 
   let stopping: Promise<void> | undefined;
   return {
-    metricsUrl,
+    metricsUrl: server?.url,
     shutdown() {
       stopping ??= (async () => {
-        server?.close();
+        server?.server.close();
         await sdk.shutdown().catch((err: unknown) => {
           node.logger.warn({ err }, 'telemetry shutdown failed');
         });
@@ -196,6 +308,24 @@ export async function startTelemetry(
   };
 }
 
+/** Serves `/metrics` for Prometheus on `host:port`; resolves once it listens. */
+async function serveMetrics(
+  prometheus: PrometheusExporter,
+  port: number,
+  host: string,
+): Promise<{ server: Server; url: string }> {
+  const server = createServer((req, res) => {
+    if (req.url === '/metrics') prometheus.getMetricsRequestHandler(req, res);
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  return { server, url: `http://${host}:${address.port}/metrics` };
+}
+
 /** The SDK's parts, set as the API's globals; `shutdown` flushes and stops them. */
 interface SdkParts {
   resource: Resource;
@@ -203,7 +333,6 @@ interface SdkParts {
   sampler: Sampler;
   metricReaders: IMetricReader[];
 }
-
 /**
  * Starts the SDK from the packages Vigil uses (traces, metrics, W3C propagation, async context)
  * rather than `@opentelemetry/sdk-node`, which also installs gRPC, protobuf, Zipkin and log
@@ -250,49 +379,19 @@ function startSdk(parts: SdkParts): { shutdown(): Promise<void> } {
 
 /**
  * The node's resource: the SDK's defaults (telemetry SDK, `service.name` fallback), a service
- * instance id, `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_SERVICE_NAME`, then Vigil's own attributes.
+ * instance id, `OTEL_RESOURCE_ATTRIBUTES`, then the service name and Vigil's own attributes.
  */
-function nodeResource(env: NodeJS.ProcessEnv, node: TelemetryNode): Resource {
+function nodeResource(settings: TelemetrySettings, node: TelemetryNode): Resource {
   return defaultResource()
-    .merge(detectResources({ detectors: [serviceInstanceIdDetector, envDetector] }))
+    .merge(detectResources({ detectors: [serviceInstanceIdDetector] }))
     .merge(
       resourceFromAttributes({
-        ...(env['OTEL_SERVICE_NAME'] ? {} : { 'service.name': `vigil-${node.node}` }),
+        ...settings.resourceAttributes,
+        'service.name': settings.serviceName ?? `vigil-${node.node}`,
         'cloud.region': node.region,
         'host.name': hostname(),
       }),
     );
-}
-
-/** Samplers by their `OTEL_TRACES_SAMPLER` names (the OpenTelemetry environment specification). */
-const SAMPLERS: Record<string, (ratio: number) => Sampler> = {
-  always_on: () => new AlwaysOnSampler(),
-  always_off: () => new AlwaysOffSampler(),
-  traceidratio: (ratio) => new TraceIdRatioBasedSampler(ratio),
-  parentbased_always_on: () => new ParentBasedSampler({ root: new AlwaysOnSampler() }),
-  parentbased_always_off: () => new ParentBasedSampler({ root: new AlwaysOffSampler() }),
-  parentbased_traceidratio: (ratio) =>
-    new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) }),
-};
-
-/**
- * `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (default parent-based, always on).
- * @throws ConfigError on an unknown sampler or a ratio outside [0, 1].
- */
-function samplerFromEnv(env: NodeJS.ProcessEnv): Sampler {
-  const name = envString(env, 'OTEL_TRACES_SAMPLER', 'parentbased_always_on');
-  const make = SAMPLERS[name];
-  if (!make) {
-    throw new ConfigError(
-      `OTEL_TRACES_SAMPLER=${name} must be one of ${Object.keys(SAMPLERS).join(', ')}`,
-    );
-  }
-  const rawRatio = env['OTEL_TRACES_SAMPLER_ARG'];
-  const ratio = rawRatio === undefined || rawRatio === '' ? 1 : Number(rawRatio);
-  if (!(ratio >= 0 && ratio <= 1)) {
-    throw new ConfigError(`OTEL_TRACES_SAMPLER_ARG=${rawRatio} must be a number from 0 to 1`);
-  }
-  return make(ratio);
 }
 
 /**

@@ -5,7 +5,7 @@
  */
 export { startController, CONTROLLER_DEFAULTS } from './controller.js';
 export type { Controller, ControllerOptions } from './controller.js';
-export { controllerOptionsFromEnv, DEFAULT_RULES_FILE } from './config.js';
+export { CONTROLLER_CONFIG, controllerOptionsFromEnv, DEFAULT_RULES_FILE } from './config.js';
 export {
   ActionType,
   conditionHolds,

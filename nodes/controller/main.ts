@@ -1,15 +1,18 @@
-/** Controller process: reads the environment, competes for the lease, evaluates alert rules. */
-import { createLogger, logLevelFromEnv } from '../common/logger.js';
+/**
+ * Controller process: reads its configuration (`config.ts`; `--help` lists it), competes for the
+ * lease, evaluates alert rules.
+ */
 import { runUntilSignal, startWithRetry } from '../common/process.js';
+import { startUp } from '../common/start-up.js';
 import { startTelemetry } from '../common/telemetry.js';
-import { controllerOptionsFromEnv } from './config.js';
+import { CONTROLLER_CONFIG, controllerOptions } from './config.js';
 import { startController } from './controller.js';
 
-const logger = createLogger({ node: 'controller' }, logLevelFromEnv(process.env));
+const { settings, logger } = startUp(CONTROLLER_CONFIG, process.argv.slice(2), process.env);
 await runUntilSignal('controller', logger, async () => {
-  const options = controllerOptionsFromEnv(process.env, logger);
+  const options = controllerOptions(settings, logger);
   // Metrics only matter here (stream storage, NATS state); the controller serves no requests.
-  const telemetry = await startTelemetry(process.env, {
+  const telemetry = await startTelemetry(settings.telemetry, {
     node: 'controller',
     region: options.regions[0] ?? 'local',
     logger,

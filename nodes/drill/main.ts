@@ -1,6 +1,7 @@
 /**
  * `npm run drill -- <fault>|all [--regions eu,us] [--nodes 3] [--duration 20s] [--rate 20]
- * [--max-rto 30s] [--settle 60s] [--report dir]`: a disaster-recovery drill on an isolated edge
+ * [--max-rto 30s] [--settle 60s] [--report dir]` (`config.ts`; `--help` lists them): a
+ * disaster-recovery drill on an isolated edge
  * of its own (a temp dir, random loopback ports; a running `npm start` and its `.vigil` are never
  * touched). It prints each drill's figures, writes `<report>/<timestamp>-<fault>.json` and `.md`
  * (default `.vigil/drills`), and exits 0 when every drill lost no accepted task, saw no task with
@@ -8,88 +9,18 @@
  * Ctrl-C stops every process the drill started.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
-import { ConfigError, envInt, envList } from '../common/env.js';
-import { PROJECT_ROOT } from '../launcher/node-process.js';
+import { join } from 'node:path';
 import { checkTopology, type RegionSpec } from '../launcher/supercluster.js';
-import { ALL_FAULTS, FAULTS, type FaultName } from './faults.js';
+import { DRILL_CONFIG, readDrillArgs, type DrillOptions } from './config.js';
+import { FAULTS } from './faults.js';
 import { markdownReport, runDrill, type DrillReport } from './run-drill.js';
 import type { DrillTopology } from './topology.js';
 
-/** Defaults of the options, and their bounds. */
-const DEFAULT_DURATION_MS = 20_000;
-const DEFAULT_RATE = 20;
-const DEFAULT_MAX_RTO_MS = 30_000;
-const DEFAULT_SETTLE_MS = 60_000;
 /** Past the load and settle time, what start-up and shutdown may take before the drill gives up. */
 const OVERHEAD_BUDGET_MS = 180_000;
 
-const USAGE = `usage: npm run drill -- <${ALL_FAULTS.join('|')}|all> [--regions eu,us] [--nodes 3]
-  [--duration 20s] [--rate 20] [--max-rto 30s] [--settle 60s] [--report dir]`;
-
 function say(text: string): void {
   process.stdout.write(text + '\n');
-}
-
-/** `20s`, `500ms`, `2m`, or a plain number of seconds, in ms. */
-function parseDuration(text: string, option: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
-  if (!match) throw new ConfigError(`--${option} ${text}: expected e.g. 20s, 500ms or 2m`);
-  const unit = match[2] === 'ms' ? 1 : match[2] === 'm' ? 60_000 : 1000;
-  return Math.round(Number(match[1]) * unit);
-}
-
-interface CliOptions {
-  faults: FaultName[];
-  regions?: string[];
-  nodes?: number;
-  durationMs: number;
-  rate: number;
-  maxRtoMs: number;
-  settleMs: number;
-  reportDir: string;
-}
-
-function parseCli(argv: string[]): CliOptions {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      regions: { type: 'string' },
-      nodes: { type: 'string' },
-      duration: { type: 'string' },
-      rate: { type: 'string' },
-      'max-rto': { type: 'string' },
-      settle: { type: 'string' },
-      report: { type: 'string' },
-    },
-    strict: true,
-  });
-  const [which, extra] = positionals;
-  if (!which || extra !== undefined) throw new ConfigError('name one fault, or all');
-  const faults =
-    which === 'all'
-      ? [...ALL_FAULTS]
-      : ALL_FAULTS.includes(which as FaultName)
-        ? [which as FaultName]
-        : undefined;
-  if (!faults) throw new ConfigError(`unknown fault '${which}'`);
-  const durationMs = values.duration
-    ? parseDuration(values.duration, 'duration')
-    : DEFAULT_DURATION_MS;
-  if (durationMs < 3_000 || durationMs > 600_000)
-    throw new ConfigError('--duration must be 3s to 10m');
-  return {
-    faults,
-    ...(values.regions ? { regions: envList({ R: values.regions }, 'R') } : {}),
-    ...(values.nodes ? { nodes: envInt({ N: values.nodes }, 'N', 1, 1, 5) } : {}),
-    durationMs,
-    rate: values.rate ? envInt({ RATE: values.rate }, 'RATE', DEFAULT_RATE, 1, 200) : DEFAULT_RATE,
-    maxRtoMs: values['max-rto'] ? parseDuration(values['max-rto'], 'max-rto') : DEFAULT_MAX_RTO_MS,
-    settleMs: values.settle ? parseDuration(values.settle, 'settle') : DEFAULT_SETTLE_MS,
-    reportDir: resolve(values.report ?? join(PROJECT_ROOT, '.vigil', 'drills')),
-  };
 }
 
 function printReport(report: DrillReport): void {
@@ -127,11 +58,16 @@ function printReport(report: DrillReport): void {
 }
 
 async function main(): Promise<number> {
-  let cli: CliOptions;
+  let cli: DrillOptions;
   try {
-    cli = parseCli(process.argv.slice(2));
+    const read = readDrillArgs(process.argv.slice(2));
+    if (read.type === 'help') {
+      process.stdout.write(read.text);
+      return 0;
+    }
+    cli = read.options;
   } catch (err) {
-    say(`drill: ${(err as Error).message}\n${USAGE}`);
+    say(`drill: ${(err as Error).message}\nusage: ${DRILL_CONFIG.usage} (--help lists the flags)`);
     return 2;
   }
   mkdirSync(cli.reportDir, { recursive: true });

@@ -1,147 +1,325 @@
-/** The gateway's configuration, read once from the environment at start-up. */
-import { NAME_TOKEN } from '../../protocol/index.js';
+/** The gateway's configuration: what it reads, declared once, and the options built from it. */
 import type { Logger } from 'pino';
-import { ConfigError, envInt, envList, envString } from '../common/env.js';
-import { natsOptionsFromEnv, secondUserOptionsFromEnv } from '../common/nats-connection.js';
+import {
+  custom,
+  durationMs,
+  file,
+  int,
+  name,
+  names,
+  nodeConfig,
+  parseConfig,
+  settingsGroup,
+  text,
+  type ConfigValues,
+  type Env,
+} from '../common/env.js';
+import { LOG_SETTINGS } from '../common/logger.js';
+import {
+  inboxPrefixSetting,
+  NATS_SETTINGS,
+  natsConnectOptions,
+  nkeySeedSetting,
+  secondUserOptions,
+} from '../common/nats-connection.js';
+import { TELEMETRY_SETTINGS } from '../common/telemetry.js';
 import {
   adminKeysSharedWithTenants,
+  MIN_ADMIN_KEY_LENGTH,
   parseAdminKeyList,
   parseApiKeyList,
   readApiKeysFile,
   type ApiKeyEntry,
 } from './api-keys.js';
 import { GATEWAY_DEFAULTS, type GatewayOptions } from './gateway.js';
-import { tenantLimitsFromEnv } from './tenant-limits.js';
-import { TENANT_QUOTA_DEFAULTS } from './tenant-quota.js';
 import { REGION_ROUTING_DEFAULTS } from './region-router.js';
+import {
+  parseTenantLimitsMap,
+  TENANT_LIMITS_SETTINGS,
+  tenantLimitsConfig,
+  type TenantLimits,
+} from './tenant-limits.js';
+import { TENANT_QUOTA_DEFAULTS } from './tenant-quota.js';
 
-/**
- * Reads:
- * - `VIGIL_REGION` (default `local`), `NATS_URL`, `NATS_USER`, `NATS_PASSWORD`, `NATS_TOKEN`
- * - `VIGIL_GATEWAY_HOST` (127.0.0.1), `VIGIL_GATEWAY_PORT` (8080)
- * - `VIGIL_API_KEYS` (`tenant:key,...`) and/or `VIGIL_API_KEYS_FILE` (JSON with sha256 digests
- *   and, optionally, `"tenants": {"<tenant>": limits}`)
- * - `VIGIL_TENANT_LIMITS` (JSON `{"<tenant>": limits}`, over the keys file's) and
- *   `VIGIL_DEFAULT_TENANT_LIMITS` (JSON limits for tenants not named), limits being
- *   `{"rate":{"perSecond":10,"burst":20},"reads":{...},"maxConcurrent":8,"quota":{"perDay":1000,"perMonth":20000}}`
- *   (see `tenant-limits.ts`); `VIGIL_QUOTA_MAX_LEASE` (100: most quota tasks leased at once),
- *   `VIGIL_QUOTA_OUTAGE_TASKS` (20: tasks per tenant and period served while the quota bucket
- *   cannot be reached; 0 refuses them)
- * - `NATS_NKEY`, `NATS_INBOX_PREFIX` (the `gateway` user), `NATS_CA`, `NATS_CERT`, `NATS_KEY`
- * - `VIGIL_ADMIN_KEYS` (`key,...`, 16+ characters each, none a tenant key): mounts the admin
- *   routes (`/v1/admin/*`); unset, they do not exist. With per-role credentials (`NATS_NKEY`)
- *   they need `VIGIL_ADMIN_NATS_NKEY` and `VIGIL_ADMIN_NATS_INBOX_PREFIX`: the admin user's seed
- *   file and inbox prefix, for a second connection (the gateway user may not write task records
- *   or dead letters, which replays do)
- * - `VIGIL_MAX_BODY_BYTES` (1 MiB), `VIGIL_MAX_SYNC_WAIT_MS` (30 s), `VIGIL_TASK_DEADLINE_MS`
- *   (10 min), `VIGIL_MAX_TASK_DEADLINE_MS` (24 h), `VIGIL_MAX_WAITERS` (10 000)
- * - `VIGIL_TLS_CERT`, `VIGIL_TLS_KEY` (PEM paths; both or neither)
- * - `VIGIL_SPILL_REGIONS` (`eu,us`: regions work may spill over to, nearest first; default none),
- *   `VIGIL_SPILL_QUEUE_DEPTH` (1000: a model's queue depth from which new work spills over)
- * - `VIGIL_EDGE_SITE`: this gateway runs at an edge site beside a leaf node (store-and-forward)
- * @throws ConfigError naming the first bad variable.
- */
-export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, logger: Logger): GatewayOptions {
-  const apiKeys: ApiKeyEntry[] = [];
-  if (env['VIGIL_API_KEYS']) apiKeys.push(...parseApiKeyList(env['VIGIL_API_KEYS']));
-  const keysFilePath = env['VIGIL_API_KEYS_FILE'];
-  const keysFile = keysFilePath ? readApiKeysFile(keysFilePath) : undefined;
-  if (keysFile) apiKeys.push(...keysFile.keys);
-  if (apiKeys.length === 0) {
-    throw new ConfigError('no API keys: set VIGIL_API_KEYS=tenant:key or VIGIL_API_KEYS_FILE=path');
-  }
-  const tenantLimits = tenantLimitsFromEnv(
-    env,
-    keysFile?.tenants,
-    `VIGIL_API_KEYS_FILE (${keysFilePath})`,
-  );
+/** A keys file as the gateway uses it: its keys, and its tenants' limits, validated. */
+interface KeysFile {
+  path: string;
+  keys: ApiKeyEntry[];
+  tenants?: Record<string, TenantLimits>;
+}
+
+function readKeysFile(path: string): KeysFile {
+  const file = readApiKeysFile(path);
+  return {
+    path,
+    keys: file.keys,
+    ...(file.tenants === undefined
+      ? {}
+      : { tenants: parseTenantLimitsMap(file.tenants, `VIGIL_API_KEYS_FILE (${path}): tenants`) }),
+  };
+}
+
+/** What the gateway itself reads. */
+export const GATEWAY_SETTINGS = settingsGroup({
+  id: 'gateway-settings',
+  title: 'Gateway',
+  settings: {
+    region: name({
+      name: 'VIGIL_REGION',
+      default: 'local',
+      meaning: 'The region this gateway serves: its requests go to this region first.',
+    }),
+    host: text({
+      name: 'VIGIL_GATEWAY_HOST',
+      default: GATEWAY_DEFAULTS.host,
+      meaning: 'The interface the HTTP API listens on (`0.0.0.0`: every interface).',
+    }),
+    port: int({
+      name: 'VIGIL_GATEWAY_PORT',
+      min: 0,
+      max: 65_535,
+      default: GATEWAY_DEFAULTS.port,
+      meaning: 'The port the HTTP API listens on; 0 takes a free one (the ready line says which).',
+    }),
+    apiKeys: custom({
+      name: 'VIGIL_API_KEYS',
+      secret: true,
+      type: 'list of tenant:key',
+      allowed: 'tenant:key pairs separated by commas, each key of 16 characters or more',
+      parse: (raw) => parseApiKeyList(raw),
+      meaning:
+        'Tenants and their API keys, in plain text (tests, local use); `VIGIL_API_KEYS_FILE` ' +
+        'keeps only digests. At least one of the two is needed.',
+    }),
+    keysFile: file({
+      name: 'VIGIL_API_KEYS_FILE',
+      holds: 'JSON file',
+      read: readKeysFile,
+      meaning:
+        'Keys file: `{"keys": [{"tenant": "acme", "sha256": "<hex digest of the key>"}], ' +
+        '"tenants": {"acme": limits}}`; `tenants` (optional) holds tenant limits.',
+    }),
+    adminKeys: custom({
+      name: 'VIGIL_ADMIN_KEYS',
+      secret: true,
+      type: 'list of keys',
+      allowed: `keys separated by commas, each of ${MIN_ADMIN_KEY_LENGTH} printable characters or more`,
+      parse: (raw) => parseAdminKeyList(raw),
+      meaning:
+        'Operator keys for the admin routes (`/v1/admin/*`: dead letters, replay). Unset, the ' +
+        'routes do not exist. No admin key may also be a tenant key.',
+    }),
+    adminNkeySeed: nkeySeedSetting(
+      'VIGIL_ADMIN_NATS_NKEY',
+      "The admin user's nkey seed file, for the admin routes' own connection: the gateway user " +
+        'may not write the task records and dead letters that replays change.',
+    ),
+    adminInboxPrefix: inboxPrefixSetting(
+      'VIGIL_ADMIN_NATS_INBOX_PREFIX',
+      "The admin user's inbox prefix (`_INBOX_admin`).",
+    ),
+    quotaMaxLease: int({
+      name: 'VIGIL_QUOTA_MAX_LEASE',
+      min: 1,
+      max: 1_000_000,
+      default: TENANT_QUOTA_DEFAULTS.maxLease,
+      meaning:
+        'Most quota tasks this gateway leases at once from the shared counter (it leases an ' +
+        'eighth of what is left, up to this).',
+    }),
+    quotaOutageTasks: int({
+      name: 'VIGIL_QUOTA_OUTAGE_TASKS',
+      min: 0,
+      default: TENANT_QUOTA_DEFAULTS.outageAllowance,
+      meaning:
+        'Tasks per tenant and period served while the quota bucket cannot be reached, counted ' +
+        'when it answers again; 0 refuses them (fails closed).',
+    }),
+    maxBodyBytes: int({
+      name: 'VIGIL_MAX_BODY_BYTES',
+      unit: 'bytes',
+      min: 1024,
+      max: 64 * 1024 * 1024,
+      default: GATEWAY_DEFAULTS.maxBodyBytes,
+      meaning: 'Largest request body accepted; larger ones get 413.',
+    }),
+    maxSyncWaitMs: durationMs({
+      name: 'VIGIL_MAX_SYNC_WAIT_MS',
+      min: 0,
+      max: 3_600_000,
+      default: GATEWAY_DEFAULTS.maxSyncWaitMs,
+      meaning:
+        'Longest a synchronous call waits for its result (also the cap of `Prefer: wait`) ' +
+        'before it gets 202 and the task URL.',
+    }),
+    taskDeadlineMs: durationMs({
+      name: 'VIGIL_TASK_DEADLINE_MS',
+      min: 1000,
+      default: GATEWAY_DEFAULTS.defaultTaskDeadlineMs,
+      meaning: "A task's deadline when the request sets none.",
+    }),
+    maxTaskDeadlineMs: durationMs({
+      name: 'VIGIL_MAX_TASK_DEADLINE_MS',
+      min: 1000,
+      default: GATEWAY_DEFAULTS.maxTaskDeadlineMs,
+      meaning: 'Longest deadline a request may ask for.',
+    }),
+    maxWaiters: int({
+      name: 'VIGIL_MAX_WAITERS',
+      min: 1,
+      default: GATEWAY_DEFAULTS.maxWaiters,
+      meaning: 'Most requests waiting for a result at once; past it, synchronous calls get 503.',
+    }),
+    tlsCert: file({
+      name: 'VIGIL_TLS_CERT',
+      holds: 'PEM file',
+      meaning: "Serve HTTPS with this certificate (and `VIGIL_TLS_KEY`'s key).",
+    }),
+    tlsKey: file({ name: 'VIGIL_TLS_KEY', holds: 'PEM file', meaning: "The certificate's key." }),
+    spillRegions: names({
+      name: 'VIGIL_SPILL_REGIONS',
+      default: [],
+      defaultText: 'none',
+      meaning:
+        'Regions work may spill over to, nearest first, when this region has no healthy actor ' +
+        "for a model or the model's queue is deep (`eu,us`).",
+    }),
+    spillQueueDepth: int({
+      name: 'VIGIL_SPILL_QUEUE_DEPTH',
+      min: 1,
+      default: REGION_ROUTING_DEFAULTS.spillQueueDepth,
+      meaning: "A model's queue depth in this region from which new work spills over.",
+    }),
+    edgeSite: name({
+      name: 'VIGIL_EDGE_SITE',
+      meaning:
+        'This gateway runs at an edge site beside a leaf node: work for its region is accepted ' +
+        "into the site's own stream (store-and-forward) while the link to the hub is down.",
+    }),
+  },
+  rules: [
+    {
+      text: 'At least one API key: `VIGIL_API_KEYS` or `VIGIL_API_KEYS_FILE`.',
+      variables: ['VIGIL_API_KEYS', 'VIGIL_API_KEYS_FILE'],
+      check: (v) =>
+        (v.apiKeys?.length ?? 0) + (v.keysFile?.keys.length ?? 0) === 0
+          ? 'no API keys: set VIGIL_API_KEYS=tenant:key or VIGIL_API_KEYS_FILE=path'
+          : undefined,
+    },
+    {
+      text: 'No admin key is also a tenant key.',
+      variables: ['VIGIL_ADMIN_KEYS'],
+      check: (v) =>
+        adminKeysSharedWithTenants(v.adminKeys ?? [], apiKeysOf(v)).length > 0
+          ? 'VIGIL_ADMIN_KEYS: an admin key must not also be a tenant API key'
+          : undefined,
+    },
+    {
+      text: '`VIGIL_ADMIN_NATS_NKEY` only with `VIGIL_ADMIN_KEYS`: a gateway without admin routes holds no admin credentials.',
+      variables: ['VIGIL_ADMIN_NATS_NKEY', 'VIGIL_ADMIN_KEYS'],
+      check: (v) =>
+        v.adminNkeySeed !== undefined && (v.adminKeys?.length ?? 0) === 0
+          ? 'VIGIL_ADMIN_NATS_NKEY is set but VIGIL_ADMIN_KEYS is not: without admin routes a ' +
+            'gateway must not hold admin credentials'
+          : undefined,
+    },
+    {
+      text: '`VIGIL_TLS_CERT` and `VIGIL_TLS_KEY` are set together, or neither.',
+      variables: ['VIGIL_TLS_CERT', 'VIGIL_TLS_KEY'],
+      check: (v) =>
+        (v.tlsCert === undefined) !== (v.tlsKey === undefined)
+          ? 'set both VIGIL_TLS_CERT and VIGIL_TLS_KEY, or neither'
+          : undefined,
+    },
+  ],
+});
+
+/** Every API key, from the variable and the keys file. */
+function apiKeysOf(v: {
+  apiKeys: ApiKeyEntry[] | undefined;
+  keysFile: KeysFile | undefined;
+}): ApiKeyEntry[] {
+  return [...(v.apiKeys ?? []), ...(v.keysFile?.keys ?? [])];
+}
+
+/** Everything the gateway reads. */
+export const GATEWAY_CONFIG = nodeConfig({
+  node: 'gateway',
+  title: 'Gateway',
+  usage: 'node dist/nodes/gateway/main.js [--help]',
+  summary:
+    'The HTTP API (Hono): authenticates tenants, validates requests and publishes them into ' +
+    "the region's request stream; answers task reads, the OpenAI-compatible routes and, with " +
+    'admin keys, the admin routes.',
+  groups: {
+    gateway: GATEWAY_SETTINGS,
+    limits: TENANT_LIMITS_SETTINGS,
+    log: LOG_SETTINGS,
+    nats: NATS_SETTINGS,
+    telemetry: TELEMETRY_SETTINGS,
+  },
+  rules: [
+    {
+      text:
+        'With per-role credentials (`NATS_NKEY`), `VIGIL_ADMIN_KEYS` needs ' +
+        "`VIGIL_ADMIN_NATS_NKEY`: the admin routes' connection is the admin user's.",
+      variables: ['VIGIL_ADMIN_KEYS', 'VIGIL_ADMIN_NATS_NKEY'],
+      check: (v) =>
+        (v.gateway.adminKeys?.length ?? 0) > 0 &&
+        v.gateway.adminNkeySeed === undefined &&
+        v.nats.nkeySeed !== undefined
+          ? "VIGIL_ADMIN_KEYS needs VIGIL_ADMIN_NATS_NKEY (the admin user's seed file): the " +
+            'gateway user may not write the task records and dead letters that replays change'
+          : undefined,
+    },
+  ],
+});
+
+/** The gateway's parsed configuration. */
+export type GatewaySettings = ConfigValues<(typeof GATEWAY_CONFIG)['groups']>;
+
+/** The gateway's options from its parsed configuration; warns about limits of keyless tenants. */
+export function gatewayOptions(settings: GatewaySettings, logger: Logger): GatewayOptions {
+  const { gateway: g, limits } = settings;
+  const apiKeys = apiKeysOf(g);
+  const tenantLimits = tenantLimitsConfig(g.keysFile?.tenants, limits.tenants, limits.defaults);
   const keyless = Object.keys(tenantLimits?.tenants ?? {}).filter(
     (tenant) => !apiKeys.some((entry) => entry.tenant === tenant),
   );
   if (keyless.length > 0) logger.warn({ keyless }, 'limits set for tenants with no API key');
-  const adminKeys = parseAdminKeyList(env['VIGIL_ADMIN_KEYS'] ?? '');
-  if (adminKeysSharedWithTenants(adminKeys, apiKeys).length > 0) {
-    throw new ConfigError('VIGIL_ADMIN_KEYS: an admin key must not also be a tenant API key');
-  }
-  const nats = natsOptionsFromEnv(env, '');
+  const nats = natsConnectOptions(settings.nats, '');
   // The admin routes' connection: same servers and TLS as the gateway's, as the admin user.
-  const adminNats = secondUserOptionsFromEnv(env, 'VIGIL_ADMIN_NATS', nats);
-  if (adminKeys.length > 0 && !adminNats && nats.nkeySeed) {
-    throw new ConfigError(
-      "VIGIL_ADMIN_KEYS needs VIGIL_ADMIN_NATS_NKEY (the admin user's seed file): the gateway " +
-        'user may not write the task records and dead letters that replays change',
-    );
-  }
-  if (adminNats && adminKeys.length === 0) {
-    throw new ConfigError(
-      'VIGIL_ADMIN_NATS_NKEY is set but VIGIL_ADMIN_KEYS is not: without admin routes a gateway ' +
-        'must not hold admin credentials',
-    );
-  }
-  const cert = env['VIGIL_TLS_CERT'];
-  const key = env['VIGIL_TLS_KEY'];
-  if (Boolean(cert) !== Boolean(key))
-    throw new ConfigError('set both VIGIL_TLS_CERT and VIGIL_TLS_KEY, or neither');
-  const options: GatewayOptions = {
-    region: envString(env, 'VIGIL_REGION', 'local', NAME_TOKEN),
+  const adminNats = secondUserOptions(nats, g.adminNkeySeed, g.adminInboxPrefix);
+  return {
+    region: g.region,
     nats,
-    host: envString(env, 'VIGIL_GATEWAY_HOST', GATEWAY_DEFAULTS.host),
-    port: envInt(env, 'VIGIL_GATEWAY_PORT', GATEWAY_DEFAULTS.port, 0, 65535),
+    host: g.host,
+    port: g.port,
     apiKeys,
-    adminKeys,
+    adminKeys: g.adminKeys ?? [],
     ...(tenantLimits === undefined ? {} : { tenantLimits }),
-    quotaMaxLease: envInt(
-      env,
-      'VIGIL_QUOTA_MAX_LEASE',
-      TENANT_QUOTA_DEFAULTS.maxLease,
-      1,
-      1_000_000,
-    ),
-    quotaOutageAllowance: envInt(
-      env,
-      'VIGIL_QUOTA_OUTAGE_TASKS',
-      TENANT_QUOTA_DEFAULTS.outageAllowance,
-      0,
-    ),
-    maxBodyBytes: envInt(
-      env,
-      'VIGIL_MAX_BODY_BYTES',
-      GATEWAY_DEFAULTS.maxBodyBytes,
-      1024,
-      64 * 1024 * 1024,
-    ),
-    maxSyncWaitMs: envInt(
-      env,
-      'VIGIL_MAX_SYNC_WAIT_MS',
-      GATEWAY_DEFAULTS.maxSyncWaitMs,
-      0,
-      3600_000,
-    ),
-    defaultTaskDeadlineMs: envInt(
-      env,
-      'VIGIL_TASK_DEADLINE_MS',
-      GATEWAY_DEFAULTS.defaultTaskDeadlineMs,
-      1000,
-    ),
-    maxTaskDeadlineMs: envInt(
-      env,
-      'VIGIL_MAX_TASK_DEADLINE_MS',
-      GATEWAY_DEFAULTS.maxTaskDeadlineMs,
-      1000,
-    ),
-    maxWaiters: envInt(env, 'VIGIL_MAX_WAITERS', GATEWAY_DEFAULTS.maxWaiters, 1),
-    spillRegions: envList(env, 'VIGIL_SPILL_REGIONS', NAME_TOKEN),
-    spillQueueDepth: envInt(
-      env,
-      'VIGIL_SPILL_QUEUE_DEPTH',
-      REGION_ROUTING_DEFAULTS.spillQueueDepth,
-      1,
-    ),
+    quotaMaxLease: g.quotaMaxLease,
+    quotaOutageAllowance: g.quotaOutageTasks,
+    maxBodyBytes: g.maxBodyBytes,
+    maxSyncWaitMs: g.maxSyncWaitMs,
+    defaultTaskDeadlineMs: g.taskDeadlineMs,
+    maxTaskDeadlineMs: g.maxTaskDeadlineMs,
+    maxWaiters: g.maxWaiters,
+    spillRegions: g.spillRegions,
+    spillQueueDepth: g.spillQueueDepth,
+    ...(g.edgeSite === undefined ? {} : { edgeSite: g.edgeSite }),
+    ...(g.tlsCert === undefined || g.tlsKey === undefined
+      ? {}
+      : { tls: { certFile: g.tlsCert, keyFile: g.tlsKey } }),
+    ...(adminNats === undefined ? {} : { adminNats }),
     logger,
   };
-  const edgeSite = env['VIGIL_EDGE_SITE'];
-  if (edgeSite) options.edgeSite = envString(env, 'VIGIL_EDGE_SITE', '', NAME_TOKEN);
-  if (cert && key) options.tls = { certFile: cert, keyFile: key };
-  if (adminNats) options.adminNats = adminNats;
-  return options;
+}
+
+/**
+ * The gateway's options from `env` (tests; `main.ts` goes through `startUp`).
+ * @throws ConfigError naming every bad variable.
+ */
+export function gatewayOptionsFromEnv(env: Env, logger: Logger): GatewayOptions {
+  return gatewayOptions(parseConfig(GATEWAY_CONFIG, env), logger);
 }

@@ -1,19 +1,18 @@
 /**
- * Gateway process: reads the environment, starts telemetry and the gateway, stops cleanly on
- * SIGTERM/SIGINT. Telemetry settings: see `nodes/common/telemetry.ts` (`OTEL_*`, `VIGIL_TELEMETRY`,
- * `VIGIL_METRICS_PORT`, `VIGIL_METRICS_HOST`); the service name defaults to `vigil-gateway`.
+ * Gateway process: reads its configuration (`config.ts`; `--help` lists it), starts telemetry and
+ * the gateway, stops cleanly on SIGTERM/SIGINT.
  */
-import { createLogger, logLevelFromEnv } from '../common/logger.js';
 import { runUntilSignal, startWithRetry } from '../common/process.js';
+import { startUp } from '../common/start-up.js';
 import { startTelemetry } from '../common/telemetry.js';
-import { gatewayOptionsFromEnv } from './config.js';
+import { GATEWAY_CONFIG, gatewayOptions } from './config.js';
 import { startGateway } from './gateway.js';
 
-const logger = createLogger({ node: 'gateway' }, logLevelFromEnv(process.env));
+const { settings, logger } = startUp(GATEWAY_CONFIG, process.argv.slice(2), process.env);
 await runUntilSignal('gateway', logger, async () => {
-  const options = gatewayOptionsFromEnv(process.env, logger);
+  const options = gatewayOptions(settings, logger);
   // Before the gateway: meters taken earlier would stay no-ops.
-  const telemetry = await startTelemetry(process.env, {
+  const telemetry = await startTelemetry(settings.telemetry, {
     node: 'gateway',
     region: options.region,
     logger,

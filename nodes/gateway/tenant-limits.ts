@@ -22,7 +22,7 @@ import type { MiddlewareHandler } from 'hono';
 import { createMiddleware } from 'hono/factory';
 import { z } from 'zod';
 import { ErrorCode, NAME_TOKEN, VigilError } from '../../protocol/index.js';
-import { ConfigError, envJson } from '../common/env.js';
+import { ConfigError, json, parseSettings, settingsGroup, type Env } from '../common/env.js';
 import type { GatewayEnv } from './gateway-env.js';
 import { parsePrefer } from './prefer-header.js';
 import { errorResponse } from './http-errors.js';
@@ -108,31 +108,66 @@ export function parseTenantLimitsMap(value: unknown, source: string): Record<str
   return tenants;
 }
 
+/** The limits shape in the reference. */
+const LIMITS_EXAMPLE =
+  '{"rate":{"perSecond":10,"burst":20},"reads":{...},"maxConcurrent":8,' +
+  '"quota":{"perDay":10000,"perMonth":200000}}';
+
+/** The variables that limit tenants, beside the keys file's `tenants`. */
+export const TENANT_LIMITS_SETTINGS = settingsGroup({
+  id: 'tenant-limits',
+  title: 'Tenant limits',
+  intro:
+    'Per-tenant request rates, concurrency and task quotas (see the README). Limits come from ' +
+    "the keys file's `tenants`, then `VIGIL_TENANT_LIMITS` (a tenant named there replaces the " +
+    "file's entry), and `VIGIL_DEFAULT_TENANT_LIMITS` for every other tenant. Every field is " +
+    `optional: \`${LIMITS_EXAMPLE}\`. A tenant with no limits is not limited.`,
+  settings: {
+    tenants: json({
+      name: 'VIGIL_TENANT_LIMITS',
+      schema: z.unknown().transform((value) => parseTenantLimitsMap(value, 'VIGIL_TENANT_LIMITS')),
+      example: '{"<tenant>": limits}',
+      meaning: "Limits of named tenants, over the keys file's.",
+    }),
+    defaults: json({
+      name: 'VIGIL_DEFAULT_TENANT_LIMITS',
+      schema: tenantLimitsSchema,
+      example: LIMITS_EXAMPLE,
+      meaning: 'Limits of every tenant not named in the keys file or `VIGIL_TENANT_LIMITS`.',
+    }),
+  },
+});
+
 /**
- * The limits configuration: the keys file's `tenants` (read by the caller), then
- * `VIGIL_TENANT_LIMITS` (same shape; a tenant named there replaces the file's entry), and
- * `VIGIL_DEFAULT_TENANT_LIMITS` for every other tenant. Undefined when nothing is limited.
+ * The limits configuration: the keys file's `tenants`, then `tenants` (a tenant named there
+ * replaces the file's entry), and `defaults` for every other tenant. Undefined when nothing is
+ * limited.
+ */
+export function tenantLimitsConfig(
+  fileTenants: Readonly<Record<string, TenantLimits>> | undefined,
+  tenants: Readonly<Record<string, TenantLimits>> | undefined,
+  defaults: TenantLimits | undefined,
+): TenantLimitsConfig | undefined {
+  const merged = { ...fileTenants, ...tenants };
+  if (Object.keys(merged).length === 0 && defaults === undefined) return undefined;
+  return { tenants: merged, ...(defaults === undefined ? {} : { defaults }) };
+}
+
+/**
+ * {@link tenantLimitsConfig} from the keys file's `tenants` (not validated yet) and `env`.
  * @throws ConfigError naming the variable (or file), the tenant and the bad field.
  */
 export function tenantLimitsFromEnv(
-  env: NodeJS.ProcessEnv,
+  env: Env,
   keysFileTenants: unknown,
   keysFilePath = 'VIGIL_API_KEYS_FILE',
 ): TenantLimitsConfig | undefined {
-  const tenants = {
-    ...(keysFileTenants === undefined
-      ? {}
-      : parseTenantLimitsMap(keysFileTenants, `${keysFilePath}: tenants`)),
-    ...parseTenantLimitsMap(envJson(env, 'VIGIL_TENANT_LIMITS') ?? {}, 'VIGIL_TENANT_LIMITS'),
-  };
-  const defaults = envJson(env, 'VIGIL_DEFAULT_TENANT_LIMITS');
-  if (Object.keys(tenants).length === 0 && defaults === undefined) return undefined;
-  return {
-    tenants,
-    ...(defaults === undefined
-      ? {}
-      : { defaults: parseTenantLimits(defaults, 'VIGIL_DEFAULT_TENANT_LIMITS') }),
-  };
+  const fileTenants =
+    keysFileTenants === undefined
+      ? undefined
+      : parseTenantLimitsMap(keysFileTenants, `${keysFilePath}: tenants`);
+  const { tenants, defaults } = parseSettings(TENANT_LIMITS_SETTINGS, env);
+  return tenantLimitsConfig(fileTenants, tenants, defaults);
 }
 
 function parseConfig<T>(schema: z.ZodType<T>, value: unknown, source: string): T {

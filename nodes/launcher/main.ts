@@ -9,24 +9,21 @@
  * generated into `.vigil/nats-creds`. Data is kept in `.vigil/data`, so accepted tasks survive a
  * restart. Ctrl-C stops everything it started.
  *
- * Options (or environment): `--regions a,b` (`VIGIL_REGIONS`, default `local`), `--nodes n`
- * (`VIGIL_NODES_PER_REGION`, 1 to 5, default 1), `--edge site@region`, repeatable
- * (`VIGIL_EDGE_SITES=site@region,...`). Environment: `VIGIL_PORT` (first gateway, default 8080;
- * the others take the next ports; 0: every gateway on a free port), `VIGIL_DEMO_KEY` (default: generated once and kept in
- * `.vigil/demo-key`), `VIGIL_STATE_DIR` (default `.vigil`), and anything the gateway and actor
- * host read themselves (they inherit this environment).
+ * What it accepts (`--regions`, `--nodes`, `--edge`, `VIGIL_PORT`, ...) is declared in
+ * `config.ts`; `npm start -- --help` lists it. The nodes it starts inherit this environment and
+ * read their own variables.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { createLogger, type LogLevel } from '../common/logger.js';
 import { createBuiltinModels } from '../../actors/runtimes/index.js';
 import { edgeDomain, ensureEdgeSite } from '../../protocol/index.js';
-import { ConfigError, envInt, envList } from '../common/env.js';
+import { ConfigError } from '../common/env.js';
 import { connectNats, natsAuthOptions, natsOptionsFromEnv } from '../common/nats-connection.js';
+import { readLauncherConfig, UsageError, type LauncherSettings } from './config.js';
 import { accountsConfig, generateNatsCredentials, type NatsCredentials } from './nats-accounts.js';
 import type { NatsServerProcess } from './nats-server-process.js';
 import { PROJECT_ROOT, startNode, type NodeName, type NodeProcess } from './node-process.js';
@@ -40,8 +37,32 @@ import {
   type Supercluster,
 } from './supercluster.js';
 
-const env = process.env;
-const stateDir = env['VIGIL_STATE_DIR'] ?? join(PROJECT_ROOT, '.vigil');
+function say(text: string): void {
+  process.stdout.write(text + '\n');
+}
+
+/** The configuration, or the process ends: help (exit 0), bad flags (2), bad values (1). */
+function configure(): LauncherSettings {
+  try {
+    const start = readLauncherConfig(process.argv.slice(2), process.env);
+    if (start.type === 'run') return start.settings;
+    process.stdout.write(start.text);
+    return process.exit(0);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      say(`vigil: ${err.message} (npm start -- --help lists what it accepts)`);
+      return process.exit(2);
+    }
+    if (err instanceof ConfigError) {
+      say(`vigil: invalid configuration: ${err.message}`);
+      return process.exit(1);
+    }
+    throw err;
+  }
+}
+
+const settings = configure();
+const stateDir = settings.state.stateDir ?? join(PROJECT_ROOT, '.vigil');
 const logDir = join(stateDir, 'logs');
 const logger = createLogger({ node: 'launcher' }, 'info');
 
@@ -55,38 +76,10 @@ function persistentSecret(file: string, fromEnv: string | undefined): string {
   return secret;
 }
 
-function say(text: string): void {
-  process.stdout.write(text + '\n');
-}
-
 /** The topology asked for on the command line, else in the environment. */
-function topologyFromArgs(): { regions: RegionSpec[]; edges: EdgeSiteSpec[] } {
-  const { values } = parseArgs({
-    args: process.argv.slice(2),
-    options: {
-      regions: { type: 'string' },
-      nodes: { type: 'string' },
-      edge: { type: 'string', multiple: true },
-    },
-    strict: true,
-  });
-  const regionNames = values.regions
-    ? envList({ R: values.regions }, 'R')
-    : envList(env, 'VIGIL_REGIONS');
-  const nodes = values.nodes
-    ? envInt({ N: values.nodes }, 'N', 1, 1, 5)
-    : envInt(env, 'VIGIL_NODES_PER_REGION', 1, 1, 5);
-  const edgeArgs = values.edge?.flatMap((e) => e.split(',')) ?? envList(env, 'VIGIL_EDGE_SITES');
-  const regions = (regionNames.length > 0 ? regionNames : ['local']).map((name) => ({
-    name,
-    nodes,
-  }));
-  const edges = edgeArgs.map((spec) => {
-    const [site, region, extra] = spec.split('@');
-    if (!site || !region || extra !== undefined)
-      throw new ConfigError(`--edge ${spec}: expected site@region, e.g. pop1@${regions[0]!.name}`);
-    return { site, region };
-  });
+function topology(): { regions: RegionSpec[]; edges: EdgeSiteSpec[] } {
+  const { regions: names, nodes, edges } = settings.launcher;
+  const regions = (names.length > 0 ? names : ['local']).map((name) => ({ name, nodes }));
   checkTopology(regions, edges);
   return { regions, edges };
 }
@@ -104,10 +97,10 @@ function spillOrder(regions: readonly RegionSpec[], home: string): string {
 
 async function main(): Promise<void> {
   mkdirSync(logDir, { recursive: true });
-  const { regions, edges } = topologyFromArgs();
+  const { regions, edges } = topology();
   // Gateways listen on VIGIL_PORT and the ports after it; 0 gives each a free port.
-  const firstPort = envInt(env, 'VIGIL_PORT', 8080, 0, 65535);
-  const demoKey = persistentSecret('demo-key', env['VIGIL_DEMO_KEY']);
+  const firstPort = settings.launcher.port;
+  const demoKey = persistentSecret('demo-key', settings.launcher.demoKey);
   const credentials: NatsCredentials = generateNatsCredentials({
     outDir: join(stateDir, 'nats-creds'),
     regions: regions.map((r) => r.name),
@@ -273,7 +266,7 @@ async function main(): Promise<void> {
     VIGIL_SYS_NATS_INBOX_PREFIX: credentials.user('sys').inboxPrefix,
   });
 
-  // Where the running edge is, for `npm run vigil` (the CLI) and other local tools.
+  // Where the running edge is, for `npx vigil` (the CLI) and other local tools.
   const first = gatewayUrls[0]!;
   writeFileSync(
     join(stateDir, 'edge.json'),

@@ -340,7 +340,7 @@ describe('CLI', () => {
     assert.equal(detail.letter?.task.id, decodable.taskId);
 
     assert.equal(badFlag.code, 2);
-    assert.match(badFlag.stderr, /Usage: npm run vigil/);
+    assert.match(badFlag.stderr, /Usage: npx vigil/);
     assert.equal(badSeq.code, 2);
     assert.match(badSeq.stderr, /<seq> must be an integer/);
     assert.equal(missing.code, 1);
