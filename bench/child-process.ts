@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { createInterface } from 'node:readline';
-import { PROJECT_ROOT } from '../nodes/launcher/node-process.js';
+import { PROJECT_ROOT } from '../nodes/launcher/index.js';
 
 /** Options of {@link startScript}. */
 export interface StartScriptOptions {

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { PROJECT_ROOT } from '../nodes/launcher/node-process.js';
+import { PROJECT_ROOT } from '../nodes/launcher/index.js';
 
 /** Rows printed per table unless the command line says otherwise. */
 const DEFAULT_TOP = 25;

@@ -5,8 +5,8 @@
  * the checked-in page differs.
  */
 import { format, resolveConfig } from 'prettier';
-import { ACTOR_HOST_CONFIG } from '../nodes/actor-host/config.js';
-import { CLI_CONFIG } from '../nodes/cli/config.js';
+import { ACTOR_HOST_CONFIG } from '../nodes/actor-host/index.js';
+import { CLI_CONFIG } from '../nodes/cli/index.js';
 import type {
   Flag,
   GroupMap,
@@ -15,12 +15,12 @@ import type {
   Setting,
   SettingsGroup,
   SettingsShape,
-} from '../nodes/common/env.js';
+} from '../nodes/common/index.js';
 import { CONTROLLER_CONFIG } from '../nodes/controller/index.js';
-import { DRILL_CONFIG } from '../nodes/drill/config.js';
-import { GATEWAY_CONFIG } from '../nodes/gateway/config.js';
-import { LAUNCHER_CONFIG } from '../nodes/launcher/config.js';
-import { PROVISION_CONFIG } from '../nodes/provision/config.js';
+import { DRILL_CONFIG } from '../nodes/drill/index.js';
+import { GATEWAY_CONFIG } from '../nodes/gateway/index.js';
+import { LAUNCHER_CONFIG } from '../nodes/launcher/index.js';
+import { PROVISION_CONFIG } from '../nodes/provision/index.js';
 
 /** The page, relative to the project root. */
 export const CONFIGURATION_PAGE_PATH = 'docs/configuration.md';

@@ -1,10 +1,14 @@
 /** The actor host's configuration: what it reads, declared once, and the options built from it. */
 import { z } from 'zod';
-import { INFERENCE_ACTOR_DEFAULTS } from '../../actors/index.js';
-import { Isolation, type ExecutorSpec } from '../../actors/executors/index.js';
-import type { SupervisorOptions } from '../../actors/supervisor.js';
+import {
+  INFERENCE_ACTOR_DEFAULTS,
+  Isolation,
+  type ExecutorSpec,
+  createBuiltinModels,
+  type BuiltinModelsOptions,
+} from '../../actors/index.js';
+import type { SupervisorOptions } from '../../actors/index.js';
 import type { Logger } from 'pino';
-import { createBuiltinModels, type BuiltinModelsOptions } from '../../actors/runtimes/index.js';
 import { REGION_ASSET_DEFAULTS } from '../../protocol/index.js';
 import {
   durationMs,
@@ -20,10 +24,11 @@ import {
   settingsGroup,
   type ConfigValues,
   type Env,
-} from '../common/env.js';
-import { LOG_SETTINGS } from '../common/logger.js';
-import { NATS_SETTINGS, natsConnectOptions } from '../common/nats-connection.js';
-import { TELEMETRY_SETTINGS } from '../common/telemetry.js';
+  LOG_SETTINGS,
+  NATS_SETTINGS,
+  natsConnectOptions,
+  TELEMETRY_SETTINGS,
+} from '../common/index.js';
 import type { ActorHostOptions } from './host.js';
 import { BACKLOG_RESCUE_DEFAULTS } from './backlog-rescue.js';
 

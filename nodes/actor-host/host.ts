@@ -40,7 +40,7 @@ import {
   watchActorHealth,
   type ActorHealth,
 } from '../../protocol/index.js';
-import { connectNats, type NatsConnectOptions } from '../common/nats-connection.js';
+import { connectNats, type NatsConnectOptions } from '../common/index.js';
 import {
   BACKLOG_RESCUE_DEFAULTS,
   startBacklogRescue,

@@ -6,3 +6,4 @@
 export { startActorHost } from './host.js';
 export type { ActorHost, ActorHostOptions } from './host.js';
 export { BACKLOG_RESCUE_DEFAULTS } from './backlog-rescue.js';
+export { ACTOR_HOST_CONFIG, actorHostOptionsFromEnv, DEFAULT_DRAIN_GRACE_MS } from './config.js';

@@ -2,9 +2,7 @@
  * Actor host process: reads its configuration (`config.ts`; `--help` lists it), starts telemetry
  * and the actors, drains on SIGTERM/SIGINT.
  */
-import { runUntilSignal, startWithRetry } from '../common/process.js';
-import { startUp } from '../common/start-up.js';
-import { startTelemetry } from '../common/telemetry.js';
+import { runUntilSignal, startWithRetry, startUp, startTelemetry } from '../common/index.js';
 import { ACTOR_HOST_CONFIG, actorHostOptions } from './config.js';
 import { startActorHost } from './host.js';
 

@@ -13,9 +13,10 @@ import {
   settingsGroup,
   type Env,
   type GroupValues,
-} from '../common/env.js';
-import { NATS_SETTINGS, type NatsSettings } from '../common/nats-connection.js';
-import { LOCAL_STATE_SETTINGS } from '../launcher/config.js';
+  NATS_SETTINGS,
+  type NatsSettings,
+} from '../common/index.js';
+import { LOCAL_STATE_SETTINGS } from '../launcher/index.js';
 import { MAX_DEAD_LETTER_LIST_LIMIT } from '../../protocol/index.js';
 
 /** What the CLI itself reads. */

@@ -3,8 +3,8 @@
  * It prints what it wrote and how to use it, never a seed.
  */
 import { relative } from 'node:path';
-import { ConfigError } from '../common/env.js';
-import { generateNatsCredentials } from '../launcher/nats-accounts.js';
+import { ConfigError } from '../common/index.js';
+import { generateNatsCredentials } from '../launcher/index.js';
 import type { Output } from './dlq-commands.js';
 import { CliError } from './edge-target.js';
 

@@ -14,8 +14,8 @@ import {
   natsConnectOptions,
   readNkeySeed,
   type NatsConnectOptions,
-} from '../common/nats-connection.js';
-import { PROJECT_ROOT } from '../launcher/node-process.js';
+} from '../common/index.js';
+import { PROJECT_ROOT } from '../launcher/index.js';
 import type { CliSettings } from './config.js';
 
 /** A failure the CLI reports as one line and exit code 1. */

@@ -13,9 +13,8 @@ import {
   VigilError,
   type DeadLetterAdmin,
 } from '../../protocol/index.js';
-import { renderHelp } from '../common/config-help.js';
-import { ConfigError } from '../common/env.js';
-import { PROJECT_ROOT } from '../launcher/node-process.js';
+import { renderHelp, ConfigError } from '../common/index.js';
+import { PROJECT_ROOT } from '../launcher/index.js';
 import { actorsList } from './actor-commands.js';
 import { CLI_CONFIG, readCliSettings, vigilVersion } from './config.js';
 import { credsGenerate } from './creds-commands.js';

@@ -12,16 +12,14 @@ import {
   url,
   type ConfigValues,
   type Env,
-} from '../common/env.js';
-import { LOG_SETTINGS } from '../common/logger.js';
-import {
+  LOG_SETTINGS,
   inboxPrefixSetting,
   NATS_SETTINGS,
   natsConnectOptions,
   nkeySeedSetting,
   secondUserOptions,
-} from '../common/nats-connection.js';
-import { TELEMETRY_SETTINGS } from '../common/telemetry.js';
+  TELEMETRY_SETTINGS,
+} from '../common/index.js';
 import { WEBHOOK_DEFAULTS } from './alerts.js';
 import { CONTROLLER_DEFAULTS, type ControllerOptions } from './controller.js';
 import { MIN_LEASE_MS } from './lease.js';

@@ -20,8 +20,9 @@ import {
   observeNatsConnection,
   observeServerStorage,
   observeStreamStorage,
-} from '../common/metrics.js';
-import { connectNats, type NatsConnectOptions } from '../common/nats-connection.js';
+  connectNats,
+  type NatsConnectOptions,
+} from '../common/index.js';
 import { createActionRunner } from './actions.js';
 import { createAlertSink, type WebhookOptions } from './alerts.js';
 import { createFiringAlerts } from './firing-alerts.js';

@@ -14,7 +14,7 @@
  */
 import type { KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
-import { ConfigError } from '../common/env.js';
+import { ConfigError } from '../common/index.js';
 
 /** The key of the lease in the control bucket. */
 export const LEADER_KEY = 'leader';

@@ -2,9 +2,7 @@
  * Controller process: reads its configuration (`config.ts`; `--help` lists it), competes for the
  * lease, evaluates alert rules.
  */
-import { runUntilSignal, startWithRetry } from '../common/process.js';
-import { startUp } from '../common/start-up.js';
-import { startTelemetry } from '../common/telemetry.js';
+import { runUntilSignal, startWithRetry, startUp, startTelemetry } from '../common/index.js';
 import { CONTROLLER_CONFIG, controllerOptions } from './config.js';
 import { startController } from './controller.js';
 

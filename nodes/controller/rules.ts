@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { NAME_TOKEN } from '../../protocol/index.js';
-import { ConfigError } from '../common/env.js';
+import { ConfigError } from '../common/index.js';
 
 /** What a metric describes: one actor (a heartbeat), one model's queue in a region, a region. */
 export const Scope = {

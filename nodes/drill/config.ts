@@ -1,9 +1,17 @@
 /** What `npm run drill` accepts: a fault, and flags (it reads no variables of its own). */
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, flagOf, humanDuration, int, names, nodeConfig, text } from '../common/env.js';
-import { renderHelp } from '../common/config-help.js';
-import { PROJECT_ROOT } from '../launcher/node-process.js';
+import {
+  ConfigError,
+  flagOf,
+  humanDuration,
+  int,
+  names,
+  nodeConfig,
+  text,
+  renderHelp,
+} from '../common/index.js';
+import { PROJECT_ROOT } from '../launcher/index.js';
 import { ALL_FAULTS, type FaultName } from './faults.js';
 
 /** The flags' values, each parsed (and named in errors) as its flag. */

@@ -7,10 +7,9 @@
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import { assetNames } from '../../protocol/index.js';
-import { readHeartbeats } from '../cli/actor-commands.js';
-import { ConfigError } from '../common/env.js';
-import type { NatsServerProcess } from '../launcher/nats-server-process.js';
-import type { RegionSpec } from '../launcher/supercluster.js';
+import { readHeartbeats } from '../cli/index.js';
+import { ConfigError } from '../common/index.js';
+import type { NatsServerProcess, RegionSpec } from '../launcher/index.js';
 import { regionServers, type DrillTopology } from './topology.js';
 
 /** The faults, by name. */

@@ -10,7 +10,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { checkTopology, type RegionSpec } from '../launcher/supercluster.js';
+import { checkTopology, type RegionSpec } from '../launcher/index.js';
 import { DRILL_CONFIG, readDrillArgs, type DrillOptions } from './config.js';
 import { FAULTS } from './faults.js';
 import { markdownReport, runDrill, type DrillReport } from './run-drill.js';

@@ -3,7 +3,7 @@
  * repair what only an operator repairs at two thirds, let every accepted task settle, stop every
  * process, and measure RTO and RPO from what the client saw.
  */
-import type { RegionSpec } from '../launcher/supercluster.js';
+import type { RegionSpec } from '../launcher/index.js';
 import type { Fault, Injection } from './faults.js';
 import { runLoad, settle, type Sample } from './load.js';
 import { startDrillTopology, type DrillTopology, type RestartRecord } from './topology.js';

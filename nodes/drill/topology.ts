@@ -11,13 +11,20 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
-import { createBuiltinModels } from '../../actors/runtimes/index.js';
-import { readNkeySeed } from '../common/nats-connection.js';
-import { accountsConfig, generateNatsCredentials } from '../launcher/nats-accounts.js';
-import type { NatsServerProcess } from '../launcher/nats-server-process.js';
-import { startNode, type NodeName, type NodeProcess } from '../launcher/node-process.js';
-import { provisionRegion } from '../launcher/provision.js';
-import { startSupercluster, type RegionSpec, type Supercluster } from '../launcher/supercluster.js';
+import { createBuiltinModels } from '../../actors/index.js';
+import { readNkeySeed } from '../common/index.js';
+import {
+  accountsConfig,
+  generateNatsCredentials,
+  startNode,
+  type NodeName,
+  type NodeProcess,
+  startSupercluster,
+  type RegionSpec,
+  type Supercluster,
+} from '../launcher/index.js';
+import { provisionRegion } from '../provision/index.js';
+import type { NatsServerProcess } from '../launcher/index.js';
 
 /** The tenant the drill's load runs as. */
 export const DRILL_TENANT = 'drill';

@@ -13,16 +13,14 @@ import {
   text,
   type ConfigValues,
   type Env,
-} from '../common/env.js';
-import { LOG_SETTINGS } from '../common/logger.js';
-import {
+  LOG_SETTINGS,
   inboxPrefixSetting,
   NATS_SETTINGS,
   natsConnectOptions,
   nkeySeedSetting,
   secondUserOptions,
-} from '../common/nats-connection.js';
-import { TELEMETRY_SETTINGS } from '../common/telemetry.js';
+  TELEMETRY_SETTINGS,
+} from '../common/index.js';
 import {
   adminKeysSharedWithTenants,
   MIN_ADMIN_KEY_LENGTH,

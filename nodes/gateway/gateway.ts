@@ -19,8 +19,12 @@ import {
   type ActorHealth,
 } from '../../protocol/index.js';
 import type { Logger } from 'pino';
-import { observeNatsConnection, observeQueues } from '../common/metrics.js';
-import { connectNats, type NatsConnectOptions } from '../common/nats-connection.js';
+import {
+  observeNatsConnection,
+  observeQueues,
+  connectNats,
+  type NatsConnectOptions,
+} from '../common/index.js';
 import { createAdminKeyStore, createApiKeyStore, type ApiKeyEntry } from './api-keys.js';
 import { createGatewayApp, type GatewayAppDeps, type GatewayAppOptions } from './app.js';
 import { openModelCatalog, type ModelCatalog } from './catalog.js';

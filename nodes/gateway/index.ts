@@ -6,7 +6,7 @@
  */
 export { startGateway, GATEWAY_DEFAULTS } from './gateway.js';
 export type { Gateway, GatewayOptions } from './gateway.js';
-export { gatewayOptionsFromEnv } from './config.js';
+export { GATEWAY_CONFIG, gatewayOptionsFromEnv } from './config.js';
 export { createGatewayApp } from './app.js';
 export type { GatewayAppDeps, GatewayAppOptions } from './app.js';
 export type { GatewayEnv } from './gateway-env.js';

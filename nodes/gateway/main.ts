@@ -2,9 +2,7 @@
  * Gateway process: reads its configuration (`config.ts`; `--help` lists it), starts telemetry and
  * the gateway, stops cleanly on SIGTERM/SIGINT.
  */
-import { runUntilSignal, startWithRetry } from '../common/process.js';
-import { startUp } from '../common/start-up.js';
-import { startTelemetry } from '../common/telemetry.js';
+import { runUntilSignal, startWithRetry, startUp, startTelemetry } from '../common/index.js';
 import { GATEWAY_CONFIG, gatewayOptions } from './config.js';
 import { startGateway } from './gateway.js';
 

@@ -17,7 +17,7 @@ import {
   type TaskRecord,
   type VigilClient,
 } from '../../protocol/index.js';
-import { gatewayTaskMetrics, type GatewayTaskMetrics } from '../common/metrics.js';
+import { gatewayTaskMetrics, type GatewayTaskMetrics } from '../common/index.js';
 import { clientGone } from './client-gone.js';
 import type { GatewayEnv } from './gateway-env.js';
 import type { RegionRouter, RoutePlan } from './region-router.js';

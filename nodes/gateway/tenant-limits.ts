@@ -22,7 +22,7 @@ import type { MiddlewareHandler } from 'hono';
 import { createMiddleware } from 'hono/factory';
 import { z } from 'zod';
 import { ErrorCode, NAME_TOKEN, VigilError } from '../../protocol/index.js';
-import { ConfigError, json, parseSettings, settingsGroup, type Env } from '../common/env.js';
+import { ConfigError, json, parseSettings, settingsGroup, type Env } from '../common/index.js';
 import type { GatewayEnv } from './gateway-env.js';
 import { parsePrefer } from './prefer-header.js';
 import { errorResponse } from './http-errors.js';

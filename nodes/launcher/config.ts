@@ -16,8 +16,8 @@ import {
   text,
   type ConfigValues,
   type Env,
-} from '../common/env.js';
-import { renderHelp } from '../common/config-help.js';
+  renderHelp,
+} from '../common/index.js';
 import type { EdgeSiteSpec } from './supercluster.js';
 
 /** Where local state lives, shared by the launcher and the CLI. */

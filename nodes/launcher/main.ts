@@ -18,16 +18,21 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { createLogger, type LogLevel } from '../common/logger.js';
-import { createBuiltinModels } from '../../actors/runtimes/index.js';
+import {
+  createLogger,
+  type LogLevel,
+  ConfigError,
+  connectNats,
+  natsAuthOptions,
+  natsOptionsFromEnv,
+} from '../common/index.js';
+import { createBuiltinModels } from '../../actors/index.js';
 import { edgeDomain, ensureEdgeSite } from '../../protocol/index.js';
-import { ConfigError } from '../common/env.js';
-import { connectNats, natsAuthOptions, natsOptionsFromEnv } from '../common/nats-connection.js';
 import { readLauncherConfig, UsageError, type LauncherSettings } from './config.js';
 import { accountsConfig, generateNatsCredentials, type NatsCredentials } from './nats-accounts.js';
 import type { NatsServerProcess } from './nats-server-process.js';
 import { PROJECT_ROOT, startNode, type NodeName, type NodeProcess } from './node-process.js';
-import { provisionRegion } from './provision.js';
+import { provisionRegion } from '../provision/index.js';
 import {
   checkTopology,
   startEdgeServer,

@@ -16,8 +16,7 @@ import {
   type UserPermissions,
   type VigilUser,
 } from '../../protocol/index.js';
-import { ConfigError } from '../common/env.js';
-import { readNkeySeed } from '../common/nats-connection.js';
+import { ConfigError, readNkeySeed } from '../common/index.js';
 
 /** Name of the configuration fragment in the output directory. */
 export const ACCOUNTS_FILE = 'accounts.conf';

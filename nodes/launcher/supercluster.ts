@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { connect, type ConnectionOptions } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { edgeDomain, HUB_DOMAIN, NAME_TOKEN } from '../../protocol/index.js';
-import { ConfigError } from '../common/env.js';
+import { ConfigError } from '../common/index.js';
 import { freePort, startNatsServer, type NatsServerProcess } from './nats-server-process.js';
 
 /** One region: a cluster of `nodes` servers named `<region>-<i>`. */

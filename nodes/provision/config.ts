@@ -1,7 +1,13 @@
 /** The provisioning job's configuration: what it reads, declared once. */
-import { durationMs, int, name, nodeConfig, settingsGroup } from '../common/env.js';
-import { LOG_SETTINGS } from '../common/logger.js';
-import { NATS_SETTINGS } from '../common/nats-connection.js';
+import {
+  durationMs,
+  int,
+  name,
+  nodeConfig,
+  settingsGroup,
+  LOG_SETTINGS,
+  NATS_SETTINGS,
+} from '../common/index.js';
 
 /** What provisioning itself reads. */
 export const PROVISION_SETTINGS = settingsGroup({

@@ -5,10 +5,9 @@
  * deployment, before the region's nodes start. Exits 0 when done, 1 on failure or timeout. What it
  * reads: `config.ts` (`--help` lists it).
  */
-import { createBuiltinModels } from '../../actors/runtimes/index.js';
-import { connectNats, natsConnectOptions } from '../common/nats-connection.js';
-import { startUp } from '../common/start-up.js';
-import { provisionRegion } from '../launcher/provision.js';
+import { createBuiltinModels } from '../../actors/index.js';
+import { connectNats, natsConnectOptions, startUp } from '../common/index.js';
+import { provisionRegion } from './provision.js';
 import { PROVISION_CONFIG } from './config.js';
 
 const { settings, logger } = startUp(PROVISION_CONFIG, process.argv.slice(2), process.env);

@@ -19,7 +19,7 @@ import {
   decodeAs,
   ActorState,
 } from '../../protocol/index.js';
-import type { NodeProcess } from '../../nodes/launcher/node-process.js';
+import type { NodeProcess } from '../../nodes/launcher/index.js';
 import { startTestEdge, type TestEdge } from '../harness/edge.js';
 import {
   createChecker,

@@ -17,7 +17,7 @@ import {
   type ActorHeartbeat,
   type TaskEvent,
 } from '../../protocol/index.js';
-import { PROJECT_ROOT } from '../../nodes/launcher/node-process.js';
+import { PROJECT_ROOT } from '../../nodes/launcher/index.js';
 import { pollTask, startTestEdge, waitFor, type TestEdge } from '../harness/edge.js';
 
 type Json = Record<string, unknown>;

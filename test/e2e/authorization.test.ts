@@ -34,17 +34,13 @@ import {
   subjects,
   userName,
 } from '../../protocol/index.js';
-import {
-  natsAuthOptions,
-  natsOptionsFromEnv,
-  readNkeySeed,
-} from '../../nodes/common/nats-connection.js';
+import { natsAuthOptions, natsOptionsFromEnv, readNkeySeed } from '../../nodes/common/index.js';
 import {
   accountsConfig,
   generateNatsCredentials,
   type NatsCredentials,
-} from '../../nodes/launcher/nats-accounts.js';
-import { provisionRegion } from '../../nodes/launcher/provision.js';
+} from '../../nodes/launcher/index.js';
+import { provisionRegion } from '../../nodes/provision/index.js';
 import { startTestNats, type TestNats } from '../harness/nats.js';
 
 const EU = 'eu';

@@ -9,8 +9,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect } from '@nats-io/transport-node';
-import { PROJECT_ROOT } from '../../nodes/launcher/node-process.js';
-import { provisionRegion } from '../../nodes/launcher/provision.js';
+import { PROJECT_ROOT } from '../../nodes/launcher/index.js';
+import { provisionRegion } from '../../nodes/provision/index.js';
 import { startTestNats, type TestNats } from '../harness/nats.js';
 
 const version = (

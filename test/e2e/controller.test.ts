@@ -29,7 +29,7 @@ import {
   type LeaseRecord,
   type RolloutHold,
 } from '../../nodes/controller/index.js';
-import { startNode, type NodeProcess } from '../../nodes/launcher/node-process.js';
+import { startNode, type NodeProcess } from '../../nodes/launcher/index.js';
 import { startTestEdge, waitFor, type TestEdge } from '../harness/edge.js';
 
 type Json = Record<string, unknown>;

@@ -19,7 +19,7 @@ import {
   type DeadLetterDetail,
   type DeadLetterSummary,
 } from '../../protocol/index.js';
-import { PROJECT_ROOT } from '../../nodes/launcher/node-process.js';
+import { PROJECT_ROOT } from '../../nodes/launcher/index.js';
 import { pollTask, startTestEdge, TENANTS, type TestEdge } from '../harness/edge.js';
 
 type Json = Record<string, unknown>;

@@ -10,8 +10,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { PROJECT_ROOT } from '../../nodes/launcher/node-process.js';
-import type { DrillReport } from '../../nodes/drill/run-drill.js';
+import { PROJECT_ROOT } from '../../nodes/launcher/index.js';
+import type { DrillReport } from '../../nodes/drill/index.js';
 import { processAlive } from '../harness/processes.js';
 
 /** Longest a short drill may take, start-up and settle included. */

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { PROJECT_ROOT } from '../../nodes/launcher/node-process.js';
+import { PROJECT_ROOT } from '../../nodes/launcher/index.js';
 import { freePort } from '../harness/nats.js';
 import { processAlive } from '../harness/processes.js';
 

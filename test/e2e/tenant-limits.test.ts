@@ -20,8 +20,8 @@ import {
   Role,
   VigilError,
 } from '../../protocol/index.js';
-import { silentLogger } from '../../nodes/common/logger.js';
-import { startNode, type NodeProcess } from '../../nodes/launcher/node-process.js';
+import { silentLogger } from '../../nodes/common/index.js';
+import { startNode, type NodeProcess } from '../../nodes/launcher/index.js';
 import {
   openTenantQuota,
   quotaKey,

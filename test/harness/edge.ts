@@ -15,14 +15,15 @@ import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createBuiltinModels } from '../../actors/index.js';
 import { Role, userName, type RegionAssetsOptions } from '../../protocol/index.js';
-import { natsAuthOptions, readNkeySeed } from '../../nodes/common/nats-connection.js';
+import { natsAuthOptions, readNkeySeed } from '../../nodes/common/index.js';
 import {
   accountsConfig,
   generateNatsCredentials,
   type NatsCredentials,
-} from '../../nodes/launcher/nats-accounts.js';
-import { startNode, type NodeProcess } from '../../nodes/launcher/node-process.js';
-import { provisionRegion } from '../../nodes/launcher/provision.js';
+  startNode,
+  type NodeProcess,
+} from '../../nodes/launcher/index.js';
+import { provisionRegion } from '../../nodes/provision/index.js';
 import { startTestNats, type TestNats, type TestNatsOptions } from './nats.js';
 
 /** Options of {@link startTestEdge}. */

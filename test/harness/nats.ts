@@ -5,13 +5,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { waitForJetStreamMeta } from '../../nodes/launcher/supercluster.js';
 import {
+  waitForJetStreamMeta,
   freePort,
   startNatsServer,
   type NatsServerOptions,
   type NatsServerProcess,
-} from '../../nodes/launcher/nats-server-process.js';
+} from '../../nodes/launcher/index.js';
 
 export { freePort };
 

@@ -17,18 +17,17 @@ import {
   accountsConfig,
   generateNatsCredentials,
   type NatsCredentials,
-} from '../../nodes/launcher/nats-accounts.js';
-import type { NatsServerProcess } from '../../nodes/launcher/nats-server-process.js';
-import { startNode, type NodeProcess } from '../../nodes/launcher/node-process.js';
-import { provisionRegion } from '../../nodes/launcher/provision.js';
-import {
+  startNode,
+  type NodeProcess,
   startEdgeServer,
   startSupercluster,
   type EdgeSiteSpec,
   type RegionSpec,
   type Supercluster,
-} from '../../nodes/launcher/supercluster.js';
-import { readNkeySeed } from '../../nodes/common/nats-connection.js';
+} from '../../nodes/launcher/index.js';
+import { provisionRegion } from '../../nodes/provision/index.js';
+import type { NatsServerProcess } from '../../nodes/launcher/index.js';
+import { readNkeySeed } from '../../nodes/common/index.js';
 import { TENANTS } from './edge.js';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, test } from 'node:test';
-import { PROJECT_ROOT } from '../../nodes/launcher/node-process.js';
+import { PROJECT_ROOT } from '../../nodes/launcher/index.js';
 import {
   CONFIGURATION_PAGE_COMMAND,
   CONFIGURATION_PAGE_PATH,

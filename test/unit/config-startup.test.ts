@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { PROJECT_ROOT } from '../../nodes/launcher/node-process.js';
+import { PROJECT_ROOT } from '../../nodes/launcher/index.js';
 
 interface Run {
   code: number | null;

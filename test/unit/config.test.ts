@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { z } from 'zod';
-import { ACTOR_HOST_CONFIG } from '../../nodes/actor-host/config.js';
-import { renderHelp } from '../../nodes/common/config-help.js';
+import { ACTOR_HOST_CONFIG } from '../../nodes/actor-host/index.js';
 import {
+  renderHelp,
   ConfigError,
   custom,
   decimal,
@@ -34,13 +34,13 @@ import {
   text,
   url,
   type Setting,
-} from '../../nodes/common/env.js';
-import { LOG_SETTINGS } from '../../nodes/common/logger.js';
-import { readNodeConfig } from '../../nodes/common/start-up.js';
+  LOG_SETTINGS,
+  readNodeConfig,
+  silentLogger,
+} from '../../nodes/common/index.js';
 import { CONTROLLER_CONFIG } from '../../nodes/controller/index.js';
-import { GATEWAY_CONFIG, gatewayOptionsFromEnv } from '../../nodes/gateway/config.js';
-import { readLauncherConfig } from '../../nodes/launcher/config.js';
-import { silentLogger } from '../../nodes/common/logger.js';
+import { GATEWAY_CONFIG, gatewayOptionsFromEnv } from '../../nodes/gateway/index.js';
+import { readLauncherConfig } from '../../nodes/launcher/index.js';
 import { PROGRAMS } from '../../scripts/config-page.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vigil-config-'));

@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
-import { silentLogger } from '../../nodes/common/logger.js';
+import { silentLogger } from '../../nodes/common/index.js';
 import { assetNames, ensureRegionAssets, type ActorHealth } from '../../protocol/index.js';
 import { createRegionRouter, watchRouteOverrides } from '../../nodes/gateway/index.js';
 import {

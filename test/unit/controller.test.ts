@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { ConfigError } from '../../nodes/common/env.js';
+import { ConfigError } from '../../nodes/common/index.js';
 import {
   checkLeaseMs,
   conditionHolds,
@@ -18,7 +18,7 @@ import {
   renewIntervalMs,
   standbyPollMs,
 } from '../../nodes/controller/index.js';
-import { PROJECT_ROOT } from '../../nodes/launcher/node-process.js';
+import { PROJECT_ROOT } from '../../nodes/launcher/index.js';
 
 const stuck = {
   name: 'actor-stuck',

@@ -31,13 +31,13 @@ import {
   NATS_SERVER_VERSION,
   natsServerBin,
 } from '../../scripts/nats-server-provision.mjs';
-import { PROJECT_ROOT } from '../../nodes/launcher/node-process.js';
-import { freePort } from '../../nodes/launcher/nats-server-process.js';
 import {
+  PROJECT_ROOT,
+  freePort,
   generateNatsCredentials,
   type NatsCredentials,
-} from '../../nodes/launcher/nats-accounts.js';
-import { readNkeySeed } from '../../nodes/common/nats-connection.js';
+} from '../../nodes/launcher/index.js';
+import { readNkeySeed } from '../../nodes/common/index.js';
 import { assetNames, edgeDomain, subjects } from '../../protocol/index.js';
 
 const DEPLOY = join(PROJECT_ROOT, 'deploy');

@@ -16,14 +16,9 @@ import {
   ValidationError,
   vigilUsers,
 } from '../../protocol/index.js';
-import { silentLogger } from '../../nodes/common/logger.js';
-import { ConfigError } from '../../nodes/common/env.js';
+import { silentLogger, ConfigError, natsOptionsFromEnv } from '../../nodes/common/index.js';
 import { gatewayOptionsFromEnv } from '../../nodes/gateway/index.js';
-import { natsOptionsFromEnv } from '../../nodes/common/nats-connection.js';
-import {
-  accountsIncludeLine,
-  generateNatsCredentials,
-} from '../../nodes/launcher/nats-accounts.js';
+import { accountsIncludeLine, generateNatsCredentials } from '../../nodes/launcher/index.js';
 import { natsServerBin } from '../../scripts/nats-server-provision.mjs';
 
 const dirs: string[] = [];

@@ -4,9 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { silentLogger } from '../../nodes/common/logger.js';
-import { ConfigError } from '../../nodes/common/env.js';
-import { isTransientStartError, startWithRetry } from '../../nodes/common/process.js';
+import {
+  silentLogger,
+  ConfigError,
+  isTransientStartError,
+  startWithRetry,
+} from '../../nodes/common/index.js';
 
 const named = (name: string, cause?: unknown): Error =>
   Object.assign(new Error(name, cause === undefined ? {} : { cause }), { name });

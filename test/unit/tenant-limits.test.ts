@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Hono } from 'hono';
-import { ConfigError } from '../../nodes/common/env.js';
+import { ConfigError, silentLogger } from '../../nodes/common/index.js';
 import {
   createTenantLimiter,
   createTokenBucket,
@@ -30,7 +30,6 @@ import {
   type GatewayEnv,
   type TenantLimitsConfig,
 } from '../../nodes/gateway/index.js';
-import { silentLogger } from '../../nodes/common/logger.js';
 
 const clock = () => {
   let t = Date.UTC(2026, 6, 14, 12, 0, 0);

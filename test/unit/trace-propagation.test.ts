@@ -9,7 +9,7 @@ import { headers as natsHeaders } from '@nats-io/transport-node';
 import { context, ROOT_CONTEXT, TraceFlags, trace, type SpanContext } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { StackContextManager } from '@opentelemetry/sdk-trace';
-import { createLogger } from '../../nodes/common/logger.js';
+import { createLogger } from '../../nodes/common/index.js';
 import { natsHeaderGetter, natsHeaderSetter } from '../../protocol/index.js';
 
 const propagator = new W3CTraceContextPropagator();

@@ -5,7 +5,7 @@
 import { Kvm } from '@nats-io/kv';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { ModelRuntime } from '../../actors/runtimes/index.js';
+import type { ModelRuntime } from '../../actors/index.js';
 import {
   assetNames,
   encode,
