@@ -1,7 +1,7 @@
 #!/bin/sh
 # Generates everything the compose setup needs and the repository must never hold, into
 # deploy/compose/secrets/ (git-ignored) and deploy/compose/.env (git-ignored):
-#   secrets/nats/   per-role NATS nkey seeds and accounts.conf (`npm run vigil -- creds generate`)
+#   secrets/nats/   per-role NATS nkey seeds and accounts.conf (`npx vigil creds generate`)
 #   secrets/tls/    a private CA and one certificate for the NATS servers (openssl)
 #   .env            route and gateway passwords, the demo API key, and the uid/gid the Vigil
 #                   containers run as (yours, so that they can read the 0600 seed files)
