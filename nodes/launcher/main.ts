@@ -12,6 +12,9 @@
  * What it accepts (`--regions`, `--nodes`, `--edge`, `VIGIL_PORT`, ...) is declared in
  * `config.ts`; `npm start -- --help` lists it. The nodes it starts inherit this environment and
  * read their own variables.
+ *
+ * `main` is the start-up order, each step a function named for it; what it started, and the
+ * order Ctrl-C stops them in, is kept in `launched-processes.ts`.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -142,7 +145,7 @@ async function main(): Promise<void> {
   printSummary(plan, processes, gateways);
 }
 
-/** The topology, the demo key and every credential, generated or read back from `.vigil/`. */
+/** The topology, the demo key and every credential: secrets made once, kept in `.vigil/`. */
 function planLaunch(): LaunchPlan {
   const { regions, edges } = topology();
   const demoKey = persistentSecret('demo-key', settings.launcher.demoKey);
