@@ -117,113 +117,156 @@ export async function runLoad(
   options: LoadOptions,
   hooks: readonly { atMs: number; run: () => Promise<void> }[],
 ): Promise<LoadResult> {
-  const samples: Sample[] = [];
-  const accepted = new Map<string, AcceptedTask>();
-  const start = Date.now();
-  const plannedEnd = start + options.durationMs;
-  const latestEnd = plannedEnd + (options.maxExtraMs ?? 0);
-  // Submissions outlive the load by the retry window; an extended load extends it too.
-  const giveUpAt = () => end + options.retryWindowMs;
-  let end = plannedEnd;
-  let inFlight = 0;
-  let skipped = 0;
-  let sent = 0;
-  let neverAccepted = 0;
-  const pending: Promise<unknown>[] = [];
+  const load = new SteadyLoad(options);
+  const hooksDone = hooks.map((hook) => load.at(hook.atMs, hook.run));
+  await load.send();
+  const loadEnd = Date.now();
+  await load.answered();
+  await Promise.all(hooksDone);
+  return load.result(loadEnd);
+}
 
-  const submit = async (n: number): Promise<void> => {
-    const key = `${options.runId}-${n}`;
-    const body = JSON.stringify({ input: key });
-    for (let attempt = 0; Date.now() < giveUpAt(); attempt++) {
-      const gw = options.gateways[(n + attempt) % options.gateways.length]!;
-      const sentAt = Date.now();
-      const { status, body: answer } = await call(
-        `${gw.url}/v1/models/echo/infer`,
-        options.apiKey,
-        {
-          method: 'POST',
-          body,
-          headers: { 'Idempotency-Key': key, Prefer: 'respond-async' },
-        },
+/** A gateway the load sends to. */
+type Gateway = LoadOptions['gateways'][number];
+
+/** One load's pace, its requests under way, and what they were answered. */
+class SteadyLoad {
+  readonly #o: LoadOptions;
+  readonly #samples: Sample[] = [];
+  readonly #accepted = new Map<string, AcceptedTask>();
+  readonly #start = Date.now();
+  /** When sending stops; `keepGoing` moves it on, up to `#latestEnd`. */
+  #end: number;
+  readonly #latestEnd: number;
+  readonly #pending: Promise<unknown>[] = [];
+  #inFlight = 0;
+  #skipped = 0;
+  #sent = 0;
+  #neverAccepted = 0;
+
+  constructor(options: LoadOptions) {
+    this.#o = options;
+    this.#end = this.#start + options.durationMs;
+    this.#latestEnd = this.#end + (options.maxExtraMs ?? 0);
+  }
+
+  /** Runs `run` at `atMs` after the load started. */
+  async at(atMs: number, run: () => Promise<void>): Promise<void> {
+    await new Promise((r) => setTimeout(r, Math.max(0, this.#start + atMs - Date.now())));
+    await run();
+  }
+
+  /** Sends submissions at the rate and probes at their pace until the end (extended or not). */
+  async send(): Promise<void> {
+    const submitEvery = 1000 / this.#o.rate;
+    let nextSubmit = this.#start;
+    let nextProbe = this.#start;
+    let submitted = 0;
+    let probes = 0;
+    for (;;) {
+      const now = Date.now();
+      if (now >= this.#end) {
+        if (now >= this.#latestEnd || !this.#o.keepGoing?.(this.#samples)) break;
+        this.#end = Math.min(this.#latestEnd, now + PROBE_INTERVAL_MS);
+      }
+      while (nextSubmit <= now) {
+        nextSubmit += submitEvery;
+        if (this.#inFlight >= MAX_IN_FLIGHT) {
+          this.#skipped++;
+          continue;
+        }
+        this.#inFlight++;
+        this.#sent++;
+        this.#pending.push(this.#submit(submitted++).finally(() => this.#inFlight--));
+      }
+      if (nextProbe <= now) {
+        nextProbe += PROBE_INTERVAL_MS;
+        const n = probes++;
+        for (const gw of this.#o.gateways) this.#pending.push(this.#probe(gw, n));
+      }
+      await new Promise((r) =>
+        setTimeout(r, Math.max(1, Math.min(nextSubmit, nextProbe) - Date.now())),
       );
+    }
+  }
+
+  /** Resolves once every request sent has its answer (or was given up). */
+  async answered(): Promise<void> {
+    await Promise.all(this.#pending);
+  }
+
+  result(loadEnd: number): LoadResult {
+    return {
+      samples: this.#samples,
+      accepted: this.#accepted,
+      neverAccepted: this.#neverAccepted,
+      skipped: this.#skipped,
+      sent: this.#sent,
+      loadEnd,
+    };
+  }
+
+  /** Submissions outlive the load by the retry window; an extended load extends it too. */
+  #giveUpAt(): number {
+    return this.#end + this.#o.retryWindowMs;
+  }
+
+  /** Submits key `n`, sending it again to the next gateway after no answer or a 429/5xx. */
+  async #submit(n: number): Promise<void> {
+    const key = `${this.#o.runId}-${n}`;
+    const body = JSON.stringify({ input: key });
+    const { gateways, apiKey } = this.#o;
+    for (let attempt = 0; Date.now() < this.#giveUpAt(); attempt++) {
+      const gw = gateways[(n + attempt) % gateways.length]!;
+      const sentAt = Date.now();
+      const { status, body: answer } = await call(`${gw.url}/v1/models/echo/infer`, apiKey, {
+        method: 'POST',
+        body,
+        headers: { 'Idempotency-Key': key, Prefer: 'respond-async' },
+      });
       const ok = (status === 200 || status === 202) && typeof answer?.['id'] === 'string';
-      samples.push({ kind: 'submit', region: gw.region, sentAt, at: Date.now(), status, ok });
+      this.#samples.push({ kind: 'submit', region: gw.region, sentAt, at: Date.now(), status, ok });
       if (ok) {
-        const id = String(answer['id']);
-        const known = accepted.get(key);
-        if (known) known.ids.add(id);
-        else
-          accepted.set(key, {
-            key,
-            id,
-            ids: new Set([id]),
-            acceptedAt: Date.now(),
-            ...(isFinal(answer['state']) ? { state: String(answer['state']) } : {}),
-          });
+        this.#noteAccepted(key, String(answer['id']), answer['state']);
         return;
       }
       if (!retryable(status)) break;
       await new Promise((r) => setTimeout(r, RETRY_PAUSE_MS));
     }
-    neverAccepted++;
-  };
+    this.#neverAccepted++;
+  }
 
-  const probe = async (gw: { region: string; url: string }, n: number): Promise<void> => {
-    const key = `${options.runId}-probe-${gw.region}-${n}`;
+  /** A key answered with a second task id is a duplicate: `settle` counts it. */
+  #noteAccepted(key: string, id: string, state: unknown): void {
+    const known = this.#accepted.get(key);
+    if (known) known.ids.add(id);
+    else
+      this.#accepted.set(key, {
+        key,
+        id,
+        ids: new Set([id]),
+        acceptedAt: Date.now(),
+        ...(isFinal(state) ? { state: String(state) } : {}),
+      });
+  }
+
+  /** One synchronous request: served again means answered with its result within the wait. */
+  async #probe(gw: Gateway, n: number): Promise<void> {
+    const key = `${this.#o.runId}-probe-${gw.region}-${n}`;
     const sentAt = Date.now();
-    const { status, body } = await call(`${gw.url}/v1/models/echo/infer`, options.apiKey, {
+    const { status, body } = await call(`${gw.url}/v1/models/echo/infer`, this.#o.apiKey, {
       method: 'POST',
       body: JSON.stringify({ input: key }),
       headers: { 'Idempotency-Key': key, Prefer: `wait=${PROBE_WAIT_S}` },
     });
     const ok = status === 200 && body?.['state'] === 'succeeded';
-    samples.push({ kind: 'probe', region: gw.region, sentAt, at: Date.now(), status, ok });
+    this.#samples.push({ kind: 'probe', region: gw.region, sentAt, at: Date.now(), status, ok });
     // A probe answered 202 was accepted all the same: it must reach a final state like the rest.
     if (status === 202 && typeof body?.['id'] === 'string') {
       const id = String(body['id']);
-      accepted.set(key, { key, id, ids: new Set([id]), acceptedAt: Date.now() });
+      this.#accepted.set(key, { key, id, ids: new Set([id]), acceptedAt: Date.now() });
     }
-  };
-
-  const hooksDone = hooks.map(async (hook) => {
-    await new Promise((r) => setTimeout(r, Math.max(0, start + hook.atMs - Date.now())));
-    await hook.run();
-  });
-
-  const submitEvery = 1000 / options.rate;
-  let nextSubmit = start;
-  let nextProbe = start;
-  let submitted = 0;
-  let probes = 0;
-  for (;;) {
-    const now = Date.now();
-    if (now >= end) {
-      if (now >= latestEnd || !options.keepGoing?.(samples)) break;
-      end = Math.min(latestEnd, now + PROBE_INTERVAL_MS);
-    }
-    while (nextSubmit <= now) {
-      nextSubmit += submitEvery;
-      if (inFlight >= MAX_IN_FLIGHT) {
-        skipped++;
-        continue;
-      }
-      inFlight++;
-      sent++;
-      pending.push(submit(submitted++).finally(() => inFlight--));
-    }
-    if (nextProbe <= now) {
-      nextProbe += PROBE_INTERVAL_MS;
-      const n = probes++;
-      for (const gw of options.gateways) pending.push(probe(gw, n));
-    }
-    await new Promise((r) =>
-      setTimeout(r, Math.max(1, Math.min(nextSubmit, nextProbe) - Date.now())),
-    );
   }
-  const loadEnd = Date.now();
-  await Promise.all(pending);
-  await Promise.all(hooksDone);
-  return { samples, accepted, neverAccepted, skipped, sent, loadEnd };
 }
 
 /** What became of the accepted tasks. */

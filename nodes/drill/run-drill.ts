@@ -5,7 +5,7 @@
  */
 import type { RegionSpec } from '../launcher/index.js';
 import type { Fault, Injection } from './faults.js';
-import { runLoad, settle, type Sample } from './load.js';
+import { runLoad, settle, type LoadResult, type Sample, type SettleResult } from './load.js';
 import { startDrillTopology, type DrillTopology, type RestartRecord } from './topology.js';
 
 /** Options of {@link runDrill}. */
@@ -121,7 +121,35 @@ function longestGap(samples: readonly Sample[], faultAt: number, end: number): n
 export async function runDrill(fault: Fault, options: DrillOptions): Promise<DrillReport> {
   fault.check(options.regions);
   const startedAt = new Date();
-  const topology = await startDrillTopology({
+  const topology = await startTopology(fault, options);
+  options.onTopology?.(topology);
+  try {
+    const gateways = options.regions.map((r) => ({
+      region: r.name,
+      url: topology.gatewayUrl(r.name),
+    }));
+    const { load, struck } = await loadWithFault(fault, topology, gateways, options, startedAt);
+    const settled = await settle(
+      gateways,
+      topology.apiKey,
+      load.accepted,
+      Date.now() + options.settleMs,
+    );
+    // The recovery figures are complete once the fault's watcher is done (recovered or timed out).
+    await struck.injection?.watched;
+    const rto = measureRto(load, gateways, struck.at);
+    const rpo = measureRpo(load, settled);
+    const failures = judge(rto.ms, settled, options);
+    await topology.stop();
+    return report({ fault, options, startedAt, topology, struck, load, rto, rpo, failures });
+  } finally {
+    await topology.stop();
+  }
+}
+
+/** The drill's own edge, its actor hosts set up for what the fault needs. */
+function startTopology(fault: Fault, options: DrillOptions): Promise<DrillTopology> {
+  return startDrillTopology({
     regions: options.regions,
     actorEnv: {
       VIGIL_MODELS: 'echo',
@@ -131,123 +159,162 @@ export async function runDrill(fault: Fault, options: DrillOptions): Promise<Dri
     },
     logDir: options.logDir,
   });
-  options.onTopology?.(topology);
-  try {
-    const gateways = options.regions.map((r) => ({
-      region: r.name,
-      url: topology.gatewayUrl(r.name),
-    }));
-    let faultAt = 0;
-    let injection: Injection | undefined;
-    const load = await runLoad(
-      {
-        gateways,
-        apiKey: topology.apiKey,
-        rate: options.rate,
-        durationMs: options.durationMs,
-        retryWindowMs: options.settleMs,
-        runId: `drill-${startedAt.getTime().toString(36)}`,
-        // Keep the load on until a gateway answers again, up to the RTO budget.
-        keepGoing: (samples) =>
-          faultAt !== 0 && !gateways.some((g) => servingAgain(samples, g.region, faultAt)),
-        maxExtraMs: options.maxRtoMs,
-      },
-      [
-        {
-          atMs: options.durationMs / 3,
-          run: async () => {
-            faultAt = Date.now();
-            injection = await fault.inject(topology, options.regions);
-          },
-        },
-        {
-          atMs: (options.durationMs * 2) / 3,
-          run: async () => injection?.repair?.(),
-        },
-      ],
-    );
-    const loadEnd = load.loadEnd;
-    const settled = await settle(
-      gateways,
-      topology.apiKey,
-      load.accepted,
-      Date.now() + options.settleMs,
-    );
-    await injection?.watched;
+}
 
-    const probes = load.samples.filter((s) => s.kind === 'probe');
-    const byGateway: Record<string, number | null> = {};
-    const probeGapByGateway: Record<string, number> = {};
-    const statuses: Record<string, Record<string, number>> = {};
-    for (const g of gateways) {
-      const own = probes.filter((s) => s.region === g.region);
-      const counts: Record<string, number> = {};
-      for (const s of own) if (s.sentAt >= faultAt) counts[s.status] = (counts[s.status] ?? 0) + 1;
-      statuses[g.region] = counts;
-      byGateway[g.region] = recoveryAfter(own, faultAt);
-      probeGapByGateway[g.region] = longestGap(own, faultAt, loadEnd);
-    }
-    // A client that fails over between gateways is served again as soon as one of them serves.
-    const recovered = Object.values(byGateway).filter((ms): ms is number => ms !== null);
-    const rtoMs = recovered.length > 0 ? Math.min(...recovered) : null;
-    const states = [...settled.finalStates.values()];
-    const failures: string[] = [];
-    if (rtoMs === null) failures.push('no gateway served sync requests again after the fault');
-    else if (rtoMs > options.maxRtoMs)
-      failures.push(`RTO ${rtoMs} ms is over the budget of ${options.maxRtoMs} ms`);
-    if (settled.lost.length > 0) failures.push(`${settled.lost.length} accepted task(s) lost`);
-    if (settled.twoOutcomes.length > 0)
-      failures.push(`${settled.twoOutcomes.length} task(s) with two outcomes`);
-    await topology.stop();
-    return {
-      fault: fault.name,
-      summary: fault.summary,
-      passed: failures.length === 0,
-      failures,
-      startedAt: startedAt.toISOString(),
-      topology: {
-        regions: options.regions.map((r) => r.name),
-        nodesPerRegion: options.regions.map((r) => r.nodes),
+/** When the fault struck (ms epoch; 0 until it has) and what it did. */
+interface Struck {
+  at: number;
+  injection: Injection | undefined;
+}
+
+/** A gateway the load sends to, by region. */
+type DrillGateway = { region: string; url: string };
+
+/**
+ * The steady load, with the fault injected at a third of it and repaired at two thirds; the
+ * load goes on past its end while no gateway serves again, up to the RTO budget.
+ */
+async function loadWithFault(
+  fault: Fault,
+  topology: DrillTopology,
+  gateways: readonly DrillGateway[],
+  options: DrillOptions,
+  startedAt: Date,
+): Promise<{ load: LoadResult; struck: Struck }> {
+  const struck: Struck = { at: 0, injection: undefined };
+  const load = await runLoad(
+    {
+      gateways,
+      apiKey: topology.apiKey,
+      rate: options.rate,
+      durationMs: options.durationMs,
+      retryWindowMs: options.settleMs,
+      runId: `drill-${startedAt.getTime().toString(36)}`,
+      keepGoing: (samples) =>
+        struck.at !== 0 && !gateways.some((g) => servingAgain(samples, g.region, struck.at)),
+      maxExtraMs: options.maxRtoMs,
+    },
+    [
+      {
+        atMs: options.durationMs / 3,
+        run: async () => {
+          struck.at = Date.now();
+          struck.injection = await fault.inject(topology, options.regions);
+        },
       },
-      settings: {
-        durationMs: options.durationMs,
-        rate: options.rate,
-        maxRtoMs: options.maxRtoMs,
-        settleMs: options.settleMs,
+      {
+        atMs: (options.durationMs * 2) / 3,
+        run: async () => struck.injection?.repair?.(),
       },
-      target: injection?.target ?? 'not injected',
-      faultAtMs: faultAt - startedAt.getTime(),
-      rto: {
-        ms: rtoMs,
-        byGateway,
-        longestGapMs: longestGap(load.samples, faultAt, loadEnd),
-        longestProbeGapMs: probeGapByGateway,
-        probeStatusesAfterFault: statuses,
-      },
-      rpo: {
-        accepted: load.accepted.size,
-        lost: settled.lost.length,
-        lostKeys: settled.lost.slice(0, 20),
-        twoOutcomes: settled.twoOutcomes.length,
-        succeeded: states.filter((s) => s === 'succeeded').length,
-        failedOrDead: states.filter((s) => s !== 'succeeded').length,
-      },
-      load: {
-        submissionsSent: load.sent,
-        skippedAtClientBound: load.skipped,
-        neverAccepted: load.neverAccepted,
-        probesSent: probes.length,
-        probesOk: probes.filter((s) => s.ok).length,
-        refusedOrNoAnswer: load.samples.filter((s) => !s.ok && s.status !== 202).length,
-      },
-      recovery: injection?.recovery ?? {},
-      restarts: [...topology.restarts],
-      pids: topology.pids(),
-      logDir: options.logDir,
-    };
-  } finally {
-    await topology.stop();
+    ],
+  );
+  return { load, struck };
+}
+
+/** RTO from the sync probes, per gateway and for a client that fails over between them. */
+function measureRto(
+  load: LoadResult,
+  gateways: readonly DrillGateway[],
+  faultAt: number,
+): DrillReport['rto'] {
+  const probes = load.samples.filter((s) => s.kind === 'probe');
+  const byGateway: Record<string, number | null> = {};
+  const probeGapByGateway: Record<string, number> = {};
+  const statuses: Record<string, Record<string, number>> = {};
+  for (const g of gateways) {
+    const own = probes.filter((s) => s.region === g.region);
+    const counts: Record<string, number> = {};
+    for (const s of own) if (s.sentAt >= faultAt) counts[s.status] = (counts[s.status] ?? 0) + 1;
+    statuses[g.region] = counts;
+    byGateway[g.region] = recoveryAfter(own, faultAt);
+    probeGapByGateway[g.region] = longestGap(own, faultAt, load.loadEnd);
   }
+  // A client that fails over between gateways is served again as soon as one of them serves.
+  const recovered = Object.values(byGateway).filter((ms): ms is number => ms !== null);
+  return {
+    ms: recovered.length > 0 ? Math.min(...recovered) : null,
+    byGateway,
+    longestGapMs: longestGap(load.samples, faultAt, load.loadEnd),
+    longestProbeGapMs: probeGapByGateway,
+    probeStatusesAfterFault: statuses,
+  };
+}
+
+/** RPO: what became of every accepted task once the settle time was up. */
+function measureRpo(load: LoadResult, settled: SettleResult): DrillReport['rpo'] {
+  const states = [...settled.finalStates.values()];
+  return {
+    accepted: load.accepted.size,
+    lost: settled.lost.length,
+    lostKeys: settled.lost.slice(0, 20),
+    twoOutcomes: settled.twoOutcomes.length,
+    succeeded: states.filter((s) => s === 'succeeded').length,
+    failedOrDead: states.filter((s) => s !== 'succeeded').length,
+  };
+}
+
+/** Why the drill did not pass: no recovery or one over budget, a lost task, two outcomes. */
+function judge(rtoMs: number | null, settled: SettleResult, options: DrillOptions): string[] {
+  const failures: string[] = [];
+  if (rtoMs === null) failures.push('no gateway served sync requests again after the fault');
+  else if (rtoMs > options.maxRtoMs)
+    failures.push(`RTO ${rtoMs} ms is over the budget of ${options.maxRtoMs} ms`);
+  if (settled.lost.length > 0) failures.push(`${settled.lost.length} accepted task(s) lost`);
+  if (settled.twoOutcomes.length > 0)
+    failures.push(`${settled.twoOutcomes.length} task(s) with two outcomes`);
+  return failures;
+}
+
+/** Everything {@link report} puts together. */
+interface DrillOutcome {
+  fault: Fault;
+  options: DrillOptions;
+  startedAt: Date;
+  topology: DrillTopology;
+  struck: Struck;
+  load: LoadResult;
+  rto: DrillReport['rto'];
+  rpo: DrillReport['rpo'];
+  failures: string[];
+}
+
+/** The report; made once the topology has stopped, so its pids include every restart. */
+function report(outcome: DrillOutcome): DrillReport {
+  const { fault, options, startedAt, topology, struck, load, rto, rpo, failures } = outcome;
+  const probes = load.samples.filter((s) => s.kind === 'probe');
+  return {
+    fault: fault.name,
+    summary: fault.summary,
+    passed: failures.length === 0,
+    failures,
+    startedAt: startedAt.toISOString(),
+    topology: {
+      regions: options.regions.map((r) => r.name),
+      nodesPerRegion: options.regions.map((r) => r.nodes),
+    },
+    settings: {
+      durationMs: options.durationMs,
+      rate: options.rate,
+      maxRtoMs: options.maxRtoMs,
+      settleMs: options.settleMs,
+    },
+    target: struck.injection?.target ?? 'not injected',
+    faultAtMs: struck.at - startedAt.getTime(),
+    rto,
+    rpo,
+    load: {
+      submissionsSent: load.sent,
+      skippedAtClientBound: load.skipped,
+      neverAccepted: load.neverAccepted,
+      probesSent: probes.length,
+      probesOk: probes.filter((s) => s.ok).length,
+      refusedOrNoAnswer: load.samples.filter((s) => !s.ok && s.status !== 202).length,
+    },
+    recovery: struck.injection?.recovery ?? {},
+    restarts: [...topology.restarts],
+    pids: topology.pids(),
+    logDir: options.logDir,
+  };
 }
 
 /** The report as a few lines of markdown (a table of the figures). */

@@ -10,7 +10,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
+import {
+  connect,
+  nkeyAuthenticator,
+  type ConnectionOptions,
+  type NatsConnection,
+} from '@nats-io/transport-node';
 import { createBuiltinModels } from '../../actors/index.js';
 import { readNkeySeed } from '../common/index.js';
 import {
@@ -22,6 +27,7 @@ import {
   startSupercluster,
   type RegionSpec,
   type Supercluster,
+  type NatsCredentials,
 } from '../launcher/index.js';
 import { provisionRegion } from '../provision/index.js';
 import type { NatsServerProcess } from '../launcher/index.js';
@@ -32,6 +38,8 @@ export const DRILL_TENANT = 'drill';
 const RESTART_DELAY_MS = 1_000;
 /** Start-up attempts of a supervised node before the supervisor gives up on it. */
 const MAX_START_ATTEMPTS = 20;
+/** Grace a node gets to stop when the drill ends, ms, before it is killed. */
+const NODE_STOP_GRACE_MS = 10_000;
 
 /** Options of {@link startDrillTopology}. */
 export interface DrillTopologyOptions {
@@ -84,196 +92,234 @@ export interface DrillTopology {
 
 /** Starts the supercluster, provisions every region, and starts its gateway and actor host. */
 export async function startDrillTopology(options: DrillTopologyOptions): Promise<DrillTopology> {
-  const root = mkdtempSync(join(tmpdir(), 'vigil-drill-'));
-  const regionNames = options.regions.map((r) => r.name);
-  const credentials = generateNatsCredentials({
-    outDir: join(root, 'creds'),
-    regions: regionNames,
-  });
-  const adminConnect = {
-    authenticator: nkeyAuthenticator(
-      readNkeySeed(credentials.user('admin').seedFile, 'admin seed'),
-    ),
-    inboxPrefix: credentials.user('admin').inboxPrefix,
-  };
-  const apiKey = randomBytes(24).toString('base64url');
-  const pidLog: { role: string; pid: number }[] = [];
-  const connections: NatsConnection[] = [];
-  const nodes: { node: SupervisedNodeImpl; stop(): Promise<void> }[] = [];
-  const downRegions = new Set<string>();
-  /** Node starts under way (a supervised restart), so `stop` can wait for them. */
-  const launching = new Set<Promise<NodeProcess>>();
-  const restarts: RestartRecord[] = [];
-  let stopping = false;
-  let supercluster: Supercluster | undefined;
-  const gateways = new Map<string, SupervisedNode>();
-  const actorHosts = new Map<string, SupervisedNode>();
-  const gatewayPorts = new Map<string, string>();
-
-  const notePid = (role: string, pid: number) => {
-    if (!pidLog.some((p) => p.pid === pid)) pidLog.push({ role, pid });
-  };
-  let stopped: Promise<void> | undefined;
-  const stop = () => {
-    stopped ??= (async () => {
-      stopping = true;
-      await Promise.allSettled(nodes.map((n) => n.stop()));
-      await Promise.allSettled([...launching].map((l) => l.then((child) => child.stop(10_000))));
-      await Promise.allSettled(connections.map((nc) => nc.close()));
-      await supercluster?.stop();
-      rmSync(root, { recursive: true, force: true });
-    })();
-    return stopped;
-  };
-
-  /** Starts a node and keeps it running until the drill stops (or its region is down). */
-  const supervise = async (
-    kind: NodeName,
-    region: string,
-    env: () => Record<string, string>,
-  ): Promise<SupervisedNode> => {
-    const label = `${kind}-${region}`;
-    const node = new SupervisedNodeImpl(label, region);
-    let current: NodeProcess | undefined;
-    const launch = async (): Promise<NodeProcess> => {
-      const starting = startNode(kind, {
-        env: env(),
-        logFile: join(options.logDir, `${label}.log`),
-      });
-      launching.add(starting);
-      const child = await starting.finally(() => launching.delete(starting));
-      notePid(label, child.pid);
-      // A restart that finished while the drill was stopping must not outlive it.
-      if (stopping) {
-        await child.stop(10_000);
-        throw new Error(`${label} started while the drill was stopping`);
-      }
-      current = child;
-      node.started(child);
-      void child.exited.then(async () => {
-        if (stopping) return;
-        const exitedAt = Date.now();
-        node.exited();
-        // A region under a fault stays down until the drill restores it (setRegionDown).
-        for (let attempt = 1; attempt <= MAX_START_ATTEMPTS && !stopping; attempt++) {
-          await new Promise((r) => setTimeout(r, RESTART_DELAY_MS));
-          if (stopping) return;
-          if (downRegions.has(region)) {
-            attempt--;
-            continue;
-          }
-          try {
-            const next = await launch();
-            restarts.push({
-              label,
-              oldPid: child.pid,
-              exitedAt,
-              newPid: next.pid,
-              readyAt: Date.now(),
-            });
-            return;
-          } catch {
-            // its NATS servers may still be coming back; the next attempt follows
-          }
-        }
-      });
-      return child;
-    };
-    await launch();
-    nodes.push({ node, stop: async () => void (await current?.stop(10_000)) });
-    return node;
-  };
-
+  const topology = new DrillTopologyImpl(options);
   try {
-    supercluster = await startSupercluster({
-      regions: options.regions,
-      rootDir: join(root, 'nats'),
-      accountsConfig: accountsConfig(credentials),
-      connectOptions: adminConnect,
+    await topology.start();
+    return topology;
+  } catch (err) {
+    await topology.stop();
+    throw err;
+  }
+}
+
+/** The topology's processes and connections, and the supervisor that keeps its nodes up. */
+class DrillTopologyImpl implements DrillTopology {
+  readonly apiKey = randomBytes(24).toString('base64url');
+  readonly gateways = new Map<string, SupervisedNode>();
+  readonly actorHosts = new Map<string, SupervisedNode>();
+  readonly restarts: RestartRecord[] = [];
+  readonly #options: DrillTopologyOptions;
+  /** The temp dir: credentials, NATS stores. */
+  readonly #root: string;
+  readonly #credentials: NatsCredentials;
+  readonly #adminConnect: Pick<ConnectionOptions, 'authenticator' | 'inboxPrefix'>;
+  readonly #pidLog: { role: string; pid: number }[] = [];
+  readonly #connections: NatsConnection[] = [];
+  readonly #nodes: SupervisedNodeImpl[] = [];
+  readonly #downRegions = new Set<string>();
+  /** Node starts under way (a supervised restart), so `stop` can wait for them. */
+  readonly #launching = new Set<Promise<NodeProcess>>();
+  readonly #gatewayPorts = new Map<string, string>();
+  #supercluster: Supercluster | undefined;
+  #stopping = false;
+  #stopped: Promise<void> | undefined;
+
+  constructor(options: DrillTopologyOptions) {
+    this.#options = options;
+    this.#root = mkdtempSync(join(tmpdir(), 'vigil-drill-'));
+    this.#credentials = generateNatsCredentials({
+      outDir: join(this.#root, 'creds'),
+      regions: options.regions.map((r) => r.name),
     });
-    const sc = supercluster;
-    for (const s of sc.servers) notePid(`nats-${s.options.serverName}`, s.pid);
-    const models = createBuiltinModels();
-    const admin = async (region: string) => {
-      const nc = await connect({
-        ...adminConnect,
-        servers: sc.urlsOf(region),
-        maxReconnectAttempts: -1,
-        reconnectTimeWait: 250,
-      });
-      connections.push(nc);
-      return nc;
+    const admin = this.#credentials.user('admin');
+    this.#adminConnect = {
+      authenticator: nkeyAuthenticator(readNkeySeed(admin.seedFile, 'admin seed')),
+      inboxPrefix: admin.inboxPrefix,
     };
-    for (const region of options.regions) {
+  }
+
+  get supercluster(): Supercluster {
+    // Set by a successful start, the only way a caller gets hold of a topology.
+    return this.#supercluster!;
+  }
+
+  /** The supercluster, every region's streams and buckets, then every region's nodes. */
+  async start(): Promise<void> {
+    this.#supercluster = await startSupercluster({
+      regions: this.#options.regions,
+      rootDir: join(this.#root, 'nats'),
+      accountsConfig: accountsConfig(this.#credentials),
+      connectOptions: this.#adminConnect,
+    });
+    this.#noteServerPids();
+    const models = createBuiltinModels();
+    for (const region of this.#options.regions) {
       await provisionRegion(
-        await admin(region.name),
+        await this.admin(region.name),
         {
           region: region.name,
           replicas: Math.min(3, region.nodes),
-          ...(sc.clustered ? { placementCluster: region.name } : {}),
+          ...(this.supercluster.clustered ? { placementCluster: region.name } : {}),
         },
         models,
       );
     }
-    const nodeEnv = (user: string, region: string) => ({
-      NATS_URL: sc.urlsOf(region).join(','),
+    for (const region of this.#options.regions) await this.#startRegionNodes(region.name);
+  }
+
+  gatewayUrl(region: string): string {
+    return `http://127.0.0.1:${this.#gatewayPorts.get(region)}`;
+  }
+
+  async admin(region: string): Promise<NatsConnection> {
+    const nc = await connect({
+      ...this.#adminConnect,
+      servers: this.supercluster.urlsOf(region),
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+    });
+    this.#connections.push(nc);
+    return nc;
+  }
+
+  setRegionDown(region: string, down: boolean): void {
+    if (down) this.#downRegions.add(region);
+    else this.#downRegions.delete(region);
+  }
+
+  pids(): { role: string; pid: number }[] {
+    this.#noteServerPids();
+    return [...this.#pidLog];
+  }
+
+  notePid(role: string, pid: number): void {
+    if (!this.#pidLog.some((p) => p.pid === pid)) this.#pidLog.push({ role, pid });
+  }
+
+  stop(): Promise<void> {
+    this.#stopped ??= (async () => {
+      this.#stopping = true;
+      await Promise.allSettled(this.#nodes.map(async (n) => n.current?.stop(NODE_STOP_GRACE_MS)));
+      await Promise.allSettled(
+        [...this.#launching].map((l) => l.then((child) => child.stop(NODE_STOP_GRACE_MS))),
+      );
+      await Promise.allSettled(this.#connections.map((nc) => nc.close()));
+      await this.#supercluster?.stop();
+      rmSync(this.#root, { recursive: true, force: true });
+    })();
+    return this.#stopped;
+  }
+
+  /** Servers restarted by a fault are new processes: their pids join the log too. */
+  #noteServerPids(): void {
+    for (const s of this.#supercluster?.servers ?? [])
+      this.notePid(`nats-${s.options.serverName}`, s.pid);
+  }
+
+  /** The region's actor host, then its gateway, each as the region's least-privilege user. */
+  async #startRegionNodes(region: string): Promise<void> {
+    const regionNames = this.#options.regions.map((r) => r.name);
+    const host = await this.#supervise('actor-host', region, () => ({
+      ...this.#nodeEnv(`actor-host-${region}`, region),
+      ...this.#options.actorEnv,
+    }));
+    this.actorHosts.set(region, host);
+    const gateway = await this.#supervise('gateway', region, () => ({
+      ...this.#nodeEnv('gateway', region),
+      // A restarted gateway takes the port its first process was given, so clients keep it.
+      VIGIL_GATEWAY_PORT: this.#gatewayPorts.get(region) ?? '0',
+      VIGIL_API_KEYS: `${DRILL_TENANT}:${this.apiKey}`,
+      VIGIL_SPILL_REGIONS: regionNames.filter((r) => r !== region).join(','),
+    }));
+    this.#gatewayPorts.set(region, new URL(String(gateway.current!.ready['url'])).port);
+    this.gateways.set(region, gateway);
+  }
+
+  #nodeEnv(user: string, region: string): Record<string, string> {
+    return {
+      NATS_URL: this.supercluster.urlsOf(region).join(','),
       VIGIL_REGION: region,
       VIGIL_LOG_LEVEL: 'warn',
-      ...credentials.natsEnvFor(user),
-    });
-    for (const region of regionNames) {
-      actorHosts.set(
-        region,
-        await supervise('actor-host', region, () => ({
-          ...nodeEnv(`actor-host-${region}`, region),
-          ...options.actorEnv,
-        })),
-      );
-      const gateway = await supervise('gateway', region, () => ({
-        ...nodeEnv('gateway', region),
-        // A restarted gateway takes the port its first process was given, so clients keep it.
-        VIGIL_GATEWAY_PORT: gatewayPorts.get(region) ?? '0',
-        VIGIL_API_KEYS: `${DRILL_TENANT}:${apiKey}`,
-        VIGIL_SPILL_REGIONS: regionNames.filter((r) => r !== region).join(','),
-      }));
-      gatewayPorts.set(region, new URL(String(gateway.current!.ready['url'])).port);
-      gateways.set(region, gateway);
-    }
-    return {
-      supercluster: sc,
-      apiKey,
-      gateways,
-      actorHosts,
-      restarts,
-      gatewayUrl: (region) => `http://127.0.0.1:${gatewayPorts.get(region)}`,
-      admin,
-      setRegionDown(region, down) {
-        if (down) downRegions.add(region);
-        else downRegions.delete(region);
-      },
-      pids() {
-        for (const s of sc.servers) notePid(`nats-${s.options.serverName}`, s.pid);
-        return [...pidLog];
-      },
-      notePid,
-      stop,
+      ...this.#credentials.natsEnvFor(user),
     };
-  } catch (err) {
-    await stop();
-    throw err;
+  }
+
+  /** Starts a node and keeps it running until the drill stops (or its region is down). */
+  async #supervise(
+    kind: NodeName,
+    region: string,
+    env: () => Record<string, string>,
+  ): Promise<SupervisedNode> {
+    const node = new SupervisedNodeImpl(kind, region, env);
+    await this.#launch(node);
+    this.#nodes.push(node);
+    return node;
+  }
+
+  /** Starts the node's next process; once that exits, `#restartAfterExit` takes over. */
+  async #launch(node: SupervisedNodeImpl): Promise<NodeProcess> {
+    const starting = startNode(node.kind, {
+      env: node.env(),
+      logFile: join(this.#options.logDir, `${node.label}.log`),
+    });
+    this.#launching.add(starting);
+    const child = await starting.finally(() => this.#launching.delete(starting));
+    this.notePid(node.label, child.pid);
+    // A restart that finished while the drill was stopping must not outlive it.
+    if (this.#stopping) {
+      await child.stop(NODE_STOP_GRACE_MS);
+      throw new Error(`${node.label} started while the drill was stopping`);
+    }
+    node.started(child);
+    void child.exited.then(() => this.#restartAfterExit(node, child));
+    return child;
+  }
+
+  /** Starts the node again after a pause, up to a bound, and records how long that took. */
+  async #restartAfterExit(node: SupervisedNodeImpl, exited: NodeProcess): Promise<void> {
+    if (this.#stopping) return;
+    const exitedAt = Date.now();
+    node.exited();
+    // A region under a fault stays down until the drill restores it (setRegionDown).
+    for (let attempt = 1; attempt <= MAX_START_ATTEMPTS && !this.#stopping; attempt++) {
+      await new Promise((r) => setTimeout(r, RESTART_DELAY_MS));
+      if (this.#stopping) return;
+      if (this.#downRegions.has(node.region)) {
+        attempt--;
+        continue;
+      }
+      try {
+        const next = await this.#launch(node);
+        this.restarts.push({
+          label: node.label,
+          oldPid: exited.pid,
+          exitedAt,
+          newPid: next.pid,
+          readyAt: Date.now(),
+        });
+        return;
+      } catch {
+        // its NATS servers may still be coming back; the next attempt follows
+      }
+    }
   }
 }
 
 /** Tracks the process behind a supervised node and who waits for its next start. */
 class SupervisedNodeImpl implements SupervisedNode {
+  readonly label: string;
   current: NodeProcess | undefined;
   #starts: { pid: number; readyAt: number }[] = [];
   #waiters: (() => void)[] = [];
 
   constructor(
-    readonly label: string,
+    readonly kind: NodeName,
     readonly region: string,
-  ) {}
+    /** Read at every start: a restarted gateway's port is known only after the first. */
+    readonly env: () => Record<string, string>,
+  ) {
+    this.label = `${kind}-${region}`;
+  }
 
   started(child: NodeProcess): void {
     this.current = child;

@@ -12,6 +12,9 @@
  * What it accepts (`--regions`, `--nodes`, `--edge`, `VIGIL_PORT`, ...) is declared in
  * `config.ts`; `npm start -- --help` lists it. The nodes it starts inherit this environment and
  * read their own variables.
+ *
+ * `main` is the start-up order, each step a function named for it; what it started, and the
+ * order Ctrl-C stops them in, is kept in `launched-processes.ts`.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -20,18 +23,18 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
   createLogger,
-  type LogLevel,
   ConfigError,
   connectNats,
   natsAuthOptions,
   natsOptionsFromEnv,
+  type NatsConnectOptions,
 } from '../common/index.js';
 import { createBuiltinModels } from '../../actors/index.js';
 import { edgeDomain, ensureEdgeSite } from '../../protocol/index.js';
 import { readLauncherConfig, UsageError, type LauncherSettings } from './config.js';
+import { LaunchedProcesses } from './launched-processes.js';
 import { accountsConfig, generateNatsCredentials, type NatsCredentials } from './nats-accounts.js';
-import type { NatsServerProcess } from './nats-server-process.js';
-import { PROJECT_ROOT, startNode, type NodeName, type NodeProcess } from './node-process.js';
+import { PROJECT_ROOT } from './node-process.js';
 import { provisionRegion } from '../provision/index.js';
 import {
   checkTopology,
@@ -100,13 +103,53 @@ function spillOrder(regions: readonly RegionSpec[], home: string): string {
     .join(',');
 }
 
+/** What this start runs, decided before anything starts. */
+interface LaunchPlan {
+  regions: RegionSpec[];
+  edges: EdgeSiteSpec[];
+  demoKey: string;
+  credentials: NatsCredentials;
+  /** The users edge sites present on their leaf links, in the order of `edges`. */
+  leafUsers: { user: string; password: string }[];
+  /** The admin user, for provisioning regions and edge sites. */
+  adminOptions: NatsConnectOptions;
+}
+
+/** A gateway as the summary and `edge.json` name it. */
+interface GatewaySummary {
+  name: string;
+  url: string;
+  nats: string;
+}
+
+/** Start-up in order, then the summary; Ctrl-C stops it all (`LaunchedProcesses.stopAll`). */
 async function main(): Promise<void> {
   mkdirSync(logDir, { recursive: true });
+  const plan = planLaunch();
+  const cluster = await startSupercluster({
+    regions: plan.regions,
+    rootDir: join(stateDir, 'data', 'nats'),
+    accountsConfig: accountsConfig(plan.credentials),
+    leafUsers: plan.leafUsers,
+    connectOptions: natsAuthOptions(plan.adminOptions),
+  });
+  const processes = new LaunchedProcesses(cluster, { logDir, say });
+  stopOnSignals(processes);
+  await provisionRegions(plan, cluster);
+  await startEdgeSites(plan, cluster, processes);
+  const nextPort = gatewayPorts(settings.launcher.port);
+  const gateways = await startRegionNodes(plan, cluster, processes, nextPort);
+  gateways.push(...(await startEdgeGateways(plan, processes, nextPort)));
+  await startController(plan, cluster, processes);
+  writeEdgeFile(plan, cluster, gateways[0]!);
+  printSummary(plan, processes, gateways);
+}
+
+/** The topology, the demo key and every credential: secrets made once, kept in `.vigil/`. */
+function planLaunch(): LaunchPlan {
   const { regions, edges } = topology();
-  // Gateways listen on VIGIL_PORT and the ports after it; 0 gives each a free port.
-  const firstPort = settings.launcher.port;
   const demoKey = persistentSecret('demo-key', settings.launcher.demoKey);
-  const credentials: NatsCredentials = generateNatsCredentials({
+  const credentials = generateNatsCredentials({
     outDir: join(stateDir, 'nats-creds'),
     regions: regions.map((r) => r.name),
     edgeSites: edges.map((e) => e.site),
@@ -119,45 +162,42 @@ async function main(): Promise<void> {
     { ...credentials.natsEnvFor('admin'), NATS_URL: 'nats://127.0.0.1:4222' },
     'launcher',
   );
+  return { regions, edges, demoKey, credentials, leafUsers, adminOptions };
+}
 
-  const cluster: Supercluster = await startSupercluster({
-    regions,
-    rootDir: join(stateDir, 'data', 'nats'),
-    accountsConfig: accountsConfig(credentials),
-    leafUsers,
-    connectOptions: natsAuthOptions(adminOptions),
-  });
-  const edgeServers = new Map<string, NatsServerProcess>();
-  const children: NodeProcess[] = [];
-  let stopping = false;
-  const stopAll = async (): Promise<void> => {
-    stopping = true;
-    for (const child of [...children].reverse()) await child.stop();
-    await Promise.all([...edgeServers.values()].map((s) => s.stop()));
-    await cluster.stop();
-  };
+/** Ctrl-C (or SIGTERM) stops everything once, in order, and exits 0. */
+function stopOnSignals(processes: LaunchedProcesses): void {
   const onSignal = (): void => {
-    if (stopping) return;
+    if (processes.stopping) return;
     say('\nStopping Vigil...');
-    void stopAll().then(() => {
+    void processes.stopAll().then(() => {
       say('Vigil stopped.');
       process.exit(0);
     });
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+}
 
-  const admin = async (servers: string[], run: (nc: NatsConnection) => Promise<void>) => {
-    const nc = await connectNats({ ...adminOptions, servers: servers.join(',') }, logger);
-    try {
-      await run(nc);
-    } finally {
-      await nc.close();
-    }
-  };
+/** Runs `run` on an admin connection to `servers`, closed after. */
+async function asAdmin(
+  plan: LaunchPlan,
+  servers: string[],
+  run: (nc: NatsConnection) => Promise<void>,
+): Promise<void> {
+  const nc = await connectNats({ ...plan.adminOptions, servers: servers.join(',') }, logger);
+  try {
+    await run(nc);
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Every region's streams and buckets, replicated up to three ways within the region. */
+async function provisionRegions(plan: LaunchPlan, cluster: Supercluster): Promise<void> {
   const models = createBuiltinModels();
-  for (const region of regions) {
-    await admin(cluster.urlsOf(region.name), (nc) =>
+  for (const region of plan.regions) {
+    await asAdmin(plan, cluster.urlsOf(region.name), (nc) =>
       provisionRegion(
         nc,
         {
@@ -169,17 +209,25 @@ async function main(): Promise<void> {
       ),
     );
   }
-  for (const [i, edge] of edges.entries()) {
+}
+
+/** Each edge site's leaf node, and its stream sourced into its hub region. */
+async function startEdgeSites(
+  plan: LaunchPlan,
+  cluster: Supercluster,
+  processes: LaunchedProcesses,
+): Promise<void> {
+  for (const [i, edge] of plan.edges.entries()) {
     const server = await startEdgeServer({
       site: edge.site,
       hubLeafUrls: cluster.leafUrlsOf(edge.region),
-      leafUser: leafUsers[i]!,
+      leafUser: plan.leafUsers[i]!,
       storeDir: join(stateDir, 'data', 'nats', `edge-${edge.site}`, 'store'),
-      accountsConfig: accountsConfig(credentials),
+      accountsConfig: accountsConfig(plan.credentials),
     });
-    edgeServers.set(edge.site, server);
-    await admin([server.url], async (edgeNc) =>
-      admin(cluster.urlsOf(edge.region), async (hubNc) =>
+    processes.addEdgeServer(edge.site, server);
+    await asAdmin(plan, [server.url], async (edgeNc) =>
+      asAdmin(plan, cluster.urlsOf(edge.region), async (hubNc) =>
         ensureEdgeSite(
           await jetstreamManager(edgeNc, { domain: edgeDomain(edge.site) }),
           await jetstreamManager(hubNc),
@@ -188,80 +236,91 @@ async function main(): Promise<void> {
       ),
     );
   }
+}
 
-  const echoWarnings = (name: string) => (line: Record<string, unknown>) => {
-    if (line['level'] === 'warn' || line['level'] === 'error')
-      say(`[${name}] ${line['level']}: ${String(line['msg'])}`);
-  };
-  const level: LogLevel = 'info';
-  const launch = async (
-    node: NodeName,
-    label: string,
-    extraEnv: Record<string, string>,
-  ): Promise<NodeProcess> => {
-    const child = await startNode(node, {
-      // Every node serves Prometheus `/metrics` on a free loopback port (the summary lists them).
-      env: { VIGIL_LOG_LEVEL: level, VIGIL_METRICS_PORT: '0', ...extraEnv },
-      logFile: join(logDir, `${label}.log`),
-      onLog: echoWarnings(label),
-    });
-    children.push(child);
-    // Keep the edge up: a node that dies is started again (supervision proper lives in the host).
-    void child.exited.then(async (code) => {
-      if (stopping) return;
-      say(`[launcher] ${label} exited (${code}); restarting it`);
-      children.splice(children.indexOf(child), 1);
-      await new Promise((r) => setTimeout(r, 1000));
-      if (!stopping)
-        await launch(node, label, extraEnv).catch((err: unknown) =>
-          say(`[launcher] ${String(err)}`),
-        );
-    });
-    return child;
-  };
-
-  const single = regions.length === 1 && edges.length === 0;
-  const gatewayUrls: { name: string; url: string; nats: string }[] = [];
+/** Gateways listen on VIGIL_PORT and the ports after it, in start order; 0 gives each a free port. */
+function gatewayPorts(firstPort: number): () => string {
   let port = firstPort;
-  const gatewayEnv = (home: string) => ({
-    VIGIL_GATEWAY_PORT: String(firstPort === 0 ? 0 : port++),
-    VIGIL_API_KEYS: `demo:${demoKey}`,
-    VIGIL_SPILL_REGIONS: spillOrder(regions, home),
-  });
-  for (const region of regions) {
+  return () => String(firstPort === 0 ? 0 : port++);
+}
+
+/** What every gateway of `home` is told: its port, the demo key, where to spill over. */
+function gatewayEnv(plan: LaunchPlan, home: string, port: string): Record<string, string> {
+  return {
+    VIGIL_GATEWAY_PORT: port,
+    VIGIL_API_KEYS: `demo:${plan.demoKey}`,
+    VIGIL_SPILL_REGIONS: spillOrder(plan.regions, home),
+  };
+}
+
+/** One region alone, without edge sites: labels and the summary leave the region's name out. */
+function isSingle(plan: LaunchPlan): boolean {
+  return plan.regions.length === 1 && plan.edges.length === 0;
+}
+
+/**
+ * Each region's actor host, then its gateway. Ctrl-C stops them in the reverse order, the gateway
+ * first, so no new work reaches a draining host.
+ */
+async function startRegionNodes(
+  plan: LaunchPlan,
+  cluster: Supercluster,
+  processes: LaunchedProcesses,
+  nextPort: () => string,
+): Promise<GatewaySummary[]> {
+  const gateways: GatewaySummary[] = [];
+  for (const region of plan.regions) {
     const servers = cluster.urlsOf(region.name).join(',');
     const base = { NATS_URL: servers, VIGIL_REGION: region.name };
-    const label = (node: string) => (single ? node : `${node}-${region.name}`);
-    await launch('actor-host', label('actor-host'), {
+    const label = (node: string) => (isSingle(plan) ? node : `${node}-${region.name}`);
+    await processes.launch('actor-host', label('actor-host'), {
       ...base,
-      ...credentials.natsEnvFor(`actor-host-${region.name}`),
-      VIGIL_RESCUE_REGIONS: spillOrder(regions, region.name),
+      ...plan.credentials.natsEnvFor(`actor-host-${region.name}`),
+      VIGIL_RESCUE_REGIONS: spillOrder(plan.regions, region.name),
     });
-    const gateway = await launch('gateway', label('gateway'), {
+    const gateway = await processes.launch('gateway', label('gateway'), {
       ...base,
-      ...credentials.natsEnvFor('gateway'),
-      ...gatewayEnv(region.name),
+      ...plan.credentials.natsEnvFor('gateway'),
+      ...gatewayEnv(plan, region.name, nextPort()),
     });
-    gatewayUrls.push({ name: region.name, url: String(gateway.ready['url']), nats: servers });
+    gateways.push({ name: region.name, url: String(gateway.ready['url']), nats: servers });
   }
-  for (const edge of edges) {
-    const server = edgeServers.get(edge.site)!;
-    const gateway = await launch('gateway', `gateway-edge-${edge.site}`, {
+  return gateways;
+}
+
+/** A gateway beside each edge site's leaf node, which accepts work while the link is cut. */
+async function startEdgeGateways(
+  plan: LaunchPlan,
+  processes: LaunchedProcesses,
+  nextPort: () => string,
+): Promise<GatewaySummary[]> {
+  const gateways: GatewaySummary[] = [];
+  for (const edge of plan.edges) {
+    const server = processes.edgeServer(edge.site);
+    const gateway = await processes.launch('gateway', `gateway-edge-${edge.site}`, {
       NATS_URL: server.url,
       VIGIL_REGION: edge.region,
       VIGIL_EDGE_SITE: edge.site,
-      ...credentials.natsEnvFor(`edge-gateway-${edge.site}`),
-      ...gatewayEnv(edge.region),
+      ...plan.credentials.natsEnvFor(`edge-gateway-${edge.site}`),
+      ...gatewayEnv(plan, edge.region, nextPort()),
     });
-    gatewayUrls.push({
+    gateways.push({
       name: `${edge.site} (edge of ${edge.region})`,
       url: String(gateway.ready['url']),
       nats: server.url,
     });
   }
+  return gateways;
+}
 
-  // One controller evaluates the alert rules for every region (leader-elected: more could run).
-  await launch('controller', 'controller', {
+/** One controller evaluates the alert rules for every region (leader-elected: more could run). */
+async function startController(
+  plan: LaunchPlan,
+  cluster: Supercluster,
+  processes: LaunchedProcesses,
+): Promise<void> {
+  const { regions, credentials } = plan;
+  await processes.launch('controller', 'controller', {
     NATS_URL: cluster.urlsOf(regions[0]!.name).join(','),
     VIGIL_REGION: regions[0]!.name,
     VIGIL_CONTROLLER_REGIONS: regions.map((r) => r.name).join(','),
@@ -270,9 +329,11 @@ async function main(): Promise<void> {
     VIGIL_SYS_NATS_NKEY: credentials.user('sys').seedFile,
     VIGIL_SYS_NATS_INBOX_PREFIX: credentials.user('sys').inboxPrefix,
   });
+}
 
-  // Where the running edge is, for `npx vigil` (the CLI) and other local tools.
-  const first = gatewayUrls[0]!;
+/** Where the running edge is, for `npx vigil` (the CLI) and other local tools. */
+function writeEdgeFile(plan: LaunchPlan, cluster: Supercluster, first: GatewaySummary): void {
+  const { regions, credentials } = plan;
   writeFileSync(
     join(stateDir, 'edge.json'),
     JSON.stringify(
@@ -288,24 +349,27 @@ async function main(): Promise<void> {
       2,
     ) + '\n',
   );
+}
+
+/** Where everything runs, the demo key, and a request to try. */
+function printSummary(
+  plan: LaunchPlan,
+  processes: LaunchedProcesses,
+  gateways: readonly GatewaySummary[],
+): void {
+  const { regions, demoKey } = plan;
+  const first = gateways[0]!;
   say('');
-  if (single) {
+  if (isSingle(plan)) {
     say(`Vigil is running: gateway ${first.url}, NATS ${first.nats}, region ${first.name}`);
   } else {
     say(`Vigil is running: ${regions.length} regions of ${regions[0]!.nodes} NATS server(s) each`);
-    for (const g of gatewayUrls) say(`  ${g.name.padEnd(24)} gateway ${g.url}   NATS ${g.nats}`);
+    for (const g of gateways) say(`  ${g.name.padEnd(24)} gateway ${g.url}   NATS ${g.nats}`);
   }
   say(`Demo API key (tenant "demo"): ${demoKey}`);
-  say(`NATS credentials (one least-privilege user per role): ${credentials.outDir}`);
-  const pids = [
-    ...cluster.servers.map((s) => `nats-server=${s.pid}`),
-    ...[...edgeServers.values()].map((s) => `nats-leaf=${s.pid}`),
-    ...children.map((c) => `${c.name}=${c.pid}`),
-  ];
-  say(`Processes: ${pids.join(' ')}`);
-  const metrics = children.flatMap((c) =>
-    typeof c.ready['metricsUrl'] === 'string' ? [`${c.name}=${c.ready['metricsUrl']}`] : [],
-  );
+  say(`NATS credentials (one least-privilege user per role): ${plan.credentials.outDir}`);
+  say(`Processes: ${processes.pids().join(' ')}`);
+  const metrics = processes.metricsUrls();
   if (metrics.length > 0) say(`Metrics (Prometheus): ${metrics.join(' ')}`);
   say(`Logs: ${logDir}    Stop: Ctrl-C`);
   say('');

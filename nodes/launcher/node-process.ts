@@ -2,10 +2,11 @@
  * Runs a Vigil node (`nodes/<name>/main.ts`) as a child process and knows when it is ready, from
  * the readiness line the node prints (see `runUntilSignal`). Used by the local launcher, the tests and the bench.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { READY_MESSAGE } from '../common/index.js';
 
@@ -49,6 +50,9 @@ export interface NodeProcess {
 /** Lines of output kept for the error of a node that dies before it is ready. */
 const START_FAILURE_TAIL_LINES = 20;
 
+/** A node's process: stdout and stderr are pipes, stdin is closed. */
+type NodeChild = ChildProcessByStdio<null, Readable, Readable>;
+
 const children = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const child of children) child.kill('SIGKILL');
@@ -56,7 +60,25 @@ process.once('exit', () => {
 
 /** Spawns `nodes/<name>/main.ts` and resolves once it reports ready. */
 export function startNode(name: NodeName, options: StartNodeOptions): Promise<NodeProcess> {
-  const child = spawn(
+  const child = spawnNode(name, options);
+  children.add(child);
+  const log = options.logFile ? logTo(child, options.logFile) : undefined;
+  // The last lines it wrote, so a node that dies during start-up says why in the error.
+  const tail = new OutputTail(START_FAILURE_TAIL_LINES);
+  createInterface({ input: child.stderr }).on('line', (text) => tail.add(text));
+  const exited = new Promise<number | string>((resolveExit) => {
+    child.once('exit', (code, signal) => {
+      children.delete(child);
+      log?.end();
+      resolveExit(code ?? signal ?? 'unknown');
+    });
+  });
+  return untilReady(name, child, { options, log, tail, exited });
+}
+
+/** The node's process: its TypeScript through tsx, or the compiled build when asked. */
+function spawnNode(name: NodeName, options: StartNodeOptions): NodeChild {
+  return spawn(
     process.execPath,
     options.compiled
       ? [join(PROJECT_ROOT, 'dist', 'nodes', name, 'main.js')]
@@ -70,28 +92,51 @@ export function startNode(name: NodeName, options: StartNodeOptions): Promise<No
       detached: true,
     },
   );
-  children.add(child);
-  let log: WriteStream | undefined;
-  if (options.logFile) {
-    mkdirSync(dirname(options.logFile), { recursive: true });
-    log = createWriteStream(options.logFile, { flags: 'a' });
-    child.stderr.pipe(log, { end: false });
-  }
-  // The last lines it wrote, so a node that dies during start-up says why in the error.
-  const tail: string[] = [];
-  const remember = (text: string) => {
-    tail.push(text);
-    if (tail.length > START_FAILURE_TAIL_LINES) tail.shift();
-  };
-  createInterface({ input: child.stderr }).on('line', remember);
-  const exited = new Promise<number | string>((resolveExit) => {
-    child.once('exit', (code, signal) => {
-      children.delete(child);
-      log?.end();
-      resolveExit(code ?? signal ?? 'unknown');
-    });
-  });
+}
 
+/**
+ * Appends the child's stderr to `logFile`. Its stdout is written there line by line by
+ * `untilReady`, which parses each line on the way.
+ */
+function logTo(child: NodeChild, logFile: string): WriteStream {
+  mkdirSync(dirname(logFile), { recursive: true });
+  const log = createWriteStream(logFile, { flags: 'a' });
+  child.stderr.pipe(log, { end: false });
+  return log;
+}
+
+/** The last `limit` lines of output. */
+class OutputTail {
+  readonly #lines: string[] = [];
+  constructor(readonly limit: number) {}
+
+  add(text: string): void {
+    this.#lines.push(text);
+    if (this.#lines.length > this.limit) this.#lines.shift();
+  }
+
+  text(): string {
+    return this.#lines.join('\n');
+  }
+}
+
+/** What {@link untilReady} watches besides the child. */
+interface StartingNode {
+  options: StartNodeOptions;
+  log: WriteStream | undefined;
+  tail: OutputTail;
+  exited: Promise<number | string>;
+}
+
+/**
+ * Resolves on the node's readiness line; rejects when it exits first (with its last output) or
+ * misses the start-up timeout (after killing it).
+ */
+function untilReady(
+  name: NodeName,
+  child: NodeChild,
+  { options, log, tail, exited }: StartingNode,
+): Promise<NodeProcess> {
   return new Promise<NodeProcess>((resolveReady, reject) => {
     let ready = false;
     const timer = setTimeout(() => {
@@ -102,15 +147,12 @@ export function startNode(name: NodeName, options: StartNodeOptions): Promise<No
       if (ready) return;
       clearTimeout(timer);
       reject(
-        new Error(
-          `${name} exited (${code}) before it was ready; its last output:\n${tail.join('\n')}`,
-        ),
+        new Error(`${name} exited (${code}) before it was ready; its last output:\n${tail.text()}`),
       );
     });
-    let stopping: Promise<number | string> | undefined;
     createInterface({ input: child.stdout }).on('line', (text) => {
       log?.write(text + '\n');
-      if (!ready) remember(text);
+      if (!ready) tail.add(text);
       let line: Record<string, unknown>;
       try {
         line = JSON.parse(text) as Record<string, unknown>;
@@ -121,30 +163,41 @@ export function startNode(name: NodeName, options: StartNodeOptions): Promise<No
       if (!ready && line['msg'] === READY_MESSAGE) {
         ready = true;
         clearTimeout(timer);
-        resolveReady({
-          name,
-          pid: child.pid!,
-          ready: line,
-          exited,
-          signal: (signal) => {
-            child.kill(signal);
-          },
-          stop(graceMs = 40_000) {
-            stopping ??= (async () => {
-              if (child.exitCode === null && child.signalCode === null) {
-                child.kill('SIGCONT'); // a stopped process cannot handle SIGTERM
-                child.kill('SIGTERM');
-                const force = setTimeout(() => child.kill('SIGKILL'), graceMs);
-                const code = await exited;
-                clearTimeout(force);
-                return code;
-              }
-              return exited;
-            })();
-            return stopping;
-          },
-        });
+        resolveReady(runningNode(name, child, line, exited));
       }
     });
   });
+}
+
+/** The handle of a node that reported ready. */
+function runningNode(
+  name: NodeName,
+  child: ChildProcess,
+  ready: Record<string, unknown>,
+  exited: Promise<number | string>,
+): NodeProcess {
+  let stopping: Promise<number | string> | undefined;
+  return {
+    name,
+    pid: child.pid!,
+    ready,
+    exited,
+    signal: (signal) => {
+      child.kill(signal);
+    },
+    stop(graceMs = 40_000) {
+      stopping ??= (async () => {
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill('SIGCONT'); // a stopped process cannot handle SIGTERM
+          child.kill('SIGTERM');
+          const force = setTimeout(() => child.kill('SIGKILL'), graceMs);
+          const code = await exited;
+          clearTimeout(force);
+          return code;
+        }
+        return exited;
+      })();
+      return stopping;
+    },
+  };
 }

@@ -105,9 +105,43 @@ export function checkTopology(
 /** Starts every region's servers, joined into one supercluster, and waits for JetStream. */
 export async function startSupercluster(options: SuperclusterOptions): Promise<Supercluster> {
   checkTopology(options.regions);
-  // Every server must know every route and gateway before it starts: ports are chosen up front.
-  const plan = await Promise.all(
-    options.regions.map(async (region) => ({
+  const plan = await planServers(options.regions);
+  // One region of one server is a plain server: a JetStream cluster of one would wait for peers.
+  const standalone = plan.length === 1 && plan[0]!.nodes.length === 1;
+  const started = await startServers(plan, options, standalone);
+  const supercluster = superclusterOf(started, standalone);
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    await supercluster.stop();
+    throw failed.reason;
+  }
+  try {
+    await untilJetStreamServes(supercluster.servers, options, standalone);
+  } catch (err) {
+    await supercluster.stop();
+    throw err;
+  }
+  return supercluster;
+}
+
+/** One server of a region, with the ports it listens on. */
+interface PlannedServer {
+  name: string;
+  clusterPort: number;
+  gatewayPort: number;
+  leafPort: number;
+}
+
+/** A region's servers, before any has started. */
+interface RegionPlan {
+  region: RegionSpec;
+  nodes: PlannedServer[];
+}
+
+/** Names and ports of every server: each must know every route and gateway before it starts. */
+function planServers(regions: readonly RegionSpec[]): Promise<RegionPlan[]> {
+  return Promise.all(
+    regions.map(async (region) => ({
       region,
       nodes: await Promise.all(
         Array.from({ length: region.nodes }, async (_, i) => ({
@@ -119,6 +153,21 @@ export async function startSupercluster(options: SuperclusterOptions): Promise<S
       ),
     })),
   );
+}
+
+/** How one server's start went: the server and its region, or why it did not start. */
+type ServerStart = PromiseSettledResult<{ region: string; server: NatsServerProcess }>;
+
+/**
+ * Starts every planned server at once: the JetStream meta group spans the supercluster and needs
+ * a quorum of its peers to elect a leader; a server waits for it rather than failing. Settled, not
+ * all-or-nothing, so the servers that did start can be stopped when one did not.
+ */
+function startServers(
+  plan: readonly RegionPlan[],
+  options: SuperclusterOptions,
+  standalone: boolean,
+): Promise<ServerStart[]> {
   const gateways = plan.map(({ region, nodes }) => ({
     name: region.name,
     urls: nodes.map((n) => `nats://127.0.0.1:${n.gatewayPort}`),
@@ -127,15 +176,11 @@ export async function startSupercluster(options: SuperclusterOptions): Promise<S
     ...u,
     account: APPLICATION_ACCOUNT,
   }));
-
-  // One region of one server is a plain server: a JetStream cluster of one would wait for peers.
-  const standalone = plan.length === 1 && plan[0]!.nodes.length === 1;
-  // Started together: the JetStream meta group spans the supercluster and needs a quorum of its
-  // peers to elect a leader; a server waits for it rather than failing.
-  const started = await Promise.allSettled(
+  return Promise.allSettled(
     plan.flatMap(({ region, nodes }) =>
-      nodes.map((node) =>
-        startNatsServer({
+      nodes.map((node) => {
+        const advertise = options.leafAdvertise?.(node.name);
+        return startNatsServer({
           storeDir: join(options.rootDir, node.name, 'store'),
           serverName: node.name,
           ...(options.monitor === false ? {} : { monitorPort: 0 }),
@@ -155,15 +200,17 @@ export async function startSupercluster(options: SuperclusterOptions): Promise<S
           leafnodes: {
             port: node.leafPort,
             users: leafUsers,
-            ...(options.leafAdvertise?.(node.name)
-              ? { advertise: options.leafAdvertise(node.name) }
-              : {}),
+            ...(advertise ? { advertise } : {}),
           },
           extraConfig: options.accountsConfig,
-        }).then((server) => ({ region: region.name, server })),
-      ),
+        }).then((server) => ({ region: region.name, server }));
+      }),
     ),
   );
+}
+
+/** The handle over the servers that started, by region in start order; its stop is idempotent. */
+function superclusterOf(started: readonly ServerStart[], standalone: boolean): Supercluster {
   const byRegion = new Map<string, NatsServerProcess[]>();
   const servers: NatsServerProcess[] = [];
   for (const result of started) {
@@ -174,40 +221,36 @@ export async function startSupercluster(options: SuperclusterOptions): Promise<S
     byRegion.set(result.value.region, list);
   }
   let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
-    await Promise.all(servers.map((s) => s.stop()));
-  };
-  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) {
-    await stop();
-    throw failed.reason;
-  }
-  const supercluster: Supercluster = {
+  return {
     regions: byRegion,
     servers,
     clustered: !standalone,
     urlsOf: (region) => (byRegion.get(region) ?? []).map((s) => s.url),
     leafUrlsOf: (region) =>
       (byRegion.get(region) ?? []).flatMap((s) => (s.leafUrl ? [s.leafUrl] : [])),
-    stop,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await Promise.all(servers.map((s) => s.stop()));
+    },
   };
-  try {
-    const timeoutMs = options.readyTimeoutMs ?? 60_000;
-    await waitForJetStreamMeta(
-      servers.map((s) => s.url),
-      options.connectOptions,
-      timeoutMs,
-    );
-    // A meta leader can answer before it has heard from every peer; placing an R3 stream then
-    // fails with "no suitable peers". Wait until the leader sees them all current.
-    if (options.monitor !== false && !standalone) await waitForMetaPeers(servers, timeoutMs);
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  return supercluster;
+}
+
+/** Resolves once the supercluster's JetStream API answers and can place replicated streams. */
+async function untilJetStreamServes(
+  servers: readonly NatsServerProcess[],
+  options: SuperclusterOptions,
+  standalone: boolean,
+): Promise<void> {
+  const timeoutMs = options.readyTimeoutMs ?? 60_000;
+  await waitForJetStreamMeta(
+    servers.map((s) => s.url),
+    options.connectOptions,
+    timeoutMs,
+  );
+  // A meta leader can answer before it has heard from every peer; placing an R3 stream then
+  // fails with "no suitable peers". Wait until the leader sees them all current.
+  if (options.monitor !== false && !standalone) await waitForMetaPeers(servers, timeoutMs);
 }
 
 /** Options of {@link startEdgeServer}. */
