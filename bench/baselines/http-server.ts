@@ -36,9 +36,8 @@ export async function listen(app: Hono<{ Bindings: HttpBindings }>, port = 0): P
 
 /**
  * The request body, read straight from Node's `IncomingMessage` as Vigil's gateway does
- * (`nodes/gateway/json-body.ts`): `c.req.arrayBuffer()` / `c.req.json()` make @hono/node-server
- * build a full fetch `Request` per call, a cost the baselines must not carry when the gateway
- * does not, or the comparison would flatter Vigil.
+ * (`nodes/gateway/json-body.ts`), so the baselines read bodies exactly as the gateway does and
+ * the comparison neither flatters nor penalises Vigil.
  */
 export function readBody(c: Context<{ Bindings: HttpBindings }>): Promise<Buffer> {
   const incoming = c.env.incoming;
