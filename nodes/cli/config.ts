@@ -72,9 +72,9 @@ export const CLI_CONFIG = nodeConfig({
   flags: [{ name: '--version', meaning: "Print Vigil's version and exit." }],
   groups: { cli: CLI_SETTINGS, state: LOCAL_STATE_SETTINGS, nats: NATS_SETTINGS },
   notes: [
-    "npx answers `--help` and `--version` itself (with npm's own) before the CLI sees them: " +
-      'through npx, ask `npx vigil help` and `npx vigil version`. `npm run vigil -- <command> ' +
-      "[options]` runs the same CLI, with npm's banner on stdout.",
+    '`help` and `version` also work as commands, for `npm exec vigil`, which takes flags such as ' +
+      "`--help` for itself. `npm run vigil -- <command> [options]` runs the same CLI, with npm's " +
+      'banner on stdout.',
     'With `NATS_URL` set, the CLI connects there (as the admin user) in `VIGIL_REGION`; ' +
       'otherwise to the edge `npm start` is running, as `<state dir>/edge.json` describes it, ' +
       'and the other NATS variables are not read.',

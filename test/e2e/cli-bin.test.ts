@@ -91,8 +91,10 @@ describe('the vigil bin', () => {
       const letters = await run(npx('dlq', 'list', '--json'), env);
       assert.equal(letters.code, 0, letters.stderr);
       assert.deepEqual(JSON.parse(letters.stdout), [], 'no npm banner before the JSON');
-      const versionRun = await run(npx('version'));
-      assert.equal(versionRun.stdout, `${version}\n`);
+      const versionRun = await run(npx('--version'));
+      assert.equal(versionRun.stdout, `${version}\n`, 'the flag reaches the CLI, not npm');
+      const helpRun = await run(npx('--help'));
+      assert.match(helpRun.stdout, /^Usage: npx vigil <command>/m);
     },
   );
 });
