@@ -4,11 +4,11 @@
  * stalled process still runs it) never overwrite each other: exactly one final record is ever
  * stored, and the one that loses learns what was stored instead.
  */
-import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { SpanStatusCode } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import {
+  isRevisionConflict,
   decodeAs,
   encode,
   ENVELOPE_VERSION,
@@ -140,7 +140,7 @@ class TaskRecordsImpl implements TaskRecords {
         else await this.#tasks.update(record.id, payload, revision);
         return { record, payload };
       } catch (err) {
-        if (!isWrongRevision(err)) throw err;
+        if (!isRevisionConflict(err)) throw err;
         // Someone wrote since: a final record stands; anything else is overwritten on its revision.
         const entry = await this.#tasks.get(record.id);
         const current = entry?.operation === 'PUT' ? this.#decode(entry.value) : undefined;
@@ -162,7 +162,7 @@ class TaskRecordsImpl implements TaskRecords {
         this.#o.replies.emit(task, TaskEventType.Running, attempt.number);
         if (attempt.progress) await this.writeProgress(attempt);
       } catch (err) {
-        if (!isWrongRevision(err)) return;
+        if (!isRevisionConflict(err)) return;
         const entry = await this.#tasks.get(task.id);
         const current = entry?.operation === 'PUT' ? this.#decode(entry.value) : undefined;
         if (current && FINAL_STATES.has(current.state)) {
@@ -195,7 +195,7 @@ class TaskRecordsImpl implements TaskRecords {
       this.#o.replies.emit(attempt.task, TaskEventType.Progress, attempt.number, { progress });
     } catch (err) {
       // Another attempt wrote the record since: progress is advisory, the final write decides.
-      if (!isWrongRevision(err))
+      if (!isRevisionConflict(err))
         this.#o.log.debug({ task_id: attempt.task.id, err }, 'progress not stored');
     }
   }
@@ -208,13 +208,4 @@ class TaskRecordsImpl implements TaskRecords {
       return undefined;
     }
   }
-}
-
-/** The conditional write lost: the key's revision is not the one expected. */
-function isWrongRevision(err: unknown): boolean {
-  return (
-    err instanceof JetStreamApiError &&
-    (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
-      err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
-  );
 }

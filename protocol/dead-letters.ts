@@ -30,6 +30,7 @@ import {
   type TaskRecord,
 } from './envelopes.js';
 import { ErrorCode, TerminalError, ValidationError, VigilError } from './errors.js';
+import { isRevisionConflict } from './kv-conflicts.js';
 import { nameToken, subjects } from './subjects.js';
 
 /** Letters listed when the caller does not say how many. */
@@ -221,7 +222,7 @@ class DeadLetterAdminImpl implements DeadLetterAdmin {
       } catch (err) {
         // Another replay of this letter deleted it first; its request and ours share a message
         // id, so going on publishes nothing new.
-        if (!isWrongRevision(err)) throw err;
+        if (!isRevisionConflict(err)) throw err;
       }
     }
 
@@ -331,14 +332,6 @@ function isOutcomeOf(record: TaskRecord, task: RequestEnvelope): boolean {
   return (
     record.createdAt === task.createdAt &&
     (record.state === TaskState.Failed || record.state === TaskState.Dead)
-  );
-}
-
-function isWrongRevision(err: unknown): boolean {
-  return (
-    err instanceof JetStreamApiError &&
-    (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
-      err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
   );
 }
 

@@ -114,3 +114,4 @@ export { HostCommandName, hostCommandReplySchema, hostCommandSchema } from './co
 export type { HostCommand, HostCommandReply } from './control-plane.js';
 export { chatOutputSchema, embeddingOutputSchema, ModelKind } from './model-outputs.js';
 export type { ChatOutput, EmbeddingOutput } from './model-outputs.js';
+export { isRevisionConflict } from './kv-conflicts.js';

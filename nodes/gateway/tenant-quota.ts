@@ -21,10 +21,11 @@
  * past that with a retryable 503; the tasks it served are added to the counter once the bucket
  * answers again. With allowance 0 it fails closed. The bound becomes quota + gateways × allowance.
  */
-import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
+import type { JetStreamClient } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
+  isRevisionConflict,
   assetNames,
   ErrorCode,
   PayloadError,
@@ -428,7 +429,7 @@ class TenantQuotaImpl implements TenantQuota {
         if (entry) await this.#kv.update(key, String(value), entry.revision);
         else await this.#kv.create(key, String(value));
       } catch (err) {
-        if (!isCasConflict(err)) throw err;
+        if (!isRevisionConflict(err)) throw err;
         await jitter(attempt);
         continue;
       }
@@ -468,14 +469,6 @@ function periodsOf(limits: QuotaLimits): [QuotaPeriod, number][] {
   if (limits.perDay !== undefined) periods.push([QuotaPeriod.Day, limits.perDay]);
   if (limits.perMonth !== undefined) periods.push([QuotaPeriod.Month, limits.perMonth]);
   return periods;
-}
-
-function isCasConflict(err: unknown): boolean {
-  return (
-    err instanceof JetStreamApiError &&
-    (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
-      err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
-  );
 }
 
 /** A short random pause after a lost compare-and-set, growing with the attempt, so racing gateways spread out. */

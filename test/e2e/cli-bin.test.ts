@@ -4,12 +4,12 @@
  * entry and through `npx vigil` (npm exec), so it pipes into jq with no npm banner before it.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect } from '@nats-io/transport-node';
 import { PROJECT_ROOT } from '../../nodes/launcher/index.js';
+import { runProgram as run } from '../harness/processes.js';
 import { provisionRegion } from '../../nodes/provision/index.js';
 import { startTestNats, type TestNats } from '../harness/nats.js';
 
@@ -19,33 +19,6 @@ const version = (
 
 /** npm's own CLI, when the tests run under npm (`npm test`), to run `npx vigil` with. */
 const npmCli = process.env['npm_execpath'];
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const childEnv: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) {
-    if (!/^(VIGIL|NATS|OTEL)_/.test(name)) childEnv[name] = value;
-  }
-  Object.assign(childEnv, env);
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, {
-      cwd: PROJECT_ROOT,
-      env: childEnv,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 const bin = (...args: string[]) => ['scripts/vigil.mjs', ...args];
 /** `npx --no vigil ...`: `--no` refuses to fetch anything, so only the project's bin can run. */

@@ -4,7 +4,6 @@
  * admin and tenant keys stay apart, and an undecodable request is listed but never replayed.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +18,7 @@ import {
   type DeadLetterDetail,
   type DeadLetterSummary,
 } from '../../protocol/index.js';
-import { PROJECT_ROOT } from '../../nodes/launcher/index.js';
+import { runProgram, type ProgramRun } from '../harness/processes.js';
 import { pollTask, startTestEdge, TENANTS, type TestEdge } from '../harness/edge.js';
 
 type Json = Record<string, unknown>;
@@ -87,33 +86,11 @@ async function waitUntil(epochMs: number): Promise<void> {
 function cli(
   args: string[],
   env: Record<string, string | undefined> = edge.adminEnv(),
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env };
-  for (const name of [
-    'NATS_URL',
-    'NATS_USER',
-    'NATS_PASSWORD',
-    'NATS_TOKEN',
-    'NATS_NKEY',
-    'NATS_INBOX_PREFIX',
-    'VIGIL_REGION',
-  ]) {
-    delete childEnv[name];
-  }
-  Object.assign(childEnv, env);
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'nodes/cli/main.ts', ...args], {
-      cwd: PROJECT_ROOT,
-      env: childEnv,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+): Promise<ProgramRun> {
+  const set = Object.fromEntries(
+    Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined),
+  );
+  return runProgram(['--import', 'tsx', 'nodes/cli/main.ts', ...args], set);
 }
 
 describe('listing and inspecting', () => {

@@ -6,8 +6,10 @@
  * PID 1 is often not an init that reaps promptly (seen in CI), so a zombie counts as gone here.
  */
 
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { PROJECT_ROOT } from '../../nodes/launcher/index.js';
 
 export function processAlive(pid: number): boolean {
   try {
@@ -35,4 +37,37 @@ export async function processGone(pid: number, timeoutMs: number): Promise<boole
     await sleep(20);
   }
   return true;
+}
+
+/** How a program the tests ran to its end finished. */
+export interface ProgramRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `node <args>` from the project root to its end and collects its output. The child gets
+ * this process's environment without any `VIGIL_*`, `NATS_*` or `OTEL_*` variable (so the test
+ * states every setting the program sees), plus `env`.
+ */
+export function runProgram(args: string[], env: Record<string, string> = {}): Promise<ProgramRun> {
+  const childEnv: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) {
+    if (!/^(VIGIL|NATS|OTEL)_/.test(name)) childEnv[name] = value;
+  }
+  Object.assign(childEnv, env);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, {
+      cwd: PROJECT_ROOT,
+      env: childEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
 }
