@@ -51,7 +51,7 @@ export interface ActorSpans {
   /** The final record's write, in the active context. */
   startStore(record: TaskRecord): Span;
   /** The reply to the waiting client, in the active context. */
-  startReply(task: RequestEnvelope): Span;
+  startReply(task: Pick<RequestEnvelope, 'id'>): Span;
 }
 
 /** Spans for the actor of `model` in `region`. */
@@ -132,7 +132,7 @@ class ActorSpansImpl implements ActorSpans {
     });
   }
 
-  startReply(task: RequestEnvelope): Span {
+  startReply(task: Pick<RequestEnvelope, 'id'>): Span {
     return tracer.startSpan('send reply', {
       kind: SpanKind.PRODUCER,
       attributes: {

@@ -7,11 +7,12 @@ import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import {
+  DEAD_LETTER_HEADERS,
   encode,
   ENVELOPE_VERSION,
   subjects,
-  toVigilError,
   type DeadLetter,
+  type RecoveredRequest,
   type RequestEnvelope,
   type WireError,
 } from '../protocol/index.js';
@@ -42,10 +43,12 @@ export interface DeadLetters {
     streamSequence: number,
   ): Promise<void>;
   /**
-   * Dead-letters an undecodable delivery's raw bytes and terms it; if the letter cannot be
-   * stored, hands the delivery back after a second instead. Never throws.
+   * Dead-letters an undecodable delivery's raw bytes with the reason and, as far as it could be
+   * recovered, the task and its owner (`Vigil-Task-Id`, `Vigil-Tenant` headers); a letter whose
+   * owner is unknown says so in its reason. Deduplicated on the request message. Throws when the
+   * letter could not be stored.
    */
-  poison(msg: JsMsg, err: unknown): Promise<void>;
+  poison(msg: JsMsg, error: WireError, recovered: RecoveredRequest | undefined): Promise<void>;
 }
 
 /** Dead letters of one actor, written through `js`. */
@@ -67,26 +70,25 @@ export function createDeadLetters(js: JetStreamClient, options: DeadLettersOptio
         msgID: `dlq-${task.id}-${streamSequence}`,
       });
     },
-    async poison(msg, err) {
-      const error = toVigilError(err).toWire();
+    async poison(msg, error, recovered) {
+      const owner = recovered?.tenant;
+      const reason = owner
+        ? error.message
+        : `${error.message}; the task's owner could not be recovered, so no task record was written`;
       o.log.error(
-        { subject: msg.subject, seq: msg.seq, error },
+        { subject: msg.subject, seq: msg.seq, error, task_id: recovered?.taskId, tenant: owner },
         'undecodable request dead-lettered',
       );
-      try {
-        const hdrs = natsHeaders();
-        hdrs.set('Vigil-Error', `${error.code}: ${error.message}`.slice(0, 1024));
-        await js.publish(subjects.deadLetter(o.region, o.model), msg.data, {
-          msgID: `dlq-seq-${msg.seq}`,
-          headers: hdrs,
-        });
-        o.counts.deadLettered += 1;
-        o.metrics.undecodable();
-        msg.term(`undecodable: ${error.message}`.slice(0, 256));
-      } catch (publishErr) {
-        o.log.warn({ err: publishErr }, 'could not dead-letter undecodable request');
-        msg.nak(1_000);
-      }
+      const hdrs = natsHeaders();
+      hdrs.set(DEAD_LETTER_HEADERS.error, `${error.code}: ${reason}`.slice(0, 1024));
+      if (recovered) hdrs.set(DEAD_LETTER_HEADERS.taskId, recovered.taskId);
+      if (owner) hdrs.set(DEAD_LETTER_HEADERS.tenant, owner);
+      await js.publish(subjects.deadLetter(o.region, o.model), msg.data, {
+        msgID: `dlq-seq-${msg.seq}`,
+        headers: hdrs,
+      });
+      o.counts.deadLettered += 1;
+      o.metrics.undecodable();
     },
   };
 }

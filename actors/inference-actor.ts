@@ -24,6 +24,7 @@ import {
   BreakerState,
   ensureModelConsumer,
   MODEL_CONSUMER_DEFAULTS,
+  requestByteLimit,
   type DecodeLimits,
 } from '../protocol/index.js';
 import { createActorSpans } from './actor-spans.js';
@@ -110,7 +111,13 @@ export async function createInferenceActor(
     ackWaitMs: o.ackWaitMs,
   });
   const tasks = await new Kvm(js).open(assetNames.taskBucket(o.region));
-  const actor = new InferenceActorImpl(nc, js, tasks, o);
+  const bucketLimit = (await tasks.status()).maxValueSize;
+  // A record must fit the bucket, the server's max_payload and what a reader decodes.
+  const maxRecordBytes = Math.min(
+    requestByteLimit(nc.info?.max_payload),
+    bucketLimit > 0 ? bucketLimit : Infinity,
+  );
+  const actor = new InferenceActorImpl(nc, js, tasks, { ...o, maxRecordBytes });
   actor.mailbox = await openMailbox(
     js,
     { stream: assetNames.requestStream(o.region), consumer, concurrency: o.concurrency },
@@ -122,7 +129,10 @@ export async function createInferenceActor(
 type ResolvedOptions = Required<
   Omit<InferenceActorOptions, 'decodeLimits' | 'breaker' | 'onChange'>
 > &
-  Pick<InferenceActorOptions, 'decodeLimits' | 'breaker' | 'onChange'>;
+  Pick<InferenceActorOptions, 'decodeLimits' | 'breaker' | 'onChange'> & {
+    /** Largest task record this actor can store (found at start-up). */
+    maxRecordBytes: number;
+  };
 
 class InferenceActorImpl implements InferenceActor {
   mailbox: Mailbox | undefined;
@@ -152,6 +162,7 @@ class InferenceActorImpl implements InferenceActor {
       model: o.model,
       spans,
       replies,
+      maxRecordBytes: o.maxRecordBytes,
       log,
     });
     this.#attempts = startAttempts({
@@ -164,6 +175,7 @@ class InferenceActorImpl implements InferenceActor {
       log,
     });
     this.handle = createDeliveryHandler({
+      model: o.model.name,
       maxAttempts: o.maxAttempts,
       retryScheduleMs: o.retryScheduleMs,
       decodeLimits: o.decodeLimits,

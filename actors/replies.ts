@@ -6,15 +6,9 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { SpanStatusCode } from '@opentelemetry/api';
 import type { Logger } from 'pino';
-import {
-  encode,
-  ENVELOPE_VERSION,
-  subjects,
-  type RequestEnvelope,
-  type TaskEvent,
-} from '../protocol/index.js';
+import { encode, ENVELOPE_VERSION, subjects, type TaskEvent } from '../protocol/index.js';
 import type { ActorSpans } from './actor-spans.js';
-import type { StoredRecord } from './task-records.js';
+import type { StoredRecord, TaskIdentity } from './task-records.js';
 
 /** The extra fields an event may carry. */
 export type EventDetail = Pick<TaskEvent, 'retryInMs' | 'error' | 'progress'>;
@@ -22,9 +16,9 @@ export type EventDetail = Pick<TaskEvent, 'retryInMs' | 'error' | 'progress'>;
 /** An actor's notifications. Neither method throws. */
 export interface Replies {
   /** Sends the stored record (its bytes are the reply) to the client waiting on `task.replyTo`. */
-  reply(task: RequestEnvelope, stored: StoredRecord): void;
+  reply(task: TaskIdentity, stored: StoredRecord): void;
   /** Publishes a lifecycle event on the task's event subject. */
-  emit(task: RequestEnvelope, type: TaskEvent['type'], attempt: number, extra?: EventDetail): void;
+  emit(task: TaskIdentity, type: TaskEvent['type'], attempt: number, extra?: EventDetail): void;
 }
 
 /** Notifications of an actor in `region`. */

@@ -16,7 +16,10 @@ import {
   decodeAs,
   ErrorCode,
   FINAL_STATES,
+  recoverRequest,
   requestEnvelopeSchema,
+  toVigilError,
+  type RecoveredRequest,
   TaskEventType,
   TaskState,
   type DecodeLimits,
@@ -30,10 +33,17 @@ import type { DeadLetters } from './dead-letters.js';
 import type { Replies } from './replies.js';
 import type { OutputCheck } from './runtimes/index.js';
 import { TaskOutcome, type TaskMetrics } from './task-metrics.js';
-import type { TaskRecords } from './task-records.js';
+import {
+  UnstorableResultError,
+  type StoredRecord,
+  type TaskIdentity,
+  type TaskRecords,
+} from './task-records.js';
 
 /** Options of {@link createDeliveryHandler}: the actor's settings and its parts. */
 export interface DeliveryOptions {
+  /** The actor's model: an undecodable request on its consumer is this model's task. */
+  model: string;
   /** Attempts before a retryable failure is dead-lettered. */
   maxAttempts: number;
   /** Delay before attempt n+1 after retryable failure n, ms; the last entry repeats. */
@@ -75,7 +85,7 @@ class TaskDelivery {
     try {
       task = decodeAs(requestEnvelopeSchema, msg.data, 'request', this.#o.decodeLimits);
     } catch (err) {
-      await this.#o.deadLetters.poison(msg, err);
+      await this.#unreadable(msg, err);
       return;
     }
     const traced = this.#o.spans.startAttempt(msg, task, msg.info.deliveryCount, Date.now());
@@ -90,6 +100,60 @@ class TaskDelivery {
     } finally {
       traced.span.end();
     }
+  }
+
+  /**
+   * A delivery no actor can decode is never run, but its task still ends where its owner looks:
+   * the raw bytes go to the dead-letter stream with the reason, and when the subject and the
+   * envelope's top level give up the task and its tenant, the task gets its final record
+   * (`failed`, `invalid_payload`), the waiting caller its reply and the tenant its event. Only
+   * then is the delivery termed; if NATS cannot take the letter or the record, it comes back.
+   */
+  async #unreadable(msg: JsMsg, err: unknown): Promise<void> {
+    const reason = toVigilError(err).message;
+    const error: WireError = {
+      code: ErrorCode.InvalidPayload,
+      message: `the request could not be read: ${reason}`,
+      retryable: false,
+    };
+    const recovered = recoverRequest(msg.subject, msg.data);
+    try {
+      await this.#o.deadLetters.poison(msg, error, recovered);
+      if (recovered?.tenant) await this.#endUnreadable(msg, recovered, recovered.tenant, error);
+      msg.term(`undecodable: ${reason}`.slice(0, 256));
+    } catch (storeErr) {
+      this.#o.log.warn(
+        { err: storeErr },
+        'could not dead-letter an undecodable request; handing it back',
+      );
+      msg.nak(1_000);
+    }
+  }
+
+  /** The final record, reply and event of an undecodable request whose owner is known. */
+  async #endUnreadable(
+    msg: JsMsg,
+    recovered: RecoveredRequest,
+    tenant: string,
+    error: WireError,
+  ): Promise<void> {
+    const task: TaskIdentity = {
+      id: recovered.taskId,
+      tenant,
+      model: this.#o.model,
+      // The stream's own timestamp of the request when the envelope did not say.
+      createdAt: recovered.createdAt ?? Math.floor(msg.info.timestampNanos / 1e6),
+      ...(recovered.replyTo ? { replyTo: recovered.replyTo } : {}),
+    };
+    const record = this.#o.records.build(task, msg.info.deliveryCount, TaskState.Failed);
+    record.error = error;
+    const stored = await this.#o.records.createOnly(record);
+    // A task that has a record already belongs to another message: leave its story alone.
+    if (!stored.created) return;
+    this.#o.counts.failed += 1;
+    this.#o.metrics.finished(TaskOutcome.Failed, task.createdAt);
+    this.#o.replies.reply(task, stored);
+    this.#o.replies.emit(task, TaskState.Failed, record.attempt, { error });
   }
 
   async #settle(msg: JsMsg, task: RequestEnvelope, span: Span): Promise<void> {
@@ -158,7 +222,17 @@ class TaskDelivery {
       attempt.startedAt,
     );
     record.result = result;
-    const stored = await this.#o.records.finalize(record, attempt);
+    let stored: StoredRecord;
+    try {
+      stored = await this.#o.records.finalize(record, attempt);
+    } catch (err) {
+      if (!(err instanceof UnstorableResultError)) throw err;
+      // A result no reader could decode is the task's failure, not a success nobody can see.
+      span.setStatus({ code: SpanStatusCode.ERROR, message: err.code });
+      const error = err.toWire();
+      await this.#endUnsuccessfully(msg, task, attempt.number, TaskState.Failed, error, attempt);
+      return;
+    }
     this.#o.replies.reply(task, stored);
     if (stored.record === record) {
       this.#o.counts.succeeded += 1;

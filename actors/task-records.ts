@@ -8,7 +8,10 @@ import type { KV } from '@nats-io/kv';
 import { SpanStatusCode } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import {
+  checkTaskFields,
+  ErrorCode,
   isRevisionConflict,
+  VigilError,
   decodeAs,
   encode,
   ENVELOPE_VERSION,
@@ -27,6 +30,13 @@ import type { Replies } from './replies.js';
 /** Conditional writes tried before a record that keeps changing is given up on. */
 const MAX_WRITE_TRIES = 5;
 
+/**
+ * What a record, a reply and an event need to know of a task: a decoded envelope has it all, and
+ * a request no actor can decode may still give it up (`protocol/unreadable-requests.ts`).
+ */
+export type TaskIdentity = Pick<RequestEnvelope, 'id' | 'tenant' | 'model' | 'createdAt'> &
+  Partial<Pick<RequestEnvelope, 'replyTo'>>;
+
 /** A final record as stored, with its bytes, which are also the reply. */
 export interface StoredRecord {
   record: TaskRecord;
@@ -41,14 +51,24 @@ export interface TaskRecordsOptions {
   spans: ActorSpans;
   /** Running and progress records are announced as events. */
   replies: Replies;
+  /** Largest record that can be stored and read back: bucket, server and wire limits. */
+  maxRecordBytes: number;
   log: Logger;
+}
+
+/**
+ * A result that cannot be stored as it is: deeper, larger or of other types than a record can
+ * carry to whoever reads it. Terminal: the same run would produce it again.
+ */
+export class UnstorableResultError extends VigilError {
+  override name = 'UnstorableResultError';
 }
 
 /** The actor's reads and writes of task records. */
 export interface TaskRecords {
   /** A record of `task` in `state`, as this actor writes it (`finishedAt` set for final states). */
   build(
-    task: RequestEnvelope,
+    task: TaskIdentity,
     attempt: number,
     state: TaskRecord['state'],
     startedAt?: number,
@@ -61,6 +81,12 @@ export interface TaskRecords {
    * written. Returns whichever record is stored. Throws when NATS cannot be reached.
    */
   finalize(record: TaskRecord, attempt?: Attempt): Promise<StoredRecord>;
+  /**
+   * Stores `record` only if the task has no record at all: for a request that could not be read,
+   * which must never end a task some other message is running or has finished. Returns the
+   * stored record, and whether it is `record`.
+   */
+  createOnly(record: TaskRecord): Promise<StoredRecord & { created: boolean }>;
   /**
    * Writes a `running` record for a long attempt in the background (`attempt.marking`), learning
    * whether another attempt already finished: then the attempt is superseded and aborted.
@@ -88,7 +114,7 @@ class TaskRecordsImpl implements TaskRecords {
   }
 
   build(
-    task: RequestEnvelope,
+    task: TaskIdentity,
     attempt: number,
     state: TaskRecord['state'],
     startedAt?: number,
@@ -130,9 +156,46 @@ class TaskRecordsImpl implements TaskRecords {
     }
   }
 
+  async createOnly(record: TaskRecord): Promise<StoredRecord & { created: boolean }> {
+    const payload = encode(record);
+    try {
+      await this.#tasks.create(record.id, payload);
+      return { record, payload, created: true };
+    } catch (err) {
+      if (!isRevisionConflict(err)) throw err;
+      const stored = await this.read(record.id);
+      if (!stored) throw new Error(`task ${record.id} has a record that cannot be read`);
+      return { ...stored, created: false };
+    }
+  }
+
+  /**
+   * A record's bytes, refused when a reader could not decode them (the result is checked against
+   * the wire's limits, as the gateway will decode it) or the bucket could not hold them.
+   */
+  #storable(record: TaskRecord): Uint8Array {
+    if (record.result !== undefined) {
+      try {
+        checkTaskFields({ result: record.result });
+      } catch (err) {
+        const reason = err instanceof Error ? err.message : String(err);
+        throw new UnstorableResultError(ErrorCode.InvalidPayload, `the model's ${reason}`, false);
+      }
+    }
+    const payload = encode(record);
+    if (payload.byteLength > this.#o.maxRecordBytes) {
+      throw new UnstorableResultError(
+        ErrorCode.PayloadTooLarge,
+        `the model's result makes a ${payload.byteLength}-byte task record, more than the ${this.#o.maxRecordBytes} bytes one can be`,
+        false,
+      );
+    }
+    return payload;
+  }
+
   /** {@link finalize}'s conditional write. */
   async #compareAndSet(record: TaskRecord, attempt?: Attempt): Promise<StoredRecord> {
-    const payload = encode(record);
+    const payload = this.#storable(record);
     let revision = attempt?.revision;
     for (let tries = 0; tries < MAX_WRITE_TRIES; tries += 1) {
       try {

@@ -33,6 +33,7 @@ import {
   type Subscription,
 } from '@nats-io/transport-node';
 import { encode } from './codec.js';
+import { checkRequestSize, checkTaskFields, requestByteLimit } from './limits.js';
 import { assetNames, HUB_DOMAIN } from './definitions.js';
 import {
   decodeAs,
@@ -209,9 +210,12 @@ class VigilClientImpl implements VigilClient {
   readonly #taskBuckets = new Map<string, Promise<KV>>();
   readonly #waiters = new Map<string, Set<Waiter>>();
   readonly #replies: Subscription;
+  /** The connection, for the server's `max_payload` (known once connected, and per server). */
+  readonly #nc: NatsConnection;
   #closed = false;
 
   constructor(nc: NatsConnection, options: VigilClientOptions, clientId: string) {
+    this.#nc = nc;
     this.#js = jetstream(nc);
     this.#hubJs = options.edgeSite ? jetstream(nc, { domain: HUB_DOMAIN }) : this.#js;
     this.#localJsm = this.#js.jetstreamManager(false);
@@ -248,6 +252,8 @@ class VigilClientImpl implements VigilClient {
    * is acceptance, and then the outcome is waited for.
    */
   async submit(request: SubmitRequest): Promise<Submission> {
+    // What an actor would refuse to decode is refused here, before anything is stored.
+    checkTaskFields({ input: request.input, params: request.params });
     const region = request.region ?? this.#region;
     const taskId =
       request.idempotencyKey === undefined
@@ -317,7 +323,9 @@ class VigilClientImpl implements VigilClient {
     for (const [name, value] of Object.entries(headers ?? {})) hdrs.set(name, value);
     propagation.inject(trace.setSpan(context.active(), span), hdrs, natsHeaderSetter);
     try {
-      const ack = await this.#js.publish(subject, encode(envelope), {
+      // Refused before anything is sent: too large for the server or for an actor to decode.
+      const payload = this.#encodeRequest(envelope);
+      const ack = await this.#js.publish(subject, payload, {
         msgID: envelope.id,
         headers: hdrs,
         timeout: this.#options.publishTimeoutMs,
@@ -330,6 +338,16 @@ class VigilClientImpl implements VigilClient {
     } finally {
       span.end();
     }
+  }
+
+  /**
+   * The envelope's bytes, refused when larger than a request may be: nats-server would refuse
+   * them (`max_payload`) or an actor could not decode them.
+   */
+  #encodeRequest(envelope: RequestEnvelope): Uint8Array {
+    const bytes = encode(envelope);
+    checkRequestSize(bytes, requestByteLimit(this.#nc.info?.max_payload));
+    return bytes;
   }
 
   /** Where a request goes: home-region work at an edge site is accepted by the site itself. */
@@ -584,6 +602,7 @@ function readError(err: unknown): VigilError {
 
 /** Maps a failed publish onto a coded error that says whether and when to retry. */
 function publishError(err: unknown): VigilError {
+  if (err instanceof VigilError) return err;
   if (err instanceof JetStreamApiError) {
     if (err.code === STREAM_STORE_FAILED) {
       return new PublishRefusedError(

@@ -8,23 +8,13 @@
  */
 import { Packr, Unpackr } from 'msgpackr';
 import { PayloadError } from './errors.js';
+import { WIRE_LIMITS, type WireLimits } from './limits.js';
 
-/** Limits applied when decoding an untrusted payload. */
-export interface DecodeLimits {
-  /** Largest payload accepted, in bytes. Default {@link DEFAULT_DECODE_LIMITS}.maxBytes. */
-  maxBytes: number;
-  /** Deepest nesting of arrays and maps; the top-level value is depth 1. */
-  maxDepth: number;
-  /** Most array elements plus map entries in the whole payload. */
-  maxItems: number;
-}
+/** Limits applied when decoding an untrusted payload: the wire's ({@link WIRE_LIMITS}). */
+export type DecodeLimits = WireLimits;
 
-/** 8 MiB: above the 1 MiB inputs the gateway accepts, below nats-server's 64 MiB hard cap. */
-export const DEFAULT_DECODE_LIMITS: Readonly<DecodeLimits> = Object.freeze({
-  maxBytes: 8 * 1024 * 1024,
-  maxDepth: 32,
-  maxItems: 1_000_000,
-});
+/** The limits a payload is decoded with unless a caller narrows them: the wire's own. */
+export const DEFAULT_DECODE_LIMITS: Readonly<DecodeLimits> = WIRE_LIMITS;
 
 // Records and structured clone are msgpackr extensions that other languages cannot read and that
 // keep decoder state between messages; the wire stays plain MessagePack.

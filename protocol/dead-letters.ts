@@ -38,8 +38,17 @@ export const DEFAULT_DEAD_LETTER_LIST_LIMIT = 50;
 /** Most letters one `list` call returns. */
 export const MAX_DEAD_LETTER_LIST_LIMIT = 1000;
 
-/** The header the actor puts on an undecodable request it dead-letters as raw bytes. */
-const ERROR_HEADER = 'Vigil-Error';
+/** Headers the actor puts on an undecodable request it dead-letters as raw bytes. */
+export const DEAD_LETTER_HEADERS = {
+  /** `<code>: <reason>`. */
+  error: 'Vigil-Error',
+  /** The task id, from the request's subject, when it held one. */
+  taskId: 'Vigil-Task-Id',
+  /** The tenant, when it could be read from the envelope's top level. */
+  tenant: 'Vigil-Tenant',
+} as const;
+
+const ERROR_HEADER = DEAD_LETTER_HEADERS.error;
 /** JetStream's error for a store that refused a message (the bounded queue is full). */
 const STREAM_STORE_FAILED = 10077;
 const KNOWN_CODES: ReadonlySet<string> = new Set(Object.values(ErrorCode));
@@ -270,7 +279,17 @@ class DeadLetterAdminImpl implements DeadLetterAdmin {
     const prefix = subjects.deadLetter(this.#region, '');
     const model = msg.subject.startsWith(prefix) ? msg.subject.slice(prefix.length) : msg.subject;
     const base = { seq: msg.seq, time: msg.time.toISOString(), model };
-    if (parsed.type === 'undecodable') return { ...base, error: parsed.error, undecodable: true };
+    if (parsed.type === 'undecodable') {
+      const taskId = msg.header?.get(DEAD_LETTER_HEADERS.taskId);
+      const tenant = msg.header?.get(DEAD_LETTER_HEADERS.tenant);
+      return {
+        ...base,
+        ...(taskId ? { taskId } : {}),
+        ...(tenant ? { tenant } : {}),
+        error: parsed.error,
+        undecodable: true,
+      };
+    }
     const { letter } = parsed;
     return {
       ...base,

@@ -80,6 +80,7 @@ export type {
 } from './client.js';
 export {
   createDeadLetterAdmin,
+  DEAD_LETTER_HEADERS,
   DEFAULT_DEAD_LETTER_LIST_LIMIT,
   MAX_DEAD_LETTER_LIST_LIMIT,
 } from './dead-letters.js';
@@ -115,3 +116,13 @@ export type { HostCommand, HostCommandReply } from './control-plane.js';
 export { chatOutputSchema, embeddingOutputSchema, ModelKind } from './model-outputs.js';
 export type { ChatOutput, EmbeddingOutput } from './model-outputs.js';
 export { isRevisionConflict } from './kv-conflicts.js';
+export {
+  checkRequestSize,
+  checkTaskFields,
+  HEADER_ALLOWANCE_BYTES,
+  requestByteLimit,
+  WIRE_LIMITS,
+} from './limits.js';
+export type { WireLimits } from './limits.js';
+export { recoverRequest } from './unreadable-requests.js';
+export type { RecoveredRequest } from './unreadable-requests.js';

@@ -530,5 +530,8 @@ export function withTenantQuota(
 
 /** Errors a submission fails with before anything is published. */
 function isRefusedBeforePublish(err: unknown): boolean {
-  return err instanceof VigilError && err.code === ErrorCode.PayloadTooLarge;
+  return (
+    err instanceof VigilError &&
+    (err.code === ErrorCode.PayloadTooLarge || err.code === ErrorCode.InvalidRequest)
+  );
 }

@@ -219,8 +219,9 @@ describe('replay', () => {
   test('an undecodable request is listed as such and cannot be replayed', async () => {
     const nc = await edge.connect();
     const garbage = new Uint8Array([0xc1, 0xde, 0xad, 0xbe, 0xef]);
+    const taskId = newTaskId();
     await jetstream(nc).publish(
-      subjects.request(edge.region, 'echo', Priority.Batch, newTaskId()),
+      subjects.request(edge.region, 'echo', Priority.Batch, taskId),
       garbage,
     );
     let letter: DeadLetterSummary | undefined;
@@ -230,7 +231,9 @@ describe('replay', () => {
     }
     assert.ok(letter, 'the undecodable request was dead-lettered');
     assert.equal(letter.model, 'echo');
-    assert.equal(letter.taskId, undefined);
+    // The task id comes from the subject; no owner could be read from the bytes.
+    assert.equal(letter.taskId, taskId);
+    assert.equal(letter.tenant, undefined);
     assert.equal(letter.error.code, 'invalid_payload');
 
     const detail = (await (await admin(`/dead-letters/${letter.seq}`)).json()) as DeadLetterDetail;
