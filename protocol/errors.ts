@@ -20,6 +20,10 @@ export const ErrorCode = {
   Conflict: 'conflict',
   /** The body is larger than the gateway accepts. */
   PayloadTooLarge: 'payload_too_large',
+  /** The request's headers are larger than the gateway accepts. */
+  HeadersTooLarge: 'headers_too_large',
+  /** The client did not send the whole request in time. */
+  RequestTimeout: 'request_timeout',
   /** The request queue is full; retry after the advertised delay. */
   QueueFull: 'queue_full',
   /** The tenant sent too much; retry after the advertised delay. */

@@ -27,6 +27,10 @@ import { tenantAuth } from './tenant-auth.js';
 export interface GatewayAppOptions {
   /** Largest request body, bytes. */
   maxBodyBytes: number;
+  /** Longest a request body may take to arrive, ms; past it, 408 and the connection closed. */
+  bodyTimeoutMs: number;
+  /** Longest a request's headers may take to arrive, ms; past it, 408 (`http-server.ts`). */
+  headersTimeoutMs: number;
   /** Longest a synchronous call waits for its result before answering 202, ms. */
   maxSyncWaitMs: number;
   /** Deadline given to tasks that do not ask for one, ms from acceptance. */
@@ -84,10 +88,11 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     maxTaskDeadlineMs: options.maxTaskDeadlineMs,
     logger: deps.logger,
   });
-  const { maxSyncWaitMs, maxBodyBytes } = options;
-  registerInferRoute(app, { catalog, submitter, maxSyncWaitMs, maxBodyBytes });
+  const { maxSyncWaitMs } = options;
+  const body = { maxBytes: options.maxBodyBytes, timeoutMs: options.bodyTimeoutMs };
+  registerInferRoute(app, { catalog, submitter, maxSyncWaitMs, body });
   registerTasksRoute(app, { client, maxSyncWaitMs });
-  registerOpenAiRoutes(app, { catalog, submitter, maxSyncWaitMs, maxBodyBytes });
+  registerOpenAiRoutes(app, { catalog, submitter, maxSyncWaitMs, body });
   return app;
 }
 

@@ -141,6 +141,25 @@ export const GATEWAY_SETTINGS = settingsGroup({
       default: GATEWAY_DEFAULTS.maxBodyBytes,
       meaning: 'Largest request body accepted; larger ones get 413.',
     }),
+    bodyTimeoutMs: durationMs({
+      name: 'VIGIL_BODY_TIMEOUT_MS',
+      min: 100,
+      max: 600_000,
+      default: GATEWAY_DEFAULTS.bodyTimeoutMs,
+      meaning:
+        'Longest a request body may take to arrive once its handler starts reading it; past ' +
+        'it the client gets 408 and the connection is closed (a slow body, or a chunk size it ' +
+        'never fills, holds nothing longer).',
+    }),
+    headersTimeoutMs: durationMs({
+      name: 'VIGIL_HEADERS_TIMEOUT_MS',
+      min: 100,
+      max: 600_000,
+      default: GATEWAY_DEFAULTS.headersTimeoutMs,
+      meaning:
+        "Longest a request's headers may take to arrive (slow-loris clients); past it the " +
+        'client gets 408 and the connection is closed.',
+    }),
     maxSyncWaitMs: durationMs({
       name: 'VIGIL_MAX_SYNC_WAIT_MS',
       min: 0,
@@ -299,6 +318,8 @@ export function gatewayOptions(settings: GatewaySettings, logger: Logger): Gatew
     quotaMaxLease: g.quotaMaxLease,
     quotaOutageAllowance: g.quotaOutageTasks,
     maxBodyBytes: g.maxBodyBytes,
+    bodyTimeoutMs: g.bodyTimeoutMs,
+    headersTimeoutMs: g.headersTimeoutMs,
     maxSyncWaitMs: g.maxSyncWaitMs,
     defaultTaskDeadlineMs: g.taskDeadlineMs,
     maxTaskDeadlineMs: g.maxTaskDeadlineMs,

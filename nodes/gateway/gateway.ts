@@ -26,6 +26,7 @@ import {
   type NatsConnectOptions,
 } from '../common/index.js';
 import { createAdminKeyStore, createApiKeyStore, type ApiKeyEntry } from './api-keys.js';
+import { answerClientError } from './client-errors.js';
 import { createGatewayApp, type GatewayAppDeps, type GatewayAppOptions } from './app.js';
 import { openModelCatalog, type ModelCatalog } from './catalog.js';
 import {
@@ -75,11 +76,16 @@ export interface GatewayOptions extends GatewayAppOptions {
   logger: Logger;
 }
 
+/** Past the headers' and the body's timeouts, before the server closes a request itself, ms. */
+const REQUEST_TIMEOUT_SLACK_MS = 5_000;
+
 /** Defaults of {@link GatewayOptions}. */
 export const GATEWAY_DEFAULTS = {
   host: '127.0.0.1',
   port: 8080,
   maxBodyBytes: 1024 * 1024,
+  bodyTimeoutMs: 10_000,
+  headersTimeoutMs: 10_000,
   maxSyncWaitMs: 30_000,
   defaultTaskDeadlineMs: 10 * 60_000,
   maxTaskDeadlineMs: 24 * 3600_000,
@@ -260,24 +266,32 @@ function serveHttp(
   fetch: (request: Request) => Response | Promise<Response>,
   options: GatewayOptions,
 ): Promise<ServerType> {
+  // Slow clients hold nothing for long: headers must arrive within their timeout, the body
+  // within its own (read by the routes, `json-body.ts`), and the server's request timeout
+  // closes what is left of a request after both; checked every second, not Node's 30.
+  const timeouts = {
+    headersTimeout: options.headersTimeoutMs,
+    requestTimeout: options.headersTimeoutMs + options.bodyTimeoutMs + REQUEST_TIMEOUT_SLACK_MS,
+    connectionsCheckingInterval: 1_000,
+  };
   return new Promise((resolve) => {
     const s = serve(
       {
         fetch,
         hostname: options.host,
         port: options.port,
-        ...(options.tls
-          ? {
-              createServer: createHttpsServer,
-              serverOptions: {
-                cert: readFileSync(options.tls.certFile),
-                key: readFileSync(options.tls.keyFile),
-              },
-            }
-          : {}),
+        serverOptions: {
+          ...timeouts,
+          ...(options.tls
+            ? { cert: readFileSync(options.tls.certFile), key: readFileSync(options.tls.keyFile) }
+            : {}),
+        },
+        ...(options.tls ? { createServer: createHttpsServer } : {}),
       },
       () => resolve(s),
     );
+    // Requests the HTTP parser refuses get the API's JSON error shape, not a bare status line.
+    s.on('clientError', answerClientError);
   });
 }
 

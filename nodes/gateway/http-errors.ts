@@ -16,6 +16,8 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   [ErrorCode.NotFound]: 404,
   [ErrorCode.Conflict]: 409,
   [ErrorCode.PayloadTooLarge]: 413,
+  [ErrorCode.HeadersTooLarge]: 431,
+  [ErrorCode.RequestTimeout]: 408,
   [ErrorCode.ModelRejected]: 422,
   [ErrorCode.RateLimited]: 429,
   [ErrorCode.QuotaExceeded]: 429,

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { nameToken, Priority, TaskState, validate } from '../../protocol/index.js';
 import { requireModel, type ModelCatalog } from './catalog.js';
 import type { GatewayEnv } from './gateway-env.js';
-import { readJsonBody } from './json-body.js';
+import { readJsonBody, type BodyLimits } from './json-body.js';
 import { parsePrefer } from './prefer-header.js';
 import type { TaskSubmission, TaskSubmitter } from './submit-task.js';
 import { finalResponse } from './task-view.js';
@@ -19,8 +19,8 @@ export interface InferRouteDeps {
   submitter: TaskSubmitter;
   /** Longest a synchronous call waits for its result before answering 202, ms. */
   maxSyncWaitMs: number;
-  /** Largest request body, bytes. */
-  maxBodyBytes: number;
+  /** How much of a request body is read, and for how long. */
+  body: BodyLimits;
 }
 
 const inferBodySchema = z.object({
@@ -35,7 +35,7 @@ const inferBodySchema = z.object({
 export function registerInferRoute(app: Hono<GatewayEnv>, deps: InferRouteDeps): void {
   app.post('/v1/models/:model/infer', async (c) => {
     const model = requireModel(deps.catalog, nameToken(c.req.param('model'), 'model'));
-    const body = validate(inferBodySchema, await readJsonBody(c, deps.maxBodyBytes), 'body');
+    const body = validate(inferBodySchema, await readJsonBody(c, deps.body), 'body');
     const prefer = parsePrefer(c.req.header('Prefer'));
     const waitMs = prefer.respondAsync
       ? 0

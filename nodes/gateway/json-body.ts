@@ -23,12 +23,35 @@ function tooLarge(maxBytes: number): VigilError {
   );
 }
 
-function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<Buffer> {
+/** How much of a body the gateway reads, and for how long. */
+export interface BodyLimits {
+  /** Largest body, bytes. */
+  maxBytes: number;
+  /** Longest the whole body may take to arrive once the request has started, ms. */
+  timeoutMs: number;
+}
+
+function timedOut(timeoutMs: number): VigilError {
+  return new VigilError(
+    ErrorCode.RequestTimeout,
+    `the request body did not arrive within ${timeoutMs} ms`,
+    false,
+  );
+}
+
+function readIncoming(incoming: IncomingMessage, limits: BodyLimits): Promise<Buffer> {
+  const { maxBytes, timeoutMs } = limits;
   const declared = Number(incoming.headers['content-length']);
   if (declared > maxBytes) return Promise.reject(tooLarge(maxBytes));
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    // A client that stops sending (a slow body, a chunk size it never fills) gets its answer
+    // now, not when the server's own timeouts close the socket without one.
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(timedOut(timeoutMs));
+    }, timeoutMs);
     const onData = (chunk: Buffer): void => {
       size += chunk.length;
       if (size > maxBytes) {
@@ -48,6 +71,7 @@ function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<Buff
       reject(err);
     };
     const cleanup = (): void => {
+      clearTimeout(timer);
       incoming.off('data', onData);
       incoming.off('end', onEnd);
       incoming.off('error', onError);
@@ -60,19 +84,29 @@ function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<Buff
 
 /**
  * The parsed JSON body.
- * @throws VigilError `payload_too_large` past `maxBytes`; ValidationError when not JSON.
+ * @throws VigilError `payload_too_large` past `limits.maxBytes`, `request_timeout` (the
+ *   connection is then closed after the answer) past `limits.timeoutMs`; ValidationError when
+ *   not JSON.
  */
 export async function readJsonBody<E extends Env>(
   c: Context<E>,
-  maxBytes: number,
+  limits: BodyLimits,
 ): Promise<unknown> {
   const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
   let text: string;
   if (incoming) {
-    text = (await readIncoming(incoming, maxBytes)).toString('utf8');
+    try {
+      text = (await readIncoming(incoming, limits)).toString('utf8');
+    } catch (err) {
+      // The rest of the body is still on the socket: this connection cannot serve another.
+      if (err instanceof VigilError && err.code === ErrorCode.RequestTimeout) {
+        c.header('Connection', 'close');
+      }
+      throw err;
+    }
   } else {
     const bytes = await c.req.arrayBuffer();
-    if (bytes.byteLength > maxBytes) throw tooLarge(maxBytes);
+    if (bytes.byteLength > limits.maxBytes) throw tooLarge(limits.maxBytes);
     text = new TextDecoder().decode(bytes);
   }
   try {

@@ -17,7 +17,7 @@ import {
 } from '../../protocol/index.js';
 import { requireModel, type ModelCatalog } from './catalog.js';
 import type { GatewayEnv } from './gateway-env.js';
-import { readJsonBody } from './json-body.js';
+import { readJsonBody, type BodyLimits } from './json-body.js';
 import type { SubmittedTask, TaskSubmission, TaskSubmitter } from './submit-task.js';
 import { finalResponse } from './task-view.js';
 
@@ -27,8 +27,8 @@ export interface OpenAiRouteDeps {
   submitter: TaskSubmitter;
   /** Longest a call waits for its result, ms; OpenAI clients cannot follow a 202. */
   maxSyncWaitMs: number;
-  /** Largest request body, bytes. */
-  maxBodyBytes: number;
+  /** How much of a request body is read, and for how long. */
+  body: BodyLimits;
 }
 
 const message = z.object({
@@ -80,7 +80,7 @@ export function registerOpenAiRoutes(app: Hono<GatewayEnv>, deps: OpenAiRouteDep
 
 /** `POST /v1/chat/completions`: one chat task, answered as a `chat.completion`. */
 async function chatCompletion(c: Context<GatewayEnv>, deps: OpenAiRouteDeps): Promise<Response> {
-  const body = validate(chatBodySchema, await readJsonBody(c, deps.maxBodyBytes), 'body');
+  const body = validate(chatBodySchema, await readJsonBody(c, deps.body), 'body');
   if (body.stream)
     throw new ValidationError('streaming is not supported yet; send stream: false', 'stream');
   const model = modelOfKind(deps.catalog, body.model, 'chat');
@@ -128,7 +128,7 @@ function chatMessages(body: ChatBody): { role: string; content: string }[] {
 
 /** `POST /v1/embeddings`: one embedding task for the input strings, answered as a `list`. */
 async function embeddings(c: Context<GatewayEnv>, deps: OpenAiRouteDeps): Promise<Response> {
-  const body = validate(embeddingsBodySchema, await readJsonBody(c, deps.maxBodyBytes), 'body');
+  const body = validate(embeddingsBodySchema, await readJsonBody(c, deps.body), 'body');
   if (typeof body.input !== 'string' && typeof body.input[0] !== 'string') {
     throw new ValidationError('token arrays are not supported; send strings', 'input');
   }
