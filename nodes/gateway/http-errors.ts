@@ -89,16 +89,20 @@ export function onGatewayError(logger: Logger) {
       return res;
     }
     const vigilError = toVigilError(err);
+    const requestId = c.get('requestId') as string | undefined;
     if (!(err instanceof VigilError) || vigilError.code === ErrorCode.Internal) {
-      logger.error(
-        {
-          err,
-          path: c.req.path,
-          requestId: c.get('requestId'),
-        },
-        'request failed',
-      );
+      logger.error({ err, path: c.req.path, requestId }, 'request failed');
     }
-    return errorResponse(c, vigilError.toWire());
+    // An unexpected error's own message can name internals (subjects, paths, library state):
+    // the log keeps it, the client gets the request id to quote.
+    const wire =
+      err instanceof VigilError
+        ? vigilError.toWire()
+        : {
+            code: ErrorCode.Internal,
+            message: `internal error; quote request id ${requestId ?? 'unknown'}`,
+            retryable: true,
+          };
+    return errorResponse(c, wire);
   };
 }
