@@ -1,6 +1,6 @@
 /**
  * A one-for-one supervisor in the manner of Erlang/OTP and Akka: each child that dies is
- * restarted on its own after an exponential backoff, a child that stops answering pings is
+ * restarted on its own, its starts spaced by an exponential backoff, a child that stops answering pings is
  * killed and restarted, and a child that keeps dying (more than `maxRestarts` restarts within
  * `withinMs`) escalates: the supervisor stops everything and reports it, and the host, which owns
  * the process, marks itself unhealthy and exits non-zero. Restarting in place cannot mend a fault
@@ -51,9 +51,12 @@ export interface SupervisedChild {
 /** Options of {@link createSupervisor}. */
 export interface SupervisorOptions {
   /**
-   * Backoff before restart n (1-based, since the child was last stable) =
-   * min(maxMs, initialMs * factor^(n-1)). Defaults {@link DEFAULT_BACKOFF_INITIAL_MS},
-   * {@link DEFAULT_BACKOFF_MAX_MS}, {@link DEFAULT_BACKOFF_FACTOR}.
+   * Backoff of restart n (1-based, since the child was last stable) =
+   * min(maxMs, initialMs * factor^(n-1)): the least time from one start of the child to the
+   * next. A child that dies sooner than that after it started waits out the rest before it is
+   * started again; one that was up longer is started again at once. Defaults
+   * {@link DEFAULT_BACKOFF_INITIAL_MS}, {@link DEFAULT_BACKOFF_MAX_MS},
+   * {@link DEFAULT_BACKOFF_FACTOR}.
    */
   backoff?: { initialMs?: number; maxMs?: number; factor?: number };
   /**
@@ -89,7 +92,15 @@ export type SupervisorEvent =
     }
   | { type: 'exited'; name: string; reason: string; unexpected: boolean }
   | { type: 'hung'; name: string }
-  | { type: 'restarting'; name: string; delayMs: number; restartsInWindow: number }
+  | {
+      type: 'restarting';
+      name: string;
+      /** The backoff of this restart: least time between the child's last start and the next. */
+      delayMs: number;
+      /** What is left of it once the child's uptime is counted: the wait before the start. */
+      waitMs: number;
+      restartsInWindow: number;
+    }
   | { type: 'start-failed'; name: string; attempt: number; error: string }
   | { type: 'escalated'; name: string; restarts: number; withinMs: number };
 
@@ -484,10 +495,18 @@ class Supervision<C extends SupervisedChild> implements SupervisedHandle<C> {
     this.#ending = undefined;
     this.#o.onEvent({ type: 'exited', name: this.#name, ...reported });
     if (uptime >= this.#o.stableAfterMs) this.#streak = 0;
-    this.#restarting = this.#restartLoop(diedAt);
+    this.#restarting = this.#restartLoop(diedAt, uptime);
   }
 
-  async #restartLoop(diedAt: number): Promise<void> {
+  /**
+   * Starts the child again, once the backoff allows. The backoff spaces starts, not deaths: it
+   * is there to keep a child that dies as it starts from burning the host in a loop, and a child
+   * that was up longer than the delay has kept its starts that far apart already, so it waits
+   * for nothing (a kill under load no longer costs the executor a second of downtime on top of
+   * its boot). A failed start was up for no time: the next attempt waits the whole delay.
+   */
+  async #restartLoop(diedAt: number, uptime: number): Promise<void> {
+    let upMs = uptime;
     for (;;) {
       if (this.state !== 'restarting') return;
       const now = performance.now();
@@ -508,14 +527,17 @@ class Supervision<C extends SupervisedChild> implements SupervisedHandle<C> {
         this.#o.maxMs,
         this.#o.initialMs * this.#o.factor ** (this.#streak - 1),
       );
+      const waitMs = Math.max(0, Math.round(delayMs - upMs));
+      upMs = 0;
       this.#o.onEvent({
         type: 'restarting',
         name: this.#name,
         delayMs,
+        waitMs,
         restartsInWindow: this.#window.length,
       });
       await new Promise<void>((wake) => {
-        this.#backoff = { timer: setTimeout(wake, delayMs), wake };
+        this.#backoff = { timer: setTimeout(wake, waitMs), wake };
       });
       this.#backoff = undefined;
       if (this.state !== 'restarting') return;

@@ -27,6 +27,7 @@ import {
 import {
   headers as natsHeaders,
   NoRespondersError,
+  RequestError,
   TimeoutError,
   type MsgHdrs,
   type NatsConnection,
@@ -78,8 +79,19 @@ export interface VigilClientOptions {
   clientId?: string;
   /** Most tasks waited for at once; past it `submit` with a wait is refused. Default 10 000. */
   maxWaiters?: number;
-  /** How long to wait for JetStream's publish acknowledgement, ms. Default 5 000. */
+  /**
+   * How long a submission may wait for JetStream's publish acknowledgement over all its
+   * attempts, ms. Default 10 000: longer than nats-server's longest leader election (9 s), so a
+   * publish that was in flight when its stream lost its leader is acknowledged by the new leader
+   * rather than answered 503. Only such publishes wait this long: while a stream has no leader,
+   * a new publish is refused at once (nobody listens on its subject).
+   */
   publishTimeoutMs?: number;
+  /**
+   * How long one publish attempt waits for its acknowledgement before the same message (same
+   * `Nats-Msg-Id`, so JetStream keeps one copy) is sent again, ms. Default 1 000.
+   */
+  publishAttemptTimeoutMs?: number;
   /** First interval of the safety-net re-read of a waited-for task, ms; doubles to 8x. Default 1 000. */
   resultPollMs?: number;
   /** How long a lookup in another region may take before that region is skipped, ms. Default 1 000. */
@@ -91,7 +103,8 @@ export interface VigilClientOptions {
 /** Defaults of {@link VigilClientOptions}. */
 export const VIGIL_CLIENT_DEFAULTS = {
   maxWaiters: 10_000,
-  publishTimeoutMs: 5_000,
+  publishTimeoutMs: 10_000,
+  publishAttemptTimeoutMs: 1_000,
   resultPollMs: 1_000,
   remoteLookupTimeoutMs: 1_000,
   remoteLookupSkipMs: 5_000,
@@ -325,12 +338,7 @@ class VigilClientImpl implements VigilClient {
     try {
       // Refused before anything is sent: too large for the server or for an actor to decode.
       const payload = this.#encodeRequest(envelope);
-      const ack = await this.#js.publish(subject, payload, {
-        msgID: envelope.id,
-        headers: hdrs,
-        timeout: this.#options.publishTimeoutMs,
-      });
-      return ack.duplicate;
+      return await this.#publishUntilAcked(subject, payload, envelope.id, hdrs, span);
     } catch (err) {
       const error = publishError(err);
       span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
@@ -348,6 +356,46 @@ class VigilClientImpl implements VigilClient {
     const bytes = encode(envelope);
     checkRequestSize(bytes, requestByteLimit(this.#nc.info?.max_payload));
     return bytes;
+  }
+
+  /**
+   * Sends the message until JetStream acknowledges it, within the publish budget. A PubAck that
+   * is late (the attempt timed out: the stream's leader may have died with the message, or after
+   * storing it) says nothing either way, so the same message goes again with the same
+   * `Nats-Msg-Id`: if a copy was stored, JetStream answers the new attempt as a duplicate and
+   * keeps one. From that first timeout on the publish is ambiguous, and no answer but a PubAck
+   * ends it early: an attempt that finds no leader (the election is under way) or the first copy
+   * still being stored waits a moment and goes again; at the end of the budget it fails as
+   * unacknowledged, never as refused, so the request is never sent to another region. Resolves
+   * whether JetStream had the task before this submission.
+   */
+  async #publishUntilAcked(
+    subject: string,
+    data: Uint8Array,
+    msgID: string,
+    headers: MsgHdrs,
+    span: Span,
+  ): Promise<boolean> {
+    const until = Date.now() + this.#options.publishTimeoutMs;
+    let ambiguous = false;
+    for (let attempt = 1; ; attempt++) {
+      const left = until - Date.now();
+      const timeout = Math.max(1, Math.min(this.#options.publishAttemptTimeoutMs, left));
+      try {
+        const ack = await this.#js.publish(subject, data, { msgID, headers, timeout });
+        // After an ambiguous attempt, "duplicate" most likely means that attempt was stored:
+        // the task is this submission's own.
+        return ack.duplicate && !ambiguous;
+      } catch (err) {
+        const retry = publishRetry(err, ambiguous);
+        if (retry === undefined || until - Date.now() <= 0) {
+          throw ambiguous ? unacknowledged(err) : err;
+        }
+        ambiguous ||= retry.ambiguous;
+        span.addEvent('publish retried', { attempt, reason: retry.reason });
+        if (retry.pauseMs > 0) await sleep(Math.min(retry.pauseMs, until - Date.now()));
+      }
+    }
   }
 
   /** Where a request goes: home-region work at an edge site is accepted by the site itself. */
@@ -563,6 +611,8 @@ function startProducerSpan(envelope: RequestEnvelope, subject: string, region: s
   });
 }
 
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
 /** Resolves with the promise's value, or `null` after `ms`. */
 function raceTimeout<T>(promise: Promise<T>, ms: number): Promise<T | null> {
   return new Promise<T | null>((resolve) => {
@@ -600,9 +650,74 @@ function readError(err: unknown): VigilError {
   );
 }
 
+/** JetStream's error for a message id whose first copy is being stored right now. */
+const DUPLICATE_IN_PROCESS = 10158;
+/** JetStream's errors for a stream that has no leader to take the message right now. */
+const NO_LEADER_NOW: ReadonlySet<number> = new Set([
+  10008, // JetStream system temporarily unavailable
+  10009, // the server that got it is not (or no longer) the leader
+]);
+/** Pause before an attempt that found no leader, or the first copy in process, goes again, ms. */
+const PUBLISH_RETRY_PAUSE_MS = 100;
+
+/**
+ * Did nobody listen on the subject? For a JetStream publish that means no stream (or no leader
+ * of it) took the message: nothing was stored. nats.js reports it as "jetstream is not enabled",
+ * with the no-responders error as its cause.
+ */
+function noResponders(err: unknown): boolean {
+  let e: unknown = err;
+  for (let depth = 0; depth < 4 && e instanceof Error; depth++, e = e.cause) {
+    if (e instanceof NoRespondersError) return true;
+    if (e instanceof RequestError && e.isNoResponders()) return true;
+  }
+  return false;
+}
+
+/** Did the stream answer that it has no leader right now (nothing was stored)? */
+function noLeaderNow(err: unknown): boolean {
+  return noResponders(err) || (err instanceof JetStreamApiError && NO_LEADER_NOW.has(err.code));
+}
+
+/**
+ * Whether a failed publish attempt is worth another one with the same message id, and when; or
+ * `undefined` when its answer is final. A timeout is retried at once and makes the publish
+ * ambiguous. "No leader" is final for a first attempt (nothing was stored: the request may go to
+ * another region) and retried after a pause for an ambiguous one (the first copy may be stored,
+ * and the new leader will say so). A copy being stored right now is waited for.
+ */
+function publishRetry(
+  err: unknown,
+  ambiguous: boolean,
+): { reason: string; pauseMs: number; ambiguous: boolean } | undefined {
+  if (err instanceof TimeoutError)
+    return { reason: 'no PubAck in time', pauseMs: 0, ambiguous: true };
+  if (err instanceof JetStreamApiError && err.code === DUPLICATE_IN_PROCESS)
+    return { reason: 'first copy in process', pauseMs: PUBLISH_RETRY_PAUSE_MS, ambiguous };
+  if (ambiguous && noLeaderNow(err))
+    return { reason: 'no stream leader', pauseMs: PUBLISH_RETRY_PAUSE_MS, ambiguous };
+  return undefined;
+}
+
+/** A publish that ended without a PubAck after an ambiguous attempt: it may have been stored. */
+function unacknowledged(err: unknown): VigilError {
+  return new VigilError(ErrorCode.Unavailable, 'JetStream did not acknowledge the request', true, {
+    cause: err,
+    retryAfterMs: 1000,
+  });
+}
+
 /** Maps a failed publish onto a coded error that says whether and when to retry. */
 function publishError(err: unknown): VigilError {
   if (err instanceof VigilError) return err;
+  if (noLeaderNow(err)) {
+    return new PublishRefusedError(
+      ErrorCode.Unavailable,
+      'the request queue has no leader right now',
+      true,
+      { cause: err, retryAfterMs: 1000 },
+    );
+  }
   if (err instanceof JetStreamApiError) {
     if (err.code === STREAM_STORE_FAILED) {
       return new PublishRefusedError(
@@ -636,12 +751,6 @@ function publishError(err: unknown): VigilError {
         },
       );
     }
-  }
-  if (err instanceof NoRespondersError) {
-    return new PublishRefusedError(ErrorCode.Unavailable, 'no stream takes these requests', true, {
-      cause: err,
-      retryAfterMs: 1000,
-    });
   }
   if (err instanceof TimeoutError) {
     return new VigilError(

@@ -163,7 +163,9 @@ export const ACTOR_HOST_SETTINGS = settingsGroup({
       defaultText: 'as in the example',
       meaning:
         'Supervision, every field optional: more than `maxRestarts` restarts in `withinMs` ' +
-        'escalate (the host exits 70); restarts back off from `initialMs` doubling to `maxMs`; ' +
+        'escalate (the host exits 70); an executor is started again no sooner than `initialMs` ' +
+        'after its last start, doubling to `maxMs` while it keeps dying (one that was up longer ' +
+        'restarts at once); ' +
         'liveness pings every `pingIntervalMs` must be answered within `pingTimeoutMs`.',
     }),
     breaker: json({

@@ -10,6 +10,7 @@ import { assetNames } from '../../protocol/index.js';
 import { readHeartbeats } from '../cli/index.js';
 import { ConfigError } from '../common/index.js';
 import type { NatsServerProcess, RegionSpec } from '../launcher/index.js';
+import { groupsLedBy, watchElections } from './elections.js';
 import { regionServers, type DrillTopology } from './topology.js';
 
 /** The faults, by name. */
@@ -175,13 +176,25 @@ const killNatsNode: Fault = {
     const oldLeader = (await jsm.streams.info(stream)).cluster?.leader;
     const server = regionServers(topology, region).find((s) => s.options.serverName === oldLeader);
     if (!server) throw new ConfigError(`the leader of ${stream} (${oldLeader}) is not one of ours`);
+    // Every group the victim leads is elected anew; advisories time each, seen from a survivor.
+    const led = await groupsLedBy(jsm, oldLeader!);
+    const survivors = regionServers(topology, region).filter((s) => s !== server);
+    const metaBefore = await metaLeader(survivors[0]!).catch(() => undefined);
+    let killedAt = 0;
+    const elections = watchElections(
+      await topology.admin(
+        region,
+        survivors.map((s) => s.url),
+      ),
+      () => killedAt,
+    );
     const killedPid = server.pid;
-    const killedAt = Date.now();
+    killedAt = Date.now();
     await server.kill('SIGKILL');
     const injection: Injection = {
       target: `nats-server ${oldLeader} pid ${killedPid} (leader of ${stream})`,
       killedPids: [killedPid],
-      recovery: { oldLeader },
+      recovery: { oldLeader, ledByVictim: led.join(' '), metaLeaderBefore: metaBefore },
       watched: Promise.resolve(),
       async repair() {
         const restarted = await server.restart();
@@ -189,14 +202,26 @@ const killNatsNode: Fault = {
         injection.recovery['restartedPid'] = restarted.pid;
       },
     };
-    injection.watched = watch(async () => {
+    const streamWatch = watch(async () => {
       const leader = (await jsm.streams.info(stream)).cluster?.leader;
       return leader && leader !== oldLeader ? leader : undefined;
     }).then((leader) => {
       if (!leader) return;
       injection.recovery['newLeader'] = leader;
-      injection.recovery['leaderElectedMs'] = Date.now() - killedAt;
+      injection.recovery['leaderSeenByPollMs'] = Date.now() - killedAt;
     });
+    injection.watched = Promise.all([
+      streamWatch,
+      elections.until(led, RECOVERY_TIMEOUT_MS).then(() => {
+        elections.stop();
+        // From the new leaders' advisories: the server's own share of the outage.
+        injection.recovery['leaderElectedMs'] = elections.elected[stream];
+        injection.recovery['electedMs'] = Object.entries(elections.elected)
+          .filter(([group]) => led.includes(group))
+          .map(([group, ms]) => `${group}=${ms}`)
+          .join(' ');
+      }),
+    ]).then(() => undefined);
     return injection;
   },
 };

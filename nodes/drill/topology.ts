@@ -78,8 +78,11 @@ export interface DrillTopology {
   readonly restarts: readonly RestartRecord[];
   /** The gateway's URL in `region` (a restarted gateway keeps its port). */
   gatewayUrl(region: string): string;
-  /** An admin connection to a region's servers (closed by `stop`). */
-  admin(region: string): Promise<NatsConnection>;
+  /**
+   * An admin connection to a region's servers, or to the `servers` given (client URLs), closed
+   * by `stop`.
+   */
+  admin(region: string, servers?: readonly string[]): Promise<NatsConnection>;
   /** Stops supervising a region's nodes (its fault is under way) or resumes it. */
   setRegionDown(region: string, down: boolean): void;
   /** Every pid started so far: NATS servers (restarts included) and nodes. */
@@ -171,10 +174,10 @@ class DrillTopologyImpl implements DrillTopology {
     return `http://127.0.0.1:${this.#gatewayPorts.get(region)}`;
   }
 
-  async admin(region: string): Promise<NatsConnection> {
+  async admin(region: string, servers?: readonly string[]): Promise<NatsConnection> {
     const nc = await connect({
       ...this.#adminConnect,
-      servers: this.supercluster.urlsOf(region),
+      servers: servers ? [...servers] : this.supercluster.urlsOf(region),
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
     });

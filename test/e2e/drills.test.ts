@@ -43,7 +43,7 @@ function drill(args: string[]): Promise<{ code: number | null; output: string }>
 
 /** Runs one fault with a short load and returns its report. */
 async function runFault(fault: string, extra: string[] = []): Promise<DrillReport> {
-  const dir = join(reportRoot, fault);
+  const dir = join(reportRoot, [fault, ...extra].join('_'));
   const { code, output } = await drill([
     fault,
     '--duration',
@@ -110,6 +110,24 @@ describe('npm run drill', () => {
     console.log(
       `kill-nats-node: RTO ${report.rto.ms} ms, leader ${String(oldLeader)} -> ${String(newLeader)} ` +
         `in ${String(report.recovery['leaderElectedMs'])} ms, ${report.rpo.lost} lost of ${report.rpo.accepted}`,
+    );
+  });
+
+  test('kill-nats-node with two regions: while the stream elects, its gateway sends work to the other region', async () => {
+    const report = await runFault('kill-nats-node', ['--regions', 'eu,us']);
+    assertRecovered(report);
+    const elected = report.recovery['leaderElectedMs'];
+    const euRto = report.rto.byGateway['eu'];
+    assert.equal(typeof elected, 'number', 'the election was timed from its advisory');
+    assert.ok(
+      typeof euRto === 'number' && euRto < Number(elected),
+      `eu's gateway served again (${euRto} ms) before eu's stream had a leader (${String(elected)} ms)`,
+    );
+    assertNothingLeft(report);
+    console.log(
+      `kill-nats-node, eu+us: eu's stream elected in ${String(elected)} ms; RTO at eu ` +
+        `${euRto} ms, at us ${report.rto.byGateway['us']} ms; ${report.rpo.lost} lost of ` +
+        `${report.rpo.accepted}, ${report.rpo.twoOutcomes} with two outcomes`,
     );
   });
 

@@ -87,12 +87,12 @@ describe('supervisor', () => {
     const delays = of('restarting').map((e) => e.delayMs);
     console.log(`backoff delays: ${delays.join(', ')} ms`);
     assert.deepEqual(delays, [20, 40, 80, 100, 100], 'doubles from initialMs, capped at maxMs');
-    // The supervisor really waited: each restart came at least its delay after the death.
+    // The supervisor really waited: each start came at least its delay after the one before.
     const exits = of('exited');
-    const starts = of('started').slice(1);
-    starts.forEach((start, i) => {
-      const waited = start.at - (exits[i]?.at ?? 0);
-      assert.ok(waited >= (delays[i] ?? 0) - 2, `restart ${i + 1} waited ${waited} ms`);
+    const starts = of('started');
+    starts.slice(1).forEach((start, i) => {
+      const spacing = start.at - starts[i]!.at;
+      assert.ok(spacing >= (delays[i] ?? 0) - 2, `restart ${i + 1} came ${spacing} ms after`);
     });
     assert.equal(new Set(seen.map((c) => c?.id)).size, 6, 'each restart is a new child');
     assert.equal(handle.restarts, 5);
@@ -118,6 +118,31 @@ describe('supervisor', () => {
       of('restarting').map((e) => e.delayMs),
       [20, 40, 20],
     );
+    await supervisor.stop();
+  });
+
+  test('the backoff spaces starts: a child up longer than its delay is started again at once', async () => {
+    const { supervisor, of } = harness({ backoff: { initialMs: 150, maxMs: 150, factor: 1 } });
+    const handle = await supervisor.supervise('m', fresh);
+    await sleep(200); // up longer than the 150 ms delay
+    handle.child?.crash();
+    await until(() => of('started').length === 2);
+    await sleep(50); // up a third of it
+    handle.child?.crash();
+    await until(() => of('started').length === 3);
+    const [first, second] = of('restarting');
+    const [, afterFirst, afterSecond] = of('started');
+    const [firstExit, secondExit] = of('exited');
+    console.log(
+      `waits: ${first?.waitMs} ms after ${200} ms up, ${second?.waitMs} ms after ${50} ms up; ` +
+        `restarted ${Math.round(afterFirst!.at - firstExit!.at)} and ` +
+        `${Math.round(afterSecond!.at - secondExit!.at)} ms after the deaths`,
+    );
+    assert.equal(first?.delayMs, 150);
+    assert.equal(first?.waitMs, 0, 'a child that outlived the delay waits for nothing');
+    assert.ok(afterFirst!.at - firstExit!.at < 30, 'and is started at once');
+    assert.ok(second!.waitMs >= 90 && second!.waitMs <= 105, `waits the rest: ${second?.waitMs}`);
+    assert.ok(afterSecond!.at - afterFirst!.at >= 148, 'starts stay a delay apart');
     await supervisor.stop();
   });
 
