@@ -13,6 +13,7 @@ import { createBuiltinModels } from '../../actors/index.js';
 import { readNkeySeed } from '../../nodes/common/index.js';
 import {
   accountsConfig,
+  freePort,
   generateNatsCredentials,
   startNode,
   startSupercluster,
@@ -39,12 +40,16 @@ export interface RunEdgeOptions {
   compiled: boolean;
   /** Limits of the region's assets (heartbeat interval, retention). */
   assets?: Omit<RegionAssetsOptions, 'region'>;
+  /** Open nats-server's Go profiling port (`prof_port`) on loopback. */
+  profiling?: boolean;
 }
 
 /** A running long-run edge. */
 export interface RunEdge {
   readonly region: string;
   readonly server: NatsServerProcess;
+  /** nats-server's profiling base URL, when asked for. */
+  readonly profUrl: string | undefined;
   readonly credentials: NatsCredentials;
   /** The API key of {@link RUN_TENANT}. */
   readonly apiKey: string;
@@ -70,6 +75,7 @@ export async function startRunEdge(options: RunEdgeOptions): Promise<RunEdge> {
   const nodes: NodeProcess[] = [];
   const connections: NatsConnection[] = [];
   let cluster: Supercluster | undefined;
+  const profPort = options.profiling ? await freePort() : undefined;
   const connectAs = async (user: string): Promise<NatsConnection> => {
     const c = credentials.user(user);
     const nc = await connect({
@@ -95,7 +101,9 @@ export async function startRunEdge(options: RunEdgeOptions): Promise<RunEdge> {
     cluster = await startSupercluster({
       regions: [{ name: options.region, nodes: 1 }],
       rootDir: join(root, 'nats'),
-      accountsConfig: accountsConfig(credentials),
+      // Extra server configuration travels with the accounts' text (both are appended verbatim).
+      accountsConfig:
+        accountsConfig(credentials) + (profPort === undefined ? '' : `\nprof_port: ${profPort}\n`),
       connectOptions: {
         authenticator: nkeyAuthenticator(readNkeySeed(admin.seedFile, 'admin')),
         inboxPrefix: admin.inboxPrefix,
@@ -114,6 +122,7 @@ export async function startRunEdge(options: RunEdgeOptions): Promise<RunEdge> {
   const edge: RunEdge = {
     region: options.region,
     server,
+    profUrl: profPort === undefined ? undefined : `http://127.0.0.1:${profPort}`,
     credentials,
     apiKey: randomBytes(24).toString('base64url'),
     nodeEnv: (user) => ({

@@ -5,6 +5,8 @@
 export { RUN_TENANT, startRunEdge } from './edge.js';
 export type { RunEdge, RunEdgeOptions } from './edge.js';
 export { gitDescribe } from './git.js';
+export { parseGoHeap, readNatsHeap } from './nats-heap.js';
+export type { GoMemStats, NatsHeap } from './nats-heap.js';
 export { loadAverage, openFds, parsePrometheus, rssKiB, scrape, threads } from './proc.js';
 export type { PromSample } from './proc.js';
 export { markdownTable, writeReport } from './report.js';

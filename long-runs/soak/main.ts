@@ -11,12 +11,13 @@ import { availableParallelism, cpus, totalmem } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { natsServerBin } from '../../scripts/nats-server-provision.mjs';
-import { gitDescribe, writeReport } from '../common/index.js';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { gitDescribe, readNatsHeap, writeReport } from '../common/index.js';
 import { analyse } from './analysis.js';
 import { readSoakArgs, SOAK_CONFIG, type SoakOptions } from './config.js';
 import { SoakLoad } from './load.js';
 import { soakMarkdown, type RunFacts } from './markdown.js';
-import { takeSample, type Sample } from './sampler.js';
+import { takeSample, type NatsHeapSample, type Sample } from './sampler.js';
 import { startSoakTopology, type SoakTopology } from './topology.js';
 
 /** Past the load, what start-up, settling and shutdown may take before the run gives up. */
@@ -62,48 +63,112 @@ function heapSnapshots(topology: SoakTopology, when: string): void {
     }
 }
 
+/** nats-server's heap is read (after a forced GC) this often, and at warm-up end and the end. */
+const NATS_HEAP_EVERY_MS = 300_000;
+/** Provisioning's duplicate window, ms. */
+const DEFAULT_DUPLICATE_WINDOW_MS = 15 * 60_000;
+
+/** Samples every `o.sampleMs` until stopped; nats-server's heap every few minutes. */
+class Sampling {
+  readonly samples: Sample[] = [];
+  readonly natsHeaps: NatsHeapSample[] = [];
+  readonly #startedAt = Date.now();
+  #chain = Promise.resolve();
+  #timer: NodeJS.Timeout | undefined;
+  #snapshotted = false;
+  #nextHeapAt = 0;
+
+  constructor(
+    private readonly o: SoakOptions,
+    private readonly topology: SoakTopology,
+    private readonly load: SoakLoad,
+    private readonly heapDir: string,
+  ) {}
+
+  get startedAt(): number {
+    return this.#startedAt;
+  }
+
+  start(): void {
+    this.#chain = this.#sample();
+    this.#timer = setInterval(() => {
+      this.#chain = this.#chain.then(() => this.#sample());
+    }, this.o.sampleMs);
+  }
+
+  /** Stops the timer and takes a last sample (and nats-server's heap). */
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#chain;
+    this.#nextHeapAt = 0;
+    await this.#sample('end');
+  }
+
+  /** Task records held, and requests stored within the duplicate window before `s`. */
+  #retained(s: Sample): { taskRecords: number; requestsInWindow: number } {
+    const streams = (x: Sample) => Object.entries(x.server.streams ?? {});
+    const of = (x: Sample, prefix: string) => streams(x).find(([n]) => n.startsWith(prefix))?.[1];
+    const windowMs = this.o.duplicateWindowMs ?? DEFAULT_DUPLICATE_WINDOW_MS;
+    const before = this.samples.find((x) => x.t >= s.t - windowMs) ?? s;
+    return {
+      taskRecords: of(s, 'KV_vigil-tasks-')?.messages ?? 0,
+      requestsInWindow:
+        (of(s, 'VIGIL_REQ_')?.lastSeq ?? 0) - (of(before, 'VIGIL_REQ_')?.lastSeq ?? 0),
+    };
+  }
+
+  async #sample(label?: string): Promise<void> {
+    const { topology, o } = this;
+    const s = await takeSample(topology.processes, topology.monitorUrl, this.#startedAt, {
+      sent: this.load.figures().sent,
+      errors: this.load.errorCount(),
+    });
+    this.samples.push(s);
+    if (this.samples.length % PRINT_EVERY === 1) say(progress(s));
+    const warmedUp = s.t >= o.warmupMs;
+    if (o.heapSnapshots && !this.#snapshotted && warmedUp) {
+      this.#snapshotted = true;
+      heapSnapshots(topology, 'end of warm-up');
+    }
+    if (topology.edge.profUrl && s.t >= this.#nextHeapAt) {
+      // At the start, at the end of warm-up, then every few minutes.
+      this.#nextHeapAt = warmedUp ? s.t + NATS_HEAP_EVERY_MS : o.warmupMs;
+      const read = await readNatsHeap(topology.edge.profUrl);
+      if (read) {
+        this.natsHeaps.push({ t: s.t, heap: read.heap, ...this.#retained(s) });
+        writeRaw(this.heapDir, `nats-heap-${label ?? Math.round(s.t / 1000) + 's'}.txt`, read.raw);
+      }
+    }
+  }
+}
+
+function writeRaw(dir: string, name: string, text: string): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, name), text);
+}
+
 async function run(o: SoakOptions, stamp: string, onTopology: (t: SoakTopology) => void) {
   const logDir = join(o.reportDir, `${stamp}-logs`);
-  const snapshotDir = join(o.reportDir, `${stamp}-heap`);
+  const heapDir = join(o.reportDir, `${stamp}-heap`);
   const topology = await startSoakTopology({
     logDir,
     compiled: o.compiled,
     ...(o.taskRetentionMs === undefined ? {} : { taskRetentionMs: o.taskRetentionMs }),
     ...(o.duplicateWindowMs === undefined ? {} : { duplicateWindowMs: o.duplicateWindowMs }),
     ...(o.heapSnapshots
-      ? { nodeOptions: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${snapshotDir}` }
+      ? { nodeOptions: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${heapDir}` }
       : {}),
   });
   onTopology(topology);
   say(
-    `soak: ${topology.processes.map((p) => `${p.name} pid ${p.pid}`).join(', ')}; gateway ${topology.gatewayUrl}; ` +
-      `logs ${logDir}`,
+    `soak: ${topology.processes.map((p) => `${p.name} pid ${p.pid}`).join(', ')}; ` +
+      `gateway ${topology.gatewayUrl}; logs ${logDir}`,
   );
   const load = new SoakLoad(topology.gatewayUrl, topology.edge.apiKey);
-  const samples: Sample[] = [];
-  const startedAt = Date.now();
-  let snapshotted = false;
-  const sample = async () => {
-    const s = await takeSample(topology.processes, topology.monitorUrl, startedAt, {
-      sent: load.figures().sent,
-      errors: load.errorCount(),
-    });
-    samples.push(s);
-    if (samples.length % PRINT_EVERY === 1) say(progress(s));
-    if (o.heapSnapshots && !snapshotted && s.t >= o.warmupMs) {
-      snapshotted = true;
-      heapSnapshots(topology, 'end of warm-up');
-    }
-  };
-  await sample();
-  let sampling = Promise.resolve();
-  const timer = setInterval(() => {
-    sampling = sampling.then(sample);
-  }, o.sampleMs);
-  await load.run(o.rate, startedAt + o.durationMs, () => false);
-  clearInterval(timer);
-  await sampling;
-  await sample();
+  const sampling = new Sampling(o, topology, load, heapDir);
+  sampling.start();
+  await load.run(o.rate, sampling.startedAt + o.durationMs, () => false);
+  await sampling.stop();
   await load.settle();
   if (o.heapSnapshots) {
     heapSnapshots(topology, 'end');
@@ -111,7 +176,13 @@ async function run(o: SoakOptions, stamp: string, onTopology: (t: SoakTopology) 
   }
   const pids = Object.fromEntries(topology.processes.map((p) => [p.name, p.pid]));
   await topology.stop();
-  return { samples, pids, figures: load.figures(), startedAt };
+  return {
+    samples: sampling.samples,
+    natsHeaps: sampling.natsHeaps,
+    pids,
+    figures: load.figures(),
+    startedAt: sampling.startedAt,
+  };
 }
 
 async function main(): Promise<number> {
@@ -169,11 +240,11 @@ async function main(): Promise<number> {
       `task records kept ${o.taskRetentionMs === undefined ? '24 h' : `${o.taskRetentionMs / 60_000} min`}, ` +
       `duplicate window ${o.duplicateWindowMs === undefined ? '15 min' : `${o.duplicateWindowMs / 60_000} min`}`,
   };
-  const markdown = soakMarkdown(facts, report, result.figures);
+  const markdown = soakMarkdown(facts, report, result.figures, result.natsHeaps);
   const base = writeReport(
     o.reportDir,
     'soak',
-    { facts, report, load: result.figures, samples: result.samples },
+    { facts, report, load: result.figures, natsHeaps: result.natsHeaps, samples: result.samples },
     markdown,
   );
   say('\n' + markdown);

@@ -3,6 +3,7 @@ import { markdownTable } from '../common/index.js';
 import { MAX_LOOP_P99_MS } from './analysis.js';
 import type { SoakReport, Trend } from './analysis.js';
 import type { LoadFigures } from './load.js';
+import type { NatsHeapSample } from './sampler.js';
 
 /** What the run was, for the header. */
 export interface RunFacts {
@@ -23,13 +24,47 @@ const mib = (t: Trend | undefined) =>
   t ? [`${t.warm}`, `${t.end}`, `${t.slope}`, `${t.growthPercent} %`] : ['-', '-', '-', '-'];
 
 /** The report, in markdown. */
-export function soakMarkdown(facts: RunFacts, report: SoakReport, load: LoadFigures): string {
+export function soakMarkdown(
+  facts: RunFacts,
+  report: SoakReport,
+  load: LoadFigures,
+  natsHeaps: readonly NatsHeapSample[],
+): string {
   return [
     header(facts, report),
     memorySection(report),
     loopSection(report),
     serverSection(report),
+    natsHeapSection(natsHeaps),
     requestSection(load),
+  ].join('\n');
+}
+
+const MiB = (bytes: number | undefined) =>
+  bytes === undefined ? '-' : (bytes / 1048576).toFixed(1);
+
+/** nats-server's live heap over the run, by what it holds. */
+function natsHeapSection(heaps: readonly NatsHeapSample[]): string {
+  if (heaps.length === 0) return '';
+  const purposes = [...new Set(heaps.flatMap((h) => Object.keys(h.heap.byPurpose)))].sort();
+  const last = heaps[heaps.length - 1]!;
+  return [
+    "## nats-server's Go heap after a forced GC (MiB, sampled profile scaled as pprof does)",
+    '',
+    markdownTable(
+      ['min', 'heap in use', 'task records', 'requests in dup window', ...purposes],
+      heaps.map((h) => [
+        (h.t / 60_000).toFixed(1),
+        MiB(h.heap.stats.heapInuse),
+        h.taskRecords,
+        h.requestsInWindow,
+        ...purposes.map((p) => MiB(h.heap.byPurpose[p])),
+      ]),
+    ),
+    'Largest allocation sites at the end (MiB): ' +
+      last.heap.topSites.map((s) => `${s.site} ${MiB(s.bytes)}`).join('; ') +
+      '.',
+    '',
   ].join('\n');
 }
 

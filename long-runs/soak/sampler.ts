@@ -5,7 +5,15 @@
  * p99 is that interval's); nats-server's own view from its monitoring port (`/varz`: memory,
  * connections, subscriptions; `/jsz`: streams, their messages and bytes, consumers).
  */
-import { loadAverage, openFds, rssKiB, scrape, threads, type PromSample } from '../common/index.js';
+import {
+  loadAverage,
+  openFds,
+  rssKiB,
+  scrape,
+  threads,
+  type NatsHeap,
+  type PromSample,
+} from '../common/index.js';
 import type { SampledProcess } from './topology.js';
 
 /** One process at one moment. */
@@ -31,10 +39,21 @@ export interface ServerSample {
   subscriptions?: number;
   slowConsumers?: number;
   consumers?: number;
-  streams?: Record<string, { messages: number; bytes: number; consumers: number }>;
+  /** Per stream: messages and bytes held, consumers, and the last sequence ever stored. */
+  streams?: Record<string, { messages: number; bytes: number; consumers: number; lastSeq: number }>;
   /** JetStream memory and file storage used, bytes. */
   jsMemory?: number;
   jsStorage?: number;
+}
+
+/** nats-server's live heap at one moment, beside what its streams held then. */
+export interface NatsHeapSample {
+  t: number;
+  heap: NatsHeap;
+  /** Task records held (the task bucket's messages). */
+  taskRecords: number;
+  /** Requests stored within the last duplicate window (their ids are what the window holds). */
+  requestsInWindow: number;
 }
 
 /** One sample of everything. */
@@ -99,7 +118,7 @@ interface Jsz {
   account_details?: {
     stream_detail?: {
       name: string;
-      state: { messages: number; bytes: number; consumer_count: number };
+      state: { messages: number; bytes: number; consumer_count: number; last_seq: number };
     }[];
   }[];
 }
@@ -135,6 +154,7 @@ async function sampleServer(monitorUrl: string): Promise<ServerSample> {
           messages: s.state.messages,
           bytes: s.state.bytes,
           consumers: s.state.consumer_count,
+          lastSeq: s.state.last_seq,
         };
   }
   return out;

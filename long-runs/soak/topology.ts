@@ -45,6 +45,7 @@ export async function startSoakTopology(options: SoakTopologyOptions): Promise<S
     region: REGION,
     logDir: options.logDir,
     compiled: options.compiled,
+    profiling: true,
     assets: {
       ...(options.taskRetentionMs === undefined
         ? {}
