@@ -15,13 +15,16 @@ const LAYERS = [
   { folder: 'nodes/controller', mayNotImport: ['actors', 'bench', 'test'] },
   { folder: 'nodes', mayNotImport: ['bench', 'test'] },
   { folder: 'bench', mayNotImport: ['test'] },
+  // The long runs (npm run chaos, npm run soak) stand apart from the suite: neither imports the other.
+  { folder: 'long-runs', mayNotImport: ['test', 'bench'] },
+  { folder: 'test', mayNotImport: ['long-runs'] },
 ];
 
 /**
- * Where a request travels (and the nodes around it): a newcomer reads these, so no function there
- * runs past a screen.
+ * Where a request travels (and the nodes around it), and the long runs that vouch for it: a
+ * newcomer reads these, so no function there runs past a screen.
  */
-const DATA_PATH = ['protocol/**/*.ts', 'actors/**/*.ts', 'nodes/**/*.ts'];
+const DATA_PATH = ['protocol/**/*.ts', 'actors/**/*.ts', 'nodes/**/*.ts', 'long-runs/**/*.ts'];
 
 export default tseslint.config(
   { ignores: ['node_modules/', 'dist/', '.vigil/', 'scripts/**/*.mjs', 'eslint.config.mjs'] },

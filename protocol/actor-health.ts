@@ -77,35 +77,42 @@ class RegionBeats {
 
   /** Opens the watch, and keeps reopening it until closed. Resolves after the first attempt. */
   start(): Promise<void> {
-    const firstAttempt = this.#watchOnce();
+    let firstAttempt!: () => void;
+    const attempted = new Promise<void>((resolve) => (firstAttempt = resolve));
     void (async () => {
-      let watching = firstAttempt;
       while (!this.#closed) {
-        await watching;
+        await this.#watchUntilItEnds(firstAttempt);
         if (this.#closed) break;
         await new Promise((r) => setTimeout(r, HEALTH_WATCH_RETRY_MS).unref());
-        watching = this.#watchOnce();
       }
     })();
-    return firstAttempt;
+    return attempted;
   }
 
-  async #watchOnce(): Promise<void> {
+  /**
+   * One watch, from opening to its end (broken, or stopped by `close`); `opened` is called once
+   * the attempt to open it is over, whether it opened or not. Resolving only at the end matters:
+   * resolving once it was open made `start` open a new watch every second beside the old ones
+   * (one more ordered consumer, subscription and timer per second, for good).
+   */
+  async #watchUntilItEnds(opened: () => void): Promise<void> {
+    let watch: Awaited<ReturnType<KV['watch']>>;
     try {
       this.#kv ??= await new Kvm(this.js).open(assetNames.actorBucket(this.region));
-      const watch = await this.#kv.watch();
-      this.#stopWatch = () => watch.stop();
-      if (this.#closed) watch.stop();
-      // The loop runs until the watch breaks (its region went away) or is stopped.
-      void (async () => {
-        for await (const entry of watch) this.apply(entry.key, entry.operation, entry.value);
-      })()
-        .catch((err: unknown) =>
-          this.logger.warn({ region: this.region, err }, 'heartbeat watch broke'),
-        )
-        .finally(() => (this.#stopWatch = undefined));
+      watch = await this.#kv.watch();
     } catch (err) {
       this.logger.warn({ region: this.region, err }, 'cannot watch heartbeats yet');
+      return opened();
+    }
+    this.#stopWatch = () => watch.stop();
+    if (this.#closed) watch.stop();
+    opened();
+    try {
+      for await (const entry of watch) this.apply(entry.key, entry.operation, entry.value);
+    } catch (err) {
+      this.logger.warn({ region: this.region, err }, 'heartbeat watch broke');
+    } finally {
+      this.#stopWatch = undefined;
     }
   }
 

@@ -1,0 +1,22 @@
+/** Where a long run leaves its figures: a JSON file and a markdown file side by side. */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Writes `<dir>/<stamp>-<name>.json` and `.md`; returns the base path. */
+export function writeReport(dir: string, name: string, json: unknown, markdown: string): string {
+  mkdirSync(dir, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const base = join(dir, `${stamp}-${name}`);
+  writeFileSync(`${base}.json`, JSON.stringify(json, null, 2) + '\n');
+  writeFileSync(`${base}.md`, markdown);
+  return base;
+}
+
+/** A markdown table; numbers right-aligned by the renderer's own rules. */
+export function markdownTable(
+  header: readonly string[],
+  rows: readonly (readonly (string | number)[])[],
+): string {
+  const line = (cells: readonly (string | number)[]) => `| ${cells.join(' | ')} |`;
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n') + '\n';
+}

@@ -1,0 +1,163 @@
+/** What `npm run soak` accepts: flags only (it reads no variables of its own). */
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import {
+  ConfigError,
+  flag,
+  flagOf,
+  humanDuration,
+  int,
+  nodeConfig,
+  renderHelp,
+  text,
+} from '../../nodes/common/index.js';
+import { PROJECT_ROOT } from '../../nodes/launcher/index.js';
+
+const FLAG_VALUES = {
+  duration: humanDuration({
+    name: '--duration',
+    min: 60_000,
+    max: 24 * 3_600_000,
+    default: 3_600_000,
+    defaultText: '`60m`',
+    meaning: 'How long the load runs.',
+  }),
+  warmup: humanDuration({
+    name: '--warmup',
+    min: 0,
+    max: 3_600_000,
+    defaultText: 'a sixth of the duration, at most `10m`',
+    meaning: 'The start of the run left out of the growth figures (caches, JIT, pools filling).',
+  }),
+  rate: int({
+    name: '--rate',
+    min: 1,
+    max: 500,
+    default: 30,
+    meaning: 'Requests per second, every route together.',
+  }),
+  sample: humanDuration({
+    name: '--sample',
+    min: 1_000,
+    max: 600_000,
+    default: 10_000,
+    defaultText: '`10s`',
+    meaning: 'How often every process is sampled.',
+  }),
+  taskRetention: humanDuration({
+    name: '--task-retention',
+    min: 60_000,
+    max: 7 * 24 * 3_600_000,
+    defaultText: 'provisioning\u2019s, `24h`',
+    meaning:
+      'TTL of task records: a shorter one shows where nats-server levels off within the run.',
+  }),
+  duplicateWindow: humanDuration({
+    name: '--duplicate-window',
+    min: 1_000,
+    max: 24 * 3_600_000,
+    defaultText: 'provisioning\u2019s, `15m`',
+    meaning: "The request stream's duplicate window.",
+  }),
+  tsx: flag({
+    name: '--tsx',
+    default: false,
+    meaning: 'Run the nodes as TypeScript through tsx (as `npm start` does) instead of `dist/`.',
+  }),
+  heapSnapshots: flag({
+    name: '--heap-snapshots',
+    default: false,
+    meaning:
+      'Write a V8 heap snapshot of every node at the end of warm-up and at the end ' +
+      '(`--heapsnapshot-signal`), into the report dir.',
+  }),
+  report: text({
+    name: '--report',
+    type: 'directory path',
+    defaultText: '`.vigil/soak`',
+    meaning: 'Where the run writes `<timestamp>-soak.json` and `.md`, and the nodes their logs.',
+  }),
+};
+
+/** Everything `npm run soak` accepts. */
+export const SOAK_CONFIG = nodeConfig({
+  node: 'soak',
+  title: 'Soak run (`npm run soak`)',
+  usage: 'npm run soak -- [flags]',
+  summary:
+    'A fixed-rate load across every route against a local edge (nats-server, actor host, ' +
+    'gateway, controller, each its own process) for a long time, sampling the memory, heap, ' +
+    'event-loop delay, descriptors and consumers of every process. Prints and saves the report; ' +
+    'exits 0 when it passed (0 errors, RSS after warm-up within 10 % and 1 MiB per 10 minutes, ' +
+    'event-loop p99 within 50 ms, descriptors and consumers flat), 1 otherwise, 2 on bad flags.',
+  flags: Object.values(FLAG_VALUES).map((setting) => flagOf(setting, 'value')),
+  groups: {},
+});
+
+/** A soak run, as asked for. */
+export interface SoakOptions {
+  durationMs: number;
+  warmupMs: number;
+  rate: number;
+  sampleMs: number;
+  taskRetentionMs?: number;
+  duplicateWindowMs?: number;
+  compiled: boolean;
+  heapSnapshots: boolean;
+  reportDir: string;
+}
+
+/** A boolean flag given bare (`--tsx`) is true; `--tsx=false` works too. */
+const bool = (value: string | boolean | undefined): string | undefined =>
+  value === undefined ? undefined : String(value);
+
+/**
+ * Reads the command line.
+ * @throws ConfigError naming the flag that is wrong (the run exits 2).
+ */
+export function readSoakArgs(
+  argv: readonly string[],
+): { type: 'help'; text: string } | { type: 'run'; options: SoakOptions } {
+  let values;
+  try {
+    values = parseArgs({
+      args: [...argv],
+      options: {
+        duration: { type: 'string' },
+        warmup: { type: 'string' },
+        rate: { type: 'string' },
+        sample: { type: 'string' },
+        'task-retention': { type: 'string' },
+        'duplicate-window': { type: 'string' },
+        tsx: { type: 'boolean' },
+        'heap-snapshots': { type: 'boolean' },
+        report: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }).values;
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  if (values.help) return { type: 'help', text: renderHelp(SOAK_CONFIG) };
+  const f = FLAG_VALUES;
+  const durationMs = f.duration.parse(values.duration);
+  const warmupMs = f.warmup.parse(values.warmup) ?? Math.min(600_000, Math.round(durationMs / 6));
+  if (warmupMs >= durationMs) throw new ConfigError('--warmup must be shorter than --duration');
+  const taskRetentionMs = f.taskRetention.parse(values['task-retention']);
+  const duplicateWindowMs = f.duplicateWindow.parse(values['duplicate-window']);
+  return {
+    type: 'run',
+    options: {
+      durationMs,
+      warmupMs,
+      rate: f.rate.parse(values.rate),
+      sampleMs: f.sample.parse(values.sample),
+      ...(taskRetentionMs === undefined ? {} : { taskRetentionMs }),
+      ...(duplicateWindowMs === undefined ? {} : { duplicateWindowMs }),
+      compiled: !f.tsx.parse(bool(values.tsx)),
+      heapSnapshots: f.heapSnapshots.parse(bool(values['heap-snapshots'])),
+      reportDir: resolve(f.report.parse(values.report) ?? join(PROJECT_ROOT, '.vigil', 'soak')),
+    },
+  };
+}
