@@ -73,7 +73,7 @@ export function unusable(s: Setting<unknown>, raw: string, value: unknown): stri
   if (s.type === 'list of server URLs') {
     for (const item of value as string[]) {
       const url = item.includes('://') ? item : `nats://${item}`;
-      if (!URL.canParse(url) || !/^(nats|tls|ws|wss):$/.test(new URL(url).protocol))
+      if (!URL.canParse(url) || !/^(nats|tls):$/.test(new URL(url).protocol))
         return `server ${JSON.stringify(item)} is not a URL a NATS client can dial`;
     }
     return undefined;
