@@ -93,7 +93,7 @@ describe('NATS generated', () => {
     assert.equal(
       tally.violations.length,
       0,
-      `${tally.violations.length} violations (replay: FUZZ_SEED=${seed} FUZZ_RUNS=${runs} npm test -- hostile/nats)\n${tally.report()}`,
+      `${tally.violations.length} violations (replay: FUZZ_SEED=${seed} FUZZ_RUNS=${runs} npm test -- hostile/nats)\n${tally.reportByOutcome()}`,
     );
   });
 

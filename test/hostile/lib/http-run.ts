@@ -8,6 +8,9 @@ import { judge, type Answer, type Judgement } from './http-judge.js';
 import { rawRequest } from './raw-http.js';
 import type { Tally } from './tally.js';
 
+/** Answers slower than this are counted apart, ms. */
+const SLOW_MS = 5000;
+
 /** How long a raw request may wait for its answer once sent, ms. */
 export const RAW_PATIENCE_MS = 5000;
 
@@ -97,6 +100,13 @@ export async function runHttpCases(
         answer,
       );
       const outcome = `${c.category}: ${judgement.outcome}`;
+      // Not a violation in itself, but worth seeing: what keeps a hostile request waiting.
+      if (answer.ms > SLOW_MS)
+        tally.count(
+          boundary,
+          `${c.category}: answered after more than ${SLOW_MS / 1000} s`,
+          describeCase(baseUrl, c),
+        );
       if (judgement.problem)
         tally.violate(boundary, outcome, judgement.problem, describeCase(baseUrl, c));
       else tally.count(boundary, outcome, describeCase(baseUrl, c));
@@ -144,6 +154,15 @@ export async function checkTasksFinal(
               boundary,
               'accepted task: vanished (404)',
               `task ${task.id} was accepted, then its owner gets 404`,
+              task.input,
+            );
+            break;
+          }
+          if (res.status >= 400 && res.status < 500 && res.status !== 429) {
+            tally.violate(
+              boundary,
+              `accepted task: unreadable (GET answers ${res.status})`,
+              `task ${task.id} was accepted, then its owner cannot read it: ${last}`,
               task.input,
             );
             break;

@@ -280,6 +280,15 @@ async function judgeRequest(
         input,
       );
     }
+    // Every generated request goes to the echo model's subject: echo is what ran it.
+    if (record.state === 'succeeded' && record.model !== 'echo') {
+      return tally.violate(
+        boundary,
+        `${name}: record names a model that did not run`,
+        `record says ${record.model}; the echo actor ran it`,
+        input,
+      );
+    }
     const seen = await visibility(edge, c.subjectId, record.tenant);
     if (seen) return tally.violate(boundary, `${name}: visibility`, seen, input);
     return tally.count(boundary, `${name}: final record (${record.state})`, input);

@@ -61,6 +61,21 @@ export class Tally {
       .join('\n');
   }
 
+  /** One violation of each kind (boundary and outcome), with how many there were. */
+  reportByOutcome(): string {
+    const first = new Map<string, Violation>();
+    for (const v of this.violations) {
+      const key = `${v.boundary}: ${v.outcome}`;
+      if (!first.has(key)) first.set(key, v);
+    }
+    return [...first]
+      .map(([key, v], i) => {
+        const n = this.counts.get(v.boundary)?.get(v.outcome) ?? 0;
+        return `${i + 1}. [${key}] x${n}: ${v.problem}\n   input: ${v.input}`;
+      })
+      .join('\n');
+  }
+
   /** The first `limit` violations, each with its input, for an assertion message. */
   report(limit = 10): string {
     const shown = this.violations
