@@ -193,19 +193,37 @@ export interface NumberOptions extends SettingOptions<number> {
   unit?: string;
 }
 
+/** How a whole number is written: decimal digits, an optional sign, spaces around allowed. */
+const INTEGER_TEXT = /^[+-]?\d+$/;
+/** How a number is written: decimal, with an optional fraction and exponent. */
+const DECIMAL_TEXT = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/**
+ * A number written in decimal. `Number()` alone (zod's coercion) also reads hex (`0x10`),
+ * binary, octal and `Infinity`, and reads a blank value as 0: a port of " " became 0 (a random
+ * port), a sync wait of " " became 0 (every call answered 202).
+ */
+function numberText(shape: RegExp) {
+  return z
+    .string()
+    .trim()
+    .regex(shape)
+    .transform((text) => Number(text));
+}
+
 /** An integer, within `[min, max]`. */
 export function int<const O extends NumberOptions>(options: O): Setting<Presence<number, O>> {
   const { min, max, unit } = options;
   const bounds = range(min, max);
   const allowed = `an integer${bounds ? ` ${bounds}` : ''}${unit ? ` (${unit})` : ''}`;
-  let schema = z.coerce.number().int();
+  let schema = z.number().int();
   if (min !== undefined) schema = schema.min(min);
   if (max !== undefined) schema = schema.max(max);
   const type = [unit ? `integer (${unit})` : 'integer', bounds.replace(/^(from|of) /, '')];
   return define(options, {
     type: type.filter(Boolean).join(', '),
     allowed,
-    parse: withSchema(schema, allowed),
+    parse: withSchema(numberText(INTEGER_TEXT).pipe(schema), allowed),
   }) as Setting<Presence<number, O>>;
 }
 
@@ -221,13 +239,13 @@ export function decimal<const O extends NumberOptions>(options: O): Setting<Pres
   const { min, max } = options;
   const bounds = range(min, max);
   const allowed = `a number${bounds ? ` ${bounds}` : ''}`;
-  let schema = z.coerce.number();
+  let schema = z.number();
   if (min !== undefined) schema = schema.min(min);
   if (max !== undefined) schema = schema.max(max);
   return define(options, {
     type: ['number', bounds.replace(/^(from|of) /, '')].filter(Boolean).join(', '),
     allowed,
-    parse: withSchema(schema, allowed),
+    parse: withSchema(numberText(DECIMAL_TEXT).pipe(schema), allowed),
   }) as Setting<Presence<number, O>>;
 }
 

@@ -153,6 +153,18 @@ export function nkeySeedSetting<const N extends string>(name: N, meaning: string
 const pemFile = (name: string, meaning: string) => file({ name, meaning, holds: 'PEM file' });
 
 /**
+ * A server the NATS client can dial: `nats://` or `tls://` and a host (and port), or a bare
+ * host:port. The client reads a server as a URL and throws a TypeError with a stack at connect
+ * for one it cannot parse (`::::`); it is a configuration mistake, so it is one here.
+ */
+function isServerUrl(item: string): boolean {
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/.exec(item);
+  if (scheme && !['nats', 'tls'].includes(scheme[1]!.toLowerCase())) return false;
+  const rest = scheme ? scheme[2]! : item;
+  return rest !== '' && URL.canParse(`http://${rest}`);
+}
+
+/**
  * How a node connects to NATS, with the nats CLI's variable names: `NATS_URL`; `NATS_NKEY` (seed
  * file) and `NATS_INBOX_PREFIX`, or `NATS_USER` and `NATS_PASSWORD`, or `NATS_TOKEN`; `NATS_CA`,
  * `NATS_CERT`, `NATS_KEY` (PEM files).
@@ -168,7 +180,7 @@ export const NATS_SETTINGS = settingsGroup({
   settings: {
     servers: list({
       name: 'NATS_URL',
-      item: z.string().regex(/^\S+$/),
+      item: z.string().regex(/^\S+$/).refine(isServerUrl),
       items: 'server URLs',
       default: ['nats://127.0.0.1:4222'],
       meaning: 'The servers to connect to (`nats://`, `tls://`); the connection retries forever.',

@@ -38,6 +38,11 @@ export interface TestEdgeOptions {
   /** Extra environment for the gateway. */
   gatewayEnv?: Record<string, string>;
   nats?: TestNatsOptions;
+  /**
+   * Write each node's output (stdout and stderr) to `<logDir>/<node>.log` (actor hosts numbered
+   * `actor-host-1.log`, ...), for tests that check what the nodes logged. Default: discarded.
+   */
+  logDir?: string;
 }
 
 /** Two tenants, each with one API key. */
@@ -120,7 +125,10 @@ export async function startTestEdge(options: TestEdgeOptions = {}): Promise<Test
     gatewayEnv['VIGIL_ADMIN_NATS_INBOX_PREFIX'] = admin.inboxPrefix;
   }
   const actorHostEnv = credentials.natsEnvFor(userName(Role.ActorHost, region));
-  const startGatewayProcess = () => startNode('gateway', { env: gatewayEnv });
+  const logFile = (node: string) =>
+    options.logDir === undefined ? {} : { logFile: join(options.logDir, `${node}.log`) };
+  const startGatewayProcess = () =>
+    startNode('gateway', { env: gatewayEnv, ...logFile('gateway') });
 
   const edge: TestEdge = {
     nats,
@@ -132,6 +140,7 @@ export async function startTestEdge(options: TestEdgeOptions = {}): Promise<Test
     async startActorHost(env = {}) {
       const host = await startNode('actor-host', {
         env: { ...baseEnv, ...actorHostEnv, ...options.actorEnv, ...env },
+        ...logFile(`actor-host-${actorHosts.length + 1}`),
       });
       actorHosts.push(host);
       return host;
