@@ -72,8 +72,8 @@ describe('heartbeat watch', () => {
     try {
       const kv = await new Kvm(nc).open(assetNames.actorBucket(REGION));
       await kv.put('echo.host-1', encode(beat('echo')));
-      await waitFor('the beat through the watch', async () =>
-        health.list().length === 1 ? true : undefined,
+      await waitFor('the beat through the watch', () =>
+        Promise.resolve(health.list().length === 1 ? true : undefined),
       );
       // Past several retry intervals: a watch that is still open must not be opened again.
       await new Promise((r) => setTimeout(r, HEALTH_WATCH_RETRY_MS * 4 + 500));
