@@ -22,6 +22,8 @@ export const ErrorCode = {
   PayloadTooLarge: 'payload_too_large',
   /** The request's headers are larger than the gateway accepts. */
   HeadersTooLarge: 'headers_too_large',
+  /** The request's `Expect` header asks for something other than `100-continue`. */
+  ExpectationFailed: 'expectation_failed',
   /** The client did not send the whole request in time. */
   RequestTimeout: 'request_timeout',
   /** The request queue is full; retry after the advertised delay. */

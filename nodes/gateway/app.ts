@@ -6,9 +6,10 @@
  */
 import { httpInstrumentationMiddleware } from '@hono/otel';
 import { Hono, type MiddlewareHandler } from 'hono';
+import { createMiddleware } from 'hono/factory';
 import { requestId } from 'hono/request-id';
 import { secureHeaders } from 'hono/secure-headers';
-import { ErrorCode, type VigilClient } from '../../protocol/index.js';
+import { ErrorCode, VigilError, type VigilClient } from '../../protocol/index.js';
 import type { Logger } from 'pino';
 import { registerAdminRoutes, type AdminRoutesDeps } from './admin-routes.js';
 import type { ApiKeyStore } from './api-keys.js';
@@ -103,6 +104,7 @@ function useResponseMiddleware(app: Hono<GatewayEnv>): void {
   app.use(httpInstrumentationMiddleware({ meterProvider: NO_METRICS }));
   app.use(httpMetricsMiddleware<GatewayEnv>());
   app.use(requestId({ headerName: 'X-Request-Id' }));
+  app.use(requireHostOnHttp11);
   // A JSON API needs the headers that stop content sniffing and framing and pin HTTPS; the
   // browser-document policies (COOP, CORP, Origin-Agent-Cluster, download and DNS-prefetch
   // hints) only add bytes to every response.
@@ -119,6 +121,21 @@ function useResponseMiddleware(app: Hono<GatewayEnv>): void {
     }),
   );
 }
+
+/**
+ * HTTP/1.1 requires a Host header (RFC 9112, 3.2). Node would refuse one without it with a bare
+ * 400; the server lets it through (`requireHostHeader: false`) so that the refusal is ours.
+ */
+const requireHostOnHttp11 = createMiddleware<GatewayEnv>(async (c, next) => {
+  if (c.env?.incoming?.httpVersion === '1.1' && c.req.header('host') === undefined) {
+    throw new VigilError(
+      ErrorCode.InvalidRequest,
+      'an HTTP/1.1 request needs a Host header',
+      false,
+    );
+  }
+  await next();
+});
 
 /** `GET /healthz` (the process is up) and `GET /readyz` (connected to NATS); no key needed. */
 function registerHealthRoutes(app: Hono<GatewayEnv>, isReady: () => boolean): void {

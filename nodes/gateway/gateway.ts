@@ -5,7 +5,12 @@
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
-import { serve, type ServerType } from '@hono/node-server';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
+import { getRequestListener, type ServerType } from '@hono/node-server';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
@@ -26,7 +31,12 @@ import {
   type NatsConnectOptions,
 } from '../common/index.js';
 import { createAdminKeyStore, createApiKeyStore, type ApiKeyEntry } from './api-keys.js';
-import { answerClientError } from './client-errors.js';
+import {
+  answerClientError,
+  answerConnect,
+  answerExpectation,
+  answerRequestError,
+} from './client-errors.js';
 import { createGatewayApp, type GatewayAppDeps, type GatewayAppOptions } from './app.js';
 import { openModelCatalog, type ModelCatalog } from './catalog.js';
 import {
@@ -274,24 +284,37 @@ function serveHttp(
     requestTimeout: options.headersTimeoutMs + options.bodyTimeoutMs + REQUEST_TIMEOUT_SLACK_MS,
     connectionsCheckingInterval: 1_000,
   };
-  return new Promise((resolve) => {
-    const s = serve(
-      {
-        fetch,
-        hostname: options.host,
-        port: options.port,
-        serverOptions: {
-          ...timeouts,
-          ...(options.tls
-            ? { cert: readFileSync(options.tls.certFile), key: readFileSync(options.tls.keyFile) }
-            : {}),
+  const serverOptions = {
+    ...timeouts,
+    // HTTP/1.1 without Host is refused by the app, in the JSON shape, not by Node with a bare 400.
+    requireHostHeader: false,
+  };
+  const handle = getRequestListener(fetch, {
+    hostname: options.host,
+    errorHandler: answerRequestError,
+  });
+  // The handler settles its own errors (into responses); Node wants a listener that returns.
+  const listener = (req: IncomingMessage, res: ServerResponse): void => void handle(req, res);
+  const server = options.tls
+    ? createHttpsServer(
+        {
+          ...serverOptions,
+          cert: readFileSync(options.tls.certFile),
+          key: readFileSync(options.tls.keyFile),
         },
-        ...(options.tls ? { createServer: createHttpsServer } : {}),
-      },
-      () => resolve(s),
-    );
-    // Requests the HTTP parser refuses get the API's JSON error shape, not a bare status line.
-    s.on('clientError', answerClientError);
+        listener,
+      )
+    : createHttpServer(serverOptions, listener);
+  // What Node itself would refuse or drop gets the API's JSON error shape, not a bare status line.
+  server.on('clientError', answerClientError);
+  server.on('connect', answerConnect);
+  server.on('checkExpectation', answerExpectation);
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
   });
 }
 

@@ -18,6 +18,7 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   [ErrorCode.PayloadTooLarge]: 413,
   [ErrorCode.HeadersTooLarge]: 431,
   [ErrorCode.RequestTimeout]: 408,
+  [ErrorCode.ExpectationFailed]: 417,
   [ErrorCode.ModelRejected]: 422,
   [ErrorCode.RateLimited]: 429,
   [ErrorCode.QuotaExceeded]: 429,
@@ -53,6 +54,38 @@ export const unauthenticated =
     return errorBody({ code: ErrorCode.Unauthenticated, message, retryable: false });
   };
 
+/**
+ * What a Hono middleware's refusal (an `HTTPException`, e.g. from `hono/bearer-auth`) tells the
+ * client: the error it rendered in our shape (tenant-auth's messages), else one coded by status.
+ */
+async function refusalOf(err: HTTPException): Promise<WireError> {
+  const rendered = await err
+    .getResponse()
+    .clone()
+    .json()
+    .catch(() => undefined);
+  const error = (rendered as { error?: Partial<WireError> } | undefined)?.error;
+  if (error && isErrorCode(error.code) && typeof error.message === 'string') {
+    return { code: error.code, message: error.message, retryable: false };
+  }
+  return {
+    code: codeOfStatus(err.status),
+    message: err.message || 'request refused',
+    retryable: false,
+  };
+}
+
+function codeOfStatus(status: number): ErrorCode {
+  if (status === 401) return ErrorCode.Unauthenticated;
+  if (status === 413) return ErrorCode.PayloadTooLarge;
+  if (status === 404) return ErrorCode.NotFound;
+  return status < 500 ? ErrorCode.InvalidRequest : ErrorCode.Internal;
+}
+
+function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(STATUS, code);
+}
+
 /** Answers `error` as JSON with its status and, when retryable, `Retry-After` (seconds). */
 export function errorResponse(
   c: Context,
@@ -67,23 +100,9 @@ export function errorResponse(
 
 /** Hono `onError`: every thrown error leaves as a coded JSON response; bugs are logged. */
 export function onGatewayError(logger: Logger) {
-  return (err: Error, c: Context): Response => {
+  return async (err: Error, c: Context): Promise<Response> => {
     if (err instanceof HTTPException) {
-      const code =
-        err.status === 401
-          ? ErrorCode.Unauthenticated
-          : err.status === 413
-            ? ErrorCode.PayloadTooLarge
-            : err.status === 404
-              ? ErrorCode.NotFound
-              : err.status < 500
-                ? ErrorCode.InvalidRequest
-                : ErrorCode.Internal;
-      const res = errorResponse(c, {
-        code,
-        message: err.message || 'request refused',
-        retryable: false,
-      });
+      const res = errorResponse(c, await refusalOf(err));
       const challenge = err.getResponse().headers.get('WWW-Authenticate');
       if (challenge) res.headers.set('WWW-Authenticate', challenge);
       return res;
