@@ -11,6 +11,7 @@ import type { SupervisorOptions } from '../../actors/index.js';
 import type { Logger } from 'pino';
 import { REGION_ASSET_DEFAULTS } from '../../protocol/index.js';
 import {
+  DURATION_MS_ITEM,
   durationMs,
   flag,
   int,
@@ -100,7 +101,7 @@ export const ACTOR_HOST_SETTINGS = settingsGroup({
     }),
     retryScheduleMs: list({
       name: 'VIGIL_RETRY_SCHEDULE_MS',
-      item: z.string().regex(/^\d+$/).transform(Number),
+      item: DURATION_MS_ITEM,
       items: 'whole milliseconds',
       default: INFERENCE_ACTOR_DEFAULTS.retryScheduleMs,
       meaning: 'Backoff before each retry, ms; the last entry repeats.',

@@ -227,12 +227,25 @@ export function int<const O extends NumberOptions>(options: O): Setting<Presence
   }) as Setting<Presence<number, O>>;
 }
 
-/** A duration in whole milliseconds, within `[min, max]`. */
+/**
+ * The longest delay a Node timer keeps: past 2^31-1 ms `setTimeout` warns and fires after 1 ms,
+ * so a lease or an interval set "very long" would become a busy loop.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A duration in whole milliseconds, within `[min, max]` and never past {@link MAX_TIMER_MS}. */
 export function durationMs<const O extends NumberOptions>(
   options: O,
 ): Setting<Presence<number, O>> {
-  return int({ ...options, unit: 'ms' });
+  return int({ ...options, max: Math.min(options.max ?? MAX_TIMER_MS, MAX_TIMER_MS), unit: 'ms' });
 }
+
+/** A list of durations in whole milliseconds, each at most {@link MAX_TIMER_MS}. */
+export const DURATION_MS_ITEM = z
+  .string()
+  .regex(/^\d+$/)
+  .transform(Number)
+  .pipe(z.number().int().max(MAX_TIMER_MS));
 
 /** A number (fractions allowed), within `[min, max]`. */
 export function decimal<const O extends NumberOptions>(options: O): Setting<Presence<number, O>> {
@@ -269,6 +282,18 @@ export function text<const O extends TextOptions>(options: O): Setting<Presence<
     allowed,
     parse: withSchema(pattern ? z.string().regex(pattern) : z.string(), allowed),
   }) as Setting<Presence<string, O>>;
+}
+
+/** An interface to listen on: a host name or address, never blank (Node would take "every"). */
+export function host<const O extends SettingOptions<string>>(
+  options: O,
+): Setting<Presence<string, O>> {
+  return text({
+    ...options,
+    pattern: /^[^\s]+$/,
+    patternText: 'a host name or address (not blank, no spaces)',
+    type: 'host',
+  });
 }
 
 /** What {@link name} accepts, in words. */

@@ -58,6 +58,7 @@ import {
   custom,
   decimal,
   durationMs,
+  host,
   int,
   oneOf,
   settingsGroup,
@@ -217,7 +218,7 @@ export const TELEMETRY_SETTINGS = settingsGroup({
         'Serve Prometheus `/metrics` on this port; 0 takes a free one (the ready line says ' +
         'which). Unset: no endpoint.',
     }),
-    metricsHost: text({
+    metricsHost: host({
       name: 'VIGIL_METRICS_HOST',
       default: TELEMETRY_DEFAULTS.metricsHost,
       meaning: 'The interface the metrics endpoint listens on.',

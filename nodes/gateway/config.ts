@@ -4,13 +4,13 @@ import {
   custom,
   durationMs,
   file,
+  host,
   int,
   name,
   names,
   nodeConfig,
   parseConfig,
   settingsGroup,
-  text,
   type ConfigValues,
   type Env,
   LOG_SETTINGS,
@@ -67,7 +67,7 @@ export const GATEWAY_SETTINGS = settingsGroup({
       default: 'local',
       meaning: 'The region this gateway serves: its requests go to this region first.',
     }),
-    host: text({
+    host: host({
       name: 'VIGIL_GATEWAY_HOST',
       default: GATEWAY_DEFAULTS.host,
       meaning: 'The interface the HTTP API listens on (`0.0.0.0`: every interface).',

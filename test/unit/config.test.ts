@@ -98,10 +98,15 @@ describe('kinds of setting', () => {
       [
         [undefined, undefined],
         ['1000', 1000],
+        ['2147483647', 2 ** 31 - 1],
       ],
-      [['999', /^WAIT_MS=999 must be an integer of at least 1000 \(ms\)$/]],
+      [
+        ['999', /^WAIT_MS=999 must be an integer from 1000 to 2147483647 \(ms\)$/],
+        // Past 2^31-1 ms a Node timer fires after 1 ms.
+        ['2147483648', /^WAIT_MS=2147483648 must be an integer from 1000 to 2147483647 \(ms\)$/],
+      ],
     );
-    assert.equal(wait.type, 'integer (ms), at least 1000');
+    assert.equal(wait.type, 'integer (ms), 1000 to 2147483647');
     check(
       decimal({ name: 'RATIO', min: 0, max: 1, default: 1, meaning: 'm' }),
       [
