@@ -115,6 +115,30 @@ export { HostCommandName, hostCommandReplySchema, hostCommandSchema } from './co
 export type { HostCommand, HostCommandReply } from './control-plane.js';
 export { chatOutputSchema, embeddingOutputSchema, ModelKind } from './model-outputs.js';
 export type { ChatOutput, EmbeddingOutput } from './model-outputs.js';
+export {
+  chatContentSchema,
+  chatMessageSchema,
+  chatMessagesInputSchema,
+  chatParamsSchema,
+  checkModelInput,
+  embeddingBatchSchema,
+  embeddingDimensionsSchema,
+  embeddingParamsSchema,
+  embeddingTextSchema,
+  MAX_CHAT_CONTENT_CHARS,
+  MAX_CHAT_MAX_TOKENS,
+  MAX_CHAT_MESSAGES,
+  MAX_CHAT_TEMPERATURE,
+  MAX_EMBEDDING_DIMENSIONS,
+  MAX_EMBEDDING_INPUT_CHARS,
+  MAX_EMBEDDING_INPUTS,
+  MIN_EMBEDDING_DIMENSIONS,
+  parseChatInput,
+  parseChatParams,
+  parseEmbeddingInput,
+  parseEmbeddingParams,
+} from './model-inputs.js';
+export type { ChatMessage, ChatParams, EmbeddingParams } from './model-inputs.js';
 export { isRevisionConflict } from './kv-conflicts.js';
 export {
   checkRequestSize,

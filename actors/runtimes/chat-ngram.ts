@@ -8,23 +8,21 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { z } from 'zod';
-import { ErrorCode, RetryableError, validate, ValidationError } from '../../protocol/index.js';
+import {
+  ErrorCode,
+  parseChatInput,
+  parseChatParams,
+  RetryableError,
+  ValidationError,
+  type ChatMessage,
+} from '../../protocol/index.js';
 import { fmix32, isCount, ModelKind } from './runtime.js';
 import type { ChatOutput, ModelRunContext, ModelRuntime } from './runtime.js';
 
 /** Completion length when the request sets no `params.max_tokens`. */
 export const DEFAULT_CHAT_MAX_TOKENS = 64;
-/** Largest `params.max_tokens` a request may ask for. */
-export const MAX_CHAT_MAX_TOKENS = 1024;
 /** Sampling temperature when the request sets no `params.temperature`; 0 means greedy. */
 export const DEFAULT_CHAT_TEMPERATURE = 0.8;
-/** Largest `params.temperature` a request may ask for. */
-export const MAX_CHAT_TEMPERATURE = 2;
-/** Most messages one request may carry. */
-export const MAX_CHAT_MESSAGES = 64;
-/** Longest message content (or string prompt), in UTF-16 code units. */
-export const MAX_CHAT_CONTENT_CHARS = 32_768;
 /** Fewest tokens an answer has before a sentence end may finish it. */
 export const MIN_CHAT_TOKENS_BEFORE_STOP = 12;
 /** The training corpus folder shipped beside this module. */
@@ -55,23 +53,6 @@ const YIELD_EVERY_TOKENS = 16;
 const TITLE_LINE = /^\s*#/;
 // Old texts set clauses off with dashes; read them as the commas they stand for.
 const DASH = /\s*(?:--|\u2014)\s*/g;
-
-const contentSchema = z.string().max(MAX_CHAT_CONTENT_CHARS);
-const messagesInputSchema = z.object({
-  messages: z
-    .array(z.object({ role: z.enum(['system', 'user', 'assistant']), content: contentSchema }))
-    .min(1)
-    .max(MAX_CHAT_MESSAGES),
-});
-// Unknown keys are stripped, not rejected: clients send OpenAI fields we do not use. `null` means
-// unset, as in the OpenAI API.
-const paramsSchema = z.object({
-  max_tokens: z.number().int().min(1).max(MAX_CHAT_MAX_TOKENS).nullish(),
-  temperature: z.number().min(0).max(MAX_CHAT_TEMPERATURE).nullish(),
-  seed: z.number().int().nullish(),
-});
-
-type Message = z.infer<typeof messagesInputSchema>['messages'][number];
 
 /**
  * `ngram-chat`'s output check: text, a known finish reason, token counts; an answer cut by
@@ -123,11 +104,10 @@ export function createNgramChatModel(options: NgramChatOptions = {}): ModelRunti
     description: `Word trigram language model with back-off (${vocabulary} token vocabulary)`,
     checkOutput: checkChatOutput,
     async run(input, params, ctx): Promise<ChatOutput> {
-      const messages: Message[] =
-        typeof input === 'string'
-          ? [{ role: 'user', content: validate(contentSchema, input, 'input') }]
-          : validate(messagesInputSchema, input, 'input').messages;
-      const parsed = validate(paramsSchema, params, 'params');
+      // The gateway checks this same contract before it publishes; checked again here because
+      // any client with NATS access can publish a task.
+      const messages: ChatMessage[] = parseChatInput(input);
+      const parsed = parseChatParams(params);
       const maxTokens = parsed.max_tokens ?? DEFAULT_CHAT_MAX_TOKENS;
       const temperature = parsed.temperature ?? DEFAULT_CHAT_TEMPERATURE;
       // Without a seed the prompt picks one, so a repeated request repeats its answer.

@@ -5,27 +5,23 @@
  * from piling up in one direction. The vectors are L2-normalised, which makes a dot product a cosine.
  */
 
-import { z } from 'zod';
-import { validate } from '../../protocol/index.js';
+import {
+  embeddingDimensionsSchema,
+  parseEmbeddingInput,
+  parseEmbeddingParams,
+  validate,
+} from '../../protocol/index.js';
 import { fmix32, isCount, ModelKind, throwIfAborted } from './runtime.js';
 import type { EmbeddingOutput, ModelRuntime } from './runtime.js';
 
 /** Vector length when neither the options nor the request say otherwise. */
 export const DEFAULT_EMBEDDING_DIMENSIONS = 384;
-/** Smallest `dimensions` a request or the options may ask for. */
-export const MIN_EMBEDDING_DIMENSIONS = 32;
-/** Largest `dimensions` a request or the options may ask for. */
-export const MAX_EMBEDDING_DIMENSIONS = 4096;
-/** Most strings one request may embed. */
-export const MAX_EMBEDDING_INPUTS = 256;
-/** Longest string one request may embed, in UTF-16 code units. */
-export const MAX_EMBEDDING_INPUT_CHARS = 32_768;
 
 /** Options for {@link createHashEmbeddingModel}. */
 export interface HashEmbeddingOptions {
   /**
-   * Vector length used when a request sets no `params.dimensions`, in
-   * [{@link MIN_EMBEDDING_DIMENSIONS}, {@link MAX_EMBEDDING_DIMENSIONS}].
+   * Vector length used when a request sets no `params.dimensions`, within protocol's
+   * `MIN_EMBEDDING_DIMENSIONS` and `MAX_EMBEDDING_DIMENSIONS`.
    * Default {@link DEFAULT_EMBEDDING_DIMENSIONS}.
    */
   dimensions?: number;
@@ -50,16 +46,6 @@ const YIELD_EVERY_CHARS = 65_536;
 
 // Letters and digits, keeping inner apostrophes so `don't` stays one word.
 const WORD_RE = /[\p{L}\p{N}]+(?:['’][\p{L}\p{N}]+)*/gu;
-
-const dimensionsSchema = z
-  .number()
-  .int()
-  .min(MIN_EMBEDDING_DIMENSIONS)
-  .max(MAX_EMBEDDING_DIMENSIONS);
-const textSchema = z.string().max(MAX_EMBEDDING_INPUT_CHARS);
-const batchSchema = z.array(textSchema).min(1).max(MAX_EMBEDDING_INPUTS);
-// Unknown keys are stripped, not rejected: clients send OpenAI fields we do not use.
-const paramsSchema = z.object({ dimensions: dimensionsSchema.optional() });
 
 /** How far from 1 a unit vector's length may be: the components are rounded to float32. */
 const UNIT_LENGTH_TOLERANCE = 1e-4;
@@ -91,7 +77,7 @@ export function checkEmbeddingOutput(output: unknown): string | undefined {
 /** Creates the `hash-embed` model. Throws `ValidationError` when the options are out of range. */
 export function createHashEmbeddingModel(options: HashEmbeddingOptions = {}): ModelRuntime {
   const defaultDimensions = validate(
-    dimensionsSchema.optional(),
+    embeddingDimensionsSchema.optional(),
     options.dimensions,
     'embedding.dimensions',
   );
@@ -104,10 +90,10 @@ export function createHashEmbeddingModel(options: HashEmbeddingOptions = {}): Mo
     description: `Feature-hashed word and character n-gram embeddings (${fallbackDimensions} dimensions by default)`,
     checkOutput: checkEmbeddingOutput,
     async run(input, params, ctx): Promise<EmbeddingOutput> {
-      const texts = Array.isArray(input)
-        ? validate(batchSchema, input, 'input')
-        : [validate(textSchema, input, 'input')];
-      const { dimensions = fallbackDimensions } = validate(paramsSchema, params, 'params');
+      // The gateway checks this same contract before it publishes; checked again here because
+      // any client with NATS access can publish a task.
+      const texts = parseEmbeddingInput(input);
+      const { dimensions = fallbackDimensions } = parseEmbeddingParams(params);
 
       const embeddings: number[][] = [];
       let promptTokens = 0;

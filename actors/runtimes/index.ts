@@ -21,10 +21,6 @@ export {
   DEFAULT_CHAT_MAX_TOKENS,
   DEFAULT_CHAT_TEMPERATURE,
   DEFAULT_CORPUS_DIR,
-  MAX_CHAT_CONTENT_CHARS,
-  MAX_CHAT_MAX_TOKENS,
-  MAX_CHAT_MESSAGES,
-  MAX_CHAT_TEMPERATURE,
   MIN_CHAT_TOKENS_BEFORE_STOP,
   checkChatOutput,
   createNgramChatModel,
@@ -33,10 +29,6 @@ export type { NgramChatOptions } from './chat-ngram.js';
 
 export {
   DEFAULT_EMBEDDING_DIMENSIONS,
-  MAX_EMBEDDING_DIMENSIONS,
-  MAX_EMBEDDING_INPUTS,
-  MAX_EMBEDDING_INPUT_CHARS,
-  MIN_EMBEDDING_DIMENSIONS,
   checkEmbeddingOutput,
   createHashEmbeddingModel,
 } from './embedding.js';
