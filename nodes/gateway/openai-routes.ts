@@ -1,18 +1,24 @@
 /**
  * OpenAI-compatible routes, so existing SDKs work unchanged: chat completions and embeddings map
  * onto ordinary Vigil tasks (durable, idempotent with `Idempotency-Key`), and `/v1/models` lists
- * the catalog. Streaming is answered with a clear 400 until token streams exist.
+ * the catalog. Streaming is answered with a clear 400 until token streams exist. The bodies are
+ * held to the same limits as the model kinds' inputs (`protocol/model-inputs.ts`), so a refusal
+ * names the OpenAI field; the submit path checks the translated task against them again.
  */
 import type { Context, Hono } from 'hono';
 import { z } from 'zod';
 import {
+  chatContentSchema,
+  chatOutputSchema,
+  chatParamsSchema,
+  embeddingOutputSchema,
+  embeddingParamsSchema,
   ErrorCode,
+  MAX_CHAT_MESSAGES,
   Priority,
   validate,
   ValidationError,
   VigilError,
-  chatOutputSchema,
-  embeddingOutputSchema,
   type ModelDeployment,
 } from '../../protocol/index.js';
 import { requireModel, type ModelCatalog } from './catalog.js';
@@ -31,18 +37,25 @@ export interface OpenAiRouteDeps {
   body: BodyLimits;
 }
 
+// Content given as parts is held to the content limit once joined, by the submit path.
 const message = z.object({
   role: z.enum(['system', 'developer', 'user', 'assistant']),
-  content: z.union([z.string(), z.array(z.object({ type: z.literal('text'), text: z.string() }))]),
+  content: z.union([
+    chatContentSchema,
+    z.array(z.object({ type: z.literal('text'), text: z.string() })),
+  ]),
 });
 
 const chatBodySchema = z.object({
   model: z.string(),
-  messages: z.array(message).min(1).max(64),
-  max_tokens: z.number().int().positive().nullish(),
-  max_completion_tokens: z.number().int().positive().nullish(),
-  temperature: z.number().min(0).max(2).nullish(),
-  seed: z.number().int().nullish(),
+  messages: z
+    .array(message)
+    .min(1, 'at least 1 message')
+    .max(MAX_CHAT_MESSAGES, `at most ${MAX_CHAT_MESSAGES} messages`),
+  max_tokens: chatParamsSchema.shape.max_tokens,
+  max_completion_tokens: chatParamsSchema.shape.max_tokens,
+  temperature: chatParamsSchema.shape.temperature,
+  seed: chatParamsSchema.shape.seed,
   n: z.literal(1).nullish(),
   stream: z.boolean().nullish(),
 });
@@ -51,15 +64,15 @@ type ChatBody = z.infer<typeof chatBodySchema>;
 
 const embeddingsBodySchema = z.object({
   model: z.string(),
-  input: z.union([
-    z.string(),
-    z.array(z.string()).min(1),
-    z.array(z.number()),
-    z.array(z.array(z.number())),
-  ]),
+  // Strings or token arrays; the strings' count and lengths are the embedding input contract's,
+  // checked on submit as `input`, which is this field's name too.
+  input: z.union([z.string(), z.array(z.unknown())]),
   encoding_format: z.enum(['float', 'base64']).default('float'),
-  dimensions: z.number().int().positive().optional(),
+  dimensions: embeddingParamsSchema.shape.dimensions,
 });
+
+/** OpenAI's token input: an array of token ids, or an array of them. */
+const isTokens = (item: unknown): boolean => typeof item === 'number' || Array.isArray(item);
 
 const seconds = (ms: number): number => Math.floor(ms / 1000);
 
@@ -129,7 +142,7 @@ function chatMessages(body: ChatBody): { role: string; content: string }[] {
 /** `POST /v1/embeddings`: one embedding task for the input strings, answered as a `list`. */
 async function embeddings(c: Context<GatewayEnv>, deps: OpenAiRouteDeps): Promise<Response> {
   const body = validate(embeddingsBodySchema, await readJsonBody(c, deps.body), 'body');
-  if (typeof body.input !== 'string' && typeof body.input[0] !== 'string') {
+  if (Array.isArray(body.input) && isTokens(body.input[0])) {
     throw new ValidationError('token arrays are not supported; send strings', 'input');
   }
   const model = modelOfKind(deps.catalog, body.model, 'embedding');

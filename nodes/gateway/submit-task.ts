@@ -1,12 +1,14 @@
 /**
  * The gateway's submit path, shared by the native infer route and the OpenAI routes: checks the
- * idempotency key, asks the region router where the task runs, fails fast when no actor could run
+ * idempotency key and the input against its model kind's contract, asks the region router where
+ * the task runs, fails fast when no actor could run
  * a synchronous call now, caps the deadline, and hands the task to `protocol/client.ts` in the
  * chosen region, spilling over to the next one only when a region refused it outright.
  */
 import type { Context } from 'hono';
 import type { Logger } from 'pino';
 import {
+  checkModelInput,
   ErrorCode,
   PublishRefusedError,
   ValidationError,
@@ -80,6 +82,9 @@ export function createTaskSubmitter(deps: TaskSubmitterDeps): TaskSubmitter {
     async submit(c, submission) {
       const key = idempotencyKeyOf(c);
       c.set('model', submission.model.name);
+      // Before anything is routed, counted or published: what the model's runtime would refuse
+      // is refused here, so it costs no queue slot and no quota (the quota is taken in submit).
+      checkModelInput(submission.model.kind, submission.input, submission.params);
       const route = await deps.router.plan(submission.model.name);
       // Fail fast rather than queue sync work no actor can run now; async work waits in the queue.
       if (submission.waitMs > 0 && route.noHealthyActor && deps.failFastWithoutActors) {

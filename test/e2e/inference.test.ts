@@ -1,6 +1,7 @@
 /**
  * The durable inference path over real HTTP, a real nats-server and real gateway and actor-host
- * processes: sync and async calls, idempotency, tenants, validation, and the OpenAI client.
+ * processes: sync and async calls, idempotency, tenants, validation (model input limits before a
+ * task exists), and the OpenAI client.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -10,6 +11,11 @@ import {
   assetNames,
   createVigilClient,
   decodeAs,
+  MAX_CHAT_MAX_TOKENS,
+  MAX_CHAT_MESSAGES,
+  MAX_EMBEDDING_DIMENSIONS,
+  MAX_EMBEDDING_INPUTS,
+  MAX_CHAT_CONTENT_CHARS,
   Priority,
   subjects,
   taskEventSchema,
@@ -140,12 +146,10 @@ describe('native API', () => {
     const badKey = await infer('echo', { input: 1 }, { 'Idempotency-Key': 'has space' });
     assert.equal(badKey.status, 400);
     const badChatParam = await infer('ngram-chat', { input: 'hi', params: { max_tokens: -5 } });
-    assert.equal(
-      badChatParam.status,
-      400,
-      'a model-level validation error is terminal and answers 400',
-    );
-    assert.equal(((await badChatParam.json()) as { task: Json }).task['state'], 'failed');
+    assert.equal(badChatParam.status, 400, 'a model-level validation error answers 400');
+    const refusal = (await badChatParam.json()) as { error: Json; task?: Json };
+    assert.equal(refusal.error['message'], 'params.max_tokens: at least 1');
+    assert.equal(refusal.task, undefined, 'refused before a task existed');
   });
 
   test('a body over the limit is 413', async () => {
@@ -246,6 +250,119 @@ describe('OpenAI-compatible API, through the official openai client', () => {
       badKey.models.list(),
       (err: unknown) => err instanceof OpenAI.AuthenticationError,
     );
+  });
+});
+
+describe('model input limits are checked before a task exists (issue 10)', () => {
+  /** Requests published to the region's request stream so far. */
+  async function requestsStored(): Promise<number> {
+    const jsm = await jetstreamManager(await edge.connect());
+    return (await jsm.streams.info(assetNames.requestStream(edge.region))).state.last_seq;
+  }
+
+  /** Asserts a 400 `invalid_request` whose message matches `limit`, with no task in it. */
+  async function assertRefused(res: Response, limit: RegExp): Promise<void> {
+    const text = await res.text();
+    assert.equal(res.status, 400, text.slice(0, 300));
+    const body = JSON.parse(text) as { error: Json; task?: Json; id?: string };
+    assert.equal(body.error['code'], 'invalid_request');
+    assert.match(String(body.error['message']), limit);
+    assert.equal(body.task, undefined, `a task came of it: ${text.slice(0, 300)}`);
+  }
+
+  const openAi = (path: string, body: unknown) =>
+    edge.request(path, { method: 'POST', body: JSON.stringify(body) });
+  const messages = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({ role: 'user', content: `Tell me about the fox ${i}` }));
+  const strings = (n: number) => Array.from({ length: n }, (_, i) => `text ${i}`);
+
+  test('65 chat messages, or max_tokens past 1024, is a 400 on both routes and publishes nothing', async () => {
+    const before = await requestsStored();
+    const tooMany = messages(MAX_CHAT_MESSAGES + 1);
+    await assertRefused(
+      await infer('ngram-chat', { input: { messages: tooMany } }),
+      /^input\.messages: at most 64 messages$/,
+    );
+    await assertRefused(
+      await infer('ngram-chat', { input: { messages: tooMany } }, { Prefer: 'respond-async' }),
+      /^input\.messages: at most 64 messages$/,
+    );
+    await assertRefused(
+      await openAi('/v1/chat/completions', { model: 'ngram-chat', messages: tooMany }),
+      /^body\.messages: at most 64 messages$/,
+    );
+    await assertRefused(
+      await openAi('/v1/chat/completions', {
+        model: 'ngram-chat',
+        messages: messages(1),
+        max_completion_tokens: MAX_CHAT_MAX_TOKENS + 1,
+      }),
+      /^body\.max_completion_tokens: at most 1024$/,
+    );
+    // Content parts are joined into one message, and the joined content is held to the limit.
+    const half = { type: 'text', text: 'x'.repeat(MAX_CHAT_CONTENT_CHARS / 2 + 1) };
+    await assertRefused(
+      await openAi('/v1/chat/completions', {
+        model: 'ngram-chat',
+        messages: [{ role: 'user', content: [half, half] }],
+      }),
+      /^input\.messages\.0\.content: at most 32768 characters$/,
+    );
+    assert.equal(await requestsStored(), before, 'a refused request published nothing');
+
+    const native = await infer('ngram-chat', {
+      input: { messages: messages(MAX_CHAT_MESSAGES) },
+      params: { max_tokens: MAX_CHAT_MAX_TOKENS },
+    });
+    assert.equal(native.status, 200, (await native.clone().text()).slice(0, 300));
+    const openAiChat = await openAi('/v1/chat/completions', {
+      model: 'ngram-chat',
+      messages: messages(MAX_CHAT_MESSAGES),
+      max_tokens: 8,
+    });
+    assert.equal(openAiChat.status, 200, (await openAiChat.clone().text()).slice(0, 300));
+    assert.equal(await requestsStored(), before + 2, 'the inputs at the bounds ran');
+  });
+
+  test('257 embedding inputs, or dimensions past their bounds, is a 400 and publishes nothing', async () => {
+    const before = await requestsStored();
+    const tooMany = strings(MAX_EMBEDDING_INPUTS + 1);
+    await assertRefused(
+      await openAi('/v1/embeddings', { model: 'hash-embed', input: tooMany }),
+      /^input: at most 256 strings$/,
+    );
+    await assertRefused(
+      await infer('hash-embed', { input: tooMany }),
+      /^input: at most 256 strings$/,
+    );
+    await assertRefused(
+      await openAi('/v1/embeddings', {
+        model: 'hash-embed',
+        input: 'w',
+        dimensions: MAX_EMBEDDING_DIMENSIONS + 1,
+      }),
+      /^body\.dimensions: at most 4096$/,
+    );
+    await assertRefused(
+      await infer('hash-embed', { input: 'w', params: { dimensions: 31 } }),
+      /^params\.dimensions: at least 32$/,
+    );
+    assert.equal(await requestsStored(), before, 'a refused request published nothing');
+
+    const batch = await openAi('/v1/embeddings', {
+      model: 'hash-embed',
+      input: strings(MAX_EMBEDDING_INPUTS),
+      dimensions: 32,
+      encoding_format: 'base64',
+    });
+    assert.equal(batch.status, 200, (await batch.clone().text()).slice(0, 300));
+    assert.equal(((await batch.json()) as { data: unknown[] }).data.length, MAX_EMBEDDING_INPUTS);
+    const wide = await infer('hash-embed', {
+      input: 'w',
+      params: { dimensions: MAX_EMBEDDING_DIMENSIONS },
+    });
+    assert.equal(wide.status, 200, (await wide.clone().text()).slice(0, 300));
+    assert.equal(await requestsStored(), before + 2, 'the inputs at the bounds ran');
   });
 });
 
