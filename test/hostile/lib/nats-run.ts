@@ -280,6 +280,17 @@ async function judgeRequest(
         input,
       );
     }
+    if (
+      contradictsSubject(c) &&
+      !(record.state === 'failed' && record.error?.code === 'invalid_payload')
+    ) {
+      return tally.violate(
+        boundary,
+        `${name}: run though it contradicts its subject`,
+        `record ${record.state} (${record.error?.code ?? 'no error'}); expected failed, invalid_payload`,
+        input,
+      );
+    }
     // Every generated request goes to the echo model's subject: echo is what ran it.
     if (record.state === 'succeeded' && record.model !== 'echo') {
       return tally.violate(
@@ -316,6 +327,19 @@ async function judgeRequest(
       input,
     );
   return tally.count(boundary, `${name}: dead-lettered, owner unknown`, input);
+}
+
+/**
+ * True for an undamaged request whose envelope names another task or model than its subject
+ * (always the echo model's): an actor must refuse it, not run it.
+ */
+function contradictsSubject(c: RequestCase): boolean {
+  if (c.mutation !== 'id mismatch' && c.mutation !== 'model mismatch') return false;
+  const envelope = safeDecode(Buffer.from(c.payloadHex, 'hex')) as {
+    id?: unknown;
+    model?: unknown;
+  };
+  return envelope.id !== c.subjectId || envelope.model !== 'echo';
 }
 
 /** A problem with who can see task `id` of `tenant` over HTTP, if there is one. */
