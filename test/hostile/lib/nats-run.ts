@@ -17,6 +17,7 @@ import {
   decode,
   encode,
   hostCommandReplySchema,
+  newTaskId,
   subjects,
   taskRecordSchema,
   type TaskRecord,
@@ -399,11 +400,14 @@ async function runReplies(
     while (live.length === 0) await new Promise((r) => setTimeout(r, 20));
     const recent = live.slice(-6);
     const target = recent[c.target % recent.length]!;
-    const other = live[(c.target * 7) % live.length]!;
+    // Another task's id must not be the target's own: that record would be the trusted actor
+    // host's forgery which the generator leaves out (see nats-cases.ts, and the trust test).
+    const others = live.filter((w) => w.id !== target.id);
+    const otherId = others[(c.target * 7) % Math.max(1, others.length)]?.id ?? newTaskId();
     const payload =
       c.payloadHex !== undefined
         ? Buffer.from(c.payloadHex, 'hex')
-        : forgedRecord(c, target.id, other.id, i);
+        : forgedRecord(c, target.id, otherId, i);
     p.actorHost.publish(target.replyTo, payload);
     tally.count(
       boundary,
