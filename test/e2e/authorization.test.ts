@@ -345,6 +345,16 @@ const OPERATIONS: Operation[] = [
     },
   },
   {
+    name: 'delete a queued request (eu, the unserved sweep)',
+    allowed: [ACTOR_HOST_EU, Role.Admin],
+    writes: true,
+    async run(nc) {
+      const stream = assetNames.requestStream(EU);
+      const { state } = await jsm.streams.info(stream);
+      await (await jetstreamManager(nc)).streams.deleteMessage(stream, state.last_seq, false);
+    },
+  },
+  {
     name: 'publish a dead letter (eu)',
     allowed: [ACTOR_HOST_EU, Role.Admin],
     writes: true,

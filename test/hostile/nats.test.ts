@@ -27,9 +27,12 @@ let watched: WatchedEdge;
 before(async () => {
   watched = await startWatchedEdge({
     // Waiters in the reply cases are held by the echo model's delay; retries are quick.
+    // A request for a model nobody serves is ended within a corpus case's wait.
     actorEnv: {
       VIGIL_ECHO_FAULTS: '{"enabled":true,"maxDelayMs":2000}',
       VIGIL_RETRY_SCHEDULE_MS: '200',
+      VIGIL_UNSERVED_GRACE_MS: '1000',
+      VIGIL_UNSERVED_CHECK_MS: '250',
     },
   });
 });

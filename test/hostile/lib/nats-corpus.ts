@@ -139,6 +139,13 @@ export async function runNatsCorpusCase(
     Buffer.from(payload).toString('hex'),
   );
   const problems = await check(edge, c, where, lookup);
+  // Ended means out of the queue too: nothing ended may count against its bound.
+  if (where.end === 'record' || where.end === 'letter') {
+    const held = await jsm.streams
+      .getMessage(assetNames.requestStream(edge.region), { seq })
+      .catch(() => null);
+    if (held) problems.push(`ended as a ${where.end}, but still held in the request stream`);
+  }
   if (c.noRecordUnder !== undefined) {
     const other = String(vars[c.noRecordUnder]);
     const entry = await tasks.get(other);
