@@ -355,6 +355,16 @@ const OPERATIONS: Operation[] = [
     },
   },
   {
+    // The trust boundary of outcomes: a waiting caller believes a record on its reply subject.
+    name: "publish on a gateway's reply subject",
+    allowed: [ACTOR_HOST_EU, Role.Admin],
+    writes: false,
+    run(nc) {
+      nc.publish(subjects.reply('gw', newTaskId()), encode({ forged: true }));
+      return Promise.resolve();
+    },
+  },
+  {
     name: 'publish a dead letter (eu)',
     allowed: [ACTOR_HOST_EU, Role.Admin],
     writes: true,
