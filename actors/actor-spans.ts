@@ -133,15 +133,20 @@ class ActorSpansImpl implements ActorSpans {
   }
 
   startReply(task: Pick<RequestEnvelope, 'id'>): Span {
-    return tracer.startSpan('send reply', {
-      kind: SpanKind.PRODUCER,
-      attributes: {
-        [MessagingAttr.System]: MESSAGING_SYSTEM_NATS,
-        [MessagingAttr.OperationType]: 'send',
-        [MessagingAttr.TaskId]: task.id,
-      },
-    });
+    return startReplySpan(task);
   }
+}
+
+/** The reply to a waiting client, in the active context; for senders that are not actors too. */
+export function startReplySpan(task: Pick<RequestEnvelope, 'id'>): Span {
+  return tracer.startSpan('send reply', {
+    kind: SpanKind.PRODUCER,
+    attributes: {
+      [MessagingAttr.System]: MESSAGING_SYSTEM_NATS,
+      [MessagingAttr.OperationType]: 'send',
+      [MessagingAttr.TaskId]: task.id,
+    },
+  });
 }
 
 /** Span contexts of the last attempt per task, to link a retry to it; oldest forgotten first. */

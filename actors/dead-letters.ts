@@ -1,6 +1,6 @@
 /**
  * The actor's writes to the region's dead-letter stream: a letter for every task that ends
- * `failed` or `dead`, and the raw bytes of a request no actor can read (a poison message), which is
+ * `failed` or `dead`, and the raw bytes of a request no actor may run (a poison message), which is
  * then termed so it is never retried. Listing and replaying letters is `protocol/dead-letters.ts`.
  */
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
@@ -43,7 +43,8 @@ export interface DeadLetters {
     streamSequence: number,
   ): Promise<void>;
   /**
-   * Dead-letters an undecodable delivery's raw bytes with the reason and, as far as it could be
+   * Dead-letters the raw bytes of a delivery no actor may run (undecodable, or contradicting its
+   * subject) with the reason and, as far as it could be
    * recovered, the task and its owner (`Vigil-Task-Id`, `Vigil-Tenant` headers); a letter whose
    * owner is unknown says so in its reason. Deduplicated on the request message. Throws when the
    * letter could not be stored.
@@ -71,24 +72,54 @@ export function createDeadLetters(js: JetStreamClient, options: DeadLettersOptio
       });
     },
     async poison(msg, error, recovered) {
-      const owner = recovered?.tenant;
-      const reason = owner
-        ? error.message
-        : `${error.message}; the task's owner could not be recovered, so no task record was written`;
       o.log.error(
-        { subject: msg.subject, seq: msg.seq, error, task_id: recovered?.taskId, tenant: owner },
-        'undecodable request dead-lettered',
+        {
+          subject: msg.subject,
+          seq: msg.seq,
+          error,
+          task_id: recovered?.taskId,
+          tenant: recovered?.tenant,
+        },
+        'request no actor may run dead-lettered',
       );
-      const hdrs = natsHeaders();
-      hdrs.set(DEAD_LETTER_HEADERS.error, `${error.code}: ${reason}`.slice(0, 1024));
-      if (recovered) hdrs.set(DEAD_LETTER_HEADERS.taskId, recovered.taskId);
-      if (owner) hdrs.set(DEAD_LETTER_HEADERS.tenant, owner);
-      await js.publish(subjects.deadLetter(o.region, o.model), msg.data, {
-        msgID: `dlq-seq-${msg.seq}`,
-        headers: hdrs,
-      });
+      await letterRawRequest(js, o.region, o.model, msg, error, recovered);
       o.counts.deadLettered += 1;
       o.metrics.undecodable();
     },
   };
+}
+
+/** A queued request as the stream holds it: its subject, sequence and raw bytes. */
+export interface RawRequest {
+  subject: string;
+  seq: number;
+  data: Uint8Array;
+}
+
+/**
+ * Files `request`'s raw bytes in `region`'s dead-letter stream under `model`, with the reason
+ * and, as far as they were recovered, the task and its owner (`Vigil-Task-Id`, `Vigil-Tenant`
+ * headers); a letter whose owner is unknown says so in its reason. Deduplicated on the request
+ * message, so writers that race over one request file one letter. Throws when it was not stored.
+ */
+export async function letterRawRequest(
+  js: JetStreamClient,
+  region: string,
+  model: string,
+  request: RawRequest,
+  error: WireError,
+  recovered: RecoveredRequest | undefined,
+): Promise<void> {
+  const owner = recovered?.tenant;
+  const reason = owner
+    ? error.message
+    : `${error.message}; the task's owner could not be recovered, so no task record was written`;
+  const hdrs = natsHeaders();
+  hdrs.set(DEAD_LETTER_HEADERS.error, `${error.code}: ${reason}`.slice(0, 1024));
+  if (recovered) hdrs.set(DEAD_LETTER_HEADERS.taskId, recovered.taskId);
+  if (owner) hdrs.set(DEAD_LETTER_HEADERS.tenant, owner);
+  await js.publish(subjects.deadLetter(region, model), request.data, {
+    msgID: `dlq-seq-${request.seq}`,
+    headers: hdrs,
+  });
 }

@@ -7,7 +7,8 @@
  * wiring, and what the breaker and a drain do to the mailbox) -> `mailbox.ts` (the pull consumer)
  * -> `task-delivery.ts` (one delivery, judged) -> `attempt.ts` (one run of the model) ->
  * `task-records.ts` (the compare-and-set final record) -> `replies.ts` (the reply and events).
- * Failures end in `dead-letters.ts`; each other file is named for the part it holds.
+ * Failures end in `dead-letters.ts`; requests for a model no actor serves are ended by
+ * `unserved-requests.ts`; each other file is named for the part it holds.
  */
 export { createInferenceActor, INFERENCE_ACTOR_DEFAULTS } from './inference-actor.js';
 export type { InferenceActor, InferenceActorOptions } from './inference-actor.js';
@@ -26,6 +27,9 @@ export type {
   SupervisorEvent,
   SupervisorOptions,
 } from './supervisor.js';
+
+export { startUnservedRequestSweep, UNSERVED_REQUESTS_DEFAULTS } from './unserved-requests.js';
+export type { UnservedRequestSweep, UnservedRequestsOptions } from './unserved-requests.js';
 
 export { createHeartbeats } from './heartbeats.js';
 export type { Heartbeats, HeartbeatsOptions } from './heartbeats.js';

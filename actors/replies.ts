@@ -25,7 +25,7 @@ export interface Replies {
 export function createReplies(
   nc: NatsConnection,
   region: string,
-  spans: ActorSpans,
+  spans: Pick<ActorSpans, 'startReply'>,
   log: Logger,
 ): Replies {
   return {

@@ -1,7 +1,8 @@
 /**
  * One delivery from the mailbox, brought to an ack, a nak or a term:
  *
- *   decode -> (redelivery? reuse the stored outcome) -> run an attempt (`attempt.ts`) -> judge it:
+ *   decode, check against the subject -> (redelivery? reuse the stored outcome) -> run an
+ *   attempt (`attempt.ts`) -> judge it:
  *   success: store the final record (`task-records.ts`), reply, ack;
  *   retryable failure with attempts and time left: nak with the backoff;
  *   otherwise: dead letter (`dead-letters.ts`), final record, reply, term.
@@ -16,6 +17,7 @@ import {
   decodeAs,
   ErrorCode,
   FINAL_STATES,
+  parseRequestSubject,
   recoverRequest,
   requestEnvelopeSchema,
   toVigilError,
@@ -85,7 +87,13 @@ class TaskDelivery {
     try {
       task = decodeAs(requestEnvelopeSchema, msg.data, 'request', this.#o.decodeLimits);
     } catch (err) {
-      await this.#unreadable(msg, err);
+      const reason = toVigilError(err).message;
+      await this.#refuse(msg, `the request could not be read: ${reason}`, `undecodable: ${reason}`);
+      return;
+    }
+    const contradiction = this.#contradiction(msg.subject, task);
+    if (contradiction !== undefined) {
+      await this.#refuse(msg, contradiction, `invalid: ${contradiction}`);
       return;
     }
     const traced = this.#o.spans.startAttempt(msg, task, msg.info.deliveryCount, Date.now());
@@ -103,35 +111,53 @@ class TaskDelivery {
   }
 
   /**
-   * A delivery no actor can decode is never run, but its task still ends where its owner looks:
-   * the raw bytes go to the dead-letter stream with the reason, and when the subject and the
-   * envelope's top level give up the task and its tenant, the task gets its final record
-   * (`failed`, `invalid_payload`), the waiting caller its reply and the tenant its event. Only
-   * then is the delivery termed; if NATS cannot take the letter or the record, it comes back.
+   * Why an envelope that decoded may not run as the task its subject names, if it may not. The
+   * stream accepted the subject's task (its id is the `Nats-Msg-Id`, the key a caller reads, the
+   * token `GET /v1/tasks/{id}` finds it by) for the subject's model (the consumer that delivered
+   * it); an envelope that says otherwise would store its outcome where nobody looks, or run on a
+   * model it did not ask for. Only a publisher that bypassed the gateway and client sends one.
    */
-  async #unreadable(msg: JsMsg, err: unknown): Promise<void> {
-    const reason = toVigilError(err).message;
-    const error: WireError = {
-      code: ErrorCode.InvalidPayload,
-      message: `the request could not be read: ${reason}`,
-      retryable: false,
-    };
+  #contradiction(subject: string, task: RequestEnvelope): string | undefined {
+    const parsed = parseRequestSubject(subject);
+    if (!parsed) {
+      // Bounded: the reason is stored in the record, whose error message a reader caps.
+      return `the subject ${subject.slice(0, 300)} does not name a task (vigil.req.<region>.<model>.<priority>.<task id>)`;
+    }
+    if (task.id !== parsed.taskId) {
+      return `the envelope's task id ${task.id} is not the subject's ${parsed.taskId}`;
+    }
+    if (task.model !== parsed.model || task.model !== this.#o.model) {
+      return `the envelope's model ${task.model} is not the subject's ${parsed.model} (served by the ${this.#o.model} actor)`;
+    }
+    return undefined;
+  }
+
+  /**
+   * A delivery no actor may run (undecodable, or contradicting its subject) still ends where its
+   * owner looks: the raw bytes go to the dead-letter stream with the reason, and when the subject
+   * and the envelope's top level give up the task and its tenant, the subject's task gets its
+   * final record (`failed`, `invalid_payload`; never over a record it has), the caller waiting on
+   * that task's reply subject its reply, and the tenant its event. Only then is the delivery termed; if NATS cannot take the
+   * letter or the record, it comes back.
+   */
+  async #refuse(msg: JsMsg, reason: string, termReason: string): Promise<void> {
+    const error: WireError = { code: ErrorCode.InvalidPayload, message: reason, retryable: false };
     const recovered = recoverRequest(msg.subject, msg.data);
     try {
       await this.#o.deadLetters.poison(msg, error, recovered);
-      if (recovered?.tenant) await this.#endUnreadable(msg, recovered, recovered.tenant, error);
-      msg.term(`undecodable: ${reason}`.slice(0, 256));
+      if (recovered?.tenant) await this.#endRefused(msg, recovered, recovered.tenant, error);
+      msg.term(termReason.slice(0, 256));
     } catch (storeErr) {
       this.#o.log.warn(
         { err: storeErr },
-        'could not dead-letter an undecodable request; handing it back',
+        'could not dead-letter a request no actor may run; handing it back',
       );
       msg.nak(1_000);
     }
   }
 
-  /** The final record, reply and event of an undecodable request whose owner is known. */
-  async #endUnreadable(
+  /** The final record, reply and event of a refused request whose owner is known. */
+  async #endRefused(
     msg: JsMsg,
     recovered: RecoveredRequest,
     tenant: string,

@@ -99,6 +99,29 @@ export interface TaskRecords {
   writeProgress(attempt: Attempt): Promise<void>;
 }
 
+/**
+ * Stores `record` in `tasks` only if the task has no record at all (see
+ * {@link TaskRecords.createOnly}), for writers that end a task no actor ran. Returns the stored
+ * record, and whether it is `record`. Throws when NATS cannot be reached or the stored record
+ * cannot be read.
+ */
+export async function createRecordOnly(
+  tasks: KV,
+  record: TaskRecord,
+): Promise<StoredRecord & { created: boolean }> {
+  const payload = encode(record);
+  try {
+    await tasks.create(record.id, payload);
+    return { record, payload, created: true };
+  } catch (err) {
+    if (!isRevisionConflict(err)) throw err;
+    const entry = await tasks.get(record.id);
+    if (entry?.operation !== 'PUT') throw new Error(`task ${record.id} changed while being ended`);
+    const stored = decodeAs(taskRecordSchema, entry.value, 'task record');
+    return { record: stored, payload: entry.value, created: false };
+  }
+}
+
 /** The task records of `tasks` (the region's task bucket). */
 export function createTaskRecords(tasks: KV, options: TaskRecordsOptions): TaskRecords {
   return new TaskRecordsImpl(tasks, options);
@@ -156,17 +179,8 @@ class TaskRecordsImpl implements TaskRecords {
     }
   }
 
-  async createOnly(record: TaskRecord): Promise<StoredRecord & { created: boolean }> {
-    const payload = encode(record);
-    try {
-      await this.#tasks.create(record.id, payload);
-      return { record, payload, created: true };
-    } catch (err) {
-      if (!isRevisionConflict(err)) throw err;
-      const stored = await this.read(record.id);
-      if (!stored) throw new Error(`task ${record.id} has a record that cannot be read`);
-      return { ...stored, created: false };
-    }
+  createOnly(record: TaskRecord): Promise<StoredRecord & { created: boolean }> {
+    return createRecordOnly(this.#tasks, record);
   }
 
   /**

@@ -174,13 +174,14 @@ export interface VigilClient {
   submit(request: SubmitRequest): Promise<Submission>;
   /**
    * Waits up to `timeoutMs` for a task held in `region` (default home) to reach a final state;
-   * `undefined` on timeout.
+   * `undefined` on timeout. With `tenant`, a reply whose record names another tenant is ignored.
    */
   waitForOutcome(
     taskId: string,
     timeoutMs: number,
     cancel?: Cancellation,
     region?: string,
+    tenant?: string,
   ): Promise<TaskRecord | undefined>;
   /**
    * Reads a task's state in whichever region holds it: its record, or its queued request (at an
@@ -192,6 +193,8 @@ export interface VigilClient {
 }
 
 interface Waiter {
+  /** The tenant whose task is awaited; a record of another tenant is not its answer. */
+  tenant: string | undefined;
   resolve(record: TaskRecord | undefined): void;
 }
 
@@ -242,13 +245,17 @@ class VigilClientImpl implements VigilClient {
     this.#replies = nc.subscribe(subjects.repliesOfGateway(clientId), {
       callback: (err, msg) => {
         if (err) return;
+        // The subject names the task (`vigil.reply.<client>.<task>`): a reply nobody waits for
+        // costs no decode, and a record of another task on it is nobody's answer.
+        const taskId = msg.subject.slice(msg.subject.lastIndexOf('.') + 1);
+        if (!this.#waiters.has(taskId)) return;
         let record: TaskRecord;
         try {
           record = decodeAs(taskRecordSchema, msg.data, 'reply');
         } catch {
           return; // a malformed reply is ignored; the waiter's re-read still finds the outcome
         }
-        this.#settle(record.id, record);
+        if (record.id === taskId) this.#settle(taskId, record);
       },
     });
   }
@@ -280,7 +287,7 @@ class VigilClientImpl implements VigilClient {
     const replyTo = waits ? subjects.reply(this.clientId, taskId) : undefined;
     const envelope = requestEnvelope(taskId, request, replyTo);
     // Listen before publishing: the reply can arrive in the same socket read as the PubAck.
-    const waiter = waits ? this.#register(taskId) : undefined;
+    const waiter = waits ? this.#register(taskId, request.tenant) : undefined;
     try {
       const duplicate = await this.#publish(envelope, region, request.headers);
       if (!waiter) return { taskId, region, duplicate };
@@ -312,7 +319,13 @@ class VigilClientImpl implements VigilClient {
     }
     const outcome =
       request.waitMs > 0
-        ? await this.waitForOutcome(taskId, request.waitMs, request.cancel, existing.region)
+        ? await this.waitForOutcome(
+            taskId,
+            request.waitMs,
+            request.cancel,
+            existing.region,
+            request.tenant,
+          )
         : undefined;
     return outcome
       ? { taskId, region: existing.region, duplicate: true, outcome }
@@ -411,8 +424,9 @@ class VigilClientImpl implements VigilClient {
     timeoutMs: number,
     cancel?: Cancellation,
     region: string = this.#region,
+    tenant?: string,
   ): Promise<TaskRecord | undefined> {
-    const waiter = this.#register(taskId);
+    const waiter = this.#register(taskId, tenant);
     try {
       return await this.#wait(taskId, region, waiter, timeoutMs, true, cancel);
     } finally {
@@ -420,7 +434,7 @@ class VigilClientImpl implements VigilClient {
     }
   }
 
-  #register(taskId: string): RegisteredWaiter {
+  #register(taskId: string, tenant: string | undefined): RegisteredWaiter {
     if (this.#closed) throw new VigilError(ErrorCode.Unavailable, 'the client is closed', true);
     if (this.waiting >= this.#options.maxWaiters) {
       throw new VigilError(
@@ -434,7 +448,7 @@ class VigilClientImpl implements VigilClient {
     }
     let waiter!: Waiter;
     const replied = new Promise<TaskRecord | undefined>((resolve) => {
-      waiter = { resolve };
+      waiter = { tenant, resolve };
     });
     let set = this.#waiters.get(taskId);
     if (!set) this.#waiters.set(taskId, (set = new Set()));
@@ -565,7 +579,12 @@ class VigilClientImpl implements VigilClient {
     const set = this.#waiters.get(taskId);
     if (!set) return;
     if (record && !FINAL_STATES.has(record.state)) return;
-    for (const waiter of set) waiter.resolve(record);
+    for (const waiter of set) {
+      // A record of another tenant on this task's subject is forged or misrouted: the waiter
+      // keeps waiting, and the stored record still reaches it (reply or re-read).
+      if (record && waiter.tenant !== undefined && record.tenant !== waiter.tenant) continue;
+      waiter.resolve(record);
+    }
   }
 }
 

@@ -38,7 +38,7 @@ export const DEFAULT_DEAD_LETTER_LIST_LIMIT = 50;
 /** Most letters one `list` call returns. */
 export const MAX_DEAD_LETTER_LIST_LIMIT = 1000;
 
-/** Headers the actor puts on an undecodable request it dead-letters as raw bytes. */
+/** Headers on a request dead-lettered as raw bytes: undecodable, invalid, or for no served model. */
 export const DEAD_LETTER_HEADERS = {
   /** `<code>: <reason>`. */
   error: 'Vigil-Error',

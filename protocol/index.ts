@@ -22,7 +22,16 @@ export {
   natsHeaderSetter,
 } from './trace-context.js';
 export type { TraceCarrier } from './trace-context.js';
-export { isNameToken, NAME_TOKEN, nameToken, Priority, subjects, TASK_ID } from './subjects.js';
+export {
+  isNameToken,
+  NAME_TOKEN,
+  nameToken,
+  parseRequestSubject,
+  Priority,
+  subjects,
+  TASK_ID,
+} from './subjects.js';
+export type { RequestSubject } from './subjects.js';
 export {
   actorHeartbeatSchema,
   ActorState,

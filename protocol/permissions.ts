@@ -78,6 +78,8 @@ export const jsApi = {
     `$JS.API.CONSUMER.DELETE.${stream}.${consumer}`,
   consumerNames: (stream: string): string => `$JS.API.CONSUMER.NAMES.${stream}`,
   consumerList: (stream: string): string => `$JS.API.CONSUMER.LIST.${stream}`,
+  /** Removes one message from a stream, by sequence. */
+  msgDelete: (stream: string): string => `$JS.API.STREAM.MSG.DELETE.${stream}`,
   /** Pull requests of a pull consumer. */
   msgNext: (stream: string, consumer: string): string =>
     `$JS.API.CONSUMER.MSG.NEXT.${stream}.${consumer}`,
@@ -258,6 +260,21 @@ function queueWork(region: string): string[] {
 }
 
 /**
+ * What the unserved-request sweep (`actors/unserved-requests.ts`) needs of its region's queue
+ * beyond queue work: how much the stream and its consumers hold, which subjects it holds, a
+ * queued request's bytes, and the removal of one it ended.
+ */
+function unservedSweep(region: string): string[] {
+  const requests = assetNames.requestStream(region);
+  return [
+    jsApi.streamInfo(requests),
+    jsApi.consumerList(requests),
+    jsApi.directGet(requests),
+    jsApi.msgDelete(requests),
+  ];
+}
+
+/**
  * An actor host works its own region's queues, and takes over those of `rescueRegions` while they
  * have no actors (`nodes/actor-host/backlog-rescue.ts`), for which it watches their heartbeats.
  */
@@ -271,6 +288,7 @@ function actorHostPermissions(
       allow: [
         jsApi.accountInfo,
         ...queueWork(region),
+        ...unservedSweep(region),
         ...kvRead(assetNames.actorBucket(region)),
         kvWrite(assetNames.actorBucket(region)),
         ...rescueRegions.flatMap((other) => [

@@ -39,6 +39,34 @@ export function nameToken(value: string, what: string): string {
   return value;
 }
 
+/** The tokens of a request subject, `vigil.req.<region>.<model>.<priority>.<taskId>`. */
+export interface RequestSubject {
+  region: string;
+  model: string;
+  priority: string;
+  /** The task the stream accepted: its `Nats-Msg-Id` and the key of its record. */
+  taskId: string;
+}
+
+/**
+ * The tokens of `subject` when it has the request layout (six tokens under `vigil.req.`, the last
+ * a task id); undefined otherwise. The stream takes `vigil.req.<region>.>`, so a publisher that
+ * breaks the layout still gets its message stored: readers must check, not assume.
+ */
+export function parseRequestSubject(subject: string): RequestSubject | undefined {
+  const tokens = subject.split('.');
+  if (tokens.length !== 6 || tokens[0] !== 'vigil' || tokens[1] !== 'req') return undefined;
+  const [, , region, model, priority, taskId] = tokens as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
+  return TASK_ID.test(taskId) ? { region, model, priority, taskId } : undefined;
+}
+
 /** Subject builders. Requests carry the task id last so a pending task can be found by subject. */
 export const subjects = {
   /** Where a request for `model` is published in `region`. */

@@ -9,7 +9,7 @@
  * time are read from the envelope's top-level map by a tolerant reader that never decodes nested
  * values, so a payload that is too deep or malformed further in still gives up its owner.
  */
-import { NAME_TOKEN, TASK_ID } from './subjects.js';
+import { NAME_TOKEN, parseRequestSubject } from './subjects.js';
 
 /** The owner of an unreadable request, as far as it could be recovered. */
 export interface RecoveredRequest {
@@ -28,11 +28,12 @@ const WANTED = new Set(['tenant', 'replyTo', 'createdAt']);
 
 /**
  * The owner of the request published on `subject` with payload `bytes`; undefined when the
- * subject carries no task id (a message that never came from a gateway or client).
+ * subject does not have the request layout, so carries no task id (a message that never came
+ * from a gateway or client).
  */
 export function recoverRequest(subject: string, bytes: Uint8Array): RecoveredRequest | undefined {
-  const taskId = subject.slice(subject.lastIndexOf('.') + 1);
-  if (!subject.startsWith('vigil.req.') || !TASK_ID.test(taskId)) return undefined;
+  const taskId = parseRequestSubject(subject)?.taskId;
+  if (taskId === undefined) return undefined;
   const found = readTopLevel(bytes);
   const recovered: RecoveredRequest = { taskId };
   const { tenant, replyTo, createdAt } = found;

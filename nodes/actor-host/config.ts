@@ -6,6 +6,7 @@ import {
   type ExecutorSpec,
   createBuiltinModels,
   type BuiltinModelsOptions,
+  UNSERVED_REQUESTS_DEFAULTS,
 } from '../../actors/index.js';
 import type { SupervisorOptions } from '../../actors/index.js';
 import type { Logger } from 'pino';
@@ -215,6 +216,25 @@ export const ACTOR_HOST_SETTINGS = settingsGroup({
       default: BACKLOG_RESCUE_DEFAULTS.checkIntervalMs,
       meaning: 'How often the other regions are looked at.',
     }),
+    unservedGraceMs: durationMs({
+      name: 'VIGIL_UNSERVED_GRACE_MS',
+      min: 0,
+      max: 86_400_000,
+      default: UNSERVED_REQUESTS_DEFAULTS.graceMs,
+      meaning:
+        "How long a request for a model that has no consumer in this host's region (no actor " +
+        'here has ever served it) may wait for one; then it ends `failed` (`not_found`). Keep ' +
+        "it longer than a new model's first actor host takes to start.",
+    }),
+    unservedCheckMs: durationMs({
+      name: 'VIGIL_UNSERVED_CHECK_MS',
+      min: 100,
+      max: 3_600_000,
+      default: UNSERVED_REQUESTS_DEFAULTS.checkIntervalMs,
+      meaning:
+        "How often the region's request stream is checked for requests no consumer takes (two " +
+        'JetStream reads while there are none).',
+    }),
     drainGraceMs: durationMs({
       name: 'VIGIL_DRAIN_GRACE_MS',
       min: 0,
@@ -297,6 +317,7 @@ export function actorHostOptions(settings: ActorHostSettings, logger: Logger): A
       graceMs: h.rescueGraceMs,
       checkIntervalMs: h.rescueCheckMs,
     },
+    unserved: { graceMs: h.unservedGraceMs, checkIntervalMs: h.unservedCheckMs },
     logger,
   };
 }

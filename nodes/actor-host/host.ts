@@ -6,8 +6,9 @@
  *
  * This file is the wiring: what starts in which order (`start`), and what stops in which order
  * (`drain`). The parts are named for what they do: the actors and their heartbeats are in
- * `actors/`, the controller's commands in `host-commands.ts`, discovery in `host-service.ts`, and
- * taking over other regions' queues in `backlog-rescue.ts`.
+ * `actors/`, the controller's commands in `host-commands.ts`, discovery in `host-service.ts`,
+ * taking over other regions' queues in `backlog-rescue.ts`, and ending its region's requests for
+ * models no actor serves in `actors/unserved-requests.ts`.
  */
 import { hostname } from 'node:os';
 import { jetstream } from '@nats-io/jetstream';
@@ -19,6 +20,7 @@ import {
   createHeartbeats,
   createInferenceActor,
   createSupervisor,
+  startUnservedRequestSweep,
   superviseModel,
   type CircuitBreakerOptions,
   type Escalation,
@@ -31,6 +33,7 @@ import {
   type Supervisor,
   type SupervisorEvent,
   type SupervisorOptions,
+  type UnservedRequestSweep,
 } from '../../actors/index.js';
 import {
   ActorState,
@@ -76,6 +79,11 @@ export interface ActorHostOptions {
    * it serves (`backlog-rescue.ts`). Default: none.
    */
   rescue?: { regions: readonly string[]; graceMs?: number; checkIntervalMs?: number };
+  /**
+   * Ending requests for a model no actor serves in the region (no consumer), once they waited
+   * `graceMs` (`actors/unserved-requests.ts`). Defaults: `UNSERVED_REQUESTS_DEFAULTS`.
+   */
+  unserved?: { graceMs?: number; checkIntervalMs?: number };
   /**
    * What a controller's `drain` command does. Default: SIGTERM to this process, so the host
    * drains and exits exactly as when its orchestrator stops it, and is replaced.
@@ -136,6 +144,7 @@ class ActorHostImpl implements ActorHost {
   #service: Service | undefined;
   #health: ActorHealth | undefined;
   #rescue: BacklogRescue | undefined;
+  #unserved: UnservedRequestSweep | undefined;
   #escalated: Promise<Escalation> | undefined;
   #draining: Promise<void> | undefined;
 
@@ -190,6 +199,12 @@ class ActorHostImpl implements ActorHost {
         logger: this.#log,
       });
       this.#rescue = await this.#startRescue();
+      this.#unserved = await startUnservedRequestSweep(this.#nc, {
+        ...this.#o.unserved,
+        region: this.#o.region,
+        actorId: `${this.hostId}/unserved`,
+        logger: this.#log,
+      });
     } catch (err) {
       await this.#closeAfterFailedStart();
       throw err;
@@ -296,6 +311,7 @@ class ActorHostImpl implements ActorHost {
   }
 
   async #closeAfterFailedStart(): Promise<void> {
+    await this.#rescue?.stop();
     this.#heartbeats?.stop();
     this.#health?.close();
     await Promise.allSettled(this.actors.map((a) => a.stop()));
@@ -310,6 +326,7 @@ class ActorHostImpl implements ActorHost {
     const drained = Promise.allSettled([
       ...this.actors.map((a) => a.drain(graceMs)),
       this.#rescue?.stop(),
+      this.#unserved?.stop(),
     ]);
     await this.beat(); // the last heartbeat says draining: gateways stop sending work here
     await drained;

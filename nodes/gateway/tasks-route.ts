@@ -39,6 +39,7 @@ export function registerTasksRoute(app: Hono<GatewayEnv>, deps: TasksRouteDeps):
         Math.min(prefer.waitMs, deps.maxSyncWaitMs),
         clientGone(c),
         status.region,
+        c.get('tenant'),
       );
       if (outcome) status = { region: status.region, state: outcome.state, record: outcome };
     }

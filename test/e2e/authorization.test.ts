@@ -345,6 +345,26 @@ const OPERATIONS: Operation[] = [
     },
   },
   {
+    name: 'delete a queued request (eu, the unserved sweep)',
+    allowed: [ACTOR_HOST_EU, Role.Admin],
+    writes: true,
+    async run(nc) {
+      const stream = assetNames.requestStream(EU);
+      const { state } = await jsm.streams.info(stream);
+      await (await jetstreamManager(nc)).streams.deleteMessage(stream, state.last_seq, false);
+    },
+  },
+  {
+    // The trust boundary of outcomes: a waiting caller believes a record on its reply subject.
+    name: "publish on a gateway's reply subject",
+    allowed: [ACTOR_HOST_EU, Role.Admin],
+    writes: false,
+    run(nc) {
+      nc.publish(subjects.reply('gw', newTaskId()), encode({ forged: true }));
+      return Promise.resolve();
+    },
+  },
+  {
     name: 'publish a dead letter (eu)',
     allowed: [ACTOR_HOST_EU, Role.Admin],
     writes: true,

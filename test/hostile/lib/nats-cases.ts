@@ -225,7 +225,8 @@ const replyCases: fc.Arbitrary<ReplyCase> = fc.oneof(
       v: fc.constantFrom(1, 1, 2),
     })
     // A record for the waiting task, with its own tenant, in a final state, is a forgery no
-    // shape check can tell from the truth: a separate (todo) test covers it.
+    // shape check can tell from the truth: only actor hosts, trusted to write outcomes, may
+    // publish on reply subjects (a separate test asserts the server refuses everyone else).
     .filter(
       (r) =>
         !(

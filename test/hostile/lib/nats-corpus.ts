@@ -6,7 +6,8 @@
  *
  * Expectations: `record:<states>` (a final record in one of them, with its reason, visible to
  * its tenant only), `letter` (a dead letter that says why), `refused` (the publish fails), or
- * `ends` (any of those: not queued for ever, not vanished).
+ * `ends` (any of those: not queued for ever, not vanished); `reason`, a pattern the record's
+ * error or the letter's reason must match; `noRecordUnder`, a task that must stay unwritten.
  */
 import { readFileSync } from 'node:fs';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
@@ -36,6 +37,10 @@ export interface NatsCorpusCase {
   expect: string;
   /** A succeeded record must name this model: the one that ran. */
   ranAs?: string;
+  /** A pattern the record's error message (or the letter's reason) must match. */
+  reason?: string;
+  /** A variable (`otherId`) naming a task that must have no record afterwards. */
+  noRecordUnder?: string;
   /** How long to wait for it to end when no echo actor takes it, ms. */
   waitMs?: number;
   known?: string;
@@ -67,7 +72,7 @@ function fill(value: unknown, vars: Record<string, string | number>): unknown {
 export function corpusMessage(
   c: NatsCorpusCase,
   region: string,
-): { subject: string; payload: Uint8Array; id: string } {
+): { subject: string; payload: Uint8Array; id: string; vars: Record<string, string | number> } {
   const now = Date.now();
   const id = newTaskId();
   const vars = { id, otherId: newTaskId(), now, later: now + 60_000, past: now - 1000, region };
@@ -90,7 +95,7 @@ export function corpusMessage(
     );
   if (c.bytes?.append !== undefined)
     payload = Buffer.concat([payload, Buffer.from(c.bytes.append, 'hex')]);
-  return { subject: String(fill(c.subject, vars)), payload, id };
+  return { subject: String(fill(c.subject, vars)), payload, id, vars };
 }
 
 /** Publishes one case and says what is wrong with where it ended (empty: it passed). */
@@ -100,7 +105,7 @@ export async function runNatsCorpusCase(
   admin: NatsConnection,
   c: NatsCorpusCase,
 ): Promise<{ end: string; problems: string[] }> {
-  const { subject, payload, id } = corpusMessage(c, edge.region);
+  const { subject, payload, id, vars } = corpusMessage(c, edge.region);
   let seq: number;
   try {
     seq = (await jetstream(nc).publish(subject, payload, { timeout: 10_000 })).seq;
@@ -133,7 +138,21 @@ export async function runNatsCorpusCase(
     seq,
     Buffer.from(payload).toString('hex'),
   );
-  return { end: describe(where), problems: await check(edge, c, where, lookup) };
+  const problems = await check(edge, c, where, lookup);
+  // Ended means out of the queue too: nothing ended may count against its bound.
+  if (where.end === 'record' || where.end === 'letter') {
+    const held = await jsm.streams
+      .getMessage(assetNames.requestStream(edge.region), { seq })
+      .catch(() => null);
+    if (held) problems.push(`ended as a ${where.end}, but still held in the request stream`);
+  }
+  if (c.noRecordUnder !== undefined) {
+    const other = String(vars[c.noRecordUnder]);
+    const entry = await tasks.get(other);
+    if (entry?.operation === 'PUT')
+      problems.push(`task ${other} got a record; it was never accepted`);
+  }
+  return { end: describe(where), problems };
 }
 
 function describe(where: RequestEnd): string {
@@ -162,6 +181,8 @@ async function check(
       problems.push('a failed record must say why');
     if (c.ranAs && record.state === 'succeeded' && record.model !== c.ranAs)
       problems.push(`record says model ${record.model}, but ${c.ranAs} ran it`);
+    if (c.reason && !new RegExp(c.reason).test(record.error?.message ?? ''))
+      problems.push(`the record's reason does not match /${c.reason}/`);
     const seen = await visibility(edge, id, record.tenant);
     if (seen) problems.push(seen);
     return problems;
@@ -169,7 +190,10 @@ async function check(
   if (where.end === 'letter') {
     if (kind === 'record')
       return [`expected a final record, found only a dead letter (${where.letter.reason})`];
-    return where.letter.reason ? [] : ['the dead letter does not say why'];
+    if (!where.letter.reason) return ['the dead letter does not say why'];
+    if (c.reason && !new RegExp(c.reason).test(where.letter.reason))
+      return [`the dead letter's reason does not match /${c.reason}/`];
+    return [];
   }
   return [`accepted, then ${where.end}: expected ${c.expect}`];
 }

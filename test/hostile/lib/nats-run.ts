@@ -17,6 +17,7 @@ import {
   decode,
   encode,
   hostCommandReplySchema,
+  newTaskId,
   subjects,
   taskRecordSchema,
   type TaskRecord,
@@ -280,6 +281,17 @@ async function judgeRequest(
         input,
       );
     }
+    if (
+      contradictsSubject(c) &&
+      !(record.state === 'failed' && record.error?.code === 'invalid_payload')
+    ) {
+      return tally.violate(
+        boundary,
+        `${name}: run though it contradicts its subject`,
+        `record ${record.state} (${record.error?.code ?? 'no error'}); expected failed, invalid_payload`,
+        input,
+      );
+    }
     // Every generated request goes to the echo model's subject: echo is what ran it.
     if (record.state === 'succeeded' && record.model !== 'echo') {
       return tally.violate(
@@ -316,6 +328,19 @@ async function judgeRequest(
       input,
     );
   return tally.count(boundary, `${name}: dead-lettered, owner unknown`, input);
+}
+
+/**
+ * True for an undamaged request whose envelope names another task or model than its subject
+ * (always the echo model's): an actor must refuse it, not run it.
+ */
+function contradictsSubject(c: RequestCase): boolean {
+  if (c.mutation !== 'id mismatch' && c.mutation !== 'model mismatch') return false;
+  const envelope = safeDecode(Buffer.from(c.payloadHex, 'hex')) as {
+    id?: unknown;
+    model?: unknown;
+  };
+  return envelope.id !== c.subjectId || envelope.model !== 'echo';
 }
 
 /** A problem with who can see task `id` of `tenant` over HTTP, if there is one. */
@@ -375,11 +400,14 @@ async function runReplies(
     while (live.length === 0) await new Promise((r) => setTimeout(r, 20));
     const recent = live.slice(-6);
     const target = recent[c.target % recent.length]!;
-    const other = live[(c.target * 7) % live.length]!;
+    // Another task's id must not be the target's own: that record would be the trusted actor
+    // host's forgery which the generator leaves out (see nats-cases.ts, and the trust test).
+    const others = live.filter((w) => w.id !== target.id);
+    const otherId = others[(c.target * 7) % Math.max(1, others.length)]?.id ?? newTaskId();
     const payload =
       c.payloadHex !== undefined
         ? Buffer.from(c.payloadHex, 'hex')
-        : forgedRecord(c, target.id, other.id, i);
+        : forgedRecord(c, target.id, otherId, i);
     p.actorHost.publish(target.replyTo, payload);
     tally.count(
       boundary,
