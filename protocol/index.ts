@@ -102,6 +102,7 @@ export type {
   DeadLetterSummary,
 } from './dead-letters.js';
 export {
+  ConnectionType,
   inboxPrefixOf,
   jsApi,
   kvStreamName,

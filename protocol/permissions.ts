@@ -7,7 +7,7 @@
  * The sets are the least each role needs, found by running the real nodes under them until no
  * nats-server "Permissions Violation" remained (see docs/architecture.md, "Security").
  */
-import { assetNames, HUB_DOMAIN } from './definitions.js';
+import { assetNames, edgeDomain, HUB_DOMAIN } from './definitions.js';
 import { nameToken, subjects } from './subjects.js';
 
 /** The roles a NATS user of Vigil can have. */
@@ -29,6 +29,12 @@ export const Role = {
    * the gateway's grants on the hub through the hub's JetStream domain.
    */
   EdgeGateway: 'edge-gateway',
+  /**
+   * An edge site's leaf link into its hub region: the user the site's nats-server presents. Its
+   * permissions are the hub's view of the link: `publish` is what the hub accepts from the site,
+   * `subscribe` what the hub sends to it.
+   */
+  Leaf: 'leaf',
 } as const;
 
 /** One of the {@link Role} values. */
@@ -42,6 +48,18 @@ export const NatsAccount = {
 
 /** One of the {@link NatsAccount} values. */
 export type NatsAccount = (typeof NatsAccount)[keyof typeof NatsAccount];
+
+/**
+ * How a user may connect (nats-server's `allowed_connection_types`): leaf users only as a leaf
+ * link, every other user only as a client, so no seed opens the other kind of connection.
+ */
+export const ConnectionType = {
+  Client: 'STANDARD',
+  Leaf: 'LEAFNODE',
+} as const;
+
+/** One of the {@link ConnectionType} values. */
+export type ConnectionType = (typeof ConnectionType)[keyof typeof ConnectionType];
 
 /** The NATS services protocol's discovery subjects (`$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`). */
 export const SERVICE_DISCOVERY = '$SRV.>';
@@ -87,6 +105,11 @@ export const jsApi = {
   ack: (stream: string): string => `$JS.ACK.${stream}.>`,
   /** Flow-control answers of a push consumer on a stream (KV watches are push consumers). */
   flowControl: (stream: string): string => `$JS.FC.${stream}.>`,
+  /**
+   * The same in the format a server uses with its `js_ack_fc_v2` feature flag (off by default
+   * in 2.15): the consumer's JetStream domain and account hash come first.
+   */
+  flowControlV2: (domain: string, stream: string): string => `$JS.FC.${domain}.*.${stream}.>`,
 } as const;
 
 /**
@@ -147,12 +170,14 @@ export interface VigilUser {
   account: NatsAccount;
   /** The user's own inbox prefix; it may subscribe to no other. */
   inboxPrefix: string;
+  /** How it may connect: as a client, or (leaf users) as a leaf link. */
+  connectionTypes: readonly ConnectionType[];
   permissions: UserPermissions;
 }
 
-/** The user name of `role` (per region for actor hosts, per site for edge gateways). */
+/** The user name of `role` (per region for actor hosts, per site for edge gateways and leaves). */
 export function userName(role: Role, scope?: string): string {
-  if (role !== Role.ActorHost && role !== Role.EdgeGateway) return role;
+  if (role !== Role.ActorHost && role !== Role.EdgeGateway && role !== Role.Leaf) return role;
   if (scope === undefined) throw new TypeError(`a ${role} user needs a region or site`);
   return `${role}-${nameToken(scope, role === Role.ActorHost ? 'region' : 'edge site')}`;
 }
@@ -209,12 +234,15 @@ function gatewayPermissions(regions: readonly string[], inboxPrefix: string): Us
   };
 }
 
+/** A grant on the local JetStream API, addressed to JetStream domain `domain` instead. */
+function inDomain(domain: string, subject: string): string {
+  const local = '$JS.API.';
+  return subject.startsWith(local) ? `$JS.${domain}.API.${subject.slice(local.length)}` : subject;
+}
+
 /** The same grant, addressed to the hub's JetStream API from a leaf node in another domain. */
 function viaHubDomain(subject: string): string {
-  const local = '$JS.API.';
-  return subject.startsWith(local)
-    ? `$JS.${HUB_DOMAIN}.API.${subject.slice(local.length)}`
-    : subject;
+  return inDomain(HUB_DOMAIN, subject);
 }
 
 function edgeGatewayPermissions(
@@ -237,6 +265,55 @@ function edgeGatewayPermissions(
       deny: (hub.publish.deny ?? []).map(viaHubDomain),
     },
     subscribe: hub.subscribe,
+    allowResponses: false,
+  };
+}
+
+/**
+ * Where the hub's request stream receives what it sources from an edge site: deliveries and idle
+ * heartbeats of the source consumer, on `$JS.S.<random>` (nats-server names it per source).
+ */
+const SOURCE_DELIVERIES = '$JS.S.>';
+
+/**
+ * Where the hub receives answers to its own JetStream requests, `$JSC.R.<random>`: here, the
+ * site's answers when the hub creates or deletes the consumer it sources through.
+ */
+const SERVER_REPLIES = '$JSC.R.>';
+
+/**
+ * An edge site's leaf link, as its hub sees it (found by tracing a site's link at work, the
+ * edge-site tests). Into the hub: what the site's gateway asks of the hub's domain (the
+ * gateway's grants, as the site's `edge-gateway` user has them) and what the hub's sourcing
+ * of the site's stream needs back. Out to the site: the site gateway's inbox, the reply
+ * subjects (which the site's gateway waits on), and the sourcing requests for its stream.
+ */
+function leafPermissions(site: string, regions: readonly string[]): UserPermissions {
+  const gatewayInbox = inboxPrefixOf(userName(Role.EdgeGateway, site));
+  const gateway = gatewayPermissions(regions, gatewayInbox);
+  const held = assetNames.edgeStream(site);
+  const domain = edgeDomain(site);
+  return {
+    publish: {
+      allow: [...gateway.publish.allow.map(viaHubDomain), SOURCE_DELIVERIES, SERVER_REPLIES],
+      // Denied although no allow covers them, so that a wider grant later cannot open them: a
+      // forged reply is what a waiting caller is answered, commands drive actor hosts.
+      deny: [
+        ...(gateway.publish.deny ?? []).map(viaHubDomain),
+        subjects.allReplies,
+        subjects.allCommands,
+      ],
+    },
+    subscribe: {
+      allow: [
+        inboxes(gatewayInbox),
+        subjects.repliesOfGateway(ANY),
+        ...jsApi.consumerCreate(held).map((s) => inDomain(domain, s)),
+        inDomain(domain, jsApi.consumerDelete(held, ANY)),
+        jsApi.flowControl(held),
+        jsApi.flowControlV2(domain, ANY),
+      ],
+    },
     allowResponses: false,
   };
 }
@@ -394,7 +471,7 @@ function sysPermissions(inboxPrefix: string): UserPermissions {
 
 /**
  * Every Vigil user for the given regions and edge sites: one per role, one actor-host user per
- * region and one edge-gateway user per edge site.
+ * region, and per edge site an edge-gateway user and the leaf user of its link.
  * @throws ValidationError when a region or site is not a name token.
  */
 export function vigilUsers(
@@ -412,6 +489,7 @@ export function vigilUsers(
       ...(region === undefined ? {} : { region }),
       account,
       inboxPrefix: inboxPrefixOf(name),
+      connectionTypes: [ConnectionType.Client],
     };
   };
   const gateway = base(Role.Gateway, NatsAccount.App);
@@ -422,6 +500,11 @@ export function vigilUsers(
   const sys = base(Role.Sys, NatsAccount.System);
   const sites = [...new Set(edgeSites)].map((site) => ({
     ...base(Role.EdgeGateway, NatsAccount.App, site),
+    site,
+  }));
+  const leaves = [...new Set(edgeSites)].map((site) => ({
+    ...base(Role.Leaf, NatsAccount.App, site),
+    connectionTypes: [ConnectionType.Leaf],
     site,
   }));
   const appPrefixes = [gateway, ...hosts, ...sites, controller, service, admin].map(
@@ -440,6 +523,10 @@ export function vigilUsers(
     ...sites.map(({ site, ...user }) => ({
       ...user,
       permissions: edgeGatewayPermissions(site, unique, user.inboxPrefix),
+    })),
+    ...leaves.map(({ site, ...user }) => ({
+      ...user,
+      permissions: leafPermissions(site, unique),
     })),
     { ...controller, permissions: controllerPermissions(unique, controller.inboxPrefix) },
     { ...service, permissions: servicePermissions(unique, service.inboxPrefix) },

@@ -118,6 +118,8 @@ export const subjects = {
   repliesOfGateway(gatewayId: string): string {
     return `vigil.reply.${gatewayId}.>`;
   },
+  /** Every reply subject, of every gateway and service. */
+  allReplies: 'vigil.reply.>',
   /**
    * Lifecycle events of a task (core NATS, not stored): internal services subscribe to
    * `vigil.evt.<region>.<tenant>.>` to follow their tenant's tasks.

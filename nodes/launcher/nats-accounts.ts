@@ -27,7 +27,7 @@ export interface NatsCredentialsOptions {
   outDir: string;
   /** Regions to serve: one actor-host user each; gateways and services may use all of them. */
   regions: readonly string[];
-  /** Edge sites: one edge-gateway user each. */
+  /** Edge sites: one edge-gateway user each, and the leaf user its link into the hub presents. */
   edgeSites?: readonly string[];
 }
 
@@ -179,6 +179,7 @@ function renderAccounts(users: VigilUser[], credentials: NatsUserCredential[]): 
             '{',
             ...indent(2, [
               `nkey: ${q(credentials[i]!.publicKey)}`,
+              `allowed_connection_types: [${user.connectionTypes.map(q).join(', ')}]`,
               ...renderPermissions(user.permissions),
             ]),
             '}',

@@ -10,11 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import {
+  ConnectionType,
   inboxPrefixOf,
   Role,
   userName,
   ValidationError,
   vigilUsers,
+  type SubjectRules,
 } from '../../protocol/index.js';
 import { silentLogger, ConfigError, natsOptionsFromEnv } from '../../nodes/common/index.js';
 import { gatewayOptionsFromEnv } from '../../nodes/gateway/index.js';
@@ -40,6 +42,25 @@ function isValidFilter(subject: string): boolean {
       !/\s/.test(t) &&
       (t === '>' ? i === tokens.length - 1 : !t.includes('>')) &&
       (t === '*' || !t.includes('*')),
+  );
+}
+
+/** True when the literal `subject` matches the filter `pattern` (`*` one token, `>` the rest). */
+function matches(pattern: string, subject: string): boolean {
+  const p = pattern.split('.');
+  const t = subject.split('.');
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === '>') return t.length > i;
+    if (i >= t.length || (p[i] !== '*' && p[i] !== t[i])) return false;
+  }
+  return p.length === t.length;
+}
+
+/** What nats-server decides for a literal subject: some allow matches and no deny does. */
+function permits(rules: SubjectRules, subject: string): boolean {
+  return (
+    rules.allow.some((a) => matches(a, subject)) &&
+    !(rules.deny ?? []).some((d) => matches(d, subject))
   );
 }
 
@@ -107,6 +128,70 @@ describe('permissions', () => {
     assert.equal(eu.permissions.allowResponses, true);
   });
 
+  test('every user connects only as a client, except the leaf users, only as leaf links', () => {
+    for (const user of vigilUsers(['eu', 'us'], ['pop1'])) {
+      const want = user.role === Role.Leaf ? ConnectionType.Leaf : ConnectionType.Client;
+      assert.deepEqual(user.connectionTypes, [want], user.name);
+    }
+  });
+
+  test('a leaf link carries what its site needs and nothing that speaks for the hub', () => {
+    const leaf = vigilUsers(['eu', 'us'], ['pop1']).find((u) => u.name === 'leaf-pop1')!;
+    assert.equal(leaf.role, Role.Leaf);
+    const { publish, subscribe } = leaf.permissions;
+    const task = 'a'.repeat(26);
+    // Into the hub: the site gateway's requests to the hub's domain, and the hub's sourcing.
+    for (const subject of [
+      '$JS.vigil.API.INFO',
+      '$JS.vigil.API.DIRECT.GET.VIGIL_REQ_EU',
+      '$JS.vigil.API.STREAM.MSG.GET.KV_vigil-tasks-us',
+      '$JS.vigil.API.CONSUMER.CREATE.KV_vigil-models.oc_1.$KV.vigil-models.>',
+      '$JS.FC.KV_vigil-actors-eu.oc_1.x',
+      `vigil.req.us.echo.interactive.${task}`,
+      '$KV.vigil-quotas.alpha.day',
+      '$JS.S.cBK54Zel',
+      '$JSC.R.y36cry8s',
+    ]) {
+      assert.ok(permits(publish, subject), `the hub accepts ${subject} from the site`);
+    }
+    for (const subject of [
+      `vigil.reply.gw-abc.${task}`,
+      `$KV.vigil-tasks-eu.${task}`,
+      '$KV.vigil-actors-eu.echo.host',
+      'vigil.dlq.eu.echo',
+      'vigil.ctl.eu.host.restart',
+      `vigil.evt.eu.alpha.${task}`,
+      '$JS.API.STREAM.DELETE.VIGIL_REQ_EU',
+      '$JS.vigil.API.STREAM.DELETE.VIGIL_REQ_EU',
+      '$JS.vigil.API.CONSUMER.MSG.NEXT.VIGIL_REQ_EU.actor-echo',
+      '_INBOX_admin.x.1',
+    ]) {
+      assert.ok(!permits(publish, subject), `the hub refuses ${subject} from the site`);
+    }
+    assert.ok(publish.deny?.includes('vigil.reply.>'), 'replies are denied outright');
+    // Out to the site: its gateway's replies, and the sourcing of its own stream only.
+    for (const subject of [
+      '_INBOX_edge-gateway-pop1.abc.1',
+      `vigil.reply.gw-abc.${task}`,
+      '$JS.edge-pop1.API.CONSUMER.CREATE.VIGIL_EDGE_POP1.JS_SRC_1.vigil.edge.pop1.req.eu.>',
+      '$JS.edge-pop1.API.CONSUMER.DELETE.VIGIL_EDGE_POP1.JS_SRC_1',
+      '$JS.FC.VIGIL_EDGE_POP1.JS_SRC_1.x',
+      '$JS.FC.edge-pop1.7XC1jkS6.VIGIL_EDGE_POP1.JS_SRC_1.x',
+    ]) {
+      assert.ok(permits(subscribe, subject), `the hub sends ${subject} to the site`);
+    }
+    for (const subject of [
+      '_INBOX_admin.abc.1',
+      '_INBOX_edge-gateway-pop2.abc.1',
+      `vigil.req.eu.echo.interactive.${task}`,
+      `vigil.evt.eu.alpha.${task}`,
+      '$JS.edge-pop1.API.STREAM.DELETE.VIGIL_EDGE_POP1',
+      '$JS.edge-pop2.API.CONSUMER.CREATE.VIGIL_EDGE_POP2.JS_SRC_1.x',
+    ]) {
+      assert.ok(!permits(subscribe, subject), `the hub keeps ${subject} from the site`);
+    }
+  });
+
   test('a region that is not a name token is refused', () => {
     assert.throws(() => vigilUsers(['EU.*']), ValidationError);
   });
@@ -115,7 +200,11 @@ describe('permissions', () => {
 describe('generateNatsCredentials', () => {
   test('writes 0600 seeds and an accounts.conf that nats-server accepts, with no secret or path', () => {
     const dir = tempDir();
-    const creds = generateNatsCredentials({ outDir: join(dir, 'creds'), regions: ['eu'] });
+    const creds = generateNatsCredentials({
+      outDir: join(dir, 'creds'),
+      regions: ['eu'],
+      edgeSites: ['pop1'],
+    });
     assert.equal(creds.created.length, creds.users.length);
     for (const user of creds.users) {
       assert.equal(statSync(user.seedFile).mode & 0o777, 0o600, user.seedFile);
