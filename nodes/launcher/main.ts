@@ -30,7 +30,7 @@ import {
   type NatsConnectOptions,
 } from '../common/index.js';
 import { createBuiltinModels } from '../../actors/index.js';
-import { edgeDomain, ensureEdgeSite } from '../../protocol/index.js';
+import { edgeDomain, ensureEdgeSite, Role, userName } from '../../protocol/index.js';
 import { readLauncherConfig, UsageError, type LauncherSettings } from './config.js';
 import { LaunchedProcesses } from './launched-processes.js';
 import { accountsConfig, generateNatsCredentials, type NatsCredentials } from './nats-accounts.js';
@@ -109,8 +109,6 @@ interface LaunchPlan {
   edges: EdgeSiteSpec[];
   demoKey: string;
   credentials: NatsCredentials;
-  /** The users edge sites present on their leaf links, in the order of `edges`. */
-  leafUsers: { user: string; password: string }[];
   /** The admin user, for provisioning regions and edge sites. */
   adminOptions: NatsConnectOptions;
 }
@@ -130,7 +128,6 @@ async function main(): Promise<void> {
     regions: plan.regions,
     rootDir: join(stateDir, 'data', 'nats'),
     accountsConfig: accountsConfig(plan.credentials),
-    leafUsers: plan.leafUsers,
     connectOptions: natsAuthOptions(plan.adminOptions),
   });
   const processes = new LaunchedProcesses(cluster, { logDir, say });
@@ -154,15 +151,11 @@ function planLaunch(): LaunchPlan {
     regions: regions.map((r) => r.name),
     edgeSites: edges.map((e) => e.site),
   });
-  const leafUsers = edges.map((e) => ({
-    user: `leaf-${e.site}`,
-    password: persistentSecret(`leaf-${e.site}-password`, undefined),
-  }));
   const adminOptions = natsOptionsFromEnv(
     { ...credentials.natsEnvFor('admin'), NATS_URL: 'nats://127.0.0.1:4222' },
     'launcher',
   );
-  return { regions, edges, demoKey, credentials, leafUsers, adminOptions };
+  return { regions, edges, demoKey, credentials, adminOptions };
 }
 
 /** Ctrl-C (or SIGTERM) stops everything once, in order, and exits 0. */
@@ -217,11 +210,11 @@ async function startEdgeSites(
   cluster: Supercluster,
   processes: LaunchedProcesses,
 ): Promise<void> {
-  for (const [i, edge] of plan.edges.entries()) {
+  for (const edge of plan.edges) {
     const server = await startEdgeServer({
       site: edge.site,
       hubLeafUrls: cluster.leafUrlsOf(edge.region),
-      leafUser: plan.leafUsers[i]!,
+      leafSeedFile: plan.credentials.user(userName(Role.Leaf, edge.site)).seedFile,
       storeDir: join(stateDir, 'data', 'nats', `edge-${edge.site}`, 'store'),
       accountsConfig: accountsConfig(plan.credentials),
     });

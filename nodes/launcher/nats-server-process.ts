@@ -4,6 +4,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import {
+  chmodSync,
   closeSync,
   mkdirSync,
   openSync,
@@ -39,7 +40,9 @@ export interface NatsServerOptions {
   gateway?: { name: string; port?: number; gateways?: { name: string; urls: string[] }[] };
   /**
    * Leafnode listener and remotes. `port` 0 = random; undefined = random unless `remotes` are
-   * given, in which case the server only solicits and does not listen.
+   * given, in which case the server only solicits and does not listen. The listener has no
+   * authorization of its own: a leaf link authenticates as a user of the accounts in
+   * `extraConfig`, whose permissions then bound what the link carries.
    */
   leafnodes?: {
     port?: number;
@@ -49,9 +52,11 @@ export interface NatsServerOptions {
      * must name that, or edge sites go around it.
      */
     advertise?: string;
-    /** Users the listener accepts, each bound to a local account (hub side of a leaf link). */
-    users?: { user: string; password: string; account: string }[];
-    remotes?: { urls: string[]; account?: string; credentials?: string }[];
+    /**
+     * Links this server dials, each bound to a local account, authenticated with the seed of a
+     * user of the remote server (`nkeySeed`, the seed's text) or a credentials file.
+     */
+    remotes?: { urls: string[]; account?: string; credentials?: string; nkeySeed?: string }[];
   };
   /** Extra nats-server config text appended verbatim (accounts, authorization, tls). */
   extraConfig?: string;
@@ -274,7 +279,9 @@ class NatsServer implements NatsServerProcess {
     mkdirSync(o.storeDir, { recursive: true });
     mkdirSync(this.#portsDir, { recursive: true });
     mkdirSync(dirname(o.logFile!), { recursive: true });
-    writeFileSync(this.#confFile, renderConfig(o, this.#portsDir));
+    // The file can hold a leaf link's seed: readable by this user only, also when it existed.
+    writeFileSync(this.#confFile, renderConfig(o, this.#portsDir), { mode: 0o600 });
+    chmodSync(this.#confFile, 0o600);
 
     installExitHooks();
     const logFd = openSync(o.logFile!, 'a');
@@ -472,21 +479,13 @@ function renderConfig(o: NatsServerOptions, portsDir: string): string {
     lines.push('leafnodes {');
     if (l.port !== undefined) lines.push(`  listen: ${hp(l.port)}`);
     if (l.advertise) lines.push(`  advertise: ${q(l.advertise)}`);
-    if (l.users?.length) {
-      lines.push('  authorization {', '    users: [');
-      for (const u of l.users) {
-        lines.push(
-          `      { user: ${q(u.user)}, password: ${q(u.password)}, account: ${q(u.account)} }`,
-        );
-      }
-      lines.push('    ]', '  }');
-    }
     if (l.remotes?.length) {
       lines.push('  remotes: [');
       for (const r of l.remotes) {
         const fields = [`urls: ${list(r.urls)}`];
         if (r.account) fields.push(`account: ${q(r.account)}`);
         if (r.credentials) fields.push(`credentials: ${q(r.credentials)}`);
+        if (r.nkeySeed) fields.push(`nkey: ${q(r.nkeySeed)}`);
         lines.push(`    { ${fields.join(', ')} }`);
       }
       lines.push('  ]');

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { connect, type ConnectionOptions } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { edgeDomain, HUB_DOMAIN, NAME_TOKEN } from '../../protocol/index.js';
-import { ConfigError } from '../common/index.js';
+import { ConfigError, readNkeySeed } from '../common/index.js';
 import { freePort, startNatsServer, type NatsServerProcess } from './nats-server-process.js';
 
 /** One region: a cluster of `nodes` servers named `<region>-<i>`. */
@@ -44,8 +44,6 @@ export interface SuperclusterOptions {
    * relay in front of it), by server name; default its own leaf listener.
    */
   leafAdvertise?: (serverName: string) => string | undefined;
-  /** Users edge sites present on their leaf links; the hubs bind them to the application account. */
-  leafUsers?: readonly { user: string; password: string }[];
   /** How to connect for the JetStream readiness check (credentials of any user). */
   connectOptions: Omit<ConnectionOptions, 'servers'>;
   /** HTTP monitoring on every server (random ports). Default true. */
@@ -172,10 +170,6 @@ function startServers(
     name: region.name,
     urls: nodes.map((n) => `nats://127.0.0.1:${n.gatewayPort}`),
   }));
-  const leafUsers = (options.leafUsers ?? []).map((u) => ({
-    ...u,
-    account: APPLICATION_ACCOUNT,
-  }));
   return Promise.allSettled(
     plan.flatMap(({ region, nodes }) =>
       nodes.map((node) => {
@@ -197,9 +191,10 @@ function startServers(
                 },
                 gateway: { name: region.name, port: node.gatewayPort, gateways },
               }),
+          // Edge sites' links authenticate as their leaf users in `accountsConfig`, whose
+          // permissions bound what each link carries (protocol/permissions.ts).
           leafnodes: {
             port: node.leafPort,
-            users: leafUsers,
             ...(advertise ? { advertise } : {}),
           },
           extraConfig: options.accountsConfig,
@@ -258,8 +253,8 @@ export interface EdgeServerOptions {
   site: string;
   /** Leaf URLs of the hub region's servers (or of a proxy in front of them). */
   hubLeafUrls: readonly string[];
-  /** The leaf user this site presents to its hub. */
-  leafUser: { user: string; password: string };
+  /** Seed file of the site's leaf user (`leaf-<site>` of the generated credentials). */
+  leafSeedFile: string;
   storeDir: string;
   /** Accounts text, as for the hubs (the site's own users and a system account). */
   accountsConfig: string;
@@ -271,8 +266,7 @@ export interface EdgeServerOptions {
  * while the link is cut, and a leaf link binding its application account to the hub's.
  */
 export function startEdgeServer(options: EdgeServerOptions): Promise<NatsServerProcess> {
-  const { user, password } = options.leafUser;
-  const auth = `${encodeURIComponent(user)}:${encodeURIComponent(password)}@`;
+  const seed = new TextDecoder().decode(readNkeySeed(options.leafSeedFile, 'leafSeedFile'));
   return startNatsServer({
     storeDir: options.storeDir,
     serverName: `edge-${options.site}`,
@@ -281,8 +275,9 @@ export function startEdgeServer(options: EdgeServerOptions): Promise<NatsServerP
     leafnodes: {
       remotes: [
         {
-          urls: options.hubLeafUrls.map((u) => u.replace(/^nats:\/\//, `nats-leaf://${auth}`)),
+          urls: options.hubLeafUrls.map((u) => u.replace(/^nats:\/\//, 'nats-leaf://')),
           account: APPLICATION_ACCOUNT,
+          nkeySeed: seed,
         },
       ],
     },

@@ -5,14 +5,19 @@
  * actor host per region (and a gateway per edge site) as child processes. `stop()` stops them all
  * by PID and removes the temp dirs.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { createBuiltinModels } from '../../actors/index.js';
-import { edgeDomain, ensureEdgeSite, type RegionAssetsOptions } from '../../protocol/index.js';
+import {
+  edgeDomain,
+  ensureEdgeSite,
+  Role,
+  userName,
+  type RegionAssetsOptions,
+} from '../../protocol/index.js';
 import {
   accountsConfig,
   generateNatsCredentials,
@@ -93,10 +98,6 @@ export async function startTestRegions(options: TestRegionsOptions): Promise<Tes
     authenticator: nkeyAuthenticator(adminSeed),
     inboxPrefix: credentials.user('admin').inboxPrefix,
   };
-  const leafUsers = (options.edges ?? []).map((e) => ({
-    user: `leaf-${e.site}`,
-    password: randomBytes(18).toString('base64url'),
-  }));
   const connections: NatsConnection[] = [];
   const gateways = new Map<string, NodeProcess>();
   const actorHosts = new Map<string, NodeProcess[]>();
@@ -133,7 +134,6 @@ export async function startTestRegions(options: TestRegionsOptions): Promise<Tes
       regions: options.regions,
       rootDir: join(root, 'nats'),
       accountsConfig: accountsConfig(credentials),
-      leafUsers,
       leafAdvertise: (server) => {
         const relay = relays.get(server);
         return relay ? `127.0.0.1:${relay.port}` : undefined;
@@ -213,14 +213,14 @@ export async function startTestRegions(options: TestRegionsOptions): Promise<Tes
       }),
     );
 
-    for (const [i, edge] of (options.edges ?? []).entries()) {
+    for (const edge of options.edges ?? []) {
       const links = edgeLinks.get(edge.site);
       const server = await startEdgeServer({
         site: edge.site,
         hubLeafUrls: links
           ? links.map((relay) => `nats://127.0.0.1:${relay.port}`)
           : sc.leafUrlsOf(edge.region),
-        leafUser: leafUsers[i]!,
+        leafSeedFile: credentials.user(userName(Role.Leaf, edge.site)).seedFile,
         storeDir: join(root, 'nats', `edge-${edge.site}`, 'store'),
         accountsConfig: accountsConfig(credentials),
       });
