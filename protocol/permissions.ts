@@ -311,7 +311,7 @@ function leafPermissions(site: string, regions: readonly string[]): UserPermissi
         ...jsApi.consumerCreate(held).map((s) => inDomain(domain, s)),
         inDomain(domain, jsApi.consumerDelete(held, ANY)),
         jsApi.flowControl(held),
-        jsApi.flowControlV2(domain, ANY),
+        jsApi.flowControlV2(domain, held),
       ],
     },
     allowResponses: false,

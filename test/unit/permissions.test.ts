@@ -187,6 +187,7 @@ describe('permissions', () => {
       `vigil.evt.eu.alpha.${task}`,
       '$JS.edge-pop1.API.STREAM.DELETE.VIGIL_EDGE_POP1',
       '$JS.edge-pop2.API.CONSUMER.CREATE.VIGIL_EDGE_POP2.JS_SRC_1.x',
+      '$JS.FC.edge-pop1.7XC1jkS6.KV_local.oc_1.x',
     ]) {
       assert.ok(!permits(subscribe, subject), `the hub keeps ${subject} from the site`);
     }
