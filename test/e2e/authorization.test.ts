@@ -3,11 +3,13 @@
  * the generated accounts (protocol/permissions.ts, nodes/launcher/nats-accounts.ts), with two
  * provisioned regions. An allowed operation must succeed; a denied one must be refused with a
  * permissions violation, and the admin then checks that nothing was stored. Also: connections
- * without credentials or with an unknown key are refused, and TLS works with `NATS_CA`.
+ * without credentials or with an unknown key are refused, TLS works with `NATS_CA`, and an edge
+ * site's leaf link carries into its hub only what the site needs, whatever the site's server
+ * puts on the wire.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -25,6 +27,7 @@ import {
 import {
   assetNames,
   createDeadLetterAdmin,
+  decode,
   encode,
   ensureModelConsumer,
   inboxPrefixOf,
@@ -42,6 +45,8 @@ import {
 } from '../../nodes/launcher/index.js';
 import { provisionRegion } from '../../nodes/provision/index.js';
 import { startTestNats, type TestNats } from '../harness/nats.js';
+import { openRawLeafLink } from '../harness/raw-leaf.js';
+import { startTestRegions, type TestRegions } from '../harness/regions.js';
 
 const EU = 'eu';
 const US = 'us';
@@ -591,6 +596,137 @@ describe('TLS', () => {
     );
   });
 });
+
+describe('leaf links', () => {
+  let regions: TestRegions;
+  before(async () => {
+    regions = await startTestRegions({
+      regions: [{ name: EU, nodes: 1 }],
+      edges: [{ site: 'pop1', region: EU }],
+      // A caller at the hub waits long enough for the forgeries below to race the real answer.
+      actorEnv: { VIGIL_MODELS: 'echo', VIGIL_ECHO_FAULTS: '{"enabled":true,"maxDelayMs":3000}' },
+    });
+  });
+  after(() => regions?.stop());
+
+  const leafSeed = () => readNkeySeed(regions.credentials.user('leaf-pop1').seedFile, 'leaf');
+  const leafListener = () => {
+    const url = new URL(regions.supercluster.leafUrlsOf(EU)[0]!);
+    return { host: url.hostname, port: Number(url.port) };
+  };
+  const edgeAdmin = () => {
+    const { seedFile, inboxPrefix } = regions.credentials.user(Role.Admin);
+    const servers = regions.edgeServers.get('pop1')!.url;
+    return connect({
+      servers,
+      ...natsAuthOptions({
+        servers,
+        name: 'edge-admin',
+        nkeySeed: readNkeySeed(seedFile, 'admin'),
+        inboxPrefix,
+      }),
+    });
+  };
+  const echo = async (site: string, input: string, delayMs = 0) => {
+    const res = await regions.request(site, '/v1/models/echo/infer', {
+      method: 'POST',
+      body: JSON.stringify({ input, params: delayMs ? { delay_ms: delayMs } : {} }),
+    });
+    return { status: res.status, body: (await res.json()) as { id: string; result?: unknown } };
+  };
+
+  test('a forged reply from the edge reaches no waiting caller: the site’s server keeps it, the hub refuses it', async () => {
+    const hub = await regions.connect(EU);
+    const replies: string[] = [];
+    hub.subscribe(subjects.allReplies, { callback: (_e, m) => void replies.push(m.subject) });
+    const markers = hub.subscribe('$JS.S.leaf-probe');
+    const queued = hub.subscribe(subjects.requestsOfModel(EU, 'echo'));
+    await hub.flush();
+    const call = echo(EU, 'real', 2_500);
+    let waiting: { id: string; replyTo: string } | undefined;
+    for await (const m of queued) {
+      const e = decode(m.data) as { id: string; input?: unknown; replyTo?: string };
+      if (e.input === 'real' && e.replyTo) waiting = { id: e.id, replyTo: e.replyTo };
+      if (waiting) break;
+    }
+    const { id, replyTo } = waiting!;
+
+    // A client at the edge: the hub told the site's server what the link may carry, and the
+    // server drops the forgery; a marker the link does carry, sent after it, arrives alone.
+    const local = await edgeAdmin();
+    local.publish(replyTo, forgedReply(id));
+    local.publish('$JS.S.leaf-probe', 'marker');
+    await local.flush();
+    for await (const _ of markers) break;
+    await local.close();
+
+    // A compromised server at the edge ignores that and speaks the leaf protocol itself.
+    const link = await openRawLeafLink(leafListener(), leafSeed());
+    assert.match(link.received(), /^PONG\r$/m, 'the hub accepts the leaf user on its leaf port');
+    // What the link may carry still flows both ways: the hub's JetStream answers the site.
+    const inbox = `${inboxPrefixOf(userName(Role.EdgeGateway, 'pop1'))}.probe`;
+    link.subscribe(`${inbox}.>`);
+    link.publish('$JS.vigil.API.INFO', '', `${inbox}.1`);
+    await link.waitFor(/account_info_response/);
+    link.publish(replyTo, forgedReply(id));
+    const refusal = `Permissions Violation for Publish to "${replyTo}"`;
+    assert.match(await link.waitFor(/-ERR '.*'\r\n/), new RegExp(escape(refusal)));
+    await link.closed;
+    await hub.flush();
+
+    const answer = await call;
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assert.deepEqual(answer.body.result, { echo: 'real' }, 'the caller gets what the actor ran');
+    assert.deepEqual(replies, [replyTo], 'the only reply in the hub is the actor host’s');
+    const log = readFileSync(regions.supercluster.servers[0]!.options.logFile!, 'utf8');
+    assert.match(log, new RegExp(`Publish Violation on "${escape(replyTo)}"`));
+    // The site's own link was never cut: it still serves end to end.
+    const after = await echo('pop1', 'still served');
+    assert.equal(after.status, 200, JSON.stringify(after.body));
+    assert.deepEqual(after.body.result, { echo: 'still served' });
+    console.log(
+      `leaf link: forged reply on ${replyTo} dropped by the edge's server and refused by the ` +
+        `hub (link cut, logged); the caller got the actor's answer; 1 reply seen in the hub`,
+    );
+  });
+
+  test('a leaf link must be a leaf user, and a leaf user cannot connect as a client', async () => {
+    const asGateway = await openRawLeafLink(leafListener(), seedOf(Role.Gateway));
+    assert.match(await asGateway.waitFor(/-ERR/), /Authorization Violation/);
+    await asGateway.closed;
+    const servers = regions.supercluster.urlsOf(EU);
+    await assert.rejects(
+      connect({
+        servers,
+        maxReconnectAttempts: 0,
+        ...natsAuthOptions({ servers: servers.join(','), name: 'leaf', nkeySeed: leafSeed() }),
+      }),
+      (err) => err instanceof AuthorizationError,
+    );
+  });
+});
+
+/** `text` as a regular expression that matches it literally. */
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** A final record for task `id` of tenant alpha that no actor wrote. */
+function forgedReply(id: string): Uint8Array {
+  const now = Date.now();
+  return encode({
+    v: 1,
+    id,
+    tenant: 'alpha',
+    model: 'echo',
+    version: 'v1',
+    state: 'succeeded',
+    attempt: 1,
+    createdAt: now,
+    finishedAt: now,
+    result: { echo: 'FORGED' },
+  });
+}
 
 function diff(before: string[], after: string[]): string {
   const gone = before.filter((s) => !after.includes(s));
