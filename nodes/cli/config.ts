@@ -60,11 +60,12 @@ export const CLI_CONFIG = nodeConfig({
       meaning: "The region's actors from their heartbeats: state, breaker, pid, load.",
     },
     {
-      name: 'creds generate [--out <dir>] [--regions <r,...>]',
+      name: 'creds generate [--out <dir>] [--regions <r,...>] [--edge-sites <s,...>]',
       meaning:
         'Per-role NATS users: a seed file each and accounts.conf for nats-server (default ' +
-        '--out <state dir>/nats-creds, --regions VIGIL_REGION or local); existing seeds are ' +
-        'kept, missing ones added; no seed is printed. Needs no connection.',
+        '--out <state dir>/nats-creds, --regions VIGIL_REGION or local); per edge site its ' +
+        "gateway's user and its leaf link's; existing seeds are kept, missing ones added; no " +
+        'seed is printed. Needs no connection.',
     },
     { name: 'help', meaning: 'This text (as `--help`).' },
     { name: 'version', meaning: "Vigil's version (as `--version`)." },

@@ -12,6 +12,8 @@ import { CliError } from './edge-target.js';
 export interface CredsGenerateOptions {
   outDir: string;
   regions: readonly string[];
+  /** Edge sites: each gets an edge-gateway user and the leaf user of its link. */
+  edgeSites?: readonly string[];
 }
 
 /**
@@ -51,6 +53,8 @@ export function credsGenerate(options: CredsGenerateOptions, out: Output): void 
       'and start each node as its user:\n' +
       '  NATS_NKEY=<seed file> NATS_INBOX_PREFIX=<inbox prefix>\n' +
       '(a gateway with VIGIL_ADMIN_KEYS also needs VIGIL_ADMIN_NATS_NKEY and\n' +
-      'VIGIL_ADMIN_NATS_INBOX_PREFIX of the admin user).\n',
+      'VIGIL_ADMIN_NATS_INBOX_PREFIX of the admin user).\n' +
+      "An edge site's nats-server presents the seed of its leaf-<site> user on its link\n" +
+      '(VIGIL_NATS_LEAF_SEED of deploy/nats/edge-leaf.conf).\n',
   );
 }

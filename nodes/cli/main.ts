@@ -28,7 +28,7 @@ class UsageError extends Error {
 
 /** A command, parsed. */
 type Command =
-  | { type: 'creds'; outDir?: string; regions?: string[] }
+  | { type: 'creds'; outDir?: string; regions?: string[]; edgeSites?: string[] }
   | { type: 'actors'; json: boolean }
   | { type: 'list'; model?: string; limit?: number; fromSeq?: number; json: boolean }
   | { type: 'show'; seq: number; json: boolean }
@@ -48,6 +48,7 @@ const OPTIONS = {
   json: { type: 'boolean' },
   out: { type: 'string' },
   regions: { type: 'string' },
+  'edge-sites': { type: 'string' },
 } as const;
 
 function parseOptions(args: string[]) {
@@ -114,17 +115,27 @@ function parse(args: string[]): Command | 'help' | 'version' {
 function parseCreds(sub: string | undefined, rest: string[]): Command {
   if (sub !== 'generate') throw new UsageError('creds needs a subcommand: generate');
   const { values, positionals } = parseOptions(rest);
-  const extra = Object.keys(values).find((name) => name !== 'out' && name !== 'regions');
+  const extra = Object.keys(values).find(
+    (name) => !['out', 'regions', 'edge-sites'].includes(name),
+  );
   if (extra) throw new UsageError(`creds generate does not take --${extra}`);
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const command: Command = { type: 'creds' };
   if (values.out !== undefined) command.outDir = values.out;
-  if (values.regions !== undefined) {
-    command.regions = values.regions.split(',').map((r) => r.trim());
-    const bad = command.regions.find((r) => !NAME_TOKEN.test(r));
-    if (bad !== undefined) throw new UsageError(`--regions: '${bad}' is not a region name`);
+  if (values.regions !== undefined)
+    command.regions = names(values.regions, '--regions', 'a region');
+  if (values['edge-sites'] !== undefined) {
+    command.edgeSites = names(values['edge-sites'], '--edge-sites', 'an edge site');
   }
   return command;
+}
+
+/** A comma-separated list of names, each a subject token; `what` names one in an error. */
+function names(list: string, flag: string, what: string): string[] {
+  const parsed = list.split(',').map((r) => r.trim());
+  const bad = parsed.find((r) => !NAME_TOKEN.test(r));
+  if (bad !== undefined) throw new UsageError(`${flag}: '${bad}' is not ${what} name`);
+  return parsed;
 }
 
 async function run(
@@ -174,6 +185,7 @@ async function main(args: string[]): Promise<number> {
         {
           outDir: command.outDir ?? join(stateDir, 'nats-creds'),
           regions: command.regions ?? [settings.cli.region ?? 'local'],
+          edgeSites: command.edgeSites ?? [],
         },
         stdout,
       );
