@@ -38,7 +38,7 @@ import {
   type NatsCredentials,
 } from '../../nodes/launcher/index.js';
 import { readNkeySeed } from '../../nodes/common/index.js';
-import { assetNames, edgeDomain, subjects } from '../../protocol/index.js';
+import { assetNames, edgeDomain, HUB_DOMAIN, subjects } from '../../protocol/index.js';
 
 const DEPLOY = join(PROJECT_ROOT, 'deploy');
 const NATS_DIR = join(DEPLOY, 'nats');
@@ -164,7 +164,11 @@ describe('nats-server configurations', () => {
   let tlsEnv: Record<string, string>;
 
   before(() => {
-    creds = generateNatsCredentials({ outDir: join(scratch, 'creds'), regions: ['eu', 'us'] });
+    creds = generateNatsCredentials({
+      outDir: join(scratch, 'creds'),
+      regions: ['eu', 'us'],
+      edgeSites: ['par1'],
+    });
     pki = makePki(join(scratch, 'pki'));
     tlsEnv = {
       VIGIL_NATS_TLS_CERT: pki.cert,
@@ -185,7 +189,6 @@ describe('nats-server configurations', () => {
     VIGIL_NATS_ROUTE_PASSWORD: 'r0a1b',
     VIGIL_NATS_GATEWAYS: '[{name: us, urls: [nats://nats-us-1:7222, nats://nats-us-2:7222]}]',
     VIGIL_NATS_GATEWAY_PASSWORD: 'g2c3d',
-    VIGIL_NATS_LEAF_USERS: '[{user: leaf-par1, password: "4e5f", account: VIGIL}]',
   });
 
   test('single-node.conf is valid', () => {
@@ -213,7 +216,8 @@ describe('nats-server configurations', () => {
       ...tlsEnv,
       VIGIL_NATS_SERVER_NAME: 'edge-par1',
       VIGIL_NATS_JS_DOMAIN: 'edge-par1',
-      VIGIL_NATS_HUB_URLS: '[nats-leaf://leaf-par1:4e5f@nats-eu-1:7422]',
+      VIGIL_NATS_HUB_URLS: '[nats-leaf://nats-eu-1:7422]',
+      VIGIL_NATS_LEAF_SEED: readFileSync(creds.user('leaf-par1').seedFile, 'utf8').trim(),
     });
     assert.ok(check.ok, check.output);
   });
@@ -540,7 +544,11 @@ describe('two regions and an edge site from deploy/nats', () => {
   };
 
   before(async () => {
-    creds = generateNatsCredentials({ outDir: join(scratch, 'live-creds'), regions: ['eu', 'us'] });
+    creds = generateNatsCredentials({
+      outDir: join(scratch, 'live-creds'),
+      regions: ['eu', 'us'],
+      edgeSites: ['par1'],
+    });
     pki = makePki(join(scratch, 'live-pki'));
     const tls = {
       VIGIL_NATS_TLS_CERT: pki.cert,
@@ -558,7 +566,6 @@ describe('two regions and an edge site from deploy/nats', () => {
       VIGIL_NATS_ROUTE_PASSWORD: 'a1b2c3',
       VIGIL_NATS_GATEWAYS: `[{name: ${other}, urls: [nats://127.0.0.1:${portsOf[other][7222]}]}]`,
       VIGIL_NATS_GATEWAY_PASSWORD: 'd4e5f6',
-      VIGIL_NATS_LEAF_USERS: '[{user: leaf-par1, password: "0789ab", account: VIGIL}]',
       VIGIL_NATS_STORE_DIR: join(scratch, `store-${region}`),
     });
     // Both hubs at once: the JetStream meta group spans the supercluster and needs both.
@@ -575,7 +582,8 @@ describe('two regions and an edge site from deploy/nats', () => {
         ...tls,
         VIGIL_NATS_SERVER_NAME: 'edge-par1',
         VIGIL_NATS_JS_DOMAIN: edgeDomain('par1'),
-        VIGIL_NATS_HUB_URLS: `[nats-leaf://leaf-par1:0789ab@127.0.0.1:${eu.leafPort}]`,
+        VIGIL_NATS_HUB_URLS: `[nats-leaf://127.0.0.1:${eu.leafPort}]`,
+        VIGIL_NATS_LEAF_SEED: readFileSync(creds.user('leaf-par1').seedFile, 'utf8').trim(),
         VIGIL_NATS_STORE_DIR: join(scratch, 'store-edge'),
       },
       portsOf.edge,
@@ -631,7 +639,7 @@ describe('two regions and an edge site from deploy/nats', () => {
     assert.equal(ack.stream, assetNames.requestStream('us'));
   });
 
-  test('the edge site is a leaf of eu with its own JetStream domain, reachable from the hub', async () => {
+  test('the edge site is a leaf of eu as its leaf user; its gateway reaches the hub domain, not the reverse', async () => {
     const leafz = await eventually('leaf link', 20_000, async () => {
       const body = (await (await fetch(`${eu.monitorUrl}/leafz`)).json()) as {
         leafs?: { account: string; name: string }[];
@@ -642,9 +650,19 @@ describe('two regions and an edge site from deploy/nats', () => {
       leafz.map((l) => [l.name, l.account]),
       [['edge-par1', 'VIGIL']],
     );
-    const jsm = await jetstreamManager(await asUser(eu, 'admin'), { domain: edgeDomain('par1') });
-    const info = await eventually('edge JetStream', 20_000, () => jsm.getAccountInfo());
-    assert.equal(info.domain, edgeDomain('par1'));
+    const atEdge = await asUser(edge, 'edge-gateway-par1');
+    const info = await eventually('the hub domain from the edge', 20_000, async () =>
+      (await jetstreamManager(atEdge, { domain: HUB_DOMAIN })).getAccountInfo(),
+    );
+    assert.equal(info.domain, HUB_DOMAIN);
+    // The link carries to the site only what the site needs: the hub's admin cannot manage
+    // the site's JetStream through it (the site is provisioned where it runs).
+    const hubAdmin = await asUser(eu, 'admin');
+    await assert.rejects(async () =>
+      (
+        await jetstreamManager(hubAdmin, { domain: edgeDomain('par1'), timeout: 1_000 })
+      ).getAccountInfo(),
+    );
   });
 
   test('clients must use TLS and a known nkey', async () => {
@@ -1165,7 +1183,6 @@ describe('NATS Helm chart values', () => {
     const secrets: Record<string, string> = {
       'cluster-password': 'ab12',
       'gateway-password': 'cd34',
-      'leaf-users': '[{user: leaf-par1, password: "ef56", account: VIGIL}]',
     };
     for (const region of regions) {
       const values = mergeValues(mergeValues(chart, common), regional(region)) as JsonObject;
