@@ -1,8 +1,7 @@
 /** What `npm run chaos` accepts: flags only (it reads no variables of its own). */
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import {
-  ConfigError,
+  readFlags,
   decimal,
   flag,
   flagOf,
@@ -107,41 +106,21 @@ export interface ChaosOptions {
 export function readChaosArgs(
   argv: readonly string[],
 ): { type: 'help'; text: string } | { type: 'run'; options: ChaosOptions } {
-  let values;
-  try {
-    values = parseArgs({
-      args: [...argv],
-      options: {
-        tasks: { type: 'string' },
-        kills: { type: 'string' },
-        rate: { type: 'string' },
-        hosts: { type: 'string' },
-        'host-share': { type: 'string' },
-        'sync-share': { type: 'string' },
-        settle: { type: 'string' },
-        tsx: { type: 'boolean' },
-        report: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }).values;
-  } catch (err) {
-    throw new ConfigError((err as Error).message);
-  }
-  if (values.help) return { type: 'help', text: renderHelp(CHAOS_CONFIG) };
-  const f = FLAG_VALUES;
+  const read = readFlags(FLAG_VALUES, argv);
+  if (read.help) return { type: 'help', text: renderHelp(CHAOS_CONFIG) };
+  const f = read.values;
   return {
     type: 'run',
     options: {
-      tasks: f.tasks.parse(values.tasks),
-      kills: f.kills.parse(values.kills),
-      rate: f.rate.parse(values.rate),
-      hosts: f.hosts.parse(values.hosts),
-      hostShare: f.hostShare.parse(values['host-share']),
-      syncShare: f.syncShare.parse(values['sync-share']),
-      settleMs: f.settle.parse(values.settle),
-      compiled: !f.tsx.parse(values.tsx === undefined ? undefined : String(values.tsx)),
-      reportDir: resolve(f.report.parse(values.report) ?? join(PROJECT_ROOT, '.vigil', 'chaos')),
+      tasks: f.tasks,
+      kills: f.kills,
+      rate: f.rate,
+      hosts: f.hosts,
+      hostShare: f.hostShare,
+      syncShare: f.syncShare,
+      settleMs: f.settle,
+      compiled: !f.tsx,
+      reportDir: resolve(f.report ?? join(PROJECT_ROOT, '.vigil', 'chaos')),
     },
   };
 }

@@ -1,8 +1,8 @@
 /** What `npm run soak` accepts: flags only (it reads no variables of its own). */
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import {
   ConfigError,
+  readFlags,
   flag,
   flagOf,
   humanDuration,
@@ -107,10 +107,6 @@ export interface SoakOptions {
   reportDir: string;
 }
 
-/** A boolean flag given bare (`--tsx`) is true; `--tsx=false` works too. */
-const bool = (value: string | boolean | undefined): string | undefined =>
-  value === undefined ? undefined : String(value);
-
 /**
  * Reads the command line.
  * @throws ConfigError naming the flag that is wrong (the run exits 2).
@@ -118,46 +114,26 @@ const bool = (value: string | boolean | undefined): string | undefined =>
 export function readSoakArgs(
   argv: readonly string[],
 ): { type: 'help'; text: string } | { type: 'run'; options: SoakOptions } {
-  let values;
-  try {
-    values = parseArgs({
-      args: [...argv],
-      options: {
-        duration: { type: 'string' },
-        warmup: { type: 'string' },
-        rate: { type: 'string' },
-        sample: { type: 'string' },
-        'task-retention': { type: 'string' },
-        'duplicate-window': { type: 'string' },
-        tsx: { type: 'boolean' },
-        'heap-snapshots': { type: 'boolean' },
-        report: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }).values;
-  } catch (err) {
-    throw new ConfigError((err as Error).message);
-  }
-  if (values.help) return { type: 'help', text: renderHelp(SOAK_CONFIG) };
-  const f = FLAG_VALUES;
-  const durationMs = f.duration.parse(values.duration);
-  const warmupMs = f.warmup.parse(values.warmup) ?? Math.min(600_000, Math.round(durationMs / 6));
+  const read = readFlags(FLAG_VALUES, argv);
+  if (read.help) return { type: 'help', text: renderHelp(SOAK_CONFIG) };
+  const f = read.values;
+  const durationMs = f.duration;
+  const warmupMs = f.warmup ?? Math.min(600_000, Math.round(durationMs / 6));
   if (warmupMs >= durationMs) throw new ConfigError('--warmup must be shorter than --duration');
-  const taskRetentionMs = f.taskRetention.parse(values['task-retention']);
-  const duplicateWindowMs = f.duplicateWindow.parse(values['duplicate-window']);
+  const taskRetentionMs = f.taskRetention;
+  const duplicateWindowMs = f.duplicateWindow;
   return {
     type: 'run',
     options: {
       durationMs,
       warmupMs,
-      rate: f.rate.parse(values.rate),
-      sampleMs: f.sample.parse(values.sample),
+      rate: f.rate,
+      sampleMs: f.sample,
       ...(taskRetentionMs === undefined ? {} : { taskRetentionMs }),
       ...(duplicateWindowMs === undefined ? {} : { duplicateWindowMs }),
-      compiled: !f.tsx.parse(bool(values.tsx)),
-      heapSnapshots: f.heapSnapshots.parse(bool(values['heap-snapshots'])),
-      reportDir: resolve(f.report.parse(values.report) ?? join(PROJECT_ROOT, '.vigil', 'soak')),
+      compiled: !f.tsx,
+      heapSnapshots: f.heapSnapshots,
+      reportDir: resolve(f.report ?? join(PROJECT_ROOT, '.vigil', 'soak')),
     },
   };
 }

@@ -9,6 +9,7 @@
  * anything. An empty value counts as unset.
  */
 import { accessSync, constants as fsConstants } from 'node:fs';
+import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { NAME_TOKEN } from '../../protocol/index.js';
 
@@ -620,6 +621,61 @@ export function flagOf(setting: Setting<unknown>, value: string): Flag {
   const facts = [setting.type];
   if (setting.defaultText !== undefined) facts.push(`default ${setting.defaultText}`);
   return { name: setting.name, value, meaning: `${setting.meaning} (${facts.join('; ')})` };
+}
+
+/** What {@link readFlags} read: `--help`, or every flag's value and the positionals. */
+export type ReadFlags<F extends Readonly<Record<string, Setting<unknown>>>> =
+  | { help: true }
+  | {
+      help: false;
+      values: { -readonly [K in keyof F]: ReturnType<F[K]['parse']> };
+      positionals: string[];
+    };
+
+/**
+ * Reads a command line of flags declared as settings (`name: '--nodes'`): one `parseArgs`
+ * option per setting, a boolean for a {@link flag}, each value parsed and checked by its setting.
+ * @throws ConfigError naming the flag that is wrong, or an unknown flag or stray argument.
+ */
+export function readFlags<F extends Readonly<Record<string, Setting<unknown>>>>(
+  flags: F,
+  argv: readonly string[],
+  options: { positionals?: boolean } = {},
+): ReadFlags<F> {
+  const byOption = new Map(
+    Object.entries(flags).map(([key, s]) => [s.name.replace(/^--/, ''), { key, s }]),
+  );
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: options.positionals ?? false,
+      strict: true,
+      options: {
+        help: { type: 'boolean', short: 'h' },
+        ...Object.fromEntries(
+          [...byOption].map(([option, { s }]) => [
+            option,
+            { type: s.type === 'boolean' ? ('boolean' as const) : ('string' as const) },
+          ]),
+        ),
+      },
+    });
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  const given = parsed.values as Record<string, string | boolean | undefined>;
+  if (given['help'] === true) return { help: true };
+  const values: Record<string, unknown> = {};
+  for (const [option, { key, s }] of byOption) {
+    const raw = given[option];
+    values[key] = s.parse(raw === undefined ? undefined : String(raw), `--${option}`);
+  }
+  return {
+    help: false,
+    values: values as ReadFlags<F> extends { values: infer V } ? V : never,
+    positionals: parsed.positionals,
+  };
 }
 
 /** The groups of a node's configuration, by the property their values take. */

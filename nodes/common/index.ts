@@ -26,6 +26,7 @@ export {
   oneOf,
   parseConfig,
   parseSettings,
+  readFlags,
   settingsGroup,
   text,
   url,

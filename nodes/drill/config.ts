@@ -1,8 +1,8 @@
 /** What `npm run drill` accepts: a fault, and flags (it reads no variables of its own). */
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import {
   ConfigError,
+  readFlags,
   flagOf,
   humanDuration,
   int,
@@ -108,28 +108,9 @@ export interface DrillOptions {
 export function readDrillArgs(
   argv: readonly string[],
 ): { type: 'help'; text: string } | { type: 'run'; options: DrillOptions } {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      options: {
-        regions: { type: 'string' },
-        nodes: { type: 'string' },
-        duration: { type: 'string' },
-        rate: { type: 'string' },
-        'max-rto': { type: 'string' },
-        settle: { type: 'string' },
-        report: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    });
-  } catch (err) {
-    throw new ConfigError((err as Error).message);
-  }
-  const { values, positionals } = parsed;
-  if (values.help) return { type: 'help', text: renderHelp(DRILL_CONFIG) };
+  const read = readFlags(FLAG_VALUES, argv, { positionals: true });
+  if (read.help) return { type: 'help', text: renderHelp(DRILL_CONFIG) };
+  const { values: f, positionals } = read;
   const [which, extra] = positionals;
   if (!which || extra !== undefined) throw new ConfigError('name one fault, or all');
   const faults =
@@ -137,20 +118,18 @@ export function readDrillArgs(
       ? [...ALL_FAULTS]
       : ALL_FAULTS.filter((fault) => fault === (which as FaultName)).slice(0, 1);
   if (faults.length === 0) throw new ConfigError(`unknown fault '${which}'`);
-  const f = FLAG_VALUES;
-  const regions = f.regions.parse(values.regions);
-  const nodes = f.nodes.parse(values.nodes);
+  const { regions, nodes } = f;
   return {
     type: 'run',
     options: {
       faults,
       ...(regions === undefined ? {} : { regions }),
       ...(nodes === undefined ? {} : { nodes }),
-      durationMs: f.duration.parse(values.duration),
-      rate: f.rate.parse(values.rate),
-      maxRtoMs: f.maxRto.parse(values['max-rto']),
-      settleMs: f.settle.parse(values.settle),
-      reportDir: resolve(f.report.parse(values.report) ?? join(PROJECT_ROOT, '.vigil', 'drills')),
+      durationMs: f.duration,
+      rate: f.rate,
+      maxRtoMs: f.maxRto,
+      settleMs: f.settle,
+      reportDir: resolve(f.report ?? join(PROJECT_ROOT, '.vigil', 'drills')),
     },
   };
 }
