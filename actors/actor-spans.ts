@@ -158,9 +158,20 @@ class RecentAttemptSpans {
   }
   remember(taskId: string, span: SpanContext): void {
     this.#byTask.delete(taskId); // re-inserted last: the newest stays longest
-    this.#byTask.set(taskId, span);
+    this.#byTask.set(ownString(taskId), span);
     if (this.#byTask.size > this.limit) this.#byTask.delete(this.#byTask.keys().next().value!);
   }
+}
+
+/**
+ * A copy of `text` that holds nothing else. A string msgpackr decoded is a slice of one string
+ * made from the whole message (its native extractor reads a message's strings in one go), so a
+ * decoded task id kept as a map key kept its whole request alive: measured in the soak, the
+ * actor host's heap grew by the 4,096 remembered requests per model (chat and embedding inputs
+ * included) until every map was full.
+ */
+function ownString(text: string): string {
+  return Buffer.from(text, 'utf8').toString('utf8');
 }
 
 /** Runs `work` with `attempt`'s context active, so the spans it starts nest under the attempt. */
