@@ -161,7 +161,10 @@ function isServerUrl(item: string): boolean {
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/.exec(item);
   if (scheme && !['nats', 'tls'].includes(scheme[1]!.toLowerCase())) return false;
   const rest = scheme ? scheme[2]! : item;
-  return rest !== '' && URL.canParse(`http://${rest}`);
+  // Read as http, a backslash is a slash and `=` a host name: neither is a server to dial.
+  if (rest === '' || rest.includes('\\') || !URL.canParse(`http://${rest}`)) return false;
+  const { hostname } = new URL(`http://${rest}`);
+  return /^[a-z0-9._-]+$/i.test(hostname) || /^\[[0-9a-f:.]+\]$/i.test(hostname);
 }
 
 /**
