@@ -120,9 +120,12 @@ const PROGRESS_EVERY_MS = 250;
 /** A delay in steps, reporting the fraction done after each: a stand-in for a long model run. */
 async function sleepReportingProgress(ms: number, ctx: ModelRunContext): Promise<void> {
   const start = Date.now();
-  for (let waited = 0; waited < ms; waited = Date.now() - start) {
+  // One reading of the clock per step, so the step that ends the loop is the one reported as 1
+  // (reading it twice let the clock pass `ms` between the report and the check).
+  for (let waited = 0; waited < ms; ) {
     await sleep(Math.min(PROGRESS_EVERY_MS, ms - waited), ctx.signal);
-    ctx.onProgress?.(Math.min(1, (Date.now() - start) / ms), 'waiting');
+    waited = Date.now() - start;
+    ctx.onProgress?.(Math.min(1, waited / ms), 'waiting');
   }
 }
 
