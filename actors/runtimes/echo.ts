@@ -122,7 +122,7 @@ async function sleepReportingProgress(ms: number, ctx: ModelRunContext): Promise
   const start = Date.now();
   // One reading of the clock per step, so the step that ends the loop is the one reported as 1
   // (reading it twice let the clock pass `ms` between the report and the check).
-  for (let waited = 0; waited < ms; ) {
+  for (let waited = 0; waited < ms;) {
     await sleep(Math.min(PROGRESS_EVERY_MS, ms - waited), ctx.signal);
     waited = Date.now() - start;
     ctx.onProgress?.(Math.min(1, waited / ms), 'waiting');
