@@ -47,6 +47,7 @@ import { provisionRegion } from '../../nodes/provision/index.js';
 import { startTestNats, type TestNats } from '../harness/nats.js';
 import { openRawLeafLink } from '../harness/raw-leaf.js';
 import { startTestRegions, type TestRegions } from '../harness/regions.js';
+import { forgedReply } from '../harness/forged-reply.js';
 
 const EU = 'eu';
 const US = 'us';
@@ -709,23 +710,6 @@ describe('leaf links', () => {
 /** `text` as a regular expression that matches it literally. */
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-/** A final record for task `id` of tenant alpha that no actor wrote. */
-function forgedReply(id: string): Uint8Array {
-  const now = Date.now();
-  return encode({
-    v: 1,
-    id,
-    tenant: 'alpha',
-    model: 'echo',
-    version: 'v1',
-    state: 'succeeded',
-    attempt: 1,
-    createdAt: now,
-    finishedAt: now,
-    result: { echo: 'FORGED' },
-  });
 }
 
 function diff(before: string[], after: string[]): string {

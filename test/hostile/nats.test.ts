@@ -26,6 +26,7 @@ import { loadNatsCorpus, runNatsCorpusCase } from './lib/nats-corpus.js';
 import { runNatsCases } from './lib/nats-run.js';
 import { fuzzRuns, fuzzSeed } from './lib/runs.js';
 import { Tally } from './lib/tally.js';
+import { forgedReply } from '../harness/forged-reply.js';
 
 let watched: WatchedEdge;
 
@@ -134,23 +135,6 @@ describe('NATS generated', () => {
     assert.deepEqual(answer.result, stored.result);
   });
 });
-
-/** A final record for task `id` of tenant alpha that no actor wrote. */
-function forgedReply(id: string): Uint8Array {
-  const now = Date.now();
-  return encode({
-    v: 1,
-    id,
-    tenant: 'alpha',
-    model: 'echo',
-    version: 'v1',
-    state: 'succeeded',
-    attempt: 1,
-    createdAt: now,
-    finishedAt: now,
-    result: { echo: 'FORGED' },
-  });
-}
 
 /** Publishes on core NATS; true when the server answers with a permissions violation. */
 async function publishRefused(
