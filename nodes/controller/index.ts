@@ -29,8 +29,15 @@ export {
   startLeaderLease,
 } from './lease.js';
 export type { LeaderLease, LeaderLeaseOptions, LeaseRecord } from './lease.js';
-export { FORGET_ACTOR_AFTER_MS, STALE_AFTER_INTERVALS, startObserver } from './observe.js';
-export type { Observed, Observer, ObserverOptions, Subject } from './observe.js';
+export {
+  FORGET_ACTOR_AFTER_MS,
+  STALE_AFTER_INTERVALS,
+  STUCK_AFTER_INTERVALS,
+  actorObserved,
+  noteBeat,
+  startObserver,
+} from './observe.js';
+export type { ActorSeen, Observed, Observer, ObserverOptions, Subject } from './observe.js';
 export { alertSubject, createAlertSink, WEBHOOK_DEFAULTS } from './alerts.js';
 export type { AlertEvent, AlertSink, WebhookOptions } from './alerts.js';
 export {

@@ -21,6 +21,13 @@ import { Scope, type MetricName, type MetricValue } from './rules.js';
 /** A heartbeat older than this many of its intervals counts as stale. */
 export const STALE_AFTER_INTERVALS = 2;
 /**
+ * An actor with tasks in flight whose beats have shown no finished task for longer than this many
+ * of its intervals is stuck. Progress is only seen when a beat arrives, so a busy, healthy actor
+ * looks stalled for up to one interval between beats (and a beat may come late): a stall shorter
+ * than two intervals says nothing.
+ */
+export const STUCK_AFTER_INTERVALS = 2;
+/**
  * An actor not heard from in this long is forgotten, ms (its stale alert then resolves); one
  * whose last beat said `draining` is forgotten once that beat expires, with no stale alert.
  */
@@ -45,7 +52,7 @@ export interface Observed {
 }
 
 /** An actor as last seen. */
-interface ActorSeen {
+export interface ActorSeen {
   beat: ActorHeartbeat;
   /** When the controller last saw it finish a task, or take work while idle. */
   progressAt: number;
@@ -104,6 +111,20 @@ export async function startObserver(
   };
 }
 
+/**
+ * What the controller remembers after `beat`: progress is a finished task since the beat before,
+ * or work taken while idle (a stall is counted from when the work came, not from the last task).
+ */
+export function noteBeat(
+  before: ActorSeen | undefined,
+  beat: ActorHeartbeat,
+  now: number,
+): ActorSeen {
+  const progressed =
+    !before || beat.processed !== before.beat.processed || before.beat.inFlight === 0;
+  return { beat, progressAt: progressed ? now : before.progressAt };
+}
+
 /** Every actor still remembered, with its heartbeat metrics; forgets the ones long gone. */
 function sampleActors(actors: Map<string, ActorSeen>, now: number): Observed[] {
   const out: Observed[] = [];
@@ -119,7 +140,7 @@ function sampleActors(actors: Map<string, ActorSeen>, now: number): Observed[] {
 }
 
 /** One actor's heartbeat metrics. */
-function actorObserved(seen: ActorSeen, now: number): Observed {
+export function actorObserved(seen: ActorSeen, now: number): Observed {
   const b = seen.beat;
   const stalledMs = b.inFlight > 0 ? now - seen.progressAt : 0;
   const values: Record<string, MetricValue> = {
@@ -127,7 +148,7 @@ function actorObserved(seen: ActorSeen, now: number): Observed {
     // the last beat kept here; a host that drained said goodbye and is not stale.
     'heartbeat.stale':
       b.state !== ActorState.Draining && now - b.at > b.intervalMs * STALE_AFTER_INTERVALS,
-    'heartbeat.stuck': stalledMs > 0,
+    'heartbeat.stuck': stalledMs > b.intervalMs * STUCK_AFTER_INTERVALS,
     'heartbeat.stalled-ms': stalledMs,
     'heartbeat.in-flight': b.inFlight,
     'heartbeat.errors': b.errors,
@@ -235,14 +256,7 @@ async function watchRegion(
             logger.warn({ key: entry.key, err }, 'unreadable heartbeat ignored');
             continue;
           }
-          const before = actors.get(key);
-          const now = Date.now();
-          const progressed =
-            !before || beat.processed !== before.beat.processed || before.beat.inFlight === 0;
-          actors.set(key, {
-            beat,
-            progressAt: progressed ? now : before.progressAt,
-          });
+          actors.set(key, noteBeat(actors.get(key), beat, Date.now()));
         }
       } catch (err) {
         logger.warn({ region, err }, 'heartbeat watch broke; reopening');

@@ -26,7 +26,10 @@ export type Scope = (typeof Scope)[keyof typeof Scope];
 export const METRICS = {
   /** The actor's last beat is older than two of its intervals, or its beat expired. */
   'heartbeat.stale': { scope: Scope.Actor, type: 'boolean' },
-  /** Tasks in flight and none finished since the controller last saw progress. */
+  /**
+   * Tasks in flight and no task finished for more than two heartbeat intervals (a busy actor that
+   * finishes tasks is never stuck, however long it stays busy).
+   */
   'heartbeat.stuck': { scope: Scope.Actor, type: 'boolean' },
   /** How long the actor has had tasks in flight without finishing one, ms (0 when idle). */
   'heartbeat.stalled-ms': { scope: Scope.Actor, type: 'number' },

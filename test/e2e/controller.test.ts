@@ -203,6 +203,27 @@ describe('controller', () => {
         VIGIL_ALERT_WEBHOOK: webhook.url,
       });
       const before = await waitFor('a heartbeat', () => echoBeat(edge, nc));
+      // Busy is not stuck: two callers keep the actor in flight for longer than the rule's
+      // window, each task finishing in 150 ms; the rule must not fire.
+      const busyUntil = Date.now() + forMs + 4 * HEARTBEAT_MS;
+      const busy = async (): Promise<number> => {
+        let done = 0;
+        while (Date.now() < busyUntil) {
+          const r = await edge.request('/v1/models/echo/infer', {
+            method: 'POST',
+            body: JSON.stringify({ input: 'busy', params: { delay_ms: 150 } }),
+          });
+          assert.equal(r.status, 200, await r.text());
+          done += 1;
+        }
+        return done;
+      };
+      const busyRuns = (await Promise.all([busy(), busy()])).reduce((a, b) => a + b, 0);
+      assert.deepEqual(
+        alerts.filter((a) => a.rule === 'actor-stuck'),
+        [],
+        `no stuck alert while busy (${busyRuns} tasks of 150 ms)`,
+      );
       const res = await edge.request('/v1/models/echo/infer', {
         method: 'POST',
         body: JSON.stringify({ input: 'hang', params: { delay_ms: 120_000 } }),

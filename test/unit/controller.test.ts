@@ -9,15 +9,20 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { ConfigError } from '../../nodes/common/index.js';
 import {
+  actorObserved,
+  type ActorSeen,
   checkLeaseMs,
   conditionHolds,
   DEFAULT_RULES_FILE,
   leaderActsUntil,
   leaseExpired,
+  noteBeat,
   parseRules,
   renewIntervalMs,
   standbyPollMs,
+  STUCK_AFTER_INTERVALS,
 } from '../../nodes/controller/index.js';
+import { ActorState, BreakerState, type ActorHeartbeat } from '../../protocol/index.js';
 import { PROJECT_ROOT } from '../../nodes/launcher/index.js';
 
 const stuck = {
@@ -179,5 +184,86 @@ describe('leader lease arithmetic', () => {
       /VIGIL_CONTROLLER_LEASE_MS=100/,
     );
     assert.throws(() => checkLeaseMs(1.5e3 + 0.5, 'L'), ConfigError);
+  });
+});
+
+describe('stuck actors from heartbeats', () => {
+  const INTERVAL_MS = 1_000;
+  const beat = (at: number, inFlight: number, processed: number): ActorHeartbeat => ({
+    v: 1,
+    actorId: 'a1',
+    host: 'h1',
+    region: 'eu',
+    model: 'chat',
+    version: 'v1',
+    state: ActorState.Running,
+    breaker: BreakerState.Closed,
+    isolation: 'worker-thread',
+    pid: 1,
+    inFlight,
+    processed,
+    errors: 0,
+    restarts: 0,
+    latencyMs: { p50: 1, p99: 2 },
+    startedAt: 0,
+    at,
+    intervalMs: INTERVAL_MS,
+  });
+
+  /**
+   * Feeds beats at their times and samples every 250 ms (as the controller's evaluation does,
+   * at any phase); returns when, sampled, the actor was stuck.
+   */
+  function stuckAt(beats: ActorHeartbeat[], untilMs: number): number[] {
+    let seen: ActorSeen | undefined;
+    let next = 0;
+    const stuck: number[] = [];
+    for (let now = 0; now <= untilMs; now += 250) {
+      while (next < beats.length && beats[next]!.at <= now) {
+        seen = noteBeat(seen, beats[next]!, beats[next]!.at);
+        next += 1;
+      }
+      if (seen && actorObserved(seen, now).value('heartbeat.stuck') === true) stuck.push(now);
+    }
+    return stuck;
+  }
+
+  test('a busy actor that finishes tasks is never stuck, however long it stays busy', () => {
+    // Ten minutes always busy, a task finished before every beat; beats up to 90 % late.
+    const beats: ActorHeartbeat[] = [];
+    for (let i = 0, at = 0; i < 600; i += 1) {
+      at += INTERVAL_MS + ((i * 7919) % 10) * 90;
+      beats.push(beat(at, 1 + (i % 4), i + 1));
+    }
+    assert.deepEqual(stuckAt(beats, beats.at(-1)!.at + 500), []);
+  });
+
+  test('an idle actor is never stuck', () => {
+    const beats = Array.from({ length: 120 }, (_, i) => beat((i + 1) * INTERVAL_MS, 0, 5));
+    assert.deepEqual(stuckAt(beats, 121 * INTERVAL_MS), []);
+  });
+
+  test('an actor whose task hangs is stuck once no task finished for two intervals', () => {
+    // Finishes tasks until 10 s, then holds one task without finishing anything until 70 s.
+    const beats = Array.from({ length: 80 }, (_, i) => {
+      const at = (i + 1) * INTERVAL_MS;
+      if (at <= 10_000) return beat(at, 1, i + 1);
+      return beat(at, at < 70_000 ? 1 : 0, 10);
+    });
+    const stuck = stuckAt(beats, 80 * INTERVAL_MS);
+    const limit = 10_000 + STUCK_AFTER_INTERVALS * INTERVAL_MS;
+    assert.equal(stuck[0], limit + 250, 'stuck from the first sample past two intervals');
+    assert.equal(stuck.at(-1), 69_750, 'until the beat that shows it idle');
+    assert.equal(stuck.length, (69_750 - limit) / 250, 'every sample in between');
+  });
+
+  test('work taken while idle counts its stall from when it came', () => {
+    // Idle for a minute, then one task that never finishes.
+    const beats = Array.from({ length: 70 }, (_, i) => {
+      const at = (i + 1) * INTERVAL_MS;
+      return beat(at, at >= 60_000 ? 1 : 0, 3);
+    });
+    const stuck = stuckAt(beats, 70 * INTERVAL_MS);
+    assert.equal(stuck[0], 60_000 + STUCK_AFTER_INTERVALS * INTERVAL_MS + 250);
   });
 });
