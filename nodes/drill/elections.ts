@@ -7,7 +7,7 @@
  * was the election and how much was Vigil's.
  */
 import type { JetStreamManager } from '@nats-io/jetstream';
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 
 /** Where nats-server announces a new stream or consumer leader (`<stream>[.<consumer>]` follow). */
 const STREAM_ELECTED = '$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.>';
@@ -36,6 +36,11 @@ export async function groupsLedBy(jsm: JetStreamManager, server: string): Promis
 export interface ElectionWatch {
   /** ms from `since` to the first leader-elected advisory of each group, so far. */
   readonly elected: Readonly<Record<string, number>>;
+  /**
+   * The server each group's first advisory named. It may be the killed server itself: restarted
+   * before its old peers agreed (elections take 4-9 s), it can win again with the longest log.
+   */
+  readonly leaders: Readonly<Record<string, string>>;
   /** Resolves once each of `groups` has a new leader, or after `timeoutMs`. */
   until(groups: readonly string[], timeoutMs: number): Promise<void>;
   stop(): void;
@@ -47,24 +52,30 @@ export interface ElectionWatch {
  */
 export function watchElections(nc: NatsConnection, since: () => number): ElectionWatch {
   const elected: Record<string, number> = {};
+  const leaders: Record<string, string> = {};
   let wake: (() => void) | undefined;
-  const record = (group: string) => {
+  const record = (group: string, msg: Msg) => {
     const at = Date.now() - since();
-    if (at >= 0 && elected[group] === undefined) elected[group] = at;
+    if (at >= 0 && elected[group] === undefined) {
+      elected[group] = at;
+      const leader = leaderNamed(msg);
+      if (leader) leaders[group] = leader;
+    }
     wake?.();
   };
   const prefix = (pattern: string) => pattern.slice(0, -1);
   const subs: Subscription[] = [
     nc.subscribe(STREAM_ELECTED, {
-      callback: (_, msg) => record(msg.subject.slice(prefix(STREAM_ELECTED).length)),
+      callback: (_, msg) => record(msg.subject.slice(prefix(STREAM_ELECTED).length), msg),
     }),
     nc.subscribe(CONSUMER_ELECTED, {
       callback: (_, msg) =>
-        record(msg.subject.slice(prefix(CONSUMER_ELECTED).length).replace('.', '/')),
+        record(msg.subject.slice(prefix(CONSUMER_ELECTED).length).replace('.', '/'), msg),
     }),
   ];
   return {
     elected,
+    leaders,
     async until(groups, timeoutMs) {
       const deadline = Date.now() + timeoutMs;
       while (Date.now() < deadline && groups.some((g) => elected[g] === undefined)) {
@@ -78,4 +89,14 @@ export function watchElections(nc: NatsConnection, since: () => number): Electio
       for (const sub of subs) sub.unsubscribe();
     },
   };
+}
+
+/** The `leader` an advisory names (nats-server's JSON), if it reads as one. */
+function leaderNamed(msg: Msg): string | undefined {
+  try {
+    const leader = msg.json<{ leader?: unknown }>().leader;
+    return typeof leader === 'string' && leader !== '' ? leader : undefined;
+  } catch {
+    return undefined;
+  }
 }

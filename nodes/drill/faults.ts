@@ -197,14 +197,18 @@ const killNatsNode: Fault = {
       recovery: { oldLeader, ledByVictim: led.join(' '), metaLeaderBefore: metaBefore },
       watched: Promise.resolve(),
       async repair() {
+        injection.recovery['restartedMs'] = Date.now() - killedAt;
         const restarted = await server.restart();
         topology.notePid(`nats-${oldLeader}`, restarted.pid);
         injection.recovery['restartedPid'] = restarted.pid;
       },
     };
+    // A leader elected after the kill: another server, or the victim itself when its restart
+    // came before the survivors agreed (then only its advisory tells the old leader from the new).
     const streamWatch = watch(async () => {
       const leader = (await jsm.streams.info(stream)).cluster?.leader;
-      return leader && leader !== oldLeader ? leader : undefined;
+      const electedAnew = leader !== oldLeader || elections.leaders[stream] === leader;
+      return leader && electedAnew ? leader : undefined;
     }).then((leader) => {
       if (!leader) return;
       injection.recovery['newLeader'] = leader;
@@ -216,6 +220,7 @@ const killNatsNode: Fault = {
         elections.stop();
         // From the new leaders' advisories: the server's own share of the outage.
         injection.recovery['leaderElectedMs'] = elections.elected[stream];
+        injection.recovery['electedLeader'] = elections.leaders[stream];
         injection.recovery['electedMs'] = Object.entries(elections.elected)
           .filter(([group]) => led.includes(group))
           .map(([group, ms]) => `${group}=${ms}`)

@@ -103,9 +103,17 @@ describe('npm run drill', () => {
   test('kill-nats-node: the request stream leader dies, another leads, no accepted task is lost', async () => {
     const report = await runFault('kill-nats-node');
     assertRecovered(report);
-    const { oldLeader, newLeader } = report.recovery;
-    assert.equal(typeof newLeader, 'string', 'a new leader was seen');
-    assert.notEqual(newLeader, oldLeader);
+    const { oldLeader, newLeader, electedLeader, restartedMs, leaderElectedMs } = report.recovery;
+    assert.equal(typeof newLeader, 'string', 'a leader elected after the kill was seen');
+    assert.equal(electedLeader, newLeader, "the poll saw the leader the election's advisory named");
+    if (newLeader === oldLeader) {
+      // The repair (at two thirds of this short load) can restart the victim before the
+      // survivors agree; with the longest log it may win. Only then may the old leader lead.
+      assert.ok(
+        Number(restartedMs) < Number(leaderElectedMs),
+        `the old leader leads again only if restarted before the election (${String(restartedMs)} < ${String(leaderElectedMs)})`,
+      );
+    }
     assertNothingLeft(report);
     console.log(
       `kill-nats-node: RTO ${report.rto.ms} ms, leader ${String(oldLeader)} -> ${String(newLeader)} ` +
