@@ -8,6 +8,7 @@
  * flags. Ctrl-C stops it all.
  */
 import { availableParallelism, cpus, loadavg } from 'node:os';
+import { makeNamedDirectory } from '../../nodes/common/index.js';
 import { gitDescribe, writeReport } from '../common/index.js';
 import { CHAOS_CONFIG, readChaosArgs, type ChaosOptions } from './config.js';
 import { chaosFigures, chaosMarkdown, type ChaosFacts } from './figures.js';
@@ -29,6 +30,7 @@ async function main(): Promise<number> {
       return 0;
     }
     o = read.options;
+    makeNamedDirectory('--report', o.reportDir);
   } catch (err) {
     say(`chaos: ${(err as Error).message}\nusage: ${CHAOS_CONFIG.usage} (--help lists the flags)`);
     return 2;

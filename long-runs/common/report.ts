@@ -1,10 +1,11 @@
 /** Where a long run leaves its figures: a JSON file and a markdown file side by side. */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { makeDirectory } from '../../nodes/common/index.js';
 
 /** Writes `<dir>/<stamp>-<name>.json` and `.md`; returns the base path. */
 export function writeReport(dir: string, name: string, json: unknown, markdown: string): string {
-  mkdirSync(dir, { recursive: true });
+  makeDirectory(dir);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const base = join(dir, `${stamp}-${name}`);
   writeFileSync(`${base}.json`, JSON.stringify(json, null, 2) + '\n');

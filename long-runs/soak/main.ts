@@ -11,7 +11,7 @@ import { availableParallelism, cpus, totalmem } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { natsServerBin } from '../../scripts/nats-server-provision.mjs';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { gitDescribe, readNatsHeap, writeReport } from '../common/index.js';
 import { analyse } from './analysis.js';
 import { readSoakArgs, SOAK_CONFIG, type SoakOptions } from './config.js';
@@ -19,6 +19,7 @@ import { SoakLoad } from './load.js';
 import { soakMarkdown, type RunFacts } from './markdown.js';
 import { takeSample, type NatsHeapSample, type Sample } from './sampler.js';
 import { startSoakTopology, type SoakTopology } from './topology.js';
+import { makeDirectory, makeNamedDirectory } from '../../nodes/common/index.js';
 
 /** Past the load, what start-up, settling and shutdown may take before the run gives up. */
 const OVERHEAD_BUDGET_MS = 300_000;
@@ -143,7 +144,7 @@ class Sampling {
 }
 
 function writeRaw(dir: string, name: string, text: string): void {
-  mkdirSync(dir, { recursive: true });
+  makeDirectory(dir);
   writeFileSync(join(dir, name), text);
 }
 
@@ -194,6 +195,7 @@ async function main(): Promise<number> {
       return 0;
     }
     o = read.options;
+    makeNamedDirectory('--report', o.reportDir);
   } catch (err) {
     say(`soak: ${(err as Error).message}\nusage: ${SOAK_CONFIG.usage} (--help lists the flags)`);
     return 2;

@@ -4,6 +4,7 @@
  * process (readiness line, signals, retried start-up).
  */
 export { renderHelp } from './config-help.js';
+export { makeDirectory, makeNamedDirectory } from './directories.js';
 export {
   ConfigError,
   REDACTED,

@@ -8,13 +8,14 @@
  * two outcomes, and served again within the RTO budget; 1 otherwise, 2 on bad arguments.
  * Ctrl-C stops every process the drill started.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkTopology, type RegionSpec } from '../launcher/index.js';
 import { DRILL_CONFIG, readDrillArgs, type DrillOptions } from './config.js';
 import { FAULTS } from './faults.js';
 import { markdownReport, runDrill, type DrillReport } from './run-drill.js';
 import type { DrillTopology } from './topology.js';
+import { makeNamedDirectory } from '../common/index.js';
 
 /** Past the load and settle time, what start-up and shutdown may take before the drill gives up. */
 const OVERHEAD_BUDGET_MS = 180_000;
@@ -66,11 +67,11 @@ async function main(): Promise<number> {
       return 0;
     }
     cli = read.options;
+    makeNamedDirectory('--report', cli.reportDir);
   } catch (err) {
     say(`drill: ${(err as Error).message}\nusage: ${DRILL_CONFIG.usage} (--help lists the flags)`);
     return 2;
   }
-  mkdirSync(cli.reportDir, { recursive: true });
   let running: DrillTopology | undefined;
   let interrupted = false;
   const onSignal = (): void => {

@@ -17,17 +17,18 @@
  * order Ctrl-C stops them in, is kept in `launched-processes.ts`.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
-  createLogger,
   ConfigError,
   connectNats,
+  createLogger,
+  makeDirectory,
   natsAuthOptions,
-  natsOptionsFromEnv,
   type NatsConnectOptions,
+  natsOptionsFromEnv,
 } from '../common/index.js';
 import { createBuiltinModels } from '../../actors/index.js';
 import { edgeDomain, ensureEdgeSite, Role, userName } from '../../protocol/index.js';
@@ -122,7 +123,7 @@ interface GatewaySummary {
 
 /** Start-up in order, then the summary; Ctrl-C stops it all (`LaunchedProcesses.stopAll`). */
 async function main(): Promise<void> {
-  mkdirSync(logDir, { recursive: true });
+  makeDirectory(logDir);
   const plan = planLaunch();
   const cluster = await startSupercluster({
     regions: plan.regions,

@@ -4,7 +4,7 @@
  * fragment with the accounts, the public keys and each user's permissions. The fragment holds no
  * secret and no path, so deployments can `include` it from anywhere beside it.
  */
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { createUser, fromSeed } from '@nats-io/nkeys';
 import {
@@ -16,7 +16,7 @@ import {
   type UserPermissions,
   type VigilUser,
 } from '../../protocol/index.js';
-import { ConfigError, readNkeySeed } from '../common/index.js';
+import { ConfigError, makeNamedDirectory, readNkeySeed } from '../common/index.js';
 
 /** Name of the configuration fragment in the output directory. */
 export const ACCOUNTS_FILE = 'accounts.conf';
@@ -69,7 +69,7 @@ export interface NatsCredentials {
 export function generateNatsCredentials(options: NatsCredentialsOptions): NatsCredentials {
   if (options.regions.length === 0) throw new ConfigError('at least one region is needed');
   const outDir = resolve(options.outDir);
-  mkdirSync(outDir, { recursive: true, mode: 0o700 });
+  makeNamedDirectory('the credentials directory', outDir, 0o700);
   const users = vigilUsers(options.regions, options.edgeSites);
   const created: string[] = [];
   const credentials = users.map((user): NatsUserCredential => {

@@ -6,7 +6,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import {
   chmodSync,
   closeSync,
-  mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
@@ -18,6 +17,7 @@ import { connect as tcpConnect, createServer } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 
 import { natsServerBin } from '../../scripts/nats-server-provision.mjs';
+import { makeDirectory } from '../common/index.js';
 
 /** Options for {@link startNatsServer}. Ports: 0 or undefined means a random free port. */
 export interface NatsServerOptions {
@@ -276,9 +276,9 @@ class NatsServer implements NatsServerProcess {
 
   async launch(): Promise<void> {
     const o = this.#options;
-    mkdirSync(o.storeDir, { recursive: true });
-    mkdirSync(this.#portsDir, { recursive: true });
-    mkdirSync(dirname(o.logFile!), { recursive: true });
+    makeDirectory(o.storeDir);
+    makeDirectory(this.#portsDir);
+    makeDirectory(dirname(o.logFile!));
     // The file can hold a leaf link's seed: readable by this user only, also when it existed.
     writeFileSync(this.#confFile, renderConfig(o, this.#portsDir), { mode: 0o600 });
     chmodSync(this.#confFile, 0o600);

@@ -3,12 +3,12 @@
  * the readiness line the node prints (see `runUntilSignal`). Used by the local launcher, the tests and the bench.
  */
 import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { READY_MESSAGE } from '../common/index.js';
+import { makeDirectory, READY_MESSAGE } from '../common/index.js';
 
 /** Project root (this file is `nodes/launcher/node-process.ts`). */
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -99,7 +99,7 @@ function spawnNode(name: NodeName, options: StartNodeOptions): NodeChild {
  * `untilReady`, which parses each line on the way.
  */
 function logTo(child: NodeChild, logFile: string): WriteStream {
-  mkdirSync(dirname(logFile), { recursive: true });
+  makeDirectory(dirname(logFile));
   const log = createWriteStream(logFile, { flags: 'a' });
   child.stderr.pipe(log, { end: false });
   return log;

@@ -223,3 +223,91 @@ describe('configuration end to end', { concurrency: 4 }, () => {
     });
   }
 });
+
+/** A command line, the exit code it must end with, and what its one-line complaint must say. */
+interface CommandCase {
+  args: string[];
+  code: number;
+  says: RegExp;
+}
+
+describe('command lines', { concurrency: 4 }, () => {
+  const file = join(scratch, 'a-file');
+  writeFileSync(file, 'not a directory');
+  // Never the project's own credentials, should a bad value be taken.
+  const generateInScratch = ['nodes/cli/main.ts', 'creds', 'generate', '--out', join(scratch, 'c')];
+  const cases: CommandCase[] = [
+    // Node's recursive mkdir spins for ever under /proc: the programs must fail instead.
+    {
+      args: ['nodes/cli/main.ts', 'creds', 'generate', '--out', '/proc/vigil-hostile/creds'],
+      code: 1,
+      says: /^vigil: the credentials directory \/proc\/vigil-hostile\/creds cannot be made: ENOENT/,
+    },
+    {
+      args: ['nodes/cli/main.ts', 'creds', 'generate', '--out', file],
+      code: 1,
+      says: /^vigil: the credentials directory .* cannot be made: EEXIST/,
+    },
+    {
+      args: ['nodes/cli/main.ts', 'creds', 'generate', '--out', join(file, 'creds')],
+      code: 1,
+      says: /^vigil: the credentials directory .* cannot be made: ENOTDIR/,
+    },
+    ...['', 'a,,b', 'Site', 'a b', 's'.repeat(65), 'a.b', '>', 'eu,*'].map((sites) => ({
+      args: [...generateInScratch, '--edge-sites', sites],
+      code: 2,
+      says: /^vigil: --edge-sites: '.*' is not an edge site name/,
+    })),
+    ...['', 'EU', 'eu,', 'eu.us'].map((regions) => ({
+      args: [...generateInScratch, '--regions', regions],
+      code: 2,
+      says: /^vigil: --regions: '.*' is not a region name/,
+    })),
+    {
+      args: [...generateInScratch, '--seeds', 'x'],
+      code: 2,
+      says: /^vigil: Unknown option '--seeds'/,
+    },
+    ...['nodes/drill/main.ts kill-actor', 'long-runs/soak/main.ts', 'long-runs/chaos/main.ts'].map(
+      (program) => ({
+        args: [...program.split(' '), '--report', '/proc/vigil-hostile/reports'],
+        code: 2,
+        says: /^\w+: --report \/proc\/vigil-hostile\/reports cannot be made: ENOENT/,
+      }),
+    ),
+  ];
+  for (const c of cases) {
+    test(`${c.args.join(' ')} exits ${c.code} saying so`, async () => {
+      const run = await runCommand(c.args);
+      assert.ok(!run.killed, `still running after ${START_PATIENCE_MS} ms`);
+      assert.equal(run.code, c.code, run.output);
+      assert.match(run.output, c.says);
+      assert.ok(!run.output.includes('    at '), `no stack trace:\n${run.output.slice(0, 600)}`);
+    });
+  }
+});
+
+/** Runs a program's command line; stdout and stderr together, as an operator reads them. */
+function runCommand(
+  args: string[],
+): Promise<{ code: number | null; output: string; killed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
+      cwd: PROJECT_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    let killed = false;
+    const timer = setTimeout(() => {
+      killed = true;
+      child.kill('SIGKILL');
+    }, START_PATIENCE_MS);
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output, killed });
+    });
+  });
+}
