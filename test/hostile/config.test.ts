@@ -151,18 +151,28 @@ describe('configuration generated', () => {
 const START_PATIENCE_MS = 15_000;
 
 /** Runs a node with `env` (and nothing of this process's VIGIL/NATS/OTEL variables). */
-function runNode(
-  program: string,
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string; killed: boolean }> {
+function runNode(program: string, env: Record<string, string>): Promise<ChildRun> {
   const childEnv: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(process.env))
     if (!/^(VIGIL|NATS|OTEL)_/.test(name)) childEnv[name] = value;
   Object.assign(childEnv, env);
+  return runChild([join('nodes', program, 'main.ts')], childEnv);
+}
+
+/** How a program run through tsx ended; `killed` if it was still running after the patience. */
+interface ChildRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  killed: boolean;
+}
+
+/** Runs `args` through tsx from the project's root. */
+function runChild(args: string[], env: NodeJS.ProcessEnv): Promise<ChildRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join('nodes', program, 'main.ts')], {
+    const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
       cwd: PROJECT_ROOT,
-      env: childEnv,
+      env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -278,36 +288,12 @@ describe('command lines', { concurrency: 4 }, () => {
   ];
   for (const c of cases) {
     test(`${c.args.join(' ')} exits ${c.code} saying so`, async () => {
-      const run = await runCommand(c.args);
+      const run = await runChild(c.args, process.env);
+      const output = run.stderr + run.stdout;
       assert.ok(!run.killed, `still running after ${START_PATIENCE_MS} ms`);
-      assert.equal(run.code, c.code, run.output);
-      assert.match(run.output, c.says);
-      assert.ok(!run.output.includes('    at '), `no stack trace:\n${run.output.slice(0, 600)}`);
+      assert.equal(run.code, c.code, output);
+      assert.match(output, c.says);
+      assert.ok(!output.includes('    at '), `no stack trace:\n${output.slice(0, 600)}`);
     });
   }
 });
-
-/** Runs a program's command line; stdout and stderr together, as an operator reads them. */
-function runCommand(
-  args: string[],
-): Promise<{ code: number | null; output: string; killed: boolean }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
-      cwd: PROJECT_ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    let killed = false;
-    const timer = setTimeout(() => {
-      killed = true;
-      child.kill('SIGKILL');
-    }, START_PATIENCE_MS);
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, output, killed });
-    });
-  });
-}
