@@ -1,5 +1,6 @@
-// `npm test`: every test file under test/ through Node's own test runner, one file at a time (the
-// suites start real nats-server and node processes; two cores do not run two suites well).
+// `npm test`: every test file under test/ (and the long runs' own unit tests beside their code in
+// long-runs/) through Node's own test runner, one file at a time (the suites start real
+// nats-server and node processes; two cores do not run two suites well).
 // Arguments narrow the run: `npm test -- e2e` runs the files whose path contains "e2e".
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
@@ -16,7 +17,7 @@ function find(dir) {
   });
 }
 
-const files = find(join(root, 'test'))
+const files = [...find(join(root, 'test')), ...find(join(root, 'long-runs'))]
   .filter((file) => filters.length === 0 || filters.some((f) => file.includes(f)))
   .sort();
 if (files.length === 0) {

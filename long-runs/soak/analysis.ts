@@ -1,6 +1,7 @@
 /**
- * Turns the soak's samples into its verdict: per process, memory at the end of warm-up and at the
- * end with a least-squares slope per 10 minutes over everything after warm-up; event-loop delay;
+ * Turns the soak's samples into its verdict: per process, a least-squares line through memory
+ * after warm-up (its slope per 10 minutes, and its values at the end of warm-up and at the end);
+ * event-loop delay;
  * descriptors and consumers at start and end; errors. The pass criteria are the issue's:
  *
  * - 0 errors;
@@ -21,11 +22,15 @@ export const MAX_GROWTH = 0.1;
 export const MAX_LOOP_P99_MS = 50;
 /** Descriptors may end this many above their warm-up count (client sockets come and go). */
 const FD_MARGIN = 5;
-/** A window at each end of the measured part, averaged so one sample's GC timing does not decide. */
-const EDGE_WINDOW_MS = 60_000;
 const TEN_MINUTES = 600_000;
 
-/** A series' figures after warm-up. */
+/**
+ * A series' figures after warm-up. `warm` and `end` are the fitted line's values, not samples:
+ * a garbage-collected heap swings by tens of MiB over minutes (V8's and Go's collectors grow and
+ * return memory in steps), so any one sample, or a minute's mean, says which phase of that cycle
+ * it caught more than whether memory grows. The line through every sample does not; `min` and
+ * `max` show the swing.
+ */
 export interface Trend {
   warm: number;
   end: number;
@@ -66,7 +71,7 @@ export interface SoakReport {
   load: { min: number; mean: number; max: number };
 }
 
-function trend(
+export function trend(
   points: { t: number; v: number | undefined }[],
   warmupMs: number,
 ): Trend | undefined {
@@ -75,10 +80,9 @@ function trend(
   );
   const fit = linearFit(after.map((p) => ({ x: p.t, y: p.v })));
   if (!fit || after.length === 0) return undefined;
-  const lastT = after[after.length - 1]!.t;
-  const mean = (ps: { v: number }[]) => ps.reduce((s, p) => s + p.v, 0) / ps.length;
-  const warm = mean(after.filter((p) => p.t < after[0]!.t + EDGE_WINDOW_MS));
-  const end = mean(after.filter((p) => p.t > lastT - EDGE_WINDOW_MS));
+  const fitted = (t: number) => fit.intercept + fit.slope * t;
+  const warm = fitted(after[0]!.t);
+  const end = fitted(after[after.length - 1]!.t);
   return {
     warm: round(warm),
     end: round(end),

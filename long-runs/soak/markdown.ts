@@ -21,7 +21,9 @@ export interface RunFacts {
 }
 
 const mib = (t: Trend | undefined) =>
-  t ? [`${t.warm}`, `${t.end}`, `${t.slope}`, `${t.growthPercent} %`] : ['-', '-', '-', '-'];
+  t
+    ? [`${t.warm}`, `${t.end}`, `${t.slope}`, `${t.growthPercent} %`, `${t.min} - ${t.max}`]
+    : ['-', '-', '-', '-', '-'];
 
 /** The report, in markdown. */
 export function soakMarkdown(
@@ -92,9 +94,13 @@ function memorySection(report: SoakReport): string {
   }
   rows.push(['nats-server', '/varz mem', ...mib(report.server.memMiB)]);
   return [
-    '## Memory after warm-up (MiB; slope per 10 minutes, least squares)',
+    '## Memory after warm-up (MiB; a least-squares line through every sample: its values at ' +
+      'warm-up end and at the end, its slope per 10 minutes)',
     '',
-    markdownTable(['process', 'what', 'warm-up end', 'end', 'slope', 'growth'], rows),
+    markdownTable(
+      ['process', 'what', 'warm-up end', 'end', 'slope', 'growth', 'samples min - max'],
+      rows,
+    ),
   ].join('\n');
 }
 
