@@ -9,7 +9,7 @@ export { accountsConfig, accountsIncludeLine, generateNatsCredentials } from './
 export type { NatsCredentials } from './nats-accounts.js';
 export { freePort, startNatsServer } from './nats-server-process.js';
 export type { NatsServerOptions, NatsServerProcess } from './nats-server-process.js';
-export { PROJECT_ROOT, startNode } from './node-process.js';
+export { NODE_V8_FLAGS, PROJECT_ROOT, startNode } from './node-process.js';
 export type { NodeName, NodeProcess } from './node-process.js';
 export {
   checkTopology,

@@ -47,6 +47,23 @@ export interface NodeProcess {
   signal(signal: NodeJS.Signals): void;
 }
 
+/**
+ * V8 flags a node runs with, here and in its container image (`deploy/containers/Dockerfile`
+ * sets the same through `NODE_OPTIONS`).
+ *
+ * The actor host's young generation is capped at 16 MiB semi-spaces. Node 24 let the host's
+ * main-thread semi-spaces grow to 64 MiB under steady load, and V8's memory reducer shrank them
+ * back to a few MiB whenever the allocation rate dipped: measured per isolate in a soak, its new
+ * space went 32 -> 64 -> 128 -> 4 MiB while its live heap and the model workers' heaps stayed
+ * flat, and the host's RSS swung by 100 MiB every few minutes. Capped, new space stays at most
+ * 32 MiB. What that does to the soak, and what it costs in throughput, is in `docs/chaos.md`.
+ */
+export const NODE_V8_FLAGS: Readonly<Record<NodeName, readonly string[]>> = {
+  gateway: [],
+  'actor-host': ['--max-semi-space-size=16'],
+  controller: [],
+};
+
 /** Lines of output kept for the error of a node that dies before it is ready. */
 const START_FAILURE_TAIL_LINES = 20;
 
@@ -80,9 +97,12 @@ export function startNode(name: NodeName, options: StartNodeOptions): Promise<No
 function spawnNode(name: NodeName, options: StartNodeOptions): NodeChild {
   return spawn(
     process.execPath,
-    options.compiled
-      ? [join(PROJECT_ROOT, 'dist', 'nodes', name, 'main.js')]
-      : ['--import', 'tsx', join(PROJECT_ROOT, 'nodes', name, 'main.ts')],
+    [
+      ...NODE_V8_FLAGS[name],
+      ...(options.compiled
+        ? [join(PROJECT_ROOT, 'dist', 'nodes', name, 'main.js')]
+        : ['--import', 'tsx', join(PROJECT_ROOT, 'nodes', name, 'main.ts')]),
+    ],
     {
       cwd: PROJECT_ROOT,
       env: { ...process.env, ...options.env },

@@ -32,6 +32,7 @@ import {
   natsServerBin,
 } from '../../scripts/nats-server-provision.mjs';
 import {
+  NODE_V8_FLAGS,
   PROJECT_ROOT,
   freePort,
   generateNatsCredentials,
@@ -350,6 +351,8 @@ interface DockerStage {
   from: string;
   workdir: string;
   copies: { from?: string; sources: string[]; dest: string }[];
+  /** ENV, as set in this stage and the stages it is built on. */
+  env: Record<string, string>;
   /** CMD, ENTRYPOINT and HEALTHCHECK CMD argument lists (exec form). */
   commands: string[][];
 }
@@ -375,12 +378,20 @@ function parseDockerfile(text: string): DockerStage[] {
           from: m[1]!,
           workdir: parent?.workdir ?? '/',
           copies: [],
+          env: { ...parent?.env },
           commands: [...(parent?.commands ?? [])],
         });
         break;
       }
       case 'WORKDIR':
         stage!.workdir = args;
+        break;
+      case 'ENV':
+        // `KEY=value` pairs, unquoted (all this Dockerfile uses).
+        for (const pair of rest) {
+          const eq = pair.indexOf('=');
+          if (eq > 0) stage!.env[pair.slice(0, eq)] = pair.slice(eq + 1);
+        }
         break;
       case 'COPY': {
         const flags = rest.filter((a) => a.startsWith('--'));
@@ -502,6 +513,21 @@ describe('container image', () => {
       }
     }
     assert.ok(!existsSync(join(app, 'dist/nodes/no-such-node/main.js')), 'the check can fail');
+  });
+
+  test("each node's image runs with the V8 flags the launcher gives it", () => {
+    const flagsOf = (stage: DockerStage) =>
+      (stage.env['NODE_OPTIONS'] ?? '').split(/\s+/).filter(Boolean);
+    for (const [node, flags] of Object.entries(NODE_V8_FLAGS)) {
+      const stage = stages.find((s) => s.name === node) ?? assert.fail(`no target ${node}`);
+      assert.deepEqual(flagsOf(stage), flags, `${node}: NODE_OPTIONS`);
+    }
+    assert.ok(
+      Object.values(NODE_V8_FLAGS).some((flags) => flags.length > 0),
+      'some node has flags, so the comparison can fail',
+    );
+    const gateway = stages.find((s) => s.name === 'gateway')!;
+    assert.equal(gateway.env['VIGIL_GATEWAY_PORT'], '8080', 'the ENV parser reads this Dockerfile');
   });
 
   test('the images are built on Node 24, the LTS line the project runs on', () => {
