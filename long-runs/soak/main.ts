@@ -12,14 +12,20 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { natsServerBin } from '../../scripts/nats-server-provision.mjs';
 import { writeFileSync } from 'node:fs';
-import { gitDescribe, readNatsHeap, writeReport } from '../common/index.js';
+import {
+  gitDescribe,
+  readNatsHeap,
+  runLongRun,
+  writeReport,
+  type RunContext,
+} from '../common/index.js';
 import { analyse } from './analysis.js';
 import { readSoakArgs, SOAK_CONFIG, type SoakOptions } from './config.js';
 import { SoakLoad } from './load.js';
 import { soakMarkdown, type RunFacts } from './markdown.js';
 import { takeSample, type NatsHeapSample, type Sample } from './sampler.js';
 import { startSoakTopology, type SoakTopology } from './topology.js';
-import { makeDirectory, makeNamedDirectory } from '../../nodes/common/index.js';
+import { makeDirectory } from '../../nodes/common/index.js';
 
 /** Past the load, what start-up, settling and shutdown may take before the run gives up. */
 const OVERHEAD_BUDGET_MS = 300_000;
@@ -186,44 +192,13 @@ async function run(o: SoakOptions, stamp: string, onTopology: (t: SoakTopology) 
   };
 }
 
-async function main(): Promise<number> {
-  let o: SoakOptions;
-  try {
-    const read = readSoakArgs(process.argv.slice(2));
-    if (read.type === 'help') {
-      process.stdout.write(read.text);
-      return 0;
-    }
-    o = read.options;
-    makeNamedDirectory('--report', o.reportDir);
-  } catch (err) {
-    say(`soak: ${(err as Error).message}\nusage: ${SOAK_CONFIG.usage} (--help lists the flags)`);
-    return 2;
-  }
-  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  let topology: SoakTopology | undefined;
-  const stopAndExit = (why: string, code: number) => {
-    say(`soak: ${why}; stopping every process it started`);
-    void (topology?.stop() ?? Promise.resolve()).finally(() => process.exit(code));
-  };
-  process.once('SIGINT', () => stopAndExit('interrupted', 130));
-  process.once('SIGTERM', () => stopAndExit('terminated', 143));
-  setTimeout(
-    () => stopAndExit('over its time budget', 1),
-    o.durationMs + OVERHEAD_BUDGET_MS,
-  ).unref();
+async function soak(o: SoakOptions, { stamp, started }: RunContext): Promise<number> {
   const commit = gitDescribe();
   say(
     `soak: ${o.durationMs / 60_000} min at ${o.rate} req/s, warm-up ${o.warmupMs / 60_000} min, ` +
       `nodes ${o.compiled ? 'compiled (dist/)' : 'through tsx'}, commit ${commit}`,
   );
-  let result;
-  try {
-    result = await run(o, stamp, (t) => (topology = t));
-  } catch (err) {
-    await topology?.stop();
-    throw err;
-  }
+  const result = await run(o, stamp, (topology) => started(() => topology.stop()));
   const report = analyse(result.samples, result.pids, o.warmupMs, result.figures);
   const facts: RunFacts = {
     commit,
@@ -254,10 +229,10 @@ async function main(): Promise<number> {
   return report.passed ? 0 : 1;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    say(`soak: ${(err as Error).stack ?? String(err)}`);
-    process.exit(1);
-  },
-);
+runLongRun({
+  name: 'soak',
+  usage: SOAK_CONFIG.usage,
+  readArgs: readSoakArgs,
+  budgetMs: (o) => o.durationMs + OVERHEAD_BUDGET_MS,
+  run: soak,
+});
