@@ -1,8 +1,8 @@
 #!/bin/sh
-# Runs a Vigil node (`node <main.js>`) and turns its readiness line, {"msg":"ready",...} on
-# stdout, into a file that a Kubernetes exec probe can test (`test -f /tmp/vigil-ready`). The
-# actor host and the controller serve no HTTP, and this line is the one signal they give that
-# they are connected, bound to their consumers and serving.
+# Runs a Vigil node (`node [V8 flags] <main.js>`) and turns its readiness line,
+# {"msg":"ready",...} on stdout, into a file that a Kubernetes exec probe can test
+# (`test -f /tmp/vigil-ready`). The actor host and the controller serve no HTTP, and this line is
+# the one signal they give that they are connected, bound to their consumers and serving.
 #
 # Output passes through unchanged. SIGTERM and SIGINT go to the node, which drains; the file is
 # removed as soon as the node is told to stop, and when it exits. The exit status is the node's

@@ -49,18 +49,20 @@ export interface NodeProcess {
 
 /**
  * V8 flags a node runs with, here and in its container image (`deploy/containers/Dockerfile`
- * sets the same through `NODE_OPTIONS`).
+ * passes the same on the node's command line; a test holds the two equal).
  *
- * The actor host's young generation is capped at 16 MiB semi-spaces. Node 24 let the host's
- * main-thread semi-spaces grow to 64 MiB under steady load, and V8's memory reducer shrank them
- * back to a few MiB whenever the allocation rate dipped: measured per isolate in a soak, its new
- * space went 32 -> 64 -> 128 -> 4 MiB while its live heap and the model workers' heaps stayed
- * flat, and the host's RSS swung by 100 MiB every few minutes. Capped, new space stays at most
- * 32 MiB. What that does to the soak, and what it costs in throughput, is in `docs/chaos.md`.
+ * The actor host's young generation is fixed at two 16 MiB semi-spaces. Left to itself, Node 24
+ * grew the host's main-thread new space to 128 MiB under steady load, and V8's memory reducer
+ * shrank it to 4 MiB whenever the allocation rate dipped: measured per isolate in a soak, new
+ * space went 32 -> 64 -> 128 -> 4 MiB while the live heap and the model workers' heaps stayed
+ * flat, and the host's RSS swung by 100 MiB every few minutes. A maximum alone still let it drop
+ * to 4 MiB and climb back (a 30 MiB swing); with the minimum equal, nothing resizes. The minimum
+ * is a command-line flag because `NODE_OPTIONS` refuses it. What this does to the soak and to
+ * throughput is in `docs/chaos.md`.
  */
 export const NODE_V8_FLAGS: Readonly<Record<NodeName, readonly string[]>> = {
   gateway: [],
-  'actor-host': ['--max-semi-space-size=16'],
+  'actor-host': ['--min-semi-space-size=16', '--max-semi-space-size=16'],
   controller: [],
 };
 
