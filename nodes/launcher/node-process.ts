@@ -51,18 +51,20 @@ export interface NodeProcess {
  * V8 flags a node runs with, here and in its container image (`deploy/containers/Dockerfile`
  * passes the same on the node's command line; a test holds the two equal).
  *
- * The actor host's young generation is fixed at two 16 MiB semi-spaces. Left to itself, Node 24
- * grew the host's main-thread new space to 128 MiB under steady load, and V8's memory reducer
- * shrank it to 4 MiB whenever the allocation rate dipped: measured per isolate in a soak, new
- * space went 32 -> 64 -> 128 -> 4 MiB while the live heap and the model workers' heaps stayed
- * flat, and the host's RSS swung by 100 MiB every few minutes. A maximum alone still let it drop
- * to 4 MiB and climb back (a 30 MiB swing); with the minimum equal, nothing resizes. The minimum
- * is a command-line flag because `NODE_OPTIONS` refuses it. What this does to the soak and to
- * throughput is in `docs/chaos.md`.
+ * The actor host runs with semi-spaces of at most 16 MiB and without V8's memory reducer. Left to
+ * itself, Node 24 grew the host's main-thread new space to 128 MiB under steady load, and the
+ * memory reducer shrank it to 4 MiB whenever the allocation rate dipped, and handed the model
+ * workers' old-space pages back some minutes after start: measured per isolate in a soak, new
+ * space went 32 -> 64 -> 128 -> 4 MiB while the live heaps stayed flat, and the host's RSS swung
+ * by 100 MiB every few minutes. The cap alone still let the reducer shrink new space and climb
+ * back (a 30 MiB swing); fixing new space instead (`--min-semi-space-size`, a process-wide flag)
+ * also fixed each worker's at 32 MiB, which idle workers fill slowly, so their RSS crept. With the
+ * cap and no reducer the host keeps the pages it grew to, as the gateway does under load. What
+ * this does to the soak and to throughput is in `docs/chaos.md`.
  */
 export const NODE_V8_FLAGS: Readonly<Record<NodeName, readonly string[]>> = {
   gateway: [],
-  'actor-host': ['--min-semi-space-size=16', '--max-semi-space-size=16'],
+  'actor-host': ['--max-semi-space-size=16', '--no-memory-reducer'],
   controller: [],
 };
 

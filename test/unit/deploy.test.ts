@@ -518,7 +518,7 @@ describe('container image', () => {
   test("each node's image runs with the V8 flags the launcher gives it", () => {
     // The flags on the node's command line: those of its last CMD, before its main.js.
     const flagsOf = (stage: DockerStage) =>
-      (stage.commands.at(-1) ?? []).filter((arg) => /^--[a-z-]+=/.test(arg));
+      (stage.commands.at(-1) ?? []).filter((arg) => arg.startsWith('--'));
     for (const [node, flags] of Object.entries(NODE_V8_FLAGS)) {
       const stage = stages.find((s) => s.name === node) ?? assert.fail(`no target ${node}`);
       assert.deepEqual(flagsOf(stage), flags, `${node}: flags on its command line`);
