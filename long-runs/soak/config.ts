@@ -26,8 +26,11 @@ const FLAG_VALUES = {
     name: '--warmup',
     min: 0,
     max: 3_600_000,
-    defaultText: 'a sixth of the duration, at most `10m`',
-    meaning: 'The start of the run left out of the growth figures (caches, JIT, pools filling).',
+    defaultText: 'a third of the duration, at most `20m`',
+    meaning:
+      'The start of the run left out of the growth figures: caches, JIT and pools filling, ' +
+      'and every V8 heap growing to its first major collection (the controller\u2019s comes ' +
+      'at about 20 minutes at 30 requests per second).',
   }),
   rate: int({
     name: '--rate',
@@ -71,6 +74,13 @@ const FLAG_VALUES = {
       'Write a V8 heap snapshot of every node at the end of warm-up and at the end ' +
       '(`--heapsnapshot-signal`), into the report dir.',
   }),
+  judge: text({
+    name: '--judge',
+    type: 'file path',
+    meaning:
+      'Judge a saved run (its `<timestamp>-soak.json`) again instead of running one: prints ' +
+      'its report with this `--warmup` (default: the rule above, on its duration).',
+  }),
   report: text({
     name: '--report',
     type: 'directory path',
@@ -105,7 +115,13 @@ export interface SoakOptions {
   compiled: boolean;
   heapSnapshots: boolean;
   reportDir: string;
+  /** A saved run to judge again instead of running (`--judge`), with `--warmup` if given. */
+  judge?: { file: string; warmupMs?: number };
 }
+
+/** The default warm-up of a run of `durationMs`. */
+export const defaultWarmupMs = (durationMs: number): number =>
+  Math.min(20 * 60_000, Math.round(durationMs / 3));
 
 /**
  * Reads the command line.
@@ -118,7 +134,7 @@ export function readSoakArgs(
   if (read.help) return { type: 'help', text: renderHelp(SOAK_CONFIG) };
   const f = read.values;
   const durationMs = f.duration;
-  const warmupMs = f.warmup ?? Math.min(600_000, Math.round(durationMs / 6));
+  const warmupMs = f.warmup ?? defaultWarmupMs(durationMs);
   if (warmupMs >= durationMs) throw new ConfigError('--warmup must be shorter than --duration');
   const taskRetentionMs = f.taskRetention;
   const duplicateWindowMs = f.duplicateWindow;
@@ -133,6 +149,14 @@ export function readSoakArgs(
       ...(duplicateWindowMs === undefined ? {} : { duplicateWindowMs }),
       compiled: !f.tsx,
       heapSnapshots: f.heapSnapshots,
+      ...(f.judge === undefined
+        ? {}
+        : {
+            judge: {
+              file: resolve(f.judge),
+              ...(f.warmup === undefined ? {} : { warmupMs: f.warmup }),
+            },
+          }),
       reportDir: resolve(f.report ?? join(PROJECT_ROOT, '.vigil', 'soak')),
     },
   };

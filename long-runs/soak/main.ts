@@ -1,17 +1,19 @@
 /**
- * `npm run soak -- [--duration 60m] [--rate 30] [--warmup 10m] [--sample 10s] [--tsx]
- * [--task-retention 24h] [--duplicate-window 15m] [--heap-snapshots] [--report dir]`
+ * `npm run soak -- [--duration 60m] [--rate 30] [--warmup 20m] [--sample 10s] [--tsx]
+ * [--task-retention 24h] [--duplicate-window 15m] [--heap-snapshots] [--report dir]
+ * [--judge saved.json]`
  * (`config.ts`; `--help` lists them): a long fixed-rate load across every route against a local
  * edge of its own (`topology.ts`), every process sampled as it goes (`sampler.ts`). It stops by
  * itself, stops every process it started (by PID), prints the report and writes it as
  * `<report>/<timestamp>-soak.json` and `.md` (default `.vigil/soak`). Exits 0 when the run passed
  * the issue's criteria (`analysis.ts`), 1 when it did not, 2 on bad flags. Ctrl-C stops it all.
+ * `--judge` runs nothing: it judges a saved run again, with another warm-up.
  */
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { natsServerBin } from '../../scripts/nats-server-provision.mjs';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import {
   gitDescribe,
   readNatsHeap,
@@ -19,9 +21,9 @@ import {
   writeReport,
   type RunContext,
 } from '../common/index.js';
-import { analyse } from './analysis.js';
-import { readSoakArgs, SOAK_CONFIG, type SoakOptions } from './config.js';
-import { SoakLoad } from './load.js';
+import { analyse, type SoakReport } from './analysis.js';
+import { defaultWarmupMs, readSoakArgs, SOAK_CONFIG, type SoakOptions } from './config.js';
+import { SoakLoad, type LoadFigures } from './load.js';
 import { soakMarkdown, type RunFacts } from './markdown.js';
 import { takeSample, type NatsHeapSample, type Sample } from './sampler.js';
 import { startSoakTopology, type SoakTopology } from './topology.js';
@@ -192,7 +194,46 @@ async function run(o: SoakOptions, stamp: string, onTopology: (t: SoakTopology) 
   };
 }
 
+/** What a run's `<timestamp>-soak.json` holds (`writeReport` below). */
+interface SavedRun {
+  facts: RunFacts;
+  report: SoakReport;
+  load: LoadFigures;
+  natsHeaps: NatsHeapSample[];
+  samples: Sample[];
+}
+
+/**
+ * `--judge`: the verdict of a saved run with another warm-up, from its own samples, so a rule
+ * about warm-up can be tried on runs already made. Prints the report; writes nothing.
+ */
+function judgeSaved(judge: NonNullable<SoakOptions['judge']>): number {
+  let saved: SavedRun;
+  try {
+    saved = JSON.parse(readFileSync(judge.file, 'utf8')) as SavedRun;
+  } catch (err) {
+    say(`soak: --judge ${judge.file} cannot be read: ${(err as Error).message}`);
+    return 2;
+  }
+  const warmupMs = judge.warmupMs ?? defaultWarmupMs(saved.facts.durationMs);
+  if (warmupMs >= saved.facts.durationMs) {
+    say(
+      `soak: --warmup must be shorter than the saved run (${saved.facts.durationMs / 60_000} min)`,
+    );
+    return 2;
+  }
+  const pids = Object.fromEntries(
+    Object.entries(saved.report.processes).map(([name, p]) => [name, p.pid]),
+  );
+  const report = analyse(saved.samples, pids, warmupMs, saved.load);
+  const facts = { ...saved.facts, warmupMs };
+  say(soakMarkdown(facts, report, saved.load, saved.natsHeaps));
+  say(`soak: judged ${judge.file} again with a ${warmupMs / 60_000} min warm-up`);
+  return report.passed ? 0 : 1;
+}
+
 async function soak(o: SoakOptions, { stamp, started }: RunContext): Promise<number> {
+  if (o.judge) return judgeSaved(o.judge);
   const commit = gitDescribe();
   say(
     `soak: ${o.durationMs / 60_000} min at ${o.rate} req/s, warm-up ${o.warmupMs / 60_000} min, ` +
