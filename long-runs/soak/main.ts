@@ -203,6 +203,21 @@ interface SavedRun {
   samples: Sample[];
 }
 
+/** The fields `--judge` reads, present and of their types. */
+function isSavedRun(value: unknown): value is SavedRun {
+  const v = value as Partial<SavedRun> | null;
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof v.facts?.durationMs === 'number' &&
+    Array.isArray(v.samples) &&
+    v.samples.every((s) => typeof s?.t === 'number' && typeof s.processes === 'object') &&
+    typeof v.report?.processes === 'object' &&
+    typeof v.load === 'object' &&
+    Array.isArray(v.natsHeaps)
+  );
+}
+
 /**
  * `--judge`: the verdict of a saved run with another warm-up, from its own samples, so a rule
  * about warm-up can be tried on runs already made. Prints the report; writes nothing.
@@ -213,6 +228,10 @@ function judgeSaved(judge: NonNullable<SoakOptions['judge']>): number {
     saved = JSON.parse(readFileSync(judge.file, 'utf8')) as SavedRun;
   } catch (err) {
     say(`soak: --judge ${judge.file} cannot be read: ${(err as Error).message}`);
+    return 2;
+  }
+  if (!isSavedRun(saved)) {
+    say(`soak: --judge ${judge.file} is not a saved soak run (a <timestamp>-soak.json)`);
     return 2;
   }
   const warmupMs = judge.warmupMs ?? defaultWarmupMs(saved.facts.durationMs);

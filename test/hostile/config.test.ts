@@ -285,6 +285,26 @@ describe('command lines', { concurrency: 4 }, () => {
         says: /^\w+: --report \/proc\/vigil-hostile\/reports cannot be made: ENOENT/,
       }),
     ),
+    // A saved soak run to judge again: missing, not JSON, JSON of another shape.
+    {
+      args: ['long-runs/soak/main.ts', '--judge', join(scratch, 'no-such-run.json')],
+      code: 2,
+      says: /^soak: --judge .*no-such-run\.json cannot be read: ENOENT/,
+    },
+    {
+      args: ['long-runs/soak/main.ts', '--judge', file],
+      code: 2,
+      says: /^soak: --judge .* cannot be read: .*JSON/,
+    },
+    ...['{}', 'null', '[]', '{"facts":{"durationMs":1},"samples":[1]}'].map((json, i) => {
+      const saved = join(scratch, `not-a-run-${i}.json`);
+      writeFileSync(saved, json);
+      return {
+        args: ['long-runs/soak/main.ts', '--judge', saved],
+        code: 2,
+        says: /^soak: --judge .* is not a saved soak run/,
+      };
+    }),
   ];
   for (const c of cases) {
     test(`${c.args.join(' ')} exits ${c.code} saying so`, async () => {
