@@ -497,17 +497,16 @@ describe(`chaos (${LONG ? 'long' : 'short'} form)`, () => {
       const sick = edge.actorHosts[0]!;
       const sickHost = String(sick.ready['host']);
 
-      await Promise.all(
-        Array.from({ length: tasks }, () => checker.submit({ params: randomDelay(20, 60) })),
-      );
       // Each open window: deliveries read just after it opened and just before the cooldown ends.
       let burntWhileOpen = 0;
       let seenOpen = 0;
       let lastOpenAt = 0;
       const windows: string[] = [];
-      for (let w = 0; w < openWindows; w += 1) {
-        // The beat written as it opened, not a periodic one that restates an open breaker.
-        const open = await beats.waitFor(
+      // The beat written as it opened, not a periodic one that restates an open breaker. Each
+      // wait starts before the open it waits for: the first before any task is submitted, as the
+      // breaker may open while the rest are still being sent (and a missed open may not recur).
+      const nextOpen = () =>
+        beats.waitFor(
           'the breaker to open',
           (s) =>
             s.beat.host === sickHost &&
@@ -516,6 +515,13 @@ describe(`chaos (${LONG ? 'long' : 'short'} form)`, () => {
             s.beat.at > lastOpenAt,
           20_000,
         );
+      let opening = nextOpen();
+      const submitting = Promise.all(
+        Array.from({ length: tasks }, () => checker.submit({ params: randomDelay(20, 60) })),
+      );
+      submitting.catch(() => undefined); // awaited below; a failure is reported there
+      for (let w = 0; w < openWindows; w += 1) {
+        const open = await opening;
         seenOpen += 1;
         lastOpenAt = open.beat.at;
         // Buffered deliveries are handed back as it opens; judge from 200 ms on.
@@ -525,7 +531,9 @@ describe(`chaos (${LONG ? 'long' : 'short'} form)`, () => {
         const last = await delivered();
         burntWhileOpen += last - first;
         windows.push(`${first}->${last}`);
+        if (w + 1 < openWindows) opening = nextOpen();
       }
+      await submitting;
 
       // Heal: the host restarts with the model's faults off.
       const healedAt = Date.now();

@@ -110,6 +110,10 @@ describe('NATS generated', () => {
     const { edge } = watched;
     const admin = await edge.connect();
     const sub = admin.subscribe(`vigil.req.${edge.region}.echo.>`);
+    // The server must hold the subscription before the gateway publishes, or the request is
+    // missed; a stop bounds the wait so a miss fails here, not at the suite's timeout.
+    await admin.flush();
+    const giveUp = setTimeout(() => sub.unsubscribe(), 20_000);
     const call = edge.request('/v1/models/echo/infer', {
       method: 'POST',
       body: JSON.stringify({ input: 'real', params: { delay_ms: 500 } }),
@@ -126,6 +130,8 @@ describe('NATS generated', () => {
       }
       break;
     }
+    clearTimeout(giveUp);
+    sub.unsubscribe();
     assert.deepEqual(refused, ['gateway', 'service'], 'the server refuses both publishes');
     const answer = (await (await call).json()) as { id: string; result: unknown };
     assert.deepEqual(answer.result, { echo: 'real' }, 'the caller gets what the actor ran');
