@@ -19,6 +19,7 @@ import { ExecutorGoneError } from './executors/index.js';
 import type { ModelHandle } from './model-handle.js';
 import { createRunGate } from './run-gate.js';
 import type { TaskRecords } from './task-records.js';
+import type { TokenEvents } from './token-events.js';
 
 /**
  * Period of the actor's housekeeping timer, ms: deadlines are enforced, and in-progress acks and
@@ -76,6 +77,8 @@ export interface AttemptsOptions {
   ackWaitMs: number;
   /** A task still running after this long gets a `running` record, ms. */
   runningMarkAfterMs: number;
+  /** Where a streamed task's tokens go. */
+  tokens: TokenEvents;
   log: Logger;
 }
 
@@ -131,13 +134,18 @@ class AttemptsImpl implements Attempts {
     let result: unknown;
     let failure: WireError | undefined;
     const inference = this.#o.spans.startInference(task, this.#o.model.version);
+    const tokens = task.stream ? this.#o.tokens.open(task, number) : undefined;
     try {
       result = await this.#o.model.run(task.input, task.params, {
         deadline: task.deadline,
         signal: attempt.abort.signal,
         onProgress: (fraction, message) => reportProgress(attempt, fraction, message),
+        ...(tokens ? { onToken: (token: string) => tokens.push(token) } : {}),
       });
+      // The text is stored before the outcome is, so a reader sees it before the end.
+      await tokens?.finish();
     } catch (err) {
+      tokens?.discard();
       failure = Date.now() >= task.deadline ? deadlineError() : toVigilError(err).toWire();
       attempt.executorDied = err instanceof ExecutorGoneError;
       inference.setStatus({ code: SpanStatusCode.ERROR, message: failure.code });

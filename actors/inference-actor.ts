@@ -23,6 +23,7 @@ import {
   assetNames,
   BreakerState,
   ensureModelConsumer,
+  eventRetentionOf,
   MODEL_CONSUMER_DEFAULTS,
   requestByteLimit,
   type DecodeLimits,
@@ -44,6 +45,7 @@ import { builtinOutputCheck } from './runtimes/index.js';
 import { createDeliveryHandler, type DeliveryHandler } from './task-delivery.js';
 import { createTaskMetrics } from './task-metrics.js';
 import { createTaskRecords } from './task-records.js';
+import { createTokenEvents } from './token-events.js';
 
 /** The logger of an actor not given one. */
 const SILENT = pino({ level: 'silent' });
@@ -117,7 +119,8 @@ export async function createInferenceActor(
     requestByteLimit(nc.info?.max_payload),
     bucketLimit > 0 ? bucketLimit : Infinity,
   );
-  const actor = new InferenceActorImpl(nc, js, tasks, { ...o, maxRecordBytes });
+  const eventRetentionMs = await eventRetentionOf(jsm, o.region);
+  const actor = new InferenceActorImpl(nc, js, tasks, { ...o, maxRecordBytes, eventRetentionMs });
   actor.mailbox = await openMailbox(
     js,
     { stream: assetNames.requestStream(o.region), consumer, concurrency: o.concurrency },
@@ -132,6 +135,8 @@ type ResolvedOptions = Required<
   Pick<InferenceActorOptions, 'decodeLimits' | 'breaker' | 'onChange'> & {
     /** Largest task record this actor can store (found at start-up). */
     maxRecordBytes: number;
+    /** How long the region keeps task events past a task's deadline, ms (found at start-up). */
+    eventRetentionMs: number;
   };
 
 class InferenceActorImpl implements InferenceActor {
@@ -156,7 +161,7 @@ class InferenceActorImpl implements InferenceActor {
     this.#tally = createActorTally(this.#breaker, metrics);
     const counts = this.#tally.counts;
     const spans = createActorSpans(o.region, o.model.name);
-    const replies = createReplies(nc, o.region, spans, log);
+    const replies = createReplies(nc, o.region, spans, log, o.eventRetentionMs);
     const records = createTaskRecords(tasks, {
       actorId: o.actorId,
       model: o.model,
@@ -172,6 +177,7 @@ class InferenceActorImpl implements InferenceActor {
       tally: this.#tally,
       ackWaitMs: o.ackWaitMs,
       runningMarkAfterMs: o.runningMarkAfterMs,
+      tokens: createTokenEvents(js, { region: o.region, retentionMs: o.eventRetentionMs, log }),
       log,
     });
     this.handle = createDeliveryHandler({

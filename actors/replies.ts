@@ -1,12 +1,13 @@
 /**
- * What the actor tells others on core NATS: the reply to a client waiting for its task, and the
- * task's lifecycle events. Both are notifications, never part of the guarantee: the outcome is
- * already in the task record, which the client also polls, so a lost one costs only latency.
+ * What the actor tells others: the reply to a client waiting for its task (core NATS), and the
+ * task's lifecycle events (published without an acknowledgement; the region's event stream keeps
+ * them). Both are notifications, never part of the guarantee: the outcome is already in the task
+ * record, which the client also polls, so a lost one costs only latency.
  */
-import type { NatsConnection } from '@nats-io/transport-node';
+import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { SpanStatusCode } from '@opentelemetry/api';
 import type { Logger } from 'pino';
-import { encode, ENVELOPE_VERSION, subjects, type TaskEvent } from '../protocol/index.js';
+import { encode, ENVELOPE_VERSION, eventTtl, subjects, type TaskEvent } from '../protocol/index.js';
 import type { ActorSpans } from './actor-spans.js';
 import type { StoredRecord, TaskIdentity } from './task-records.js';
 
@@ -21,12 +22,17 @@ export interface Replies {
   emit(task: TaskIdentity, type: TaskEvent['type'], attempt: number, extra?: EventDetail): void;
 }
 
-/** Notifications of an actor in `region`. */
+/**
+ * Notifications of an actor in `region`. With the region's event retention (ms), an event of a
+ * task whose deadline is known is kept until that deadline plus the retention (`Nats-TTL`), like
+ * the task's tokens; without, for the event stream's `max_age`.
+ */
 export function createReplies(
   nc: NatsConnection,
   region: string,
   spans: Pick<ActorSpans, 'startReply'>,
   log: Logger,
+  eventRetentionMs?: number,
 ): Replies {
   return {
     reply(task, stored) {
@@ -53,7 +59,14 @@ export function createReplies(
         ...extra,
       };
       try {
-        nc.publish(subjects.event(region, task.tenant, task.id), encode(event));
+        const subject = subjects.event(region, task.tenant, task.id);
+        if (eventRetentionMs === undefined || task.deadline === undefined) {
+          nc.publish(subject, encode(event));
+        } else {
+          const headers = natsHeaders();
+          headers.set('Nats-TTL', eventTtl(task.deadline, eventRetentionMs));
+          nc.publish(subject, encode(event), { headers });
+        }
       } catch (err) {
         log.debug({ task_id: task.id, err }, 'event not sent');
       }

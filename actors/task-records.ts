@@ -35,7 +35,7 @@ const MAX_WRITE_TRIES = 5;
  * a request no actor can decode may still give it up (`protocol/unreadable-requests.ts`).
  */
 export type TaskIdentity = Pick<RequestEnvelope, 'id' | 'tenant' | 'model' | 'createdAt'> &
-  Partial<Pick<RequestEnvelope, 'replyTo'>>;
+  Partial<Pick<RequestEnvelope, 'replyTo' | 'deadline'>>;
 
 /** A final record as stored, with its bytes, which are also the reply. */
 export interface StoredRecord {

@@ -49,6 +49,11 @@ import {
   type TaskRecord,
 } from './envelopes.js';
 import { ErrorCode, VigilError } from './errors.js';
+import {
+  openTaskEventFeed,
+  type TaskEventFeed,
+  type TaskEventFeedOptions,
+} from './task-event-feed.js';
 import { subjects, type Priority } from './subjects.js';
 import { MESSAGING_SYSTEM_NATS, MessagingAttr, natsHeaderSetter } from './trace-context.js';
 
@@ -124,6 +129,8 @@ export interface SubmitRequest {
   region?: string;
   /** Client's idempotency key: the same key from the same tenant always names the same task. */
   idempotencyKey?: string;
+  /** The caller reads the task's tokens as they come: the actor publishes them as events. */
+  stream?: boolean;
   /** Extra headers for the request message; trace context is added from the active span. */
   headers?: Record<string, string>;
   /**
@@ -188,6 +195,11 @@ export interface VigilClient {
    * edge site, also one still held there); `undefined` when no region knows it.
    */
   getTask(taskId: string): Promise<TaskStatus | undefined>;
+  /**
+   * A task's events (lifecycle, progress, tokens) from its region's event stream: those stored
+   * after `options.afterSeq`, then as they come. The caller checks that the task is its tenant's.
+   */
+  events(options: TaskEventFeedOptions): Promise<TaskEventFeed>;
   /** Stops listening for replies; pending waits resolve `undefined`. Idempotent. */
   close(): Promise<void>;
 }
@@ -490,6 +502,10 @@ class VigilClientImpl implements VigilClient {
     }
   }
 
+  events(options: TaskEventFeedOptions): Promise<TaskEventFeed> {
+    return openTaskEventFeed(this.#hubJs, options);
+  }
+
   async getTask(taskId: string): Promise<TaskStatus | undefined> {
     // Most tasks live where they were sent: one read answers them.
     const home = await this.#statusIn(this.#region, taskId).then(
@@ -606,6 +622,7 @@ function requestEnvelope(
     deadline: request.deadline,
   };
   if (request.version !== undefined) envelope.version = request.version;
+  if (request.stream === true) envelope.stream = true;
   if (replyTo !== undefined) envelope.replyTo = replyTo;
   return envelope;
 }

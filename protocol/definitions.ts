@@ -28,6 +28,8 @@ export const assetNames = {
   requestStream: (region: string): string => `VIGIL_REQ_${region.toUpperCase().replace(/-/g, '_')}`,
   deadLetterStream: (region: string): string =>
     `VIGIL_DLQ_${region.toUpperCase().replace(/-/g, '_')}`,
+  /** Task events and tokens, kept briefly so that a stream can be resumed and read again. */
+  eventStream: (region: string): string => `VIGIL_EVT_${region.toUpperCase().replace(/-/g, '_')}`,
   taskBucket: (region: string): string => `vigil-tasks-${region}`,
   actorBucket: (region: string): string => `vigil-actors-${region}`,
   /** The model catalog is shared by every region. */
@@ -84,6 +86,14 @@ export interface RegionAssetsOptions {
   /** How long dead letters are kept, ms. Default 14 days. */
   deadLetterRetentionMs?: number;
   /**
+   * How long a task's events and tokens are kept, ms: past its deadline for those an actor
+   * writes (each carries a per-message TTL to that point), from publication for any other.
+   * Bounds how late a client may resume or re-read a stream. Default 15 minutes.
+   */
+  eventRetentionMs?: number;
+  /** Most bytes the event stream holds; past it the oldest events go. Default 1 GiB. */
+  maxEventBytes?: number;
+  /**
    * Actor heartbeat interval, ms. Default 10 s. Heartbeats expire after three intervals (the
    * actors bucket's TTL), so changing it means re-running provisioning.
    */
@@ -99,8 +109,19 @@ export const REGION_ASSET_DEFAULTS = {
   duplicateWindowMs: 15 * 60_000,
   taskRetentionMs: 24 * 3600_000,
   deadLetterRetentionMs: 14 * 24 * 3600_000,
+  eventRetentionMs: 15 * 60_000,
+  maxEventBytes: 1024 * 1024 * 1024,
   heartbeatIntervalMs: 10_000,
 } as const;
+
+/**
+ * Largest event message, bytes: an actor splits a longer run of tokens over several events, so
+ * one event is cheap to hold in a reader's bounded buffer.
+ */
+export const MAX_EVENT_BYTES = 64 * 1024;
+
+/** How long the event stream recognises a repeated event publish (an actor's retry), ms. */
+const EVENT_DUPLICATE_WINDOW_MS = 2 * 60_000;
 
 /** Heartbeats expire after this many missed intervals. */
 export const HEARTBEAT_EXPIRY_INTERVALS = 3;
@@ -142,6 +163,49 @@ export function deadLetterStreamConfig(
     ...placement(o),
     allow_direct: true,
   };
+}
+
+/**
+ * The event stream: every task event of the region (lifecycle, progress, tokens), kept by age.
+ * Messages may carry their own TTL (`Nats-TTL`, nats-server 2.11+): an actor keeps a task's
+ * events until its deadline plus the retention, so a long task's first tokens outlive the
+ * stream's `max_age`. Full, it drops the oldest: events are a view of the task, whose record
+ * stays the truth.
+ */
+export function eventStreamConfig(
+  options: RegionAssetsOptions,
+): Partial<StreamConfig> & { name: string } {
+  const o = { ...REGION_ASSET_DEFAULTS, ...options };
+  return {
+    name: assetNames.eventStream(o.region),
+    subjects: [subjects.eventsOfRegion(o.region)],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    discard: DiscardPolicy.Old,
+    max_age: o.eventRetentionMs * NS_PER_MS,
+    max_bytes: o.maxEventBytes,
+    max_msg_size: MAX_EVENT_BYTES,
+    allow_msg_ttl: true,
+    duplicate_window: Math.min(EVENT_DUPLICATE_WINDOW_MS, o.eventRetentionMs) * NS_PER_MS,
+    num_replicas: o.replicas,
+    ...placement(o),
+    allow_direct: true,
+  };
+}
+
+/**
+ * The `Nats-TTL` of an event of a task due at `deadline`: kept until the deadline plus the
+ * retention, so a stream can be resumed and read again for as long after its task ends as
+ * after a short one's. Whole seconds (the server's unit), at least one.
+ */
+export function eventTtl(deadline: number, retentionMs: number, now: number = Date.now()): string {
+  return `${Math.max(1, Math.ceil((Math.max(0, deadline - now) + retentionMs) / 1000))}s`;
+}
+
+/** The event retention a region was provisioned with: its event stream's `max_age`, ms. */
+export async function eventRetentionOf(jsm: JetStreamManager, region: string): Promise<number> {
+  const info = await jsm.streams.info(assetNames.eventStream(region));
+  return info.config.max_age / NS_PER_MS;
 }
 
 function placement(o: RegionAssetsOptions): { placement?: Placement } {
@@ -235,6 +299,7 @@ export async function ensureRegionAssets(
   const o = { ...REGION_ASSET_DEFAULTS, ...options };
   await ensureStream(jsm, requestStreamConfig(o));
   await ensureStream(jsm, deadLetterStreamConfig(o));
+  await ensureStream(jsm, eventStreamConfig(o));
   const kvm = new Kvm(nc);
   await kvm.create(assetNames.taskBucket(o.region), {
     history: 1,

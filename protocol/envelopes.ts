@@ -81,6 +81,11 @@ export const requestEnvelopeSchema = z.object({
   createdAt: epochMs,
   /** Absolute deadline, epoch ms: work past it ends as `deadline_exceeded`. */
   deadline: epochMs,
+  /**
+   * Someone reads the task's tokens as they come: the actor publishes them as `token` events.
+   * Absent or false, the events carry the lifecycle only, which costs the hot path nothing.
+   */
+  stream: z.boolean().optional(),
   /** Core subject where the accepting gateway waits for the outcome, if anyone waits. */
   replyTo: z
     .string()
@@ -148,6 +153,8 @@ export type TaskRecord = z.infer<typeof taskRecordSchema>;
 export const TaskEventType = {
   Running: 'running',
   Progress: 'progress',
+  /** Text a generative model produced, in order: one or more tokens of one attempt. */
+  Token: 'token',
   Retrying: 'retrying',
   Succeeded: 'succeeded',
   Failed: 'failed',
@@ -157,15 +164,20 @@ export const TaskEventType = {
 /** One of the {@link TaskEventType} values. */
 export type TaskEventType = (typeof TaskEventType)[keyof typeof TaskEventType];
 
+/** Most characters of text one `token` event carries (an actor splits longer runs). */
+export const MAX_EVENT_TEXT_CHARS = 16 * 1024;
+
 /**
- * A task lifecycle event, published on core NATS by the actor (see `subjects.event`). Events are
- * notifications, at most once; the task record is the truth.
+ * A task event, published by the actor on the task's event subject (see `subjects.event`) and
+ * kept for a while by the region's event stream, whose sequence numbers order and name them.
+ * Events are a view of the task; the task record is the truth.
  */
 export const taskEventSchema = z.object({
   v: z.literal(ENVELOPE_VERSION),
   type: z.enum([
     TaskEventType.Running,
     TaskEventType.Progress,
+    TaskEventType.Token,
     TaskEventType.Retrying,
     TaskEventType.Succeeded,
     TaskEventType.Failed,
@@ -181,6 +193,10 @@ export const taskEventSchema = z.object({
   /** Set on `retrying`: when the next attempt may start, ms from `at`. */
   retryInMs: epochMs.optional(),
   error: wireErrorSchema.optional(),
+  /** Set on `token`: the text of `tokens` tokens, which follow the attempt's first `index`. */
+  text: z.string().max(MAX_EVENT_TEXT_CHARS).optional(),
+  index: z.number().int().nonnegative().optional(),
+  tokens: z.number().int().positive().optional(),
 });
 
 /** A validated task event. */

@@ -45,6 +45,7 @@ export {
   requestEnvelopeSchema,
   taskIdForIdempotencyKey,
   taskEventSchema,
+  MAX_EVENT_TEXT_CHARS,
   TaskEventType,
   taskRecordSchema,
   TaskState,
@@ -62,6 +63,10 @@ export type {
 export {
   assetNames,
   deadLetterStreamConfig,
+  eventStreamConfig,
+  eventRetentionOf,
+  eventTtl,
+  MAX_EVENT_BYTES,
   edgeDomain,
   EDGE_SITE_DEFAULTS,
   edgeSourceConfig,
@@ -160,3 +165,5 @@ export {
 export type { WireLimits } from './limits.js';
 export { recoverRequest } from './unreadable-requests.js';
 export type { RecoveredRequest } from './unreadable-requests.js';
+export { openTaskEventFeed } from './task-event-feed.js';
+export type { SequencedEvent, TaskEventFeed, TaskEventFeedOptions } from './task-event-feed.js';

@@ -197,6 +197,21 @@ function queuedRequestsRead(region: string): string {
   return jsApi.directGet(assetNames.requestStream(region));
 }
 
+/**
+ * Reading task events (`task-event-feed.ts`): an ordered consumer on the region's event stream,
+ * looked up, created, pulled and removed; its deliveries come to the reader's own inbox.
+ */
+function eventRead(region: string): string[] {
+  const events = assetNames.eventStream(region);
+  return [
+    jsApi.streamInfo(events),
+    ...jsApi.consumerCreate(events),
+    jsApi.consumerInfo(events, ANY),
+    jsApi.msgNext(events, ANY),
+    jsApi.consumerDelete(events, ANY),
+  ];
+}
+
 function gatewayPermissions(regions: readonly string[], inboxPrefix: string): UserPermissions {
   return {
     publish: {
@@ -211,6 +226,8 @@ function gatewayPermissions(regions: readonly string[], inboxPrefix: string): Us
           ...kvRead(assetNames.taskBucket(region)),
           ...kvRead(assetNames.actorBucket(region)),
           ...kvWatch(assetNames.actorBucket(region)),
+          // Task event streams, read from any region (a client resumes wherever it reconnects).
+          ...eventRead(region),
         ]),
         ...kvRead(assetNames.modelBucket),
         ...kvWatch(assetNames.modelBucket),
@@ -333,6 +350,8 @@ function queueWork(region: string): string[] {
     kvWrite(assetNames.taskBucket(region)),
     subjects.deadLettersOfRegion(region),
     subjects.eventsOfTenant(region, ANY),
+    // The event retention, read at start: a task's events are kept until its deadline plus it.
+    jsApi.streamInfo(assetNames.eventStream(region)),
   ];
 }
 
@@ -433,6 +452,7 @@ function servicePermissions(regions: readonly string[], inboxPrefix: string): Us
           subjects.requestsOfRegion(region),
           queuedRequestsRead(region),
           ...kvRead(assetNames.taskBucket(region)),
+          ...eventRead(region),
         ]),
       ],
       // Services observe and submit; every bucket is written by someone else.

@@ -121,8 +121,9 @@ export const subjects = {
   /** Every reply subject, of every gateway and service. */
   allReplies: 'vigil.reply.>',
   /**
-   * Lifecycle events of a task (core NATS, not stored): internal services subscribe to
-   * `vigil.evt.<region>.<tenant>.>` to follow their tenant's tasks.
+   * The events of a task: its lifecycle, progress and (for a streamed task) its tokens, kept for
+   * a while by the region's event stream. Internal services follow their tenant's tasks on
+   * `vigil.evt.<region>.<tenant>.>`, live or from the stream.
    */
   event(region: string, tenant: string, taskId: string): string {
     return `vigil.evt.${region}.${tenant}.${taskId}`;
@@ -130,6 +131,10 @@ export const subjects = {
   /** Every event of one tenant's tasks in a region. */
   eventsOfTenant(region: string, tenant: string): string {
     return `vigil.evt.${region}.${tenant}.>`;
+  },
+  /** Every task event of a region: the event stream's subject. */
+  eventsOfRegion(region: string): string {
+    return `vigil.evt.${region}.>`;
   },
   /** Dead-letter records of a model in a region. */
   deadLetter(region: string, model: string): string {

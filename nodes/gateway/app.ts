@@ -17,6 +17,7 @@ import type { ModelCatalog } from './catalog.js';
 import type { GatewayEnv } from './gateway-env.js';
 import { errorResponse, onGatewayError } from './http-errors.js';
 import { httpMetricsMiddleware, NO_METRICS } from './http-metrics.js';
+import { registerEventsRoute } from './events-route.js';
 import { registerInferRoute } from './infer-route.js';
 import { registerOpenAiRoutes } from './openai-routes.js';
 import type { RegionRouter } from './region-router.js';
@@ -34,6 +35,8 @@ export interface GatewayAppOptions {
   headersTimeoutMs: number;
   /** Longest a synchronous call waits for its result before answering 202, ms. */
   maxSyncWaitMs: number;
+  /** How often an idle event stream sends a keep-alive comment, ms. */
+  streamKeepAliveMs: number;
   /** Deadline given to tasks that do not ask for one, ms from acceptance. */
   defaultTaskDeadlineMs: number;
   /** Longest deadline a task may ask for, ms. */
@@ -91,7 +94,8 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
   });
   const { maxSyncWaitMs } = options;
   const body = { maxBytes: options.maxBodyBytes, timeoutMs: options.bodyTimeoutMs };
-  registerInferRoute(app, { catalog, submitter, maxSyncWaitMs, body });
+  const streamTask = registerEventsRoute(app, { client, keepAliveMs: options.streamKeepAliveMs });
+  registerInferRoute(app, { catalog, submitter, maxSyncWaitMs, body, streamTask });
   registerTasksRoute(app, { client, maxSyncWaitMs });
   registerOpenAiRoutes(app, { catalog, submitter, maxSyncWaitMs, body });
   return app;

@@ -169,6 +169,16 @@ export const GATEWAY_SETTINGS = settingsGroup({
         'Longest a synchronous call waits for its result (also the cap of `Prefer: wait`) ' +
         'before it gets 202 and the task URL.',
     }),
+    streamKeepAliveMs: durationMs({
+      name: 'VIGIL_STREAM_KEEPALIVE_MS',
+      min: 1000,
+      max: 120_000,
+      default: GATEWAY_DEFAULTS.streamKeepAliveMs,
+      meaning:
+        'How often an event stream with nothing to say sends a comment line, so that proxies ' +
+        'and load balancers (idle timeouts of 30-60 s are common) keep it open while a task ' +
+        'waits in the queue or a model thinks.',
+    }),
     taskDeadlineMs: durationMs({
       name: 'VIGIL_TASK_DEADLINE_MS',
       min: 1000,
@@ -321,6 +331,7 @@ export function gatewayOptions(settings: GatewaySettings, logger: Logger): Gatew
     bodyTimeoutMs: g.bodyTimeoutMs,
     headersTimeoutMs: g.headersTimeoutMs,
     maxSyncWaitMs: g.maxSyncWaitMs,
+    streamKeepAliveMs: g.streamKeepAliveMs,
     defaultTaskDeadlineMs: g.taskDeadlineMs,
     maxTaskDeadlineMs: g.maxTaskDeadlineMs,
     maxWaiters: g.maxWaiters,

@@ -97,6 +97,7 @@ export const GATEWAY_DEFAULTS = {
   bodyTimeoutMs: 10_000,
   headersTimeoutMs: 10_000,
   maxSyncWaitMs: 30_000,
+  streamKeepAliveMs: 15_000,
   defaultTaskDeadlineMs: 10 * 60_000,
   maxTaskDeadlineMs: 24 * 3600_000,
   maxWaiters: 10_000,

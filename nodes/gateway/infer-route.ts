@@ -10,8 +10,9 @@ import { requireModel, type ModelCatalog } from './catalog.js';
 import type { GatewayEnv } from './gateway-env.js';
 import { readJsonBody, type BodyLimits } from './json-body.js';
 import { parsePrefer } from './prefer-header.js';
+import type { TaskStreamer } from './events-route.js';
 import type { TaskSubmission, TaskSubmitter } from './submit-task.js';
-import { finalResponse } from './task-view.js';
+import { acceptedView, finalResponse, taskView } from './task-view.js';
 
 /** What the infer route needs. */
 export interface InferRouteDeps {
@@ -21,6 +22,8 @@ export interface InferRouteDeps {
   maxSyncWaitMs: number;
   /** How much of a request body is read, and for how long. */
   body: BodyLimits;
+  /** Streams the events of a submitted task (`events-route.ts`). */
+  streamTask: TaskStreamer;
 }
 
 const inferBodySchema = z.object({
@@ -29,6 +32,8 @@ const inferBodySchema = z.object({
   priority: z.enum([Priority.Interactive, Priority.Batch]).default(Priority.Interactive),
   /** Relative deadline for the task, ms. */
   deadline_ms: z.number().int().positive().optional(),
+  /** Answer with the task's events (Server-Sent Events) as they come, tokens included. */
+  stream: z.boolean().default(false),
 });
 
 /** Mounts `POST /v1/models/:model/infer` on `app`. */
@@ -37,30 +42,34 @@ export function registerInferRoute(app: Hono<GatewayEnv>, deps: InferRouteDeps):
     const model = requireModel(deps.catalog, nameToken(c.req.param('model'), 'model'));
     const body = validate(inferBodySchema, await readJsonBody(c, deps.body), 'body');
     const prefer = parsePrefer(c.req.header('Prefer'));
-    const waitMs = prefer.respondAsync
-      ? 0
-      : Math.min(prefer.waitMs ?? deps.maxSyncWaitMs, deps.maxSyncWaitMs);
+    // A stream answers at once, with the events; its end is in them.
+    const waitMs =
+      prefer.respondAsync || body.stream
+        ? 0
+        : Math.min(prefer.waitMs ?? deps.maxSyncWaitMs, deps.maxSyncWaitMs);
     const submission: TaskSubmission = {
       model,
       input: body.input,
       params: body.params,
       priority: body.priority,
       waitMs,
+      stream: body.stream,
       ...(body.deadline_ms === undefined ? {} : { deadlineMs: body.deadline_ms }),
     };
     const { taskId, region, outcome } = await deps.submitter.submit(c, submission);
     c.header('Location', `/v1/tasks/${taskId}`);
+    if (body.stream && !prefer.respondAsync) {
+      const now = outcome
+        ? taskView({ region, state: outcome.state, record: outcome })
+        : acceptedView(taskId, model, region);
+      return deps.streamTask(c, { taskId, region, now });
+    }
     if (!outcome) {
-      return c.json(
-        {
-          id: taskId,
-          object: 'task',
-          state: TaskState.Accepted,
-          region,
-          links: { self: `/v1/tasks/${taskId}` },
-        },
-        202,
-      );
+      const links = {
+        self: `/v1/tasks/${taskId}`,
+        events: `/v1/tasks/${taskId}/events`,
+      };
+      return c.json({ id: taskId, object: 'task', state: TaskState.Accepted, region, links }, 202);
     }
     return finalResponse(c, outcome, region);
   });

@@ -33,6 +33,8 @@ export interface TaskSubmission {
   deadlineMs?: number;
   /** How long to wait for the outcome, ms; 0 = answer once accepted. */
   waitMs: number;
+  /** The caller streams the task's tokens: the actor publishes them as events. */
+  stream?: boolean;
 }
 
 /** What the routes get back from a submission. */
@@ -86,8 +88,10 @@ export function createTaskSubmitter(deps: TaskSubmitterDeps): TaskSubmitter {
       // is refused here, so it costs no queue slot and no quota (the quota is taken in submit).
       checkModelInput(submission.model.kind, submission.input, submission.params);
       const route = await deps.router.plan(submission.model.name);
-      // Fail fast rather than queue sync work no actor can run now; async work waits in the queue.
-      if (submission.waitMs > 0 && route.noHealthyActor && deps.failFastWithoutActors) {
+      // Fail fast rather than queue sync or streamed work no actor can run now; async work
+      // waits in the queue.
+      const waits = submission.waitMs > 0 || submission.stream === true;
+      if (waits && route.noHealthyActor && deps.failFastWithoutActors) {
         throw noActorError(submission.model.name);
       }
       const request = submitRequest(c, submission, key, deps);
@@ -135,6 +139,7 @@ function submitRequest(
     deadline: Date.now() + deadlineMs,
     waitMs: Math.min(submission.waitMs, deadlineMs),
     cancel: clientGone(c),
+    ...(submission.stream ? { stream: true } : {}),
     ...(key === undefined ? {} : { idempotencyKey: key }),
   };
 }

@@ -6,6 +6,7 @@ import type { Context } from 'hono';
 import {
   ErrorCode,
   TaskState,
+  type ModelDeployment,
   type TaskRecord,
   type TaskStatus,
   type WireError,
@@ -69,6 +70,26 @@ export function taskView(status: TaskStatus): TaskView {
   if (record.error !== undefined) view.error = record.error;
   if (record.progress !== undefined) view.progress = record.progress;
   return view;
+}
+
+/** A task just accepted, as a client sees it before anything else is known. */
+export function acceptedView(
+  taskId: string,
+  model: Pick<ModelDeployment, 'name' | 'version'>,
+  region: string,
+): TaskView {
+  return {
+    id: taskId,
+    object: 'task',
+    model: model.name,
+    version: model.version,
+    state: TaskState.Accepted,
+    region,
+    attempts: 0,
+    created_at: new Date().toISOString(),
+    started_at: null,
+    finished_at: null,
+  };
 }
 
 /** The tenant that owns a task status. */

@@ -524,6 +524,7 @@ export function withTenantQuota(
     submit,
     waitForOutcome: (...args) => client.waitForOutcome(...args),
     getTask: (taskId) => client.getTask(taskId),
+    events: (options) => client.events(options),
     close: () => client.close(),
   };
 }

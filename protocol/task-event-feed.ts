@@ -1,0 +1,107 @@
+/**
+ * Reading one task's events from its region's event stream, in order, from any point: an
+ * ordered consumer (ephemeral, in memory, no acks) filtered to the task's event subject, starting
+ * after the last sequence the reader saw. Any gateway in any region can open one, so a stream
+ * resumes wherever its client reconnects; the stream's sequence numbers are the events' ids.
+ *
+ * A feed holds at most a few events of its own (the consumer's pull batch): a reader that stops
+ * reading stops pulling, and the events wait in the stream, not in the reader's memory.
+ */
+import {
+  DeliverPolicy,
+  type Consumer,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JsMsg,
+} from '@nats-io/jetstream';
+import { assetNames } from './definitions.js';
+import { decodeAs, taskEventSchema, type TaskEvent } from './envelopes.js';
+import { subjects } from './subjects.js';
+
+/** Events a feed pulls at a time: its whole buffer. */
+const PULL_BATCH = 8;
+/**
+ * How long the server keeps a feed's consumer after its reader went silent, ms: a reader that
+ * died without closing leaves nothing behind for long.
+ */
+const INACTIVE_THRESHOLD_MS = 30_000;
+
+/** One event with its place in the event stream (its SSE id). */
+export interface SequencedEvent {
+  seq: number;
+  event: TaskEvent;
+}
+
+/** Where a feed reads. */
+export interface TaskEventFeedOptions {
+  /** The region that holds the task. */
+  region: string;
+  tenant: string;
+  taskId: string;
+  /** Start after this stream sequence (a resumed stream's `Last-Event-ID`); 0 = from the start. */
+  afterSeq?: number;
+}
+
+/** A task's events as they are stored, then as they come. */
+export interface TaskEventFeed extends AsyncIterable<SequencedEvent> {
+  /** Stops reading and removes the consumer. Idempotent. */
+  close(): void;
+}
+
+/** Opens a feed of a task's events through `js` (the hub's JetStream, at an edge site). */
+export async function openTaskEventFeed(
+  js: JetStreamClient,
+  options: TaskEventFeedOptions,
+): Promise<TaskEventFeed> {
+  const afterSeq = options.afterSeq ?? 0;
+  const consumer = await js.consumers.get(assetNames.eventStream(options.region), {
+    filter_subjects: subjects.event(options.region, options.tenant, options.taskId),
+    ...(afterSeq > 0
+      ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: afterSeq + 1 }
+      : { deliver_policy: DeliverPolicy.All }),
+    inactive_threshold: INACTIVE_THRESHOLD_MS,
+  });
+  const messages = await consumer.consume({ max_messages: PULL_BATCH });
+  return new Feed(consumer, messages, options.taskId);
+}
+
+class Feed implements TaskEventFeed {
+  #closed = false;
+
+  constructor(
+    private readonly consumer: Consumer,
+    private readonly messages: ConsumerMessages,
+    private readonly taskId: string,
+  ) {}
+
+  async *[Symbol.asyncIterator](): AsyncIterator<SequencedEvent> {
+    try {
+      for await (const msg of this.messages) {
+        const event = this.#decode(msg);
+        if (event) yield { seq: msg.seq, event };
+      }
+    } finally {
+      this.close();
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    // Removed now rather than left to expire: a thousand closed streams hold no server state.
+    void this.messages
+      .close()
+      .then(() => this.consumer.delete())
+      .catch(() => undefined);
+  }
+
+  /** The event, or nothing for a message that is not one of this task's (never trusted). */
+  #decode(msg: JsMsg): TaskEvent | undefined {
+    try {
+      const event = decodeAs(taskEventSchema, msg.data, 'task event');
+      return event.taskId === this.taskId ? event : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+}

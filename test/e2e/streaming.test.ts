@@ -1,0 +1,159 @@
+/**
+ * Token streams over real HTTP, a real nats-server and real gateway and actor-host processes:
+ * the native event stream of a task (tokens, lifecycle, the final task), read again after the
+ * task ended, resumed after any event with `Last-Event-ID`, and the refusals at its boundary.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { startTestEdge, TENANTS, type TestEdge } from '../harness/edge.js';
+import { dataOf, readEvents, type ReceivedEvent } from '../harness/sse.js';
+
+type Json = Record<string, unknown>;
+let edge: TestEdge;
+
+before(async () => {
+  edge = await startTestEdge({
+    gatewayEnv: { VIGIL_STREAM_KEEPALIVE_MS: '1000' },
+    // The echo model waits as long as a request asks, and one task at a time: a stream can
+    // wait in the queue behind another (the keep-alive case).
+    actorEnv: { VIGIL_ECHO_FAULTS: '{"enabled":true,"maxDelayMs":5000}', VIGIL_CONCURRENCY: '1' },
+  });
+});
+after(async () => {
+  await edge?.stop();
+});
+
+const chat = { input: 'Tell me about the sea and the ships', params: { max_tokens: 48, seed: 7 } };
+
+function streamInfer(body: unknown, headers: Record<string, string> = {}) {
+  return edge.request('/v1/models/ngram-chat/infer', {
+    method: 'POST',
+    body: JSON.stringify(body),
+    headers,
+  });
+}
+
+/** The text of the token events, in order. */
+const textOf = (events: ReceivedEvent[]): string =>
+  events
+    .filter((e) => e.event === 'token')
+    .map((e) => String(dataOf(e)['text']))
+    .join('');
+
+describe('native event stream', () => {
+  test('stream: true answers with the task state, its tokens in order, then the finished task', async () => {
+    const res = await streamInfer({ ...chat, stream: true });
+    assert.equal(res.status, 200, await res.clone().text());
+    assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/);
+    const { events, ended } = await readEvents(res);
+    assert.ok(ended, 'the server ends the stream after the final event');
+    const names = events.map((e) => e.event);
+    console.log(`native stream events: ${names.join(' ')}`);
+    assert.equal(names[0], 'state');
+    assert.equal(dataOf(events[0]!)['state'], 'accepted');
+    assert.equal(names.at(-1), 'succeeded');
+    const final = dataOf(events.at(-1)!);
+    const result = final['result'] as Json;
+    const tokens = events.filter((e) => e.event === 'token');
+    assert.ok(tokens.length > 0, 'tokens arrive as events');
+    assert.equal(textOf(events), result['text'], 'the tokens spell the result, none twice');
+    let index = 0;
+    for (const t of tokens) {
+      const d = dataOf(t);
+      assert.equal(d['index'], index, 'token events follow one another without a gap');
+      index += Number(d['tokens']);
+    }
+    assert.equal(index, (result['usage'] as Json)['completion_tokens']);
+    const ids = events.filter((e) => e.id !== undefined).map((e) => Number(e.id));
+    assert.deepEqual(
+      ids,
+      [...ids].sort((a, b) => a - b),
+      'ids are increasing stream sequences',
+    );
+    assert.equal(new Set(ids).size, ids.length);
+  });
+
+  test('a finished stream is read again from the start, and after any event with Last-Event-ID', async () => {
+    const first = await readEvents(await streamInfer({ ...chat, stream: true }));
+    const taskId = String(dataOf(first.events[0]!)['id']);
+    const again = await readEvents(await edge.request(`/v1/tasks/${taskId}/events`));
+    const withIds = (events: ReceivedEvent[]) =>
+      events.filter((e) => e.id !== undefined).map((e) => `${e.id}:${e.event}:${e.data}`);
+    assert.deepEqual(withIds(again.events), withIds(first.events), 'the same events, same ids');
+    assert.equal(again.events[0]!.event, 'state');
+    assert.equal(dataOf(again.events[0]!)['state'], 'succeeded');
+
+    const tokens = first.events.filter((e) => e.event === 'token');
+    for (const cut of [tokens[0]!, tokens.at(-1)!]) {
+      const resumed = await readEvents(
+        await edge.request(`/v1/tasks/${taskId}/events`, { headers: { 'Last-Event-ID': cut.id! } }),
+      );
+      const expected = first.events.filter(
+        (e) => e.id !== undefined && Number(e.id) > Number(cut.id),
+      );
+      assert.deepEqual(
+        withIds(resumed.events),
+        withIds(expected),
+        `after ${cut.id}: every later event, none before`,
+      );
+      assert.notEqual(resumed.events[0]?.event, 'state', 'a resumed stream does not restart');
+    }
+  });
+
+  test('a task submitted without streaming has lifecycle events and its end, no tokens', async () => {
+    const res = await streamInfer(chat, { Prefer: 'respond-async' });
+    assert.equal(res.status, 202);
+    const accepted = (await res.json()) as Json;
+    assert.equal(
+      (accepted['links'] as Json)['events'],
+      `/v1/tasks/${String(accepted['id'])}/events`,
+    );
+    const { events } = await readEvents(
+      await edge.request(`/v1/tasks/${String(accepted['id'])}/events`),
+    );
+    assert.equal(events.at(-1)!.event, 'succeeded');
+    assert.equal(events.filter((e) => e.event === 'token').length, 0);
+  });
+
+  test('a stream waiting in the queue sends keep-alive comments, then its events', async () => {
+    const echo = (body: unknown, headers: Record<string, string> = {}) =>
+      edge.request('/v1/models/echo/infer', {
+        method: 'POST',
+        body: JSON.stringify(body),
+        headers,
+      });
+    // The only slot is taken for 3.5 s; the streamed task waits behind it, saying nothing.
+    const busy = await echo(
+      { input: 'first', params: { delay_ms: 3500 } },
+      { Prefer: 'respond-async' },
+    );
+    assert.equal(busy.status, 202);
+    const started = Date.now();
+    const { events, comments } = await readEvents(await echo({ input: 'queued', stream: true }));
+    const silentMs = (events.find((e) => e.event !== 'state')?.at ?? 0) - started;
+    console.log(
+      `keep-alive comments while queued ${silentMs} ms (interval 1 s): ${comments.length}`,
+    );
+    assert.equal(events.at(-1)!.event, 'succeeded');
+    assert.deepEqual(dataOf(events.at(-1)!)['result'], { echo: 'queued' });
+    assert.ok(silentMs > 2500, `the stream waited only ${silentMs} ms`);
+    assert.ok(comments.length >= 2, `only ${comments.length} keep-alive comments`);
+  });
+
+  test('another tenant cannot read the stream; a bad Last-Event-ID is a typed 400', async () => {
+    const { events } = await readEvents(await streamInfer({ ...chat, stream: true }));
+    const taskId = String(dataOf(events[0]!)['id']);
+    const other = await edge.request(`/v1/tasks/${taskId}/events`, { key: TENANTS.beta.key });
+    assert.equal(other.status, 404);
+    assert.equal(((await other.json()) as { error: Json }).error['code'], 'not_found');
+    for (const bad of ['abc', '-1', '1.5', '9'.repeat(20)]) {
+      const res = await edge.request(`/v1/tasks/${taskId}/events`, {
+        headers: { 'Last-Event-ID': bad },
+      });
+      assert.equal(res.status, 400, bad);
+      const error = ((await res.json()) as { error: Json }).error;
+      assert.equal(error['code'], 'invalid_request');
+      assert.match(String(error['message']), /Last-Event-ID/);
+    }
+  });
+});
