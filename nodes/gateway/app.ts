@@ -97,7 +97,14 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
   const streamTask = registerEventsRoute(app, { client, keepAliveMs: options.streamKeepAliveMs });
   registerInferRoute(app, { catalog, submitter, maxSyncWaitMs, body, streamTask });
   registerTasksRoute(app, { client, maxSyncWaitMs });
-  registerOpenAiRoutes(app, { catalog, submitter, maxSyncWaitMs, body });
+  registerOpenAiRoutes(app, {
+    catalog,
+    submitter,
+    client,
+    keepAliveMs: options.streamKeepAliveMs,
+    maxSyncWaitMs,
+    body,
+  });
   return app;
 }
 

@@ -1,7 +1,7 @@
 /**
  * OpenAI-compatible routes, so existing SDKs work unchanged: chat completions and embeddings map
  * onto ordinary Vigil tasks (durable, idempotent with `Idempotency-Key`), and `/v1/models` lists
- * the catalog. Streaming is answered with a clear 400 until token streams exist. The bodies are
+ * the catalog. `stream: true` answers Server-Sent Events (`openai-stream.ts`). The bodies are
  * held to the same limits as the model kinds' inputs (`protocol/model-inputs.ts`), so a refusal
  * names the OpenAI field; the submit path checks the translated task against them again.
  */
@@ -20,10 +20,12 @@ import {
   ValidationError,
   VigilError,
   type ModelDeployment,
+  type VigilClient,
 } from '../../protocol/index.js';
 import { requireModel, type ModelCatalog } from './catalog.js';
 import type { GatewayEnv } from './gateway-env.js';
 import { readJsonBody, type BodyLimits } from './json-body.js';
+import { openAiStreamResponse, resumeCursor, type ChunkFormat } from './openai-stream.js';
 import type { SubmittedTask, TaskSubmission, TaskSubmitter } from './submit-task.js';
 import { finalResponse } from './task-view.js';
 
@@ -31,6 +33,10 @@ import { finalResponse } from './task-view.js';
 export interface OpenAiRouteDeps {
   catalog: ModelCatalog;
   submitter: TaskSubmitter;
+  /** Reads a streamed task's events. */
+  client: VigilClient;
+  /** How often an idle stream sends a keep-alive comment, ms. */
+  keepAliveMs: number;
   /** Longest a call waits for its result, ms; OpenAI clients cannot follow a 202. */
   maxSyncWaitMs: number;
   /** How much of a request body is read, and for how long. */
@@ -58,6 +64,7 @@ const chatBodySchema = z.object({
   seed: chatParamsSchema.shape.seed,
   n: z.literal(1).nullish(),
   stream: z.boolean().nullish(),
+  stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
 });
 
 type ChatBody = z.infer<typeof chatBodySchema>;
@@ -94,10 +101,32 @@ export function registerOpenAiRoutes(app: Hono<GatewayEnv>, deps: OpenAiRouteDep
 /** `POST /v1/chat/completions`: one chat task, answered as a `chat.completion`. */
 async function chatCompletion(c: Context<GatewayEnv>, deps: OpenAiRouteDeps): Promise<Response> {
   const body = validate(chatBodySchema, await readJsonBody(c, deps.body), 'body');
-  if (body.stream)
-    throw new ValidationError('streaming is not supported yet; send stream: false', 'stream');
+  if (body.stream_options && !body.stream) {
+    throw new ValidationError('is only allowed with stream: true', 'stream_options');
+  }
   const model = modelOfKind(deps.catalog, body.model, 'chat');
   const input = { messages: chatMessages(body) };
+  if (body.stream) {
+    const from = resumeCursor(c);
+    const { taskId, region } = await deps.submitter.submit(c, {
+      model,
+      input,
+      params: chatParams(body),
+      priority: Priority.Interactive,
+      waitMs: 0,
+      stream: true,
+    });
+    return openAiStreamResponse(c, {
+      client: deps.client,
+      taskId,
+      region,
+      tenant: c.get('tenant'),
+      from,
+      includeUsage: body.stream_options?.include_usage === true,
+      keepAliveMs: deps.keepAliveMs,
+      format: chatChunks(`chatcmpl-${taskId}`, model),
+    });
+  }
   const task = await runToEnd(c, deps, { model, input, params: chatParams(body) });
   const { taskId, region, outcome } = task;
   if (outcome.state !== 'succeeded') return finalResponse(c, outcome, region);
@@ -118,6 +147,48 @@ async function chatCompletion(c: Context<GatewayEnv>, deps: OpenAiRouteDeps): Pr
     ],
     usage: usage(output.usage.prompt_tokens, output.usage.completion_tokens),
   });
+}
+
+/** `chat.completion.chunk`s of one completion. */
+function chatChunks(id: string, model: ModelDeployment): ChunkFormat {
+  const created = seconds(Date.now());
+  const base = {
+    id,
+    object: 'chat.completion.chunk',
+    created,
+    model: model.name,
+    system_fingerprint: `${model.name}-${model.version}`,
+  };
+  return {
+    chunk: ({ text, role, finish }) => ({
+      ...base,
+      choices: [
+        {
+          index: 0,
+          delta: finish ? {} : { ...(role ? { role: 'assistant' } : {}), content: text ?? '' },
+          logprobs: null,
+          finish_reason: finish ?? null,
+        },
+      ],
+    }),
+    usage: (record) => {
+      const output = chatOutputSchema.safeParse(record.result);
+      const counts = output.success
+        ? output.data.usage
+        : { prompt_tokens: 0, completion_tokens: 0 };
+      return {
+        ...base,
+        choices: [],
+        usage: usage(counts.prompt_tokens, counts.completion_tokens),
+      };
+    },
+    finalText: (record) => {
+      const output = chatOutputSchema.safeParse(record.result);
+      return output.success
+        ? { text: output.data.text, finish: output.data.finish_reason }
+        : undefined;
+    },
+  };
 }
 
 /** The chat model's params from OpenAI's sampling fields. */

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import OpenAI from 'openai';
 import { startTestEdge, TENANTS, type TestEdge } from '../harness/edge.js';
 import { dataOf, readEvents, type ReceivedEvent } from '../harness/sse.js';
 
@@ -155,5 +156,80 @@ describe('native event stream', () => {
       assert.equal(error['code'], 'invalid_request');
       assert.match(String(error['message']), /Last-Event-ID/);
     }
+  });
+});
+
+describe('OpenAI streaming', () => {
+  const openai = () =>
+    new OpenAI({ apiKey: TENANTS.alpha.key, baseURL: `${edge.gatewayUrl}/v1`, maxRetries: 0 });
+  const messages = [{ role: 'user' as const, content: 'Tell me about the sea and the ships' }];
+
+  test('create({stream: true}) gives the role, content deltas, the finish reason and usage', async () => {
+    const whole = await openai().chat.completions.create({
+      model: 'ngram-chat',
+      messages,
+      max_tokens: 40,
+      seed: 11,
+    });
+    const stream = await openai().chat.completions.create({
+      model: 'ngram-chat',
+      messages,
+      max_tokens: 40,
+      seed: 11,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const chunks: OpenAI.Chat.Completions.ChatCompletionChunk[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    console.log(`OpenAI chunks: ${chunks.length}`);
+    assert.equal(chunks[0]!.choices[0]!.delta.role, 'assistant');
+    assert.ok(chunks.every((c) => c.object === 'chat.completion.chunk'));
+    assert.equal(new Set(chunks.map((c) => c.id)).size, 1, 'one id for the whole completion');
+    const text = chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');
+    assert.equal(text, whole.choices[0]!.message.content, 'the same text as without streaming');
+    const finishes = chunks.filter((c) => c.choices[0]?.finish_reason);
+    assert.equal(finishes.length, 1);
+    assert.equal(finishes[0]!.choices[0]!.finish_reason, whole.choices[0]!.finish_reason);
+    const last = chunks.at(-1)!;
+    assert.deepEqual(last.choices, [], 'usage comes in a last chunk without choices');
+    assert.deepEqual(last.usage, whole.usage);
+  });
+
+  test('the .stream() helper assembles the same completion', async () => {
+    const runner = openai().chat.completions.stream({
+      model: 'ngram-chat',
+      messages,
+      max_tokens: 30,
+      seed: 5,
+    });
+    let deltas = '';
+    runner.on('content', (delta) => (deltas += delta));
+    const completion = await runner.finalChatCompletion();
+    const whole = await openai().chat.completions.create({
+      model: 'ngram-chat',
+      messages,
+      max_tokens: 30,
+      seed: 5,
+    });
+    assert.equal(completion.choices[0]!.message.content, whole.choices[0]!.message.content);
+    assert.equal(deltas, whole.choices[0]!.message.content);
+  });
+
+  test('stream_options without stream, and a Last-Event-ID without its key, are typed 400s', async () => {
+    await assert.rejects(
+      openai().chat.completions.create({
+        model: 'ngram-chat',
+        messages,
+        stream_options: { include_usage: true },
+      }),
+      (err: unknown) => err instanceof OpenAI.BadRequestError && /stream_options/.test(err.message),
+    );
+    const res = await edge.request('/v1/chat/completions', {
+      method: 'POST',
+      headers: { 'Last-Event-ID': '5.1.10.abc' },
+      body: JSON.stringify({ model: 'ngram-chat', messages, stream: true }),
+    });
+    assert.equal(res.status, 400);
+    assert.match(await res.text(), /Last-Event-ID/);
   });
 });

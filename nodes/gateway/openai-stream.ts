@@ -1,0 +1,220 @@
+/**
+ * `stream: true` on the OpenAI routes: a task's token events as `chat.completion.chunk` (or
+ * `text_completion`) Server-Sent Events, the role first, the finish reason and usage last, then
+ * `data: [DONE]`, as the official clients read them.
+ *
+ * What a client is shown must never repeat a token or mix two attempts' text, yet an actor can
+ * die mid-stream and its task run again. The stream remembers what it has shown as a length and
+ * a hash (constant memory), and a retried attempt's text is checked against it: an attempt that
+ * writes the same text again (a seeded or deterministic model) continues the stream where it
+ * was; one that writes other text ends the stream with an error, and the client can read the
+ * task's whole answer by id. At the end the final record is the truth: what the events did not
+ * carry (tokens published too late, a lost event) is sent from it, if what was shown is its
+ * beginning.
+ *
+ * Every chunk's SSE id carries that memory with the event stream's sequence
+ * (`<seq>.<attempt>.<length>.<hash>`): a client that lost its connection sends the same request
+ * with the same `Idempotency-Key` and `Last-Event-ID` to any gateway, and the stream goes on
+ * after that chunk, with the same checks.
+ */
+import type { Context } from 'hono';
+import {
+  ErrorCode,
+  TaskEventType,
+  TaskState,
+  ValidationError,
+  type TaskRecord,
+  type VigilClient,
+  type WireError,
+} from '../../protocol/index.js';
+import { eventStreamResponse, type EventSink } from './event-stream.js';
+import type { GatewayEnv } from './gateway-env.js';
+import { followTask } from './task-follow.js';
+
+/** What a client has been shown of a stream: where in the events, and which text. */
+export interface StreamCursor {
+  /** The last event stream sequence shown (0: none). */
+  seq: number;
+  /** The attempt whose text is shown (0: none yet). */
+  attempt: number;
+  /** Length of the text shown, UTF-16 code units. */
+  length: number;
+  /** FNV-1a hash of the text shown. */
+  hash: number;
+}
+
+const FNV_OFFSET = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
+
+/** A stream that has shown nothing. */
+export const START: StreamCursor = Object.freeze({
+  seq: 0,
+  attempt: 0,
+  length: 0,
+  hash: FNV_OFFSET,
+});
+
+/** `hash` extended by `text`. */
+function extend(hash: number, text: string): number {
+  let h = hash;
+  for (let i = 0; i < text.length; i += 1) h = Math.imul(h ^ text.charCodeAt(i), FNV_PRIME) >>> 0;
+  return h;
+}
+
+const CURSOR = /^([0-9]{1,15})\.([0-9]{1,6})\.([0-9]{1,9})\.([0-9a-z]{1,7})$/;
+
+/** The cursor a `Last-Event-ID` names; a typed 400 when it is not one this gateway wrote. */
+export function parseCursor(header: string): StreamCursor {
+  const m = CURSOR.exec(header);
+  const hash = m ? parseInt(m[4]!, 36) : NaN;
+  if (!m || !(hash <= 0xffffffff)) {
+    throw new ValidationError(
+      'must be the id of a chunk of this stream (<seq>.<attempt>.<length>.<hash>)',
+      'Last-Event-ID',
+    );
+  }
+  return { seq: Number(m[1]), attempt: Number(m[2]), length: Number(m[3]), hash };
+}
+
+function formatCursor(c: StreamCursor): string {
+  return `${c.seq}.${c.attempt}.${c.length}.${c.hash.toString(36)}`;
+}
+
+/** How one OpenAI route renders a stream's pieces. */
+export interface ChunkFormat {
+  /** A chunk carrying `text` (and, first, the role); `finish` set on the last. */
+  chunk(piece: { text?: string; role?: boolean; finish?: string }): unknown;
+  /** The usage chunk (`stream_options.include_usage`), from the final record. */
+  usage(record: TaskRecord): unknown;
+  /** What the stream's text must be, from a succeeded task's record (`undefined`: unreadable). */
+  finalText(record: TaskRecord): { text: string; finish: string } | undefined;
+}
+
+/** The stream to answer. */
+export interface OpenAiStreamOptions {
+  client: VigilClient;
+  taskId: string;
+  region: string;
+  tenant: string;
+  /** Where a resumed stream starts; {@link START} for a new one. */
+  from: StreamCursor;
+  includeUsage: boolean;
+  keepAliveMs: number;
+  format: ChunkFormat;
+}
+
+/** Answers `c` with the task's OpenAI stream. */
+export function openAiStreamResponse(c: Context<GatewayEnv>, o: OpenAiStreamOptions): Response {
+  return eventStreamResponse(c, o.keepAliveMs, (sink) => produce(sink, o));
+}
+
+/** An attempt other than the one shown, checked against the shown text as it comes. */
+interface Replay {
+  attempt: number;
+  length: number;
+  hash: number;
+}
+
+async function produce(sink: EventSink, o: OpenAiStreamOptions): Promise<void> {
+  let shown: StreamCursor = { ...o.from };
+  let replay: Replay | undefined;
+  const send = async (payload: unknown, cursor: StreamCursor = shown) => {
+    await sink.send({ id: formatCursor(cursor), data: JSON.stringify(payload) });
+  };
+  /** Shows `text` as the next delta of attempt `attempt` at sequence `seq`. */
+  const show = async (text: string, attempt: number, seq: number) => {
+    shown = { seq, attempt, length: shown.length + text.length, hash: extend(shown.hash, text) };
+    if (text.length > 0) await send(o.format.chunk({ text }));
+  };
+  if (shown.seq === 0) await send(o.format.chunk({ role: true, text: '' }));
+
+  const items = followTask(o.client, {
+    taskId: o.taskId,
+    region: o.region,
+    tenant: o.tenant,
+    afterSeq: shown.seq,
+    signal: sink.signal,
+  });
+  for await (const item of items) {
+    if (item.type === 'event') {
+      const { event, seq } = item;
+      if (event.type !== TaskEventType.Token || event.text === undefined) continue;
+      if (shown.attempt === 0 || event.attempt === shown.attempt) {
+        await show(event.text, event.attempt, seq);
+        continue;
+      }
+      // Another attempt's text: shown only past what it repeats of the text already shown.
+      if (!replay || replay.attempt !== event.attempt) {
+        replay = { attempt: event.attempt, length: 0, hash: FNV_OFFSET };
+      }
+      const repeats = Math.min(event.text.length, shown.length - replay.length);
+      replay.hash = extend(replay.hash, event.text.slice(0, repeats));
+      replay.length += repeats;
+      if (replay.length < shown.length) continue;
+      if (replay.hash !== shown.hash) {
+        await sendError(sink, divergedError(o.taskId));
+        return;
+      }
+      replay = undefined;
+      await show(event.text.slice(repeats), event.attempt, seq);
+      continue;
+    }
+    const { record } = item;
+    if (record.state !== TaskState.Succeeded) {
+      await sendError(
+        sink,
+        record.error ?? { code: ErrorCode.Internal, message: 'task failed', retryable: false },
+      );
+      return;
+    }
+    const final = o.format.finalText(record);
+    if (!final) {
+      await sendError(sink, {
+        code: ErrorCode.Internal,
+        message: `model '${record.model}' returned a result that does not match its kind's output`,
+        retryable: false,
+      });
+      return;
+    }
+    // The record is the truth: what was shown must be its beginning; the rest comes from it.
+    const head = final.text.slice(0, shown.length);
+    if (head.length !== shown.length || extend(FNV_OFFSET, head) !== shown.hash) {
+      await sendError(sink, divergedError(o.taskId));
+      return;
+    }
+    const end = item.seq ?? shown.seq;
+    await show(final.text.slice(shown.length), record.attempt, end);
+    await send(o.format.chunk({ finish: final.finish }));
+    if (o.includeUsage) await send(o.format.usage(record));
+    await sink.send({ data: '[DONE]' });
+    return;
+  }
+}
+
+/** The error chunk OpenAI clients raise (`APIError`), then the stream ends. */
+async function sendError(sink: EventSink, error: WireError): Promise<void> {
+  await sink.send({ data: JSON.stringify({ error: { ...error, type: error.code } }) });
+}
+
+function divergedError(taskId: string): WireError {
+  return {
+    code: ErrorCode.ModelFailed,
+    message:
+      `the model's output changed when task ${taskId} was retried after a failure, so the ` +
+      `stream cannot go on without mixing two answers; GET /v1/tasks/${taskId} has the answer`,
+    retryable: false,
+  };
+}
+
+/** A `Last-Event-ID` resumes only the stream of a keyed request. */
+export function resumeCursor(c: Context<GatewayEnv>): StreamCursor {
+  const header = c.req.header('Last-Event-ID');
+  if (header === undefined || header === '') return START;
+  if (c.req.header('Idempotency-Key') === undefined) {
+    throw new ValidationError(
+      'resumes a stream only with the Idempotency-Key of the request that started it',
+      'Last-Event-ID',
+    );
+  }
+  return parseCursor(header);
+}
