@@ -34,6 +34,12 @@ export interface NgramChatOptions {
   corpus?: string;
   /** Folder whose `*.txt` files form the corpus. Default {@link DEFAULT_CORPUS_DIR}. */
   corpusDir?: string;
+  /**
+   * Paces decoding: at least this long between tokens, ms, as a served LLM decodes at tens of
+   * tokens per second. Streams, cancellation and failures mid-stream then have time to happen.
+   * Default 0: as fast as it computes.
+   */
+  tokenIntervalMs?: number;
 }
 
 // Words keep inner apostrophes (`don't`); sentence punctuation is a token of its own so the model
@@ -123,6 +129,7 @@ export function createNgramChatModel(options: NgramChatOptions = {}): ModelRunti
         maxTokens,
         temperature,
         random: mulberry32(seed),
+        tokenIntervalMs: options.tokenIntervalMs ?? 0,
         ctx,
       });
       return {
@@ -263,13 +270,14 @@ interface GenerateOptions {
   maxTokens: number;
   temperature: number;
   random: () => number;
+  tokenIntervalMs: number;
   ctx: ModelRunContext;
 }
 
 async function generate(
   model: NgramModel,
   start: [number, number],
-  { maxTokens, temperature, random, ctx }: GenerateOptions,
+  { maxTokens, temperature, random, tokenIntervalMs, ctx }: GenerateOptions,
 ): Promise<{ text: string; finishReason: 'stop' | 'length'; completionTokens: number }> {
   let [a, b] = start;
   let text = '';
@@ -305,11 +313,26 @@ async function generate(
       b = id;
       sentenceStart = false;
     }
-    if (produced % YIELD_EVERY_TOKENS === 0) {
+    if (tokenIntervalMs > 0) {
+      await paced(tokenIntervalMs, ctx.signal);
+    } else if (produced % YIELD_EVERY_TOKENS === 0) {
       await new Promise((resolve) => setImmediate(resolve));
     }
   }
   return { text, finishReason: 'length', completionTokens: produced };
+}
+
+/** Waits `ms` between two tokens; an abort ends the wait at once (the loop then stops). */
+function paced(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+  });
 }
 
 /**

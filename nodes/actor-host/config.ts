@@ -188,6 +188,15 @@ export const ACTOR_HOST_SETTINGS = settingsGroup({
         "Fault injection in the `echo` model (drills, tests): tasks' params may then ask it to " +
         'fail or wait. Off unless set.',
     }),
+    chatTokenIntervalMs: durationMs({
+      name: 'VIGIL_CHAT_TOKEN_INTERVAL_MS',
+      min: 0,
+      max: 10_000,
+      default: 0,
+      meaning:
+        'Paces `ngram-chat`: at least this long between tokens, as a served LLM decodes at tens ' +
+        'of tokens per second (demos, tests and benches of streams). 0: as fast as it computes.',
+    }),
     testHooks: flag({
       name: 'VIGIL_EXECUTOR_TEST_HOOKS',
       default: false,
@@ -283,8 +292,10 @@ export type ActorHostSettings = ConfigValues<(typeof ACTOR_HOST_CONFIG)['groups'
 /** The actor host's options from its parsed configuration. */
 export function actorHostOptions(settings: ActorHostSettings, logger: Logger): ActorHostOptions {
   const { host: h } = settings;
-  const builtin: BuiltinModelsOptions =
-    h.echoFaults === undefined ? {} : { echo: { faults: h.echoFaults } };
+  const builtin: BuiltinModelsOptions = {
+    ...(h.echoFaults === undefined ? {} : { echo: { faults: h.echoFaults } }),
+    ...(h.chatTokenIntervalMs > 0 ? { chat: { tokenIntervalMs: h.chatTokenIntervalMs } } : {}),
+  };
   const executors: ExecutorSpec[] = (h.models ?? builtinModelNames()).map((model) => ({
     isolation: h.modelIsolation[model] ?? h.isolation,
     model,
