@@ -57,6 +57,8 @@ export type { GatewayTaskMetrics } from './metrics.js';
 export {
   NATS_SETTINGS,
   connectNats,
+  NATS_MAX_PINGS_OUT,
+  NATS_PING_INTERVAL_MS,
   inboxPrefixSetting,
   natsAuthOptions,
   natsConnectOptions,

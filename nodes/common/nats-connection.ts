@@ -75,6 +75,18 @@ export function natsAuthOptions(options: NatsConnectOptions): Partial<Connection
 }
 
 /** Connects with Vigil's connection policy and logs status changes. */
+/**
+ * Keep-alive on every node's NATS connection: a PING after this long without one, ms, and the
+ * connection counts as dead (and reconnects) after {@link NATS_MAX_PINGS_OUT} unanswered. The
+ * client's default (2 minutes, 2 pings) would leave a node on a half-open link for 6 minutes;
+ * every 20 s also keeps middleboxes' idle timers from closing a quiet link. The server side
+ * pings its clients as often (`nodes/launcher/nats-server-process.ts`) and has TCP keep-alive on
+ * every accepted socket (Go's default, 15 s).
+ */
+export const NATS_PING_INTERVAL_MS = 20_000;
+/** Unanswered PINGs after which a NATS connection is dropped and dialled again. */
+export const NATS_MAX_PINGS_OUT = 3;
+
 export async function connectNats(
   options: NatsConnectOptions,
   logger: Logger,
@@ -85,6 +97,8 @@ export async function connectNats(
     ...natsAuthOptions(options),
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
+    pingInterval: NATS_PING_INTERVAL_MS,
+    maxPingOut: NATS_MAX_PINGS_OUT,
     waitOnFirstConnect: true,
     noAsyncTraces: true,
   });

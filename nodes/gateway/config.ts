@@ -179,6 +179,16 @@ export const GATEWAY_SETTINGS = settingsGroup({
         'and load balancers (idle timeouts of 30-60 s are common) keep it open while a task ' +
         'waits in the queue or a model thinks.',
     }),
+    tcpKeepAliveMs: durationMs({
+      name: 'VIGIL_TCP_KEEPALIVE_MS',
+      min: 1000,
+      max: 7_200_000,
+      default: GATEWAY_DEFAULTS.tcpKeepAliveMs,
+      meaning:
+        "Idle time after which the kernel probes a client's connection (TCP keep-alive): a " +
+        'client that vanished without closing (a dropped NAT entry, a dead host) frees its ' +
+        'socket and its stream, and middleboxes see traffic on long quiet streams.',
+    }),
     taskDeadlineMs: durationMs({
       name: 'VIGIL_TASK_DEADLINE_MS',
       min: 1000,
@@ -332,6 +342,7 @@ export function gatewayOptions(settings: GatewaySettings, logger: Logger): Gatew
     headersTimeoutMs: g.headersTimeoutMs,
     maxSyncWaitMs: g.maxSyncWaitMs,
     streamKeepAliveMs: g.streamKeepAliveMs,
+    tcpKeepAliveMs: g.tcpKeepAliveMs,
     defaultTaskDeadlineMs: g.taskDeadlineMs,
     maxTaskDeadlineMs: g.maxTaskDeadlineMs,
     maxWaiters: g.maxWaiters,

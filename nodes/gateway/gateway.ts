@@ -81,6 +81,8 @@ export interface GatewayOptions extends GatewayAppOptions {
    * into the site's stream (store-and-forward) and hub state is read through the hub's domain.
    */
   edgeSite?: string;
+  /** Idle time before the kernel probes a client connection (TCP keep-alive), ms. */
+  tcpKeepAliveMs: number;
   /** Serve HTTPS with this certificate and key (PEM file paths). */
   tls?: { certFile: string; keyFile: string };
   logger: Logger;
@@ -98,6 +100,7 @@ export const GATEWAY_DEFAULTS = {
   headersTimeoutMs: 10_000,
   maxSyncWaitMs: 30_000,
   streamKeepAliveMs: 15_000,
+  tcpKeepAliveMs: 30_000,
   defaultTaskDeadlineMs: 10 * 60_000,
   maxTaskDeadlineMs: 24 * 3600_000,
   maxWaiters: 10_000,
@@ -287,6 +290,10 @@ function serveHttp(
   };
   const serverOptions = {
     ...timeouts,
+    // TCP keep-alive on every accepted socket: a client gone without a FIN is found and its
+    // socket (and stream) freed, and a long quiet stream keeps middleboxes' state alive.
+    keepAlive: true,
+    keepAliveInitialDelay: options.tcpKeepAliveMs,
     // HTTP/1.1 without Host is refused by the app, in the JSON shape, not by Node with a bare 400.
     requireHostHeader: false,
   };

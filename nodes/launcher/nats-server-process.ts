@@ -17,7 +17,7 @@ import { connect as tcpConnect, createServer } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 
 import { natsServerBin } from '../../scripts/nats-server-provision.mjs';
-import { makeDirectory } from '../common/index.js';
+import { makeDirectory, NATS_MAX_PINGS_OUT, NATS_PING_INTERVAL_MS } from '../common/index.js';
 
 /** Options for {@link startNatsServer}. Ports: 0 or undefined means a random free port. */
 export interface NatsServerOptions {
@@ -442,6 +442,10 @@ function renderConfig(o: NatsServerOptions, portsDir: string): string {
     `server_name: ${q(o.serverName!)}`,
     `listen: ${hp(o.port)}`,
     `ports_file_dir: ${q(portsDir)}`,
+    // Keep-alive on every client link, as the nodes ping the server (nodes/common): a client on
+    // a half-open link is dropped within a minute, and quiet links carry traffic.
+    `ping_interval: "${NATS_PING_INTERVAL_MS / 1000}s"`,
+    `ping_max: ${NATS_MAX_PINGS_OUT}`,
     'jetstream {',
     `  store_dir: ${q(o.storeDir)}`,
     `  max_mem: ${sizeBytes(js.maxMemory ?? DEFAULT_JS_MAX_MEMORY, 'jetstream.maxMemory')}`,

@@ -4,6 +4,9 @@
  * task ended, resumed after any event with `Last-Event-ID`, and the refusals at its boundary.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { startTestEdge, TENANTS, type TestEdge } from '../harness/edge.js';
@@ -231,5 +234,38 @@ describe('OpenAI streaming', () => {
     });
     assert.equal(res.status, 400);
     assert.match(await res.text(), /Last-Event-ID/);
+  });
+});
+
+describe('keep-alive on every link', () => {
+  /** The kernel's view of the gateway's side of a loopback connection from `clientPort`. */
+  function gatewaySocketTimer(gatewayPort: number, clientPort: number): string | undefined {
+    const hex = (port: number) => port.toString(16).toUpperCase().padStart(4, '0');
+    for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f[1]?.endsWith(`:${hex(gatewayPort)}`) && f[2]?.endsWith(`:${hex(clientPort)}`)) {
+        return f[5]; // tr:tm->when; timer 02 is the keep-alive timer
+      }
+    }
+    return undefined;
+  }
+
+  test("the gateway's sockets have TCP keep-alive", async () => {
+    const url = new URL(edge.gatewayUrl);
+    const socket = connect(Number(url.port), url.hostname);
+    await once(socket, 'connect');
+    socket.write(`GET /healthz HTTP/1.1\r\nHost: ${url.host}\r\n\r\n`);
+    await once(socket, 'data');
+    // Idle now, kept open by HTTP keep-alive: the kernel's keep-alive timer runs on it.
+    const timer = gatewaySocketTimer(Number(url.port), socket.localPort!);
+    socket.destroy();
+    console.log(`gateway socket timer: ${timer}`);
+    assert.match(timer ?? '', /^02:/, 'the keep-alive timer (02) runs on an idle connection');
+  });
+
+  test('nats-server is set to ping its clients every 20 s, 3 missed dropping the link', async () => {
+    const varz = (await (await fetch(`${edge.nats.monitorUrl!}/varz`)).json()) as Json;
+    assert.equal(varz['ping_interval'], 20_000_000_000);
+    assert.equal(varz['ping_max'], 3);
   });
 });

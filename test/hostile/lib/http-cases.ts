@@ -339,6 +339,7 @@ const ROUTES: [string, string][] = [
   ['/v1/models/{m}', 'models'],
   ['/v1/models', 'models'],
   ['/v1/tasks/{t}', 'task'],
+  ['/v1/tasks/{t}/events', 'events'],
   ['/v1/chat/completions', 'chat'],
   ['/v1/embeddings', 'embeddings'],
   ['/v1/admin/dead-letters', 'other'],
@@ -543,6 +544,99 @@ function openAiCases(): fc.Arbitrary<HttpCase> {
   }));
 }
 
+const lastEventId = fc.oneof(
+  fc.constantFrom(
+    '0',
+    '1',
+    '3',
+    '-1',
+    '1.5',
+    '9'.repeat(20),
+    'abc',
+    '1.1.1.1',
+    '1.1.1.0',
+    '5.1.10.zzzzzzz',
+    '5.1.10.zzzzzzzz',
+    '1.999999.999999999.a',
+    ' 1',
+    '1.1.1.1' + 'x'.repeat(5000),
+  ),
+  fc.stringMatching(/^[0-9]{1,3}\.[0-9]\.[0-9]{1,3}\.[0-9a-z]{1,7}$/),
+  fc.string({ unit: 'binary-ascii', maxLength: 30 }).map((s) => s.replace(/[\r\n\0]/g, '')),
+);
+
+/**
+ * Streams and their resumption: the native `stream` flag, OpenAI streams with keys and
+ * `Last-Event-ID`s (valid cursors, forged ones, junk), and event reads of tasks that do not exist
+ * or are not the caller's. Every stream is read to its end and judged as a stream.
+ */
+function streamCases(): fc.Arbitrary<HttpCase> {
+  const native = fc
+    .record({
+      model: fc.constantFrom('ngram-chat', 'echo'),
+      stream: fc.constantFrom('true', 'false', '"true"', 'null', '1'),
+      lastEventId: fc.option(lastEventId, { nil: undefined }),
+      async: fc.boolean(),
+    })
+    .map(({ model, stream, lastEventId: id, async }) => ({
+      route: 'infer',
+      method: 'POST',
+      path: `/v1/models/${model}/infer`,
+      body: `{"input":"stream me","params":{"max_tokens":12},"stream":${stream}}`,
+      headers: [
+        ['Content-Type', 'application/json'],
+        ...(async ? [['Prefer', 'respond-async']] : []),
+        ...(id === undefined ? [] : [['Last-Event-ID', id]]),
+      ] as [string, string][],
+    }));
+  const openai = fc
+    .record({
+      key: fc.option(fc.stringMatching(/^[a-z0-9]{1,12}$/), { nil: undefined }),
+      lastEventId: fc.option(lastEventId, { nil: undefined }),
+      includeUsage: fc.constantFrom('true', 'false', 'null', '"yes"', undefined),
+      stream: fc.constantFrom('true', 'true', 'false'),
+    })
+    .map(({ key, lastEventId: id, includeUsage, stream }) => ({
+      route: 'chat',
+      method: 'POST',
+      path: '/v1/chat/completions',
+      body: objectText({
+        model: '"ngram-chat"',
+        messages: '[{"role":"user","content":"stream the sea"}]',
+        max_tokens: '12',
+        stream,
+        stream_options:
+          includeUsage === undefined ? undefined : `{"include_usage":${includeUsage}}`,
+      }),
+      headers: [
+        ['Content-Type', 'application/json'],
+        ...(key === undefined ? [] : [['Idempotency-Key', `stream-${key}`]]),
+        ...(id === undefined ? [] : [['Last-Event-ID', id]]),
+      ] as [string, string][],
+    }));
+  const events = fc
+    .record({ task: taskId, lastEventId: fc.option(lastEventId, { nil: undefined }) })
+    .map(({ task, lastEventId: id }) => ({
+      route: 'events',
+      method: 'GET',
+      path: `/v1/tasks/${PERCENT(task)}/events`,
+      body: undefined,
+      headers: id === undefined ? [] : [['Last-Event-ID', id]],
+    }));
+  return fc
+    .tuple(fc.oneof(native, openai, events), fc.constantFrom<KeyChoice>('alpha', 'alpha', 'beta'))
+    .map(([c, key]) => ({
+      category: 'stream',
+      transport: 'fetch',
+      method: c.method,
+      path: c.path,
+      headers: c.headers,
+      ...(c.body === undefined ? {} : { body: c.body }),
+      key,
+      route: c.route,
+    }));
+}
+
 function objectText(fields: Record<string, string | undefined>): string {
   const parts = Object.entries(fields).flatMap(([k, v]) =>
     v === undefined ? [] : [`"${k}":${v}`],
@@ -558,6 +652,7 @@ export function httpCases(limits: HttpLimits): fc.Arbitrary<HttpCase> {
     { weight: 2, arbitrary: headerCases() },
     { weight: 3, arbitrary: routeCases() },
     { weight: 3, arbitrary: openAiCases() },
+    { weight: 2, arbitrary: streamCases() },
   );
 }
 

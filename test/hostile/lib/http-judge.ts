@@ -5,6 +5,7 @@
  * answer in time, an echo that changed its input) is a violation.
  */
 import { isDeepStrictEqual } from 'node:util';
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
 
 /** An answer, from fetch or from a raw socket. */
 export interface Answer {
@@ -91,6 +92,9 @@ export function judge(asked: Asked, answer: Answer): Judgement {
     };
   }
   if (status >= 400) return judgeError(status, body, answer);
+  if (status === 200 && answer.headers['content-type']?.startsWith('text/event-stream')) {
+    return judgeStream(asked, answer);
+  }
   if (status >= 200 && status < 300) return judgeSuccess(asked, status, body, answer);
   return { outcome: `${status} other`, problem: `unexpected status ${status}` };
 }
@@ -131,6 +135,42 @@ function judgeError(status: number, body: unknown, answer: Answer): Judgement {
   if (error.retryable && !answer.headers['retry-after'])
     return { outcome, problem: 'retryable error without Retry-After' };
   return task ? { outcome, taskId: task } : { outcome };
+}
+
+/** Final events of the native stream. */
+const FINAL_EVENTS = new Set(['succeeded', 'failed', 'dead']);
+
+/**
+ * A stream (read to its end) is correct when every event is well formed and it ends as its kind
+ * says: an OpenAI stream with `[DONE]` or a typed error chunk; a native stream (its first event
+ * `state` names the task, checked afterwards like any created task) with the task's final state
+ * or a typed `error` event.
+ */
+function judgeStream(asked: Asked, answer: Answer): Judgement {
+  const events: EventSourceMessage[] = [];
+  createParser({ onEvent: (e) => events.push(e) }).feed(answer.body);
+  const last = events.at(-1);
+  const cut = (what: string): Judgement => ({
+    outcome: '200 stream cut',
+    problem: `${what}: ${answer.body.slice(-300)}`,
+  });
+  if (!last) return cut('an event stream without events');
+  if (asked.route === 'chat') {
+    const chunks = events.filter((e) => e.data !== '[DONE]').map((e) => parseJson(e.data));
+    const malformed = chunks.find(
+      (c) => !isObject(c) || (c['object'] !== 'chat.completion.chunk' && !typedError(c)),
+    );
+    if (malformed !== undefined) return cut(`a chunk that is neither a chunk nor an error`);
+    if (last.data === '[DONE]') return { outcome: '200 stream [DONE]' };
+    const error = typedError(parseJson(last.data));
+    return error ? { outcome: `200 stream ended: ${error.code}` } : cut('a stream without its end');
+  }
+  const first = parseJson(events[0]!.data);
+  const taskId = events[0]!.event === 'state' && isObject(first) ? String(first['id']) : undefined;
+  const ended = FINAL_EVENTS.has(last.event ?? '') || last.event === 'error';
+  if (!ended)
+    return { ...cut('a native stream without its final event'), ...(taskId ? { taskId } : {}) };
+  return { outcome: `200 stream ${last.event}`, ...(taskId ? { taskId } : {}) };
 }
 
 function judgeSuccess(asked: Asked, status: number, body: unknown, answer: Answer): Judgement {
