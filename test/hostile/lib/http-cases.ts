@@ -621,7 +621,7 @@ function streamCases(): fc.Arbitrary<HttpCase> {
       method: 'GET',
       path: `/v1/tasks/${PERCENT(task)}/events`,
       body: undefined,
-      headers: id === undefined ? [] : [['Last-Event-ID', id]],
+      headers: id === undefined ? [] : [['Last-Event-ID', id] satisfies [string, string]],
     }));
   return fc
     .tuple(fc.oneof(native, openai, events), fc.constantFrom<KeyChoice>('alpha', 'alpha', 'beta'))
