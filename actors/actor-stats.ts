@@ -16,6 +16,8 @@ export interface ActorStats {
   failed: number;
   retried: number;
   deadLettered: number;
+  /** Tasks ended as cancelled (aborted mid-run, or never run). */
+  cancelled: number;
   /** Redeliveries answered from an already stored outcome. */
   reused: number;
   /** Runs whose outcome was discarded because another attempt stored one first. */
@@ -37,6 +39,7 @@ export type TaskCounts = Pick<
   | 'failed'
   | 'retried'
   | 'deadLettered'
+  | 'cancelled'
   | 'reused'
   | 'superseded'
   | 'errors'
@@ -63,6 +66,7 @@ class ActorTallyImpl implements ActorTally {
     failed: 0,
     retried: 0,
     deadLettered: 0,
+    cancelled: 0,
     reused: 0,
     superseded: 0,
     errors: 0,

@@ -8,8 +8,10 @@ import type { JsMsg } from '@nats-io/jetstream';
 import { SpanStatusCode } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import {
+  CancelReason,
   ErrorCode,
   toVigilError,
+  type CancelRequest,
   type RequestEnvelope,
   type WireError,
 } from '../protocol/index.js';
@@ -58,6 +60,8 @@ export interface Attempt {
   progressDirty: boolean;
   /** A progress write is under way: the next waits a tick, so two never race on the revision. */
   writingProgress: boolean;
+  /** The task was cancelled while this attempt ran: its run was aborted for this reason. */
+  cancelled: CancelRequest | undefined;
 }
 
 /** How an attempt's run ended: a result, or the failure as it crosses the wire. */
@@ -93,6 +97,8 @@ export interface Attempts {
   stalledRecently(): boolean;
   /** Aborts every running attempt; each hands its delivery back (a drain past its grace). */
   handBackAll(): void;
+  /** Aborts the running attempts of the cancelled task; false when none runs here. */
+  cancel(request: CancelRequest): boolean;
   /** Stops the housekeeping timer. */
   stop(): void;
 }
@@ -107,6 +113,18 @@ export function deadlineError(): WireError {
   return {
     code: ErrorCode.DeadlineExceeded,
     message: 'the task deadline passed',
+    retryable: false,
+  };
+}
+
+/** The failure of a task that was cancelled: final, and nobody's fault. */
+export function cancelledError(request: CancelRequest): WireError {
+  return {
+    code: ErrorCode.Cancelled,
+    message:
+      request.reason === CancelReason.Abandoned
+        ? 'cancelled: the client reading its stream went away and did not come back'
+        : 'cancelled by its owner',
     retryable: false,
   };
 }
@@ -146,7 +164,11 @@ class AttemptsImpl implements Attempts {
       await tokens?.finish();
     } catch (err) {
       tokens?.discard();
-      failure = Date.now() >= task.deadline ? deadlineError() : toVigilError(err).toWire();
+      failure = attempt.cancelled
+        ? cancelledError(attempt.cancelled)
+        : Date.now() >= task.deadline
+          ? deadlineError()
+          : toVigilError(err).toWire();
       attempt.executorDied = err instanceof ExecutorGoneError;
       inference.setStatus({ code: SpanStatusCode.ERROR, message: failure.code });
     } finally {
@@ -167,6 +189,17 @@ class AttemptsImpl implements Attempts {
       attempt.handedBack = true;
       attempt.abort.abort();
     }
+  }
+
+  cancel(request: CancelRequest): boolean {
+    let found = false;
+    for (const attempt of this.#running) {
+      if (attempt.task.id !== request.taskId) continue;
+      attempt.cancelled = request;
+      attempt.abort.abort();
+      found = true;
+    }
+    return found;
   }
 
   stop(): void {
@@ -231,6 +264,7 @@ function newAttempt(msg: JsMsg, task: RequestEnvelope, number: number): Attempt 
     progress: undefined,
     progressDirty: false,
     writingProgress: false,
+    cancelled: undefined,
   };
 }
 

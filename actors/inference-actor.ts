@@ -46,6 +46,7 @@ import { createDeliveryHandler, type DeliveryHandler } from './task-delivery.js'
 import { createTaskMetrics } from './task-metrics.js';
 import { createTaskRecords } from './task-records.js';
 import { createTokenEvents } from './token-events.js';
+import { watchCancellations, type Cancellations } from './cancellations.js';
 
 /** The logger of an actor not given one. */
 const SILENT = pino({ level: 'silent' });
@@ -120,7 +121,12 @@ export async function createInferenceActor(
     bucketLimit > 0 ? bucketLimit : Infinity,
   );
   const eventRetentionMs = await eventRetentionOf(jsm, o.region);
-  const actor = new InferenceActorImpl(nc, js, tasks, { ...o, maxRecordBytes, eventRetentionMs });
+  const cancels = await new Kvm(js).open(assetNames.cancelBucket(o.region));
+  const actor = new InferenceActorImpl(nc, js, tasks, cancels, {
+    ...o,
+    maxRecordBytes,
+    eventRetentionMs,
+  });
   actor.mailbox = await openMailbox(
     js,
     { stream: assetNames.requestStream(o.region), consumer, concurrency: o.concurrency },
@@ -151,7 +157,9 @@ class InferenceActorImpl implements InferenceActor {
   #probeTimer: NodeJS.Timeout | undefined;
   #draining: Promise<void> | undefined;
 
-  constructor(nc: NatsConnection, js: JetStreamClient, tasks: KV, o: ResolvedOptions) {
+  readonly #cancellations: Cancellations;
+
+  constructor(nc: NatsConnection, js: JetStreamClient, tasks: KV, cancels: KV, o: ResolvedOptions) {
     this.#o = o;
     const log = o.logger.child({ actor: o.actorId, model: o.model.name });
     this.#log = log;
@@ -180,6 +188,7 @@ class InferenceActorImpl implements InferenceActor {
       tokens: createTokenEvents(js, { region: o.region, retentionMs: o.eventRetentionMs, log }),
       log,
     });
+    this.#cancellations = watchCancellations(cancels, log);
     this.handle = createDeliveryHandler({
       model: o.model.name,
       maxAttempts: o.maxAttempts,
@@ -188,6 +197,7 @@ class InferenceActorImpl implements InferenceActor {
       // Built-in models only: the runtime itself may be out of process.
       checkOutput: builtinOutputCheck(o.model.name),
       attempts: this.#attempts,
+      cancellations: this.#cancellations,
       records,
       replies,
       deadLetters: createDeadLetters(js, {
@@ -225,6 +235,7 @@ class InferenceActorImpl implements InferenceActor {
         await mailbox.close();
       }
       this.#attempts.stop();
+      this.#cancellations.close();
     })();
     return this.#draining;
   }

@@ -21,6 +21,7 @@ import {
   recoverRequest,
   requestEnvelopeSchema,
   toVigilError,
+  type CancelRequest,
   type RecoveredRequest,
   TaskEventType,
   TaskState,
@@ -30,7 +31,14 @@ import {
 } from '../protocol/index.js';
 import { withinAttempt, type ActorSpans } from './actor-spans.js';
 import type { TaskCounts } from './actor-stats.js';
-import { deadlineError, type Attempt, type AttemptRun, type Attempts } from './attempt.js';
+import {
+  cancelledError,
+  deadlineError,
+  type Attempt,
+  type AttemptRun,
+  type Attempts,
+} from './attempt.js';
+import type { Cancellations } from './cancellations.js';
 import type { DeadLetters } from './dead-letters.js';
 import type { Replies } from './replies.js';
 import type { OutputCheck } from './runtimes/index.js';
@@ -54,6 +62,8 @@ export interface DeliveryOptions {
   /** The model's output checks, if it declares any. */
   checkOutput: OutputCheck | undefined;
   attempts: Attempts;
+  /** Cancels in effect in the region. */
+  cancellations: Cancellations;
   records: TaskRecords;
   replies: Replies;
   deadLetters: DeadLetters;
@@ -66,9 +76,16 @@ export interface DeliveryOptions {
 /** Brings one delivery to an ack, nak or term. Never throws. */
 export type DeliveryHandler = (msg: JsMsg) => Promise<void>;
 
-/** The mailbox's handler for an actor. */
+/**
+ * The mailbox's handler for an actor. A cancel that takes effect aborts the task's run here, or,
+ * when it runs nowhere here, ends the queued task at once (`cancelQueued`).
+ */
 export function createDeliveryHandler(options: DeliveryOptions): DeliveryHandler {
   const delivery = new TaskDelivery(options);
+  options.cancellations.onEffect((request) => {
+    if (request.model !== options.model || options.attempts.cancel(request)) return;
+    void delivery.cancelQueued(request);
+  });
   return (msg) => delivery.deliver(msg);
 }
 
@@ -182,8 +199,39 @@ class TaskDelivery {
     this.#o.replies.emit(task, TaskState.Failed, record.attempt, { error });
   }
 
+  /**
+   * Ends a cancelled task that runs nowhere here: its final `cancelled` record, unless it has one
+   * (it finished, or another host ended it first, or runs it now and has its `running` record:
+   * that host aborts it). Its request stays queued until delivered, then is acknowledged unrun.
+   */
+  async cancelQueued(request: CancelRequest): Promise<void> {
+    const task: TaskIdentity = {
+      id: request.taskId,
+      tenant: request.tenant,
+      model: request.model,
+      createdAt: request.createdAt,
+    };
+    const record = this.#o.records.build(task, 1, TaskState.Cancelled);
+    record.error = cancelledError(request);
+    try {
+      const stored = await this.#o.records.createOnly(record);
+      if (!stored.created) return;
+      this.#o.counts.cancelled += 1;
+      this.#o.metrics.finished(TaskOutcome.Cancelled, task.createdAt);
+      this.#o.replies.emit(task, TaskState.Cancelled, record.attempt, { error: record.error });
+    } catch (err) {
+      // Its delivery ends it instead: the cancel is checked there.
+      this.#o.log.warn({ task_id: task.id, err }, 'could not end a cancelled queued task now');
+    }
+  }
+
   async #settle(msg: JsMsg, task: RequestEnvelope, span: Span): Promise<void> {
     const number = msg.info.deliveryCount;
+    const cancel = this.#o.cancellations.inEffect(task.id);
+    if (cancel) {
+      await this.#endCancelled(msg, task, number, cancel);
+      return;
+    }
     // After a redelivery, or when this process was stalled long enough for its deliveries to be
     // redelivered elsewhere (SIGSTOP, a long GC pause), another attempt may have finished already.
     if (number > 1 || this.#o.attempts.stalledRecently()) {
@@ -226,6 +274,11 @@ class TaskDelivery {
       const stored = await this.#o.records.read(task.id);
       if (stored) this.#o.replies.reply(task, stored);
       msg.ack();
+      return;
+    }
+    // A run that finished before its cancel took effect stands; an aborted one is cancelled.
+    if (failure && attempt.cancelled) {
+      await this.#endCancelled(msg, task, attempt.number, attempt.cancelled, attempt);
       return;
     }
     if (failure) await this.#retryOrEnd(attempt, failure, span);
@@ -303,6 +356,36 @@ class TaskDelivery {
     } else {
       await this.#endUnsuccessfully(msg, task, number, TaskState.Failed, failure, attempt);
     }
+  }
+
+  /**
+   * Stores the `cancelled` record (conditional, like any final record: an outcome stored first
+   * stands), replies, emits the event and acknowledges: a cancel is final and nobody's failure,
+   * so no dead letter and no retry.
+   */
+  async #endCancelled(
+    msg: JsMsg,
+    task: RequestEnvelope,
+    attempts: number,
+    request: CancelRequest,
+    attempt?: Attempt,
+  ): Promise<void> {
+    const record = this.#o.records.build(
+      task,
+      Math.max(1, attempts),
+      TaskState.Cancelled,
+      attempt?.startedAt,
+    );
+    record.error = cancelledError(request);
+    const stored = await this.#o.records.finalize(record, attempt);
+    if (stored.record === record) {
+      this.#o.counts.cancelled += 1;
+      this.#o.metrics.finished(TaskOutcome.Cancelled, task.createdAt);
+      this.#o.replies.emit(task, TaskState.Cancelled, record.attempt, { error: record.error });
+      this.#o.log.info({ task_id: task.id, reason: request.reason }, 'task cancelled');
+    }
+    this.#o.replies.reply(task, stored);
+    msg.ack();
   }
 
   #retryDelay(attempt: number): number {

@@ -12,6 +12,8 @@ export const TaskOutcome = {
   Failed: 'failed',
   /** Dead-lettered: retries exhausted, or undecodable. */
   Dead: 'dead_lettered',
+  /** Stopped on request, or because its stream's reader went away. */
+  Cancelled: 'cancelled',
 } as const;
 
 /** One of the {@link TaskOutcome} values. */

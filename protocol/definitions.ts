@@ -32,6 +32,8 @@ export const assetNames = {
   eventStream: (region: string): string => `VIGIL_EVT_${region.toUpperCase().replace(/-/g, '_')}`,
   taskBucket: (region: string): string => `vigil-tasks-${region}`,
   actorBucket: (region: string): string => `vigil-actors-${region}`,
+  /** Requests to stop tasks, watched by the region's actor hosts. */
+  cancelBucket: (region: string): string => `vigil-cancels-${region}`,
   /** The model catalog is shared by every region. */
   modelBucket: 'vigil-models',
   /** Tenant task quotas (`<tenant>.<period>` counters), shared by every gateway of every region. */
@@ -314,6 +316,14 @@ export async function ensureRegionAssets(
     ttl: o.heartbeatIntervalMs * HEARTBEAT_EXPIRY_INTERVALS,
     // Heartbeats are soft state, rewritten every interval: memory is enough and cheaper.
     storage: StorageType.Memory,
+    replicas: o.replicas,
+    ...placement(o),
+  });
+  // A cancel matters until its task's deadline at most: kept as long as task records.
+  await kvm.create(assetNames.cancelBucket(o.region), {
+    history: 1,
+    ttl: o.taskRetentionMs,
+    storage: StorageType.File,
     replicas: o.replicas,
     ...placement(o),
   });

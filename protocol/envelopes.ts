@@ -110,6 +110,8 @@ export const TaskState = {
   Succeeded: 'succeeded',
   Failed: 'failed',
   Dead: 'dead',
+  /** Stopped on request (`POST /v1/tasks/{id}/cancel`, or its stream's reader went away). */
+  Cancelled: 'cancelled',
 } as const;
 
 /** One of the {@link TaskState} values. */
@@ -120,6 +122,7 @@ export const FINAL_STATES: ReadonlySet<TaskState> = new Set([
   TaskState.Succeeded,
   TaskState.Failed,
   TaskState.Dead,
+  TaskState.Cancelled,
 ]);
 
 /**
@@ -132,7 +135,13 @@ export const taskRecordSchema = z.object({
   tenant: nameToken,
   model: nameToken,
   version: nameToken,
-  state: z.enum([TaskState.Running, TaskState.Succeeded, TaskState.Failed, TaskState.Dead]),
+  state: z.enum([
+    TaskState.Running,
+    TaskState.Succeeded,
+    TaskState.Failed,
+    TaskState.Dead,
+    TaskState.Cancelled,
+  ]),
   /** Delivery attempt that wrote this record (1 = first). */
   attempt: z.number().int().positive(),
   createdAt: epochMs,
@@ -159,6 +168,7 @@ export const TaskEventType = {
   Succeeded: 'succeeded',
   Failed: 'failed',
   Dead: 'dead',
+  Cancelled: 'cancelled',
 } as const;
 
 /** One of the {@link TaskEventType} values. */
@@ -182,6 +192,7 @@ export const taskEventSchema = z.object({
     TaskEventType.Succeeded,
     TaskEventType.Failed,
     TaskEventType.Dead,
+    TaskEventType.Cancelled,
   ]),
   taskId: z.string().regex(TASK_ID),
   tenant: nameToken,
@@ -201,6 +212,43 @@ export const taskEventSchema = z.object({
 
 /** A validated task event. */
 export type TaskEvent = z.infer<typeof taskEventSchema>;
+
+/** Why a task is to stop. */
+export const CancelReason = {
+  /** Its owner asked (`POST /v1/tasks/{id}/cancel`). */
+  Requested: 'requested',
+  /**
+   * The client reading its stream went away and did not come back: the cancel takes effect at
+   * `after`, unless a reader resumes the stream first (which removes the entry).
+   */
+  Abandoned: 'abandoned',
+} as const;
+
+/** One of the {@link CancelReason} values. */
+export type CancelReason = (typeof CancelReason)[keyof typeof CancelReason];
+
+/**
+ * A request to stop a task, in the region's cancel bucket under the task's id, written by a
+ * gateway that checked the task is the tenant's. Every actor host of the region watches the
+ * bucket: the one running the task aborts its model run, and a queued task ends when it is
+ * delivered, without running. It carries what a record of the task needs, so that one of the
+ * hosts can end a queued task at once.
+ */
+export const cancelRequestSchema = z.object({
+  v: z.literal(ENVELOPE_VERSION),
+  taskId: z.string().regex(TASK_ID),
+  tenant: nameToken,
+  model: nameToken,
+  createdAt: epochMs,
+  reason: z.enum([CancelReason.Requested, CancelReason.Abandoned]),
+  /** When it was asked for, epoch ms. */
+  at: epochMs,
+  /** When it takes effect, epoch ms (an abandoned stream's grace); absent: at once. */
+  after: epochMs.optional(),
+});
+
+/** A validated cancel request. */
+export type CancelRequest = z.infer<typeof cancelRequestSchema>;
 
 /** What an actor is doing, as its heartbeat says. */
 export const ActorState = {

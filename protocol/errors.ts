@@ -36,6 +36,8 @@ export const ErrorCode = {
   Unavailable: 'unavailable',
   /** The task's deadline passed before it finished. */
   DeadlineExceeded: 'deadline_exceeded',
+  /** The task was cancelled (by its owner, or because its stream's reader went away). */
+  Cancelled: 'cancelled',
   /** The model rejected this input; retrying the same input fails the same way. */
   ModelRejected: 'model_rejected',
   /** The model failed in a way that may pass on retry. */

@@ -36,6 +36,8 @@ export {
   actorHeartbeatSchema,
   ActorState,
   BreakerState,
+  cancelRequestSchema,
+  CancelReason,
   deadLetterSchema,
   decodeAs,
   ENVELOPE_VERSION,
@@ -54,6 +56,7 @@ export {
 } from './envelopes.js';
 export type {
   ActorHeartbeat,
+  CancelRequest,
   DeadLetter,
   ModelDeployment,
   RequestEnvelope,

@@ -69,6 +69,16 @@ export const chatParamsSchema = z.object({
     .max(MAX_CHAT_TEMPERATURE, `at most ${MAX_CHAT_TEMPERATURE}`)
     .nullish(),
   seed: z.number().int().nullish(),
+  /**
+   * Fewest tokens before the answer may end at a sentence end (vLLM's `min_tokens`); an answer
+   * still ends at `max_tokens`.
+   */
+  min_tokens: z
+    .number()
+    .int()
+    .min(0, 'at least 0')
+    .max(MAX_CHAT_MAX_TOKENS, `at most ${MAX_CHAT_MAX_TOKENS}`)
+    .nullish(),
 });
 
 /** A chat model's params, validated. */

@@ -228,6 +228,10 @@ function gatewayPermissions(regions: readonly string[], inboxPrefix: string): Us
           ...kvWatch(assetNames.actorBucket(region)),
           // Task event streams, read from any region (a client resumes wherever it reconnects).
           ...eventRead(region),
+          // Cancels of the tenants' own tasks (checked by the gateway), and an abandoned
+          // stream's pending cancel withdrawn when its reader resumes.
+          ...kvRead(assetNames.cancelBucket(region)),
+          kvWrite(assetNames.cancelBucket(region)),
         ]),
         ...kvRead(assetNames.modelBucket),
         ...kvWatch(assetNames.modelBucket),
@@ -352,6 +356,9 @@ function queueWork(region: string): string[] {
     subjects.eventsOfTenant(region, ANY),
     // The event retention, read at start: a task's events are kept until its deadline plus it.
     jsApi.streamInfo(assetNames.eventStream(region)),
+    // Cancels, watched: the running task is aborted, a queued one ended.
+    ...kvRead(assetNames.cancelBucket(region)),
+    ...kvWatch(assetNames.cancelBucket(region)),
   ];
 }
 

@@ -23,7 +23,7 @@ import type { ChatOutput, ModelRunContext, ModelRuntime } from './runtime.js';
 export const DEFAULT_CHAT_MAX_TOKENS = 64;
 /** Sampling temperature when the request sets no `params.temperature`; 0 means greedy. */
 export const DEFAULT_CHAT_TEMPERATURE = 0.8;
-/** Fewest tokens an answer has before a sentence end may finish it. */
+/** Fewest tokens an answer has before a sentence end may finish it, unless `min_tokens` says. */
 export const MIN_CHAT_TOKENS_BEFORE_STOP = 12;
 /** The training corpus folder shipped beside this module. */
 export const DEFAULT_CORPUS_DIR = fileURLToPath(new URL('./corpus/', import.meta.url));
@@ -129,6 +129,7 @@ export function createNgramChatModel(options: NgramChatOptions = {}): ModelRunti
         maxTokens,
         temperature,
         random: mulberry32(seed),
+        minTokens: parsed.min_tokens ?? MIN_CHAT_TOKENS_BEFORE_STOP,
         tokenIntervalMs: options.tokenIntervalMs ?? 0,
         ctx,
       });
@@ -270,6 +271,8 @@ interface GenerateOptions {
   maxTokens: number;
   temperature: number;
   random: () => number;
+  /** Fewest tokens before a sentence end may finish the answer. */
+  minTokens: number;
   tokenIntervalMs: number;
   ctx: ModelRunContext;
 }
@@ -277,7 +280,7 @@ interface GenerateOptions {
 async function generate(
   model: NgramModel,
   start: [number, number],
-  { maxTokens, temperature, random, tokenIntervalMs, ctx }: GenerateOptions,
+  { maxTokens, temperature, random, minTokens, tokenIntervalMs, ctx }: GenerateOptions,
 ): Promise<{ text: string; finishReason: 'stop' | 'length'; completionTokens: number }> {
   let [a, b] = start;
   let text = '';
@@ -302,7 +305,7 @@ async function generate(
     ctx.onToken?.(piece);
 
     if (SENTENCE_END.has(token)) {
-      if (produced >= MIN_CHAT_TOKENS_BEFORE_STOP) {
+      if (produced >= minTokens) {
         return { text, finishReason: 'stop', completionTokens: produced };
       }
       a = BOS;

@@ -22,6 +22,7 @@ import { registerInferRoute } from './infer-route.js';
 import { registerOpenAiRoutes } from './openai-routes.js';
 import type { RegionRouter } from './region-router.js';
 import { createTaskSubmitter } from './submit-task.js';
+import type { TaskCanceller } from './task-cancel.js';
 import { registerTasksRoute } from './tasks-route.js';
 import { tenantAuth } from './tenant-auth.js';
 
@@ -37,6 +38,11 @@ export interface GatewayAppOptions {
   maxSyncWaitMs: number;
   /** How often an idle event stream sends a keep-alive comment, ms. */
   streamKeepAliveMs: number;
+  /**
+   * How long an OpenAI stream's task goes on after its client disconnected, ms, for the client
+   * to resume it (same `Idempotency-Key`, `Last-Event-ID`) at any gateway; then it is cancelled.
+   */
+  streamAbandonGraceMs: number;
   /** Deadline given to tasks that do not ask for one, ms from acceptance. */
   defaultTaskDeadlineMs: number;
   /** Longest deadline a task may ask for, ms. */
@@ -46,6 +52,8 @@ export interface GatewayAppOptions {
 /** What the app needs from the rest of the gateway. */
 export interface GatewayAppDeps {
   client: VigilClient;
+  /** Writes cancel requests (and abandoned streams' pending ones). */
+  canceller: TaskCanceller;
   catalog: ModelCatalog;
   apiKeys: ApiKeyStore;
   /** Admin keys and dead-letter access; absent: no admin routes (`/v1/admin/*` is a 404). */
@@ -96,12 +104,14 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
   const body = { maxBytes: options.maxBodyBytes, timeoutMs: options.bodyTimeoutMs };
   const streamTask = registerEventsRoute(app, { client, keepAliveMs: options.streamKeepAliveMs });
   registerInferRoute(app, { catalog, submitter, maxSyncWaitMs, body, streamTask });
-  registerTasksRoute(app, { client, maxSyncWaitMs });
+  registerTasksRoute(app, { client, maxSyncWaitMs, canceller: deps.canceller });
   registerOpenAiRoutes(app, {
     catalog,
     submitter,
     client,
+    canceller: deps.canceller,
     keepAliveMs: options.streamKeepAliveMs,
+    abandonGraceMs: options.streamAbandonGraceMs,
     maxSyncWaitMs,
     body,
   });

@@ -179,6 +179,17 @@ export const GATEWAY_SETTINGS = settingsGroup({
         'and load balancers (idle timeouts of 30-60 s are common) keep it open while a task ' +
         'waits in the queue or a model thinks.',
     }),
+    streamAbandonGraceMs: durationMs({
+      name: 'VIGIL_STREAM_ABANDON_GRACE_MS',
+      min: 0,
+      max: 3_600_000,
+      default: GATEWAY_DEFAULTS.streamAbandonGraceMs,
+      meaning:
+        'How long the task of an OpenAI stream goes on after its client disconnected, for the ' +
+        'client to resume the stream (same Idempotency-Key, Last-Event-ID) at any gateway; then ' +
+        'it is cancelled and its model run stopped. A stream without an Idempotency-Key cannot ' +
+        'be resumed: its task is cancelled at once.',
+    }),
     tcpKeepAliveMs: durationMs({
       name: 'VIGIL_TCP_KEEPALIVE_MS',
       min: 1000,
@@ -343,6 +354,7 @@ export function gatewayOptions(settings: GatewaySettings, logger: Logger): Gatew
     maxSyncWaitMs: g.maxSyncWaitMs,
     streamKeepAliveMs: g.streamKeepAliveMs,
     tcpKeepAliveMs: g.tcpKeepAliveMs,
+    streamAbandonGraceMs: g.streamAbandonGraceMs,
     defaultTaskDeadlineMs: g.taskDeadlineMs,
     maxTaskDeadlineMs: g.maxTaskDeadlineMs,
     maxWaiters: g.maxWaiters,

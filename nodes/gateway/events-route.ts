@@ -5,7 +5,7 @@
  * after it, none twice; a finished task's events can be read again until they expire.
  *
  * Event names are the task event types (`running`, `progress`, `token`, `retrying`) and the
- * final state (`succeeded`, `failed`, `dead`), whose data is the task as `GET /v1/tasks/{id}`
+ * final state (`succeeded`, `failed`, `dead`, `cancelled`), whose data is the task as `GET /v1/tasks/{id}`
  * shows it; a new stream starts with `state`, the task as it is now. Tokens of a retried attempt
  * start again from `index` 0 with the new `attempt` number: a client shows the latest attempt's
  * text (see docs/streaming.md).

@@ -47,6 +47,7 @@ import {
 } from './tenant-limits.js';
 import { openTenantQuota, withTenantQuota, type TenantQuota } from './tenant-quota.js';
 import { createRegionRouter, watchRouteOverrides, type RegionRouter } from './region-router.js';
+import { createTaskCanceller, type TaskCanceller } from './task-cancel.js';
 
 /** Everything a gateway needs to start. */
 export interface GatewayOptions extends GatewayAppOptions {
@@ -100,6 +101,7 @@ export const GATEWAY_DEFAULTS = {
   headersTimeoutMs: 10_000,
   maxSyncWaitMs: 30_000,
   streamKeepAliveMs: 15_000,
+  streamAbandonGraceMs: 30_000,
   tcpKeepAliveMs: 30_000,
   defaultTaskDeadlineMs: 10 * 60_000,
   maxTaskDeadlineMs: 24 * 3600_000,
@@ -127,6 +129,7 @@ interface GatewayParts {
   deadLetters?: DeadLetterAdmin;
   /** Present when some tenant has a task quota. */
   quota?: TenantQuota;
+  canceller: TaskCanceller;
 }
 
 /**
@@ -204,7 +207,8 @@ async function openGatewayParts(
   const admin = await openAdmin(nc, options, gatewayId);
   try {
     const quota = await openQuota(hubJs, options);
-    return { client, catalog, health, router, ...admin, ...(quota ? { quota } : {}) };
+    const canceller = createTaskCanceller(hubJs);
+    return { client, catalog, health, router, canceller, ...admin, ...(quota ? { quota } : {}) };
   } catch (err) {
     await admin.adminNc?.close();
     throw err;
@@ -263,6 +267,7 @@ function appDeps(nc: NatsConnection, options: GatewayOptions, parts: GatewayPart
         : parts.client,
     ...(limits ? { limits: createTenantLimiter({ limits, ...(quota ? { quota } : {}) }) } : {}),
     catalog: parts.catalog,
+    canceller: parts.canceller,
     router: parts.router,
     failFastWithoutActors: options.edgeSite === undefined,
     apiKeys: createApiKeyStore(options.apiKeys),

@@ -28,6 +28,8 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   [ErrorCode.QueueFull]: 503,
   [ErrorCode.Unavailable]: 503,
   [ErrorCode.DeadlineExceeded]: 504,
+  // The client's own doing, and final: like a request that conflicts with the task's state.
+  [ErrorCode.Cancelled]: 409,
 };
 
 /** The HTTP status for an error code. */

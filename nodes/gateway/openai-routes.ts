@@ -27,6 +27,7 @@ import type { GatewayEnv } from './gateway-env.js';
 import { readJsonBody, type BodyLimits } from './json-body.js';
 import { openAiStreamResponse, resumeCursor, type ChunkFormat } from './openai-stream.js';
 import type { SubmittedTask, TaskSubmission, TaskSubmitter } from './submit-task.js';
+import type { TaskCanceller } from './task-cancel.js';
 import { finalResponse } from './task-view.js';
 
 /** What the OpenAI routes need. */
@@ -35,8 +36,12 @@ export interface OpenAiRouteDeps {
   submitter: TaskSubmitter;
   /** Reads a streamed task's events. */
   client: VigilClient;
+  /** Cancels the task of a stream whose client went away and did not come back. */
+  canceller: TaskCanceller;
   /** How often an idle stream sends a keep-alive comment, ms. */
   keepAliveMs: number;
+  /** How long a stream's task waits for its client to come back, ms. */
+  abandonGraceMs: number;
   /** Longest a call waits for its result, ms; OpenAI clients cannot follow a 202. */
   maxSyncWaitMs: number;
   /** How much of a request body is read, and for how long. */
@@ -62,6 +67,8 @@ const chatBodySchema = z.object({
   max_completion_tokens: chatParamsSchema.shape.max_tokens,
   temperature: chatParamsSchema.shape.temperature,
   seed: chatParamsSchema.shape.seed,
+  // vLLM's extension, which the built-in chat model honours.
+  min_tokens: chatParamsSchema.shape.min_tokens,
   n: z.literal(1).nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
@@ -116,11 +123,13 @@ async function chatCompletion(c: Context<GatewayEnv>, deps: OpenAiRouteDeps): Pr
       waitMs: 0,
       stream: true,
     });
+    // Without a key the stream cannot be resumed: its task stops as soon as its reader goes.
+    const keyed = c.req.header('Idempotency-Key') !== undefined;
     return openAiStreamResponse(c, {
       client: deps.client,
-      taskId,
-      region,
-      tenant: c.get('tenant'),
+      canceller: deps.canceller,
+      abandonGraceMs: keyed ? deps.abandonGraceMs : 0,
+      task: { taskId, region, tenant: c.get('tenant'), model: model.name, createdAt: Date.now() },
       from,
       includeUsage: body.stream_options?.include_usage === true,
       keepAliveMs: deps.keepAliveMs,
@@ -198,6 +207,7 @@ function chatParams(body: ChatBody): Record<string, unknown> {
   if (maxTokens != null) params['max_tokens'] = maxTokens;
   if (body.temperature != null) params['temperature'] = body.temperature;
   if (body.seed != null) params['seed'] = body.seed;
+  if (body.min_tokens != null) params['min_tokens'] = body.min_tokens;
   return params;
 }
 

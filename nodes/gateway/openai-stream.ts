@@ -29,6 +29,7 @@ import {
 } from '../../protocol/index.js';
 import { eventStreamResponse, type EventSink } from './event-stream.js';
 import type { GatewayEnv } from './gateway-env.js';
+import type { CancelTarget, TaskCanceller } from './task-cancel.js';
 import { followTask } from './task-follow.js';
 
 /** What a client has been shown of a stream: where in the events, and which text. */
@@ -93,9 +94,11 @@ export interface ChunkFormat {
 /** The stream to answer. */
 export interface OpenAiStreamOptions {
   client: VigilClient;
-  taskId: string;
-  region: string;
-  tenant: string;
+  /** Stops the task of a stream whose reader went away and did not come back in time. */
+  canceller: TaskCanceller;
+  /** How long the task waits for its reader to come back, ms (0: stopped at once). */
+  abandonGraceMs: number;
+  task: CancelTarget;
   /** Where a resumed stream starts; {@link START} for a new one. */
   from: StreamCursor;
   includeUsage: boolean;
@@ -116,60 +119,95 @@ interface Replay {
 }
 
 async function produce(sink: EventSink, o: OpenAiStreamOptions): Promise<void> {
-  let shown: StreamCursor = { ...o.from };
-  let replay: Replay | undefined;
-  const send = async (payload: unknown, cursor: StreamCursor = shown) => {
-    await sink.send({ id: formatCursor(cursor), data: JSON.stringify(payload) });
-  };
-  /** Shows `text` as the next delta of attempt `attempt` at sequence `seq`. */
-  const show = async (text: string, attempt: number, seq: number) => {
-    shown = { seq, attempt, length: shown.length + text.length, hash: extend(shown.hash, text) };
-    if (text.length > 0) await send(o.format.chunk({ text }));
-  };
-  if (shown.seq === 0) await send(o.format.chunk({ role: true, text: '' }));
-
+  const { task } = o;
+  const stream = new ChunkWriter(sink, o.format, o.from, task.taskId);
+  if (o.from.seq === 0) await stream.start();
+  // The reader is back: a cancel its going away left pending is withdrawn.
+  else await o.canceller.resumed(task.taskId, task.region);
   const items = followTask(o.client, {
-    taskId: o.taskId,
-    region: o.region,
-    tenant: o.tenant,
-    afterSeq: shown.seq,
+    taskId: task.taskId,
+    region: task.region,
+    tenant: task.tenant,
+    afterSeq: o.from.seq,
     signal: sink.signal,
   });
-  for await (const item of items) {
-    if (item.type === 'event') {
-      const { event, seq } = item;
-      if (event.type !== TaskEventType.Token || event.text === undefined) continue;
-      if (shown.attempt === 0 || event.attempt === shown.attempt) {
-        await show(event.text, event.attempt, seq);
-        continue;
-      }
-      // Another attempt's text: shown only past what it repeats of the text already shown.
-      if (!replay || replay.attempt !== event.attempt) {
-        replay = { attempt: event.attempt, length: 0, hash: FNV_OFFSET };
-      }
-      const repeats = Math.min(event.text.length, shown.length - replay.length);
-      replay.hash = extend(replay.hash, event.text.slice(0, repeats));
-      replay.length += repeats;
-      if (replay.length < shown.length) continue;
-      if (replay.hash !== shown.hash) {
-        await sendError(sink, divergedError(o.taskId));
+  let ended = false;
+  try {
+    for await (const item of items) {
+      if (item.type === 'end') {
+        await stream.end(item.record, item.seq, o.includeUsage);
+        ended = true;
         return;
       }
-      replay = undefined;
-      await show(event.text.slice(repeats), event.attempt, seq);
-      continue;
+      const { event, seq } = item;
+      if (event.type !== TaskEventType.Token || event.text === undefined) continue;
+      if (!(await stream.token(event.attempt, event.text, seq))) {
+        ended = true;
+        return;
+      }
     }
-    const { record } = item;
+  } finally {
+    if (!ended && sink.signal.aborted) {
+      // The client went away mid-stream: its task stops unless it comes back within the grace.
+      await o.canceller.abandon(task, o.abandonGraceMs).catch(() => undefined);
+    }
+  }
+}
+
+/** Writes one stream's chunks, remembering what it has shown (see the file's comment). */
+class ChunkWriter {
+  #shown: StreamCursor;
+  #replay: Replay | undefined;
+
+  constructor(
+    private readonly sink: EventSink,
+    private readonly format: ChunkFormat,
+    from: StreamCursor,
+    private readonly taskId: string,
+  ) {
+    this.#shown = { ...from };
+  }
+
+  /** The first chunk: the role. */
+  async start(): Promise<void> {
+    await this.#send(this.format.chunk({ role: true, text: '' }));
+  }
+
+  /** Shows an event's text; false when the stream had to end (another attempt's other text). */
+  async token(attempt: number, text: string, seq: number): Promise<boolean> {
+    const shown = this.#shown;
+    if (shown.attempt === 0 || attempt === shown.attempt) {
+      await this.#show(text, attempt, seq);
+      return true;
+    }
+    // Another attempt's text: shown only past what it repeats of the text already shown.
+    if (this.#replay?.attempt !== attempt) {
+      this.#replay = { attempt, length: 0, hash: FNV_OFFSET };
+    }
+    const replay = this.#replay;
+    const repeats = Math.min(text.length, shown.length - replay.length);
+    replay.hash = extend(replay.hash, text.slice(0, repeats));
+    replay.length += repeats;
+    if (replay.length < shown.length) return true;
+    if (replay.hash !== shown.hash) {
+      await sendError(this.sink, divergedError(this.taskId));
+      return false;
+    }
+    this.#replay = undefined;
+    await this.#show(text.slice(repeats), attempt, seq);
+    return true;
+  }
+
+  /** The end: the rest of the text from the record, the finish, the usage, `[DONE]`; or the error. */
+  async end(record: TaskRecord, seq: number | undefined, includeUsage: boolean): Promise<void> {
     if (record.state !== TaskState.Succeeded) {
-      await sendError(
-        sink,
-        record.error ?? { code: ErrorCode.Internal, message: 'task failed', retryable: false },
-      );
+      const failed = { code: ErrorCode.Internal, message: 'task failed', retryable: false };
+      await sendError(this.sink, record.error ?? failed);
       return;
     }
-    const final = o.format.finalText(record);
+    const final = this.format.finalText(record);
     if (!final) {
-      await sendError(sink, {
+      await sendError(this.sink, {
         code: ErrorCode.Internal,
         message: `model '${record.model}' returned a result that does not match its kind's output`,
         retryable: false,
@@ -177,17 +215,32 @@ async function produce(sink: EventSink, o: OpenAiStreamOptions): Promise<void> {
       return;
     }
     // The record is the truth: what was shown must be its beginning; the rest comes from it.
+    const shown = this.#shown;
     const head = final.text.slice(0, shown.length);
     if (head.length !== shown.length || extend(FNV_OFFSET, head) !== shown.hash) {
-      await sendError(sink, divergedError(o.taskId));
+      await sendError(this.sink, divergedError(this.taskId));
       return;
     }
-    const end = item.seq ?? shown.seq;
-    await show(final.text.slice(shown.length), record.attempt, end);
-    await send(o.format.chunk({ finish: final.finish }));
-    if (o.includeUsage) await send(o.format.usage(record));
-    await sink.send({ data: '[DONE]' });
-    return;
+    await this.#show(final.text.slice(shown.length), record.attempt, seq ?? shown.seq);
+    await this.#send(this.format.chunk({ finish: final.finish }));
+    if (includeUsage) await this.#send(this.format.usage(record));
+    await this.sink.send({ data: '[DONE]' });
+  }
+
+  /** Shows `text` as the next delta of attempt `attempt` at sequence `seq`. */
+  async #show(text: string, attempt: number, seq: number): Promise<void> {
+    const shown = this.#shown;
+    this.#shown = {
+      seq,
+      attempt,
+      length: shown.length + text.length,
+      hash: extend(shown.hash, text),
+    };
+    if (text.length > 0) await this.#send(this.format.chunk({ text }));
+  }
+
+  async #send(payload: unknown): Promise<void> {
+    await this.sink.send({ id: formatCursor(this.#shown), data: JSON.stringify(payload) });
   }
 }
 

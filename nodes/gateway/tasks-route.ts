@@ -7,12 +7,16 @@ import {
   ErrorCode,
   FINAL_STATES,
   TASK_ID,
+  TaskState,
   VigilError,
   type VigilClient,
 } from '../../protocol/index.js';
 import { clientGone } from './client-gone.js';
 import type { GatewayEnv } from './gateway-env.js';
 import { parsePrefer } from './prefer-header.js';
+import { ownTask } from './events-route.js';
+import { errorResponse } from './http-errors.js';
+import type { TaskCanceller } from './task-cancel.js';
 import { ownerOf, taskView } from './task-view.js';
 
 /** What the task route needs. */
@@ -20,6 +24,7 @@ export interface TasksRouteDeps {
   client: VigilClient;
   /** Longest a `Prefer: wait` poll waits, ms. */
   maxSyncWaitMs: number;
+  canceller: TaskCanceller;
 }
 
 /** Mounts `GET /v1/tasks/:id` on `app`. */
@@ -44,5 +49,35 @@ export function registerTasksRoute(app: Hono<GatewayEnv>, deps: TasksRouteDeps):
       if (outcome) status = { region: status.region, state: outcome.state, record: outcome };
     }
     return c.json(taskView(status));
+  });
+
+  // Asks the task's region to stop it: 202 with the task as it is now; the `cancelled` state
+  // follows (GET, or its events). A task that ended cancelled answers 200; one that ended
+  // otherwise, 409 with the task.
+  app.post('/v1/tasks/:id/cancel', async (c) => {
+    const status = await ownTask(client, c.req.param('id'), c.get('tenant'));
+    const view = taskView(status);
+    if (status.state === TaskState.Cancelled) return c.json(view, 200);
+    if (FINAL_STATES.has(status.state)) {
+      return errorResponse(
+        c,
+        {
+          code: ErrorCode.Conflict,
+          message: `task ${view.id} has already ended (${status.state})`,
+          retryable: false,
+        },
+        { task: view },
+      );
+    }
+    const { model, createdAt } =
+      status.state === TaskState.Accepted ? status.request : status.record;
+    await deps.canceller.cancel({
+      taskId: view.id,
+      region: status.region,
+      tenant: c.get('tenant'),
+      model,
+      createdAt,
+    });
+    return c.json(view, 202);
   });
 }

@@ -267,7 +267,10 @@ export async function pollTask(
   for (;;) {
     const res = await edge.request(`/v1/tasks/${id}`, { key, headers: { Prefer: 'wait=5' } });
     const body = (await res.json()) as Record<string, unknown>;
-    if (['succeeded', 'failed', 'dead'].includes(String(body['state'])) || Date.now() > until)
+    if (
+      ['succeeded', 'failed', 'dead', 'cancelled'].includes(String(body['state'])) ||
+      Date.now() > until
+    )
       return body;
   }
 }

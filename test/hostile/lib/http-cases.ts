@@ -340,6 +340,7 @@ const ROUTES: [string, string][] = [
   ['/v1/models', 'models'],
   ['/v1/tasks/{t}', 'task'],
   ['/v1/tasks/{t}/events', 'events'],
+  ['/v1/tasks/{t}/cancel', 'task'],
   ['/v1/chat/completions', 'chat'],
   ['/v1/embeddings', 'embeddings'],
   ['/v1/admin/dead-letters', 'other'],

@@ -138,7 +138,7 @@ function judgeError(status: number, body: unknown, answer: Answer): Judgement {
 }
 
 /** Final events of the native stream. */
-const FINAL_EVENTS = new Set(['succeeded', 'failed', 'dead']);
+const FINAL_EVENTS = new Set(['succeeded', 'failed', 'dead', 'cancelled']);
 
 /**
  * A stream (read to its end) is correct when every event is well formed and it ends as its kind

@@ -145,7 +145,7 @@ export async function checkTasksFinal(
           last = `${res.status} ${text.slice(0, 300)}`;
           const state =
             res.status === 200 ? (JSON.parse(text) as { state?: string }).state : undefined;
-          if (state === 'succeeded' || state === 'failed' || state === 'dead') {
+          if (state && ['succeeded', 'failed', 'dead', 'cancelled'].includes(state)) {
             tally.count(boundary, `accepted task: final (${state})`);
             break;
           }
