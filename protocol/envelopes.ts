@@ -8,6 +8,7 @@ import { decode, type DecodeLimits } from './codec.js';
 import { ErrorCode, PayloadError, ValidationError, type WireError } from './errors.js';
 import { NAME_TOKEN, Priority, TASK_ID } from './subjects.js';
 import { ModelKind } from './model-outputs.js';
+import { modelCapabilitiesSchema } from './capabilities.js';
 
 /** Current envelope version; a decoder rejects versions it does not know. */
 export const ENVELOPE_VERSION = 1;
@@ -335,6 +336,8 @@ export const modelDeploymentSchema = z.object({
   /** The version new requests run on. */
   version: nameToken,
   createdAt: epochMs,
+  /** What it honours of the OpenAI request fields; absent: nothing optional, no streaming. */
+  capabilities: modelCapabilitiesSchema.optional(),
 });
 
 /** A validated model deployment. */

@@ -170,3 +170,10 @@ export { recoverRequest } from './unreadable-requests.js';
 export type { RecoveredRequest } from './unreadable-requests.js';
 export { openTaskEventFeed } from './task-event-feed.js';
 export type { SequencedEvent, TaskEventFeed, TaskEventFeedOptions } from './task-event-feed.js';
+export {
+  checkCapabilities,
+  modelCapabilitiesSchema,
+  NO_CAPABILITIES,
+  OPTIONAL_FIELDS,
+} from './capabilities.js';
+export type { ModelCapabilities, OptionalField } from './capabilities.js';

@@ -15,6 +15,7 @@ import {
   RetryableError,
   ValidationError,
   type ChatMessage,
+  type ModelCapabilities,
 } from '../../protocol/index.js';
 import { fmix32, isCount, ModelKind } from './runtime.js';
 import type { ChatOutput, ModelRunContext, ModelRuntime } from './runtime.js';
@@ -77,6 +78,13 @@ export function checkChatOutput(output: unknown): string | undefined {
   return undefined;
 }
 
+/** What `ngram-chat` honours: streamed tokens, sampling temperature, seeds, `min_tokens`. */
+export const NGRAM_CHAT_CAPABILITIES: ModelCapabilities = {
+  streaming: true,
+  fields: ['temperature', 'seed', 'min_tokens'],
+  maxChoices: 1,
+};
+
 /** Successor counts of one context, in first-seen corpus order (which makes ties deterministic). */
 interface Distribution {
   readonly counts: Map<number, number>;
@@ -109,6 +117,7 @@ export function createNgramChatModel(options: NgramChatOptions = {}): ModelRunti
     kind: ModelKind.Chat,
     description: `Word trigram language model with back-off (${vocabulary} token vocabulary)`,
     checkOutput: checkChatOutput,
+    capabilities: NGRAM_CHAT_CAPABILITIES,
     async run(input, params, ctx): Promise<ChatOutput> {
       // The gateway checks this same contract before it publishes; checked again here because
       // any client with NATS access can publish a task.

@@ -1,5 +1,5 @@
 import { ErrorCode, RetryableError, ModelKind } from '../../protocol/index.js';
-import type { ChatOutput, EmbeddingOutput } from '../../protocol/index.js';
+import type { ChatOutput, EmbeddingOutput, ModelCapabilities } from '../../protocol/index.js';
 
 export { ModelKind };
 export type { ChatOutput, EmbeddingOutput };
@@ -29,6 +29,8 @@ export interface ModelRuntime {
   readonly kind: ModelKind;
   /** One line for `/v1/models` and operators. */
   readonly description: string;
+  /** What it honours of the OpenAI request fields (kept in its catalog entry). */
+  readonly capabilities?: ModelCapabilities;
   /**
    * Runs one task. `input` and `params` come from a validated envelope but their shape is the
    * model's own business: the runtime validates them and throws `ValidationError` when wrong.

@@ -342,6 +342,7 @@ const ROUTES: [string, string][] = [
   ['/v1/tasks/{t}/events', 'events'],
   ['/v1/tasks/{t}/cancel', 'task'],
   ['/v1/chat/completions', 'chat'],
+  ['/v1/completions', 'completions'],
   ['/v1/embeddings', 'embeddings'],
   ['/v1/admin/dead-letters', 'other'],
   ['/v1/admin/dead-letters/{t}/replay', 'other'],
@@ -533,7 +534,37 @@ function openAiCases(): fc.Arbitrary<HttpCase> {
       { requiredKeys: ['model', 'input'] },
     )
     .map((f) => ({ route: 'embeddings', path: '/v1/embeddings', body: objectText(f) }));
-  return fc.oneof(chat, embeddings).map(({ route, path, body }) => ({
+  const completions = fc
+    .record(
+      {
+        model: fc.constantFrom('"ngram-chat"', '"hash-embed"', '"nope"', '1'),
+        prompt: fc.oneof(
+          fc.string({ maxLength: 60 }).map((s) => JSON.stringify(s)),
+          fc.constantFrom(
+            '["one"]',
+            '["one","two"]',
+            '[[1,2]]',
+            '[1,2]',
+            '[]',
+            'null',
+            '{}',
+            JSON.stringify('p'.repeat(32_769)),
+          ),
+        ),
+        max_tokens: num(0, 1, 16, MAX_TOKENS + 1, -1, 'null'),
+        echo: fc.constantFrom('true', 'false', 'null'),
+        suffix: fc.constantFrom('"s"', '""', 'null'),
+        best_of: num(1, 2, 0, 21, 'null'),
+        logprobs: num(0, 1, 5, 6, 'true', 'null'),
+        stream: fc.constantFrom('true', 'false', 'null'),
+        top_p: num(0.5, 1, 1.01, 'null'),
+        stop: fc.constantFrom('"."', '[".","!"]', '["a","b","c","d","e"]', 'null'),
+        bogus_field: fc.constantFrom('1', '"x"'),
+      },
+      { requiredKeys: ['model', 'prompt'] },
+    )
+    .map((f) => ({ route: 'completions', path: '/v1/completions', body: objectText(f) }));
+  return fc.oneof(chat, embeddings, completions).map(({ route, path, body }) => ({
     category: 'openai',
     transport: 'fetch',
     method: 'POST',

@@ -155,10 +155,15 @@ function judgeStream(asked: Asked, answer: Answer): Judgement {
     problem: `${what}: ${answer.body.slice(-300)}`,
   });
   if (!last) return cut('an event stream without events');
-  if (asked.route === 'chat') {
+  const chunkObject: Record<string, string> = {
+    chat: 'chat.completion.chunk',
+    completions: 'text_completion',
+  };
+  const object = chunkObject[asked.route];
+  if (object !== undefined) {
     const chunks = events.filter((e) => e.data !== '[DONE]').map((e) => parseJson(e.data));
     const malformed = chunks.find(
-      (c) => !isObject(c) || (c['object'] !== 'chat.completion.chunk' && !typedError(c)),
+      (c) => !isObject(c) || (c['object'] !== object && !typedError(c)),
     );
     if (malformed !== undefined) return cut(`a chunk that is neither a chunk nor an error`);
     if (last.data === '[DONE]') return { outcome: '200 stream [DONE]' };
@@ -207,6 +212,7 @@ function judgeSuccess(asked: Asked, status: number, body: unknown, answer: Answe
   }
   const expectedObject: Record<string, string> = {
     chat: 'chat.completion',
+    completions: 'text_completion',
     embeddings: 'list',
     models: 'list',
   };
