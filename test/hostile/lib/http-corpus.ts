@@ -82,7 +82,7 @@ export async function runCorpusCase(
     patienceMs: c.patienceMs ?? 5000,
     head: method === 'HEAD',
   });
-  const route = /\/infer /.test(bytes.subarray(0, 200).toString('latin1')) ? 'infer' : 'other';
+  const route = routeOf(bytes.subarray(0, 200).toString('latin1'));
   const e = c.expect;
   const echoInput = e.echo ? inputOf(bytes) : undefined;
   const judgement = judge(
@@ -113,6 +113,16 @@ export async function runCorpusCase(
     problems,
     ...(judgement.taskId === undefined ? {} : { taskId: judgement.taskId }),
   };
+}
+
+/** The route a raw request's line aims at, for judging its answer. */
+function routeOf(requestLine: string): string {
+  const path = requestLine.split(' ')[1] ?? '';
+  if (path.startsWith('/v1/chat/completions')) return 'chat';
+  if (path.startsWith('/v1/completions')) return 'completions';
+  if (/\/infer(\?|$)/.test(path)) return 'infer';
+  if (/\/events(\?|$)/.test(path)) return 'events';
+  return 'other';
 }
 
 function safeJson(text: string): unknown {
