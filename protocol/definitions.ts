@@ -32,6 +32,11 @@ export const assetNames = {
   eventStream: (region: string): string => `VIGIL_EVT_${region.toUpperCase().replace(/-/g, '_')}`,
   taskBucket: (region: string): string => `vigil-tasks-${region}`,
   actorBucket: (region: string): string => `vigil-actors-${region}`,
+  /**
+   * OpenAI requests whose task outlived the sync wait, by fingerprint: a client's retry without
+   * a key finds its task there instead of starting another. Shared by every gateway.
+   */
+  clientRetryBucket: 'vigil-client-retries',
   /** Requests to stop tasks, watched by the region's actor hosts. */
   cancelBucket: (region: string): string => `vigil-cancels-${region}`,
   /** The model catalog is shared by every region. */
@@ -339,6 +344,14 @@ export async function ensureRegionAssets(
     // Counters outlive their day or month for a while (for operators), then go.
     ttl: QUOTA_COUNTER_RETENTION_MS,
   });
+  // Soft state, for as long as a client retries: memory is enough (a lost entry costs at most a
+  // second run of one task, as without it).
+  await kvm.create(assetNames.clientRetryBucket, {
+    history: 1,
+    ttl: CLIENT_RETRY_MEMORY_MS,
+    storage: StorageType.Memory,
+    replicas: o.replicas,
+  });
   // No bucket TTL: route overrides and rollout holds must stay until someone lifts them, and the
   // leader lease carries its own expiry (nodes/controller/lease.ts).
   await kvm.create(assetNames.controlBucket, {
@@ -355,6 +368,13 @@ export async function ensureRegionAssets(
     num_replicas: o.replicas,
   });
 }
+
+/**
+ * How long a gateway remembers an OpenAI request whose task outlived the sync wait, ms: longer
+ * than the official clients' retries take (two, with backoffs of seconds, each waiting the sync
+ * wait), well inside the task's deadline.
+ */
+const CLIENT_RETRY_MEMORY_MS = 15 * 60_000;
 
 /** How long a quota counter is kept after its last write: past the end of any month. */
 const QUOTA_COUNTER_RETENTION_MS = 40 * 24 * 3600_000;

@@ -237,6 +237,9 @@ function gatewayPermissions(regions: readonly string[], inboxPrefix: string): Us
         ...kvWatch(assetNames.modelBucket),
         ...kvRead(assetNames.quotaBucket),
         kvWrite(assetNames.quotaBucket),
+        // OpenAI requests left running past the sync wait, found again by a client's retry.
+        ...kvRead(assetNames.clientRetryBucket),
+        kvWrite(assetNames.clientRetryBucket),
         // Route overrides the controller writes (`route.<model>`), honoured by the router.
         ...kvRead(assetNames.controlBucket),
         ...kvWatch(assetNames.controlBucket),

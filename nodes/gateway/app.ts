@@ -22,6 +22,7 @@ import { registerInferRoute } from './infer-route.js';
 import { registerOpenAiRoutes } from './openai-routes.js';
 import type { RegionRouter } from './region-router.js';
 import { createTaskSubmitter } from './submit-task.js';
+import type { ClientRetries } from './client-retries.js';
 import type { TaskCanceller } from './task-cancel.js';
 import { registerTasksRoute } from './tasks-route.js';
 import { tenantAuth } from './tenant-auth.js';
@@ -54,6 +55,8 @@ export interface GatewayAppDeps {
   client: VigilClient;
   /** Writes cancel requests (and abandoned streams' pending ones). */
   canceller: TaskCanceller;
+  /** Finds the task of an OpenAI request its client retries without a key. */
+  retries: ClientRetries;
   catalog: ModelCatalog;
   apiKeys: ApiKeyStore;
   /** Admin keys and dead-letter access; absent: no admin routes (`/v1/admin/*` is a 404). */
@@ -110,6 +113,7 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     submitter,
     client,
     canceller: deps.canceller,
+    retries: deps.retries,
     keepAliveMs: options.streamKeepAliveMs,
     abandonGraceMs: options.streamAbandonGraceMs,
     maxSyncWaitMs,

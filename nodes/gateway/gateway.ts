@@ -47,6 +47,7 @@ import {
 } from './tenant-limits.js';
 import { openTenantQuota, withTenantQuota, type TenantQuota } from './tenant-quota.js';
 import { createRegionRouter, watchRouteOverrides, type RegionRouter } from './region-router.js';
+import { createClientRetries, type ClientRetries } from './client-retries.js';
 import { createTaskCanceller, type TaskCanceller } from './task-cancel.js';
 
 /** Everything a gateway needs to start. */
@@ -130,6 +131,7 @@ interface GatewayParts {
   /** Present when some tenant has a task quota. */
   quota?: TenantQuota;
   canceller: TaskCanceller;
+  retries: ClientRetries;
 }
 
 /**
@@ -208,7 +210,17 @@ async function openGatewayParts(
   try {
     const quota = await openQuota(hubJs, options);
     const canceller = createTaskCanceller(hubJs);
-    return { client, catalog, health, router, canceller, ...admin, ...(quota ? { quota } : {}) };
+    const retries = createClientRetries(hubJs);
+    return {
+      client,
+      catalog,
+      health,
+      router,
+      canceller,
+      retries,
+      ...admin,
+      ...(quota ? { quota } : {}),
+    };
   } catch (err) {
     await admin.adminNc?.close();
     throw err;
@@ -268,6 +280,7 @@ function appDeps(nc: NatsConnection, options: GatewayOptions, parts: GatewayPart
     ...(limits ? { limits: createTenantLimiter({ limits, ...(quota ? { quota } : {}) }) } : {}),
     catalog: parts.catalog,
     canceller: parts.canceller,
+    retries: parts.retries,
     router: parts.router,
     failFastWithoutActors: options.edgeSite === undefined,
     apiKeys: createApiKeyStore(options.apiKeys),

@@ -88,12 +88,18 @@ function isErrorCode(code: unknown): code is ErrorCode {
   return typeof code === 'string' && Object.hasOwn(STATUS, code);
 }
 
-/** Answers `error` as JSON with its status and, when retryable, `Retry-After` (seconds). */
+/**
+ * Answers `error` as JSON with its status and, when retryable, `Retry-After` (seconds). Every
+ * error also says `X-Should-Retry`: the official OpenAI clients (and every SDK generated like
+ * them) obey it over their status rules, which would otherwise retry a 409 that no retry fixes
+ * (a cancelled task, a key used for another request) and start a new task each time.
+ */
 export function errorResponse(
   c: Context,
   error: WireError,
   extra: Record<string, unknown> = {},
 ): Response {
+  c.header('X-Should-Retry', String(error.retryable));
   if (error.retryable) {
     c.header('Retry-After', String(Math.max(1, Math.ceil((error.retryAfterMs ?? 1000) / 1000))));
   }

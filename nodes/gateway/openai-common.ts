@@ -16,6 +16,8 @@ import { requireModel, type ModelCatalog } from './catalog.js';
 import type { GatewayEnv } from './gateway-env.js';
 import type { BodyLimits } from './json-body.js';
 import type { SubmittedTask, TaskSubmission, TaskSubmitter } from './submit-task.js';
+import { clientGone } from './client-gone.js';
+import type { ClientRetries } from './client-retries.js';
 import type { TaskCanceller } from './task-cancel.js';
 
 /** What the OpenAI routes need. */
@@ -26,6 +28,8 @@ export interface OpenAiRouteDeps {
   client: VigilClient;
   /** Cancels the task of a stream whose client went away and did not come back. */
   canceller: TaskCanceller;
+  /** Finds the task of a request a client retries without a key. */
+  retries: ClientRetries;
   /** How often an idle stream sends a keep-alive comment, ms. */
   keepAliveMs: number;
   /** How long a stream's task waits for its client to come back, ms. */
@@ -58,24 +62,49 @@ export function modelOfKind(
   return model;
 }
 
-/** Runs a task to its end within the sync wait; OpenAI clients cannot follow a 202. */
+/**
+ * Runs a task to its end within the sync wait; OpenAI clients cannot follow a 202. A client's
+ * retry of a request whose task outlived the wait (`body` is its fingerprint's) waits for that
+ * task rather than starting another (`client-retries.ts`).
+ */
 export async function runToEnd(
   c: Context<GatewayEnv>,
   deps: OpenAiRouteDeps,
   submission: Omit<TaskSubmission, 'waitMs' | 'priority'>,
+  body: unknown,
 ): Promise<FinishedTask> {
+  const fingerprint = deps.retries.fingerprint(c, body);
+  const earlier =
+    fingerprint === undefined ? undefined : await deps.retries.earlier(c, fingerprint);
+  if (earlier) {
+    const outcome = await deps.client.waitForOutcome(
+      earlier.taskId,
+      deps.maxSyncWaitMs,
+      clientGone(c),
+      earlier.region,
+      c.get('tenant'),
+    );
+    if (!outcome) throw stillRunning(earlier.taskId);
+    return { ...earlier, duplicate: true, outcome };
+  }
   const { taskId, region, duplicate, outcome } = await deps.submitter.submit(c, {
     ...submission,
     priority: Priority.Interactive,
     waitMs: deps.maxSyncWaitMs,
   });
   if (!outcome) {
-    // Still running: a retry with the same Idempotency-Key picks up the same task.
-    throw new VigilError(ErrorCode.DeadlineExceeded, `task ${taskId} is still running`, true, {
-      retryAfterMs: 1000,
-    });
+    // Still running: a retry with the same Idempotency-Key, or the client's own retry of the
+    // same request, picks up the same task.
+    if (fingerprint !== undefined) await deps.retries.remember(fingerprint, { taskId, region });
+    throw stillRunning(taskId);
   }
   return { taskId, region, duplicate, outcome };
+}
+
+function stillRunning(taskId: string): VigilError {
+  return new VigilError(ErrorCode.DeadlineExceeded, `task ${taskId} is still running`, true, {
+    retryAfterMs: 1000,
+  });
 }
 
 /**

@@ -128,7 +128,7 @@ export async function chatCompletion(
   if (body.stream) {
     return streamGeneration(c, deps, { model, input, params, body, format: chatChunks });
   }
-  const { taskId, region, outcome } = await runToEnd(c, deps, { model, input, params });
+  const { taskId, region, outcome } = await runToEnd(c, deps, { model, input, params }, body);
   if (outcome.state !== 'succeeded') return finalResponse(c, outcome, region);
   const output = modelResult(chatOutputSchema, outcome.result, model.name);
   return c.json({
@@ -171,7 +171,7 @@ export async function textCompletion(
   if (body.stream) {
     return streamGeneration(c, deps, { model, input, params, body, format: textChunks });
   }
-  const { taskId, region, outcome } = await runToEnd(c, deps, { model, input, params });
+  const { taskId, region, outcome } = await runToEnd(c, deps, { model, input, params }, body);
   if (outcome.state !== 'succeeded') return finalResponse(c, outcome, region);
   const output = modelResult(chatOutputSchema, outcome.result, model.name);
   return c.json({

@@ -71,7 +71,7 @@ async function embeddings(c: Context<GatewayEnv>, deps: OpenAiRouteDeps): Promis
   if (body.user) trace.getActiveSpan()?.setAttribute('vigil.openai.user', body.user);
   const params: Record<string, unknown> = {};
   if (body.dimensions !== undefined) params['dimensions'] = body.dimensions;
-  const { region, outcome } = await runToEnd(c, deps, { model, input: body.input, params });
+  const { region, outcome } = await runToEnd(c, deps, { model, input: body.input, params }, body);
   if (outcome.state !== 'succeeded') return finalResponse(c, outcome, region);
   const output = modelResult(embeddingOutputSchema, outcome.result, model.name);
   return c.json({
