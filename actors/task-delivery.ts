@@ -316,6 +316,7 @@ class TaskDelivery {
     if (stored.record === record) {
       this.#o.counts.succeeded += 1;
       this.#o.metrics.finished(TaskOutcome.Succeeded, task.createdAt);
+      this.#o.metrics.usage(task.tenant, result);
       this.#o.replies.emit(task, stored.record.state, stored.record.attempt);
     } else {
       // A newer attempt stored its outcome first (this one was stalled): that outcome stands,

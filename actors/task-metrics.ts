@@ -36,7 +36,15 @@ export interface TaskMetrics {
   modelRun(durationMs: number): void;
   /** The model's output failed its declared checks. */
   outputCheckFailed(): void;
+  /**
+   * Tokens a succeeded task used, per tenant (the cost accounting reads them): prompt and
+   * completion counts from its result's `usage`, when it has one.
+   */
+  usage(tenant: string, result: unknown): void;
 }
+
+/** Tenants whose usage attributes are kept; past it they are built per call (still counted). */
+const MAX_CACHED_TENANTS = 1024;
 
 /** Instruments for one actor's (model, region). Call after the node started its SDK. */
 export function createTaskMetrics(model: string, region: string): TaskMetrics {
@@ -67,6 +75,24 @@ export function createTaskMetrics(model: string, region: string): TaskMetrics {
     description: "Outputs that failed their model's declared output checks",
     unit: '{output}',
   });
+  const tokens: Counter = meter.createCounter('vigil.tokens', {
+    description: 'Tokens of succeeded tasks, by tenant and kind (prompt, completion)',
+    unit: '{token}',
+  });
+  // Attribute objects per tenant, built once: counting allocates nothing on the hot path.
+  const tenantAttributes = new Map<string, { prompt: Attributes; completion: Attributes }>();
+  const attributesOf = (tenant: string) => {
+    let cached = tenantAttributes.get(tenant);
+    if (!cached) {
+      const withTenant = { ...base, 'vigil.tenant': tenant };
+      cached = {
+        prompt: { ...withTenant, 'vigil.token.kind': 'prompt' },
+        completion: { ...withTenant, 'vigil.token.kind': 'completion' },
+      };
+      if (tenantAttributes.size < MAX_CACHED_TENANTS) tenantAttributes.set(tenant, cached);
+    }
+    return cached;
+  };
   return {
     finished(outcome, createdAt) {
       const attributes = byOutcome.get(outcome) ?? base;
@@ -77,5 +103,20 @@ export function createTaskMetrics(model: string, region: string): TaskMetrics {
     retried: () => retried.add(1, base),
     modelRun: (durationMs) => runDuration.record(durationMs / 1000, base),
     outputCheckFailed: () => checkFailures.add(1, base),
+    usage(tenant, result) {
+      const counts = (
+        result as { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } }
+      )?.usage;
+      if (typeof counts !== 'object' || counts === null) return;
+      const attributes = attributesOf(tenant);
+      if (isTokenCount(counts.prompt_tokens)) tokens.add(counts.prompt_tokens, attributes.prompt);
+      if (isTokenCount(counts.completion_tokens)) {
+        tokens.add(counts.completion_tokens, attributes.completion);
+      }
+    },
   };
+}
+
+function isTokenCount(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
 }

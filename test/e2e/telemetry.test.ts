@@ -177,6 +177,37 @@ describe('traces across the queue', () => {
 });
 
 describe('metrics', () => {
+  test('tokens are counted per tenant and model, prompt and completion apart', async () => {
+    const actorMetrics = String(edge.actorHosts[0]?.ready['metricsUrl']);
+    const tokens = (text: string, kind: string) =>
+      sample(text, 'vigil_tokens_total', {
+        vigil_model: 'ngram-chat',
+        vigil_tenant: 'alpha',
+        vigil_token_kind: kind,
+      });
+    const before = await scrape(actorMetrics);
+    const usage = { prompt: 0, completion: 0 };
+    for (const max of [5, 9]) {
+      const res = await edge.request('/v1/chat/completions', {
+        method: 'POST',
+        body: JSON.stringify({
+          model: 'ngram-chat',
+          messages: [{ role: 'user', content: 'the sea and the ships' }],
+          max_tokens: max,
+        }),
+      });
+      const body = (await res.json()) as {
+        usage: { prompt_tokens: number; completion_tokens: number };
+      };
+      usage.prompt += body.usage.prompt_tokens;
+      usage.completion += body.usage.completion_tokens;
+    }
+    const after = await scrape(actorMetrics);
+    console.log(`usage counted: ${JSON.stringify(usage)}`);
+    assert.equal(tokens(after, 'prompt') - tokens(before, 'prompt'), usage.prompt);
+    assert.equal(tokens(after, 'completion') - tokens(before, 'completion'), usage.completion);
+  });
+
   test('counters grow by the requests sent, on both nodes', async () => {
     const gatewayMetrics = String(edge.gateway.ready['metricsUrl']);
     const actorMetrics = String(edge.actorHosts[0]?.ready['metricsUrl']);
