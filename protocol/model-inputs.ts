@@ -52,6 +52,9 @@ export const chatMessagesInputSchema = z.object({
     .max(MAX_CHAT_MESSAGES, `at most ${MAX_CHAT_MESSAGES} messages`),
 });
 
+/** Longest stop sequence, characters. */
+const MAX_STOP_CHARS = 256;
+
 /**
  * A chat model's params. Unknown keys are stripped, not rejected: clients send OpenAI fields no
  * model uses. `null` means unset, as in the OpenAI API.
@@ -79,6 +82,26 @@ export const chatParamsSchema = z.object({
     .min(0, 'at least 0')
     .max(MAX_CHAT_MAX_TOKENS, `at most ${MAX_CHAT_MAX_TOKENS}`)
     .nullish(),
+  /** Nucleus sampling: only the most likely tokens whose probabilities add up to this. */
+  top_p: z.number().gt(0, 'more than 0').max(1, 'at most 1').nullish(),
+  /** Up to 4 sequences; the answer ends before the first that appears, which is not returned. */
+  stop: z
+    .union([
+      z.string().min(1, 'not empty').max(MAX_STOP_CHARS, `at most ${MAX_STOP_CHARS} characters`),
+      z
+        .array(
+          z
+            .string()
+            .min(1, 'not empty')
+            .max(MAX_STOP_CHARS, `at most ${MAX_STOP_CHARS} characters`),
+        )
+        .max(4, 'at most 4 sequences'),
+    ])
+    .nullish(),
+  /** Lowers the odds of a token already in the answer, once (OpenAI's range). */
+  presence_penalty: z.number().min(-2, 'at least -2').max(2, 'at most 2').nullish(),
+  /** Lowers the odds of a token already in the answer, per time it appeared. */
+  frequency_penalty: z.number().min(-2, 'at least -2').max(2, 'at most 2').nullish(),
 });
 
 /** A chat model's params, validated. */

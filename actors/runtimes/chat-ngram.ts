@@ -78,10 +78,21 @@ export function checkChatOutput(output: unknown): string | undefined {
   return undefined;
 }
 
-/** What `ngram-chat` honours: streamed tokens, sampling temperature, seeds, `min_tokens`. */
+/**
+ * What `ngram-chat` honours: streamed tokens, temperature and nucleus sampling, seeds, stop
+ * sequences, OpenAI's presence and frequency penalties, vLLM's `min_tokens`.
+ */
 export const NGRAM_CHAT_CAPABILITIES: ModelCapabilities = {
   streaming: true,
-  fields: ['temperature', 'seed', 'min_tokens'],
+  fields: [
+    'temperature',
+    'top_p',
+    'seed',
+    'stop',
+    'presence_penalty',
+    'frequency_penalty',
+    'min_tokens',
+  ],
   maxChoices: 1,
 };
 
@@ -136,8 +147,14 @@ export function createNgramChatModel(options: NgramChatOptions = {}): ModelRunti
       const context = promptContext(model, lastUser?.content ?? '');
       const { text, finishReason, completionTokens } = await generate(model, context, {
         maxTokens,
-        temperature,
         random: mulberry32(seed),
+        sampling: {
+          temperature,
+          topP: parsed.top_p ?? 1,
+          presencePenalty: parsed.presence_penalty ?? 0,
+          frequencyPenalty: parsed.frequency_penalty ?? 0,
+        },
+        stops: stopSequences(parsed.stop),
         minTokens: parsed.min_tokens ?? MIN_CHAT_TOKENS_BEFORE_STOP,
         tokenIntervalMs: options.tokenIntervalMs ?? 0,
         ctx,
@@ -276,9 +293,20 @@ function promptContext(model: NgramModel, prompt: string): [number, number] {
   return [known.at(-2) ?? NO_TOKEN, b];
 }
 
+/** How the next token is drawn. */
+interface Sampling {
+  temperature: number;
+  /** Nucleus: keep the likeliest tokens whose probabilities add up to this (1: all). */
+  topP: number;
+  presencePenalty: number;
+  frequencyPenalty: number;
+}
+
 interface GenerateOptions {
   maxTokens: number;
-  temperature: number;
+  sampling: Sampling;
+  /** The answer ends before the first of these that appears. */
+  stops: readonly string[];
   random: () => number;
   /** Fewest tokens before a sentence end may finish the answer. */
   minTokens: number;
@@ -289,17 +317,29 @@ interface GenerateOptions {
 async function generate(
   model: NgramModel,
   start: [number, number],
-  { maxTokens, temperature, random, minTokens, tokenIntervalMs, ctx }: GenerateOptions,
+  { maxTokens, sampling, stops, random, minTokens, tokenIntervalMs, ctx }: GenerateOptions,
 ): Promise<{ text: string; finishReason: 'stop' | 'length'; completionTokens: number }> {
   let [a, b] = start;
-  let text = '';
+  const out = new StopAwareText(stops, ctx.onToken);
   let produced = 0;
   let sentenceStart = true;
+  // Times each token appeared in the answer, for the penalties (only kept when they apply).
+  const seen = new Map<number, number>();
+  const penalised = sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0;
   while (produced < maxTokens) {
     if (ctx.signal.aborted) throw new RetryableError('aborted', ErrorCode.DeadlineExceeded);
     // The answer never opens with punctuation, even when the prompt's last word is usually
     // followed by a comma.
-    const id = nextToken(model, a, b, produced === 0, temperature, random);
+    const id = nextToken(
+      model,
+      a,
+      b,
+      produced === 0,
+      sampling,
+      penalised ? seen : undefined,
+      random,
+    );
+    if (penalised) seen.set(id, (seen.get(id) ?? 0) + 1);
     const token = model.tokens[id] ?? '';
     let piece: string;
     if (PUNCTUATION.has(token)) {
@@ -309,13 +349,12 @@ async function generate(
       const word = sentenceStart ? capitalise(surface) : surface;
       piece = produced === 0 ? word : ` ${word}`;
     }
-    text += piece;
     produced++;
-    ctx.onToken?.(piece);
+    if (out.add(piece)) return { text: out.text, finishReason: 'stop', completionTokens: produced };
 
     if (SENTENCE_END.has(token)) {
       if (produced >= minTokens) {
-        return { text, finishReason: 'stop', completionTokens: produced };
+        return { text: out.end(), finishReason: 'stop', completionTokens: produced };
       }
       a = BOS;
       b = BOS;
@@ -331,7 +370,81 @@ async function generate(
       await new Promise((resolve) => setImmediate(resolve));
     }
   }
-  return { text, finishReason: 'length', completionTokens: produced };
+  return { text: out.end(), finishReason: 'length', completionTokens: produced };
+}
+
+/** The `stop` param as a list of sequences. */
+function stopSequences(stop: string | readonly string[] | null | undefined): string[] {
+  if (stop === undefined || stop === null) return [];
+  return typeof stop === 'string' ? [stop] : [...stop];
+}
+
+/**
+ * The answer's text as it grows, ended before the first stop sequence that appears. Text is
+ * streamed only once it cannot be the start of a stop sequence: a streaming reader never sees
+ * text the answer then takes back.
+ */
+class StopAwareText {
+  text = '';
+  /** Characters of `text` streamed so far. */
+  #streamed = 0;
+
+  constructor(
+    private readonly stops: readonly string[],
+    private readonly onText: ((text: string) => void) | undefined,
+  ) {}
+
+  /** Adds a piece; true when a stop sequence appeared (the text now ends before it). */
+  add(piece: string): boolean {
+    this.text += piece;
+    if (this.stops.length === 0) {
+      this.#stream(this.text.length);
+      return false;
+    }
+    const from = Math.max(0, this.text.length - piece.length - longest(this.stops) + 1);
+    let cut = -1;
+    for (const stop of this.stops) {
+      const at = this.text.indexOf(stop, from);
+      if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+    }
+    if (cut >= 0) {
+      this.text = this.text.slice(0, cut);
+      this.#stream(this.text.length);
+      return true;
+    }
+    this.#stream(this.text.length - this.#heldBack());
+    return false;
+  }
+
+  /** The whole text, every character streamed. */
+  end(): string {
+    this.#stream(this.text.length);
+    return this.text;
+  }
+
+  /** Length of the longest end of the text that begins some stop sequence. */
+  #heldBack(): number {
+    let held = 0;
+    for (const stop of this.stops) {
+      for (let n = Math.min(stop.length - 1, this.text.length); n > held; n--) {
+        if (this.text.endsWith(stop.slice(0, n))) {
+          held = n;
+          break;
+        }
+      }
+    }
+    return held;
+  }
+
+  #stream(upTo: number): void {
+    if (upTo <= this.#streamed) return;
+    this.onText?.(this.text.slice(this.#streamed, upTo));
+    this.#streamed = upTo;
+  }
+}
+
+function longest(strings: readonly string[]): number {
+  return strings.reduce((max, s) => Math.max(max, s.length), 0);
 }
 
 /** Waits `ms` between two tokens; an abort ends the wait at once (the loop then stops). */
@@ -357,7 +470,8 @@ function nextToken(
   a: number,
   b: number,
   wordsOnly: boolean,
-  temperature: number,
+  sampling: Sampling,
+  seen: ReadonlyMap<number, number> | undefined,
   random: () => number,
 ): number {
   const bigram = model.bigrams.get(b);
@@ -379,21 +493,42 @@ function nextToken(
     }
   }
   if (candidates.length === 0) {
-    if (b !== BOS) return nextToken(model, BOS, BOS, wordsOnly, temperature, random);
+    if (b !== BOS) return nextToken(model, BOS, BOS, wordsOnly, sampling, seen, random);
     for (const [id, n] of model.unigrams.counts) {
       if (wordsOnly && PUNCTUATION.has(model.tokens[id] ?? '')) continue;
       candidates.push(id);
       probabilities.push(n / model.unigrams.total);
     }
   }
-  return sample(candidates, probabilities, temperature, random);
+  if (seen) penalise(candidates, probabilities, seen, sampling);
+  return sample(candidates, probabilities, sampling, random);
 }
 
-/** Samples with temperature; 0 is greedy, ties going to the first candidate in corpus order. */
+/**
+ * OpenAI's penalties on the candidates' log-probabilities: a token already in the answer `c`
+ * times loses `c * frequency + (c > 0 ? presence : 0)` (negative values favour it instead).
+ */
+function penalise(
+  candidates: number[],
+  probabilities: number[],
+  seen: ReadonlyMap<number, number>,
+  { presencePenalty, frequencyPenalty }: Sampling,
+): void {
+  for (let i = 0; i < candidates.length; i++) {
+    const count = seen.get(candidates[i]!) ?? 0;
+    if (count === 0) continue;
+    probabilities[i] = probabilities[i]! * Math.exp(-(count * frequencyPenalty + presencePenalty));
+  }
+}
+
+/**
+ * Samples with temperature and nucleus (`topP`); temperature 0 is greedy, ties going to the first
+ * candidate in corpus order.
+ */
 function sample(
   candidates: number[],
   probabilities: number[],
-  temperature: number,
+  { temperature, topP }: Sampling,
   random: () => number,
 ): number {
   let best = 0;
@@ -404,6 +539,7 @@ function sample(
   // Scale in log space relative to the best candidate so a low temperature cannot underflow.
   const logMax = Math.log(probabilities[best] ?? 1);
   const weights = probabilities.map((p) => Math.exp((Math.log(p) - logMax) / temperature));
+  if (topP < 1) keepNucleus(weights, topP);
   const total = weights.reduce((sum, w) => sum + w, 0);
   let target = random() * total;
   for (let i = 0; i < weights.length; i++) {
@@ -411,6 +547,17 @@ function sample(
     if (target < 0) return candidates[i] ?? BOS;
   }
   return candidates[candidates.length - 1] ?? BOS;
+}
+
+/** Zeroes every weight outside the smallest set of likeliest ones that holds `topP` of the total. */
+function keepNucleus(weights: number[], topP: number): void {
+  const total = weights.reduce((sum, w) => sum + w, 0);
+  const order = weights.map((_, i) => i).sort((x, y) => weights[y]! - weights[x]! || x - y);
+  let kept = 0;
+  for (const i of order) {
+    if (kept >= topP * total) weights[i] = 0;
+    else kept += weights[i]!;
+  }
 }
 
 function capitalise(word: string): string {

@@ -250,6 +250,10 @@ function generationParams(
   if (body.temperature != null) params['temperature'] = body.temperature;
   if (body.seed != null) params['seed'] = body.seed;
   if (body.min_tokens != null) params['min_tokens'] = body.min_tokens;
+  if (body.top_p != null) params['top_p'] = body.top_p;
+  if (body.stop != null) params['stop'] = body.stop;
+  if (body.presence_penalty != null) params['presence_penalty'] = body.presence_penalty;
+  if (body.frequency_penalty != null) params['frequency_penalty'] = body.frequency_penalty;
   return params;
 }
 

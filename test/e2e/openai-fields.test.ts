@@ -28,17 +28,21 @@ describe('capabilities', () => {
     };
     assert.deepEqual(model.capabilities, {
       streaming: true,
-      fields: ['temperature', 'seed', 'min_tokens'],
+      fields: [
+        'temperature',
+        'top_p',
+        'seed',
+        'stop',
+        'presence_penalty',
+        'frequency_penalty',
+        'min_tokens',
+      ],
       maxChoices: 1,
     });
   });
 
   test('every field the model cannot honour is a 400 naming the field and the model', async () => {
     const refused: [string, Record<string, unknown>][] = [
-      ['top_p', { top_p: 0.5 }],
-      ['stop', { stop: ['.'] }],
-      ['presence_penalty', { presence_penalty: 1 }],
-      ['frequency_penalty', { frequency_penalty: 1 }],
       ['logit_bias', { logit_bias: { '1': 5 } }],
       ['logprobs', { logprobs: true }],
       ['top_logprobs', { top_logprobs: 2 }],
@@ -99,6 +103,53 @@ describe('capabilities', () => {
     assert.equal(long.choices[0]!.finish_reason, 'length');
     const short = await ask({ max_tokens: 3 });
     assert.equal(short.usage!.completion_tokens, 3);
+
+    // A stop sequence ends the text before it, streamed or not.
+    const free = (await ask({ seed: 5, min_tokens: 40 })).choices[0]!.message.content!;
+    const words = free.split(' ');
+    const stop = ` ${words[4]!}`;
+    const cut = free.slice(0, free.indexOf(stop));
+    const stopped = await ask({ seed: 5, min_tokens: 40, stop: [stop, 'zzzz'] });
+    assert.equal(stopped.choices[0]!.message.content, cut, `ends before '${stop}'`);
+    assert.equal(stopped.choices[0]!.finish_reason, 'stop');
+    const streamed = await openai().chat.completions.create({
+      model: 'ngram-chat',
+      messages,
+      max_tokens: 40,
+      seed: 5,
+      min_tokens: 40,
+      stop: [stop, 'zzzz'],
+      stream: true,
+    } as OpenAI.Chat.Completions.ChatCompletionCreateParamsStreaming);
+    let text = '';
+    for await (const chunk of streamed) text += chunk.choices[0]?.delta.content ?? '';
+    assert.equal(text, cut, 'no streamed chunk carries text past the stop');
+
+    // Penalties make repeated words rarer (summed over a few seeded 120-token answers).
+    const repeats = async (extra: Record<string, unknown>) => {
+      let total = 0;
+      for (const seed of [1, 2, 3]) {
+        const text = (await ask({ seed, max_tokens: 120, min_tokens: 120, ...extra })).choices[0]!
+          .message.content!;
+        const words = text.toLowerCase().split(/\W+/).filter(Boolean);
+        total += words.length - new Set(words).size;
+      }
+      return total;
+    };
+    const plain = await repeats({});
+    const frequency = await repeats({ frequency_penalty: 1.5 });
+    const presence = await repeats({ presence_penalty: 1.5 });
+    console.log(
+      `repeated words: plain ${plain}, frequency 1.5 ${frequency}, presence 1.5 ${presence}`,
+    );
+    assert.ok(frequency < plain * 0.8, 'frequency_penalty cuts repeats');
+    assert.ok(presence < plain * 0.8, 'presence_penalty cuts repeats');
+    // A tiny nucleus keeps only the likeliest token: the greedy answer, whatever the seed.
+    const nucleus = async (seed: number) =>
+      (await ask({ seed, top_p: 0.01, temperature: 1 })).choices[0]!.message.content;
+    const greedy = (await ask({ temperature: 0 })).choices[0]!.message.content;
+    assert.equal(await nucleus(1), greedy);
+    assert.equal(await nucleus(2), greedy);
   });
 });
 

@@ -102,7 +102,7 @@ describe('chat input contract', () => {
   });
 
   test('unknown params are stripped and null means unset, as in the OpenAI API', () => {
-    assert.deepEqual(parseChatParams({ top_p: 0.5, max_tokens: null, seed: 3 }), {
+    assert.deepEqual(parseChatParams({ logit_bias: { 1: 5 }, max_tokens: null, seed: 3 }), {
       max_tokens: null,
       seed: 3,
     });
