@@ -86,7 +86,8 @@ describe("the openai client's retries", () => {
   test('a non-retryable error tells the client not to retry', async () => {
     const res = await edge.request('/v1/chat/completions', {
       method: 'POST',
-      body: JSON.stringify({ ...slow, top_p: 0.5 }),
+      // A field the model cannot honour: refused before any task exists, for good.
+      body: JSON.stringify({ ...slow, logit_bias: { '1': 5 } }),
     });
     assert.equal(res.status, 400);
     assert.equal(res.headers.get('x-should-retry'), 'false');
