@@ -541,7 +541,13 @@ class VigilClientImpl implements VigilClient {
     const queued = await jsm.direct.getMessage(assetNames.requestStream(region), {
       next_by_subj: subjects.requestById(region, taskId),
     });
-    if (!queued) return undefined;
+    if (!queued) {
+      // It may have ended between the two reads: an actor stores the final record before its
+      // request leaves the queue, so a second read finds it. Without it, a task that ended just
+      // then was answered 404 (seen in CI: a cancelled stream's task, ended 21 ms after).
+      const ended = await this.#readRecord(region, taskId);
+      return ended ? { region, state: ended.state, record: ended } : undefined;
+    }
     const request = decodeAs(requestEnvelopeSchema, queued.data, 'request');
     return { region, state: TaskState.Accepted, request };
   }

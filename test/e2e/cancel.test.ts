@@ -49,7 +49,10 @@ const cancel = (id: string, key?: string) =>
   edge.request(`/v1/tasks/${id}/cancel`, { method: 'POST', ...(key ? { key } : {}) });
 
 async function state(id: string): Promise<Json> {
-  return (await (await edge.request(`/v1/tasks/${id}`)).json()) as Json;
+  const res = await edge.request(`/v1/tasks/${id}`);
+  // An accepted task is always found, whatever state it is in at that instant.
+  assert.equal(res.status, 200, await res.clone().text());
+  return (await res.json()) as Json;
 }
 
 describe('cancel', () => {
