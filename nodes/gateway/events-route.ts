@@ -11,19 +11,11 @@
  * text (see docs/streaming.md).
  */
 import type { Context, Hono } from 'hono';
-import {
-  ErrorCode,
-  TASK_ID,
-  ValidationError,
-  VigilError,
-  type TaskEvent,
-  type TaskStatus,
-  type VigilClient,
-} from '../../protocol/index.js';
+import { ValidationError, type TaskEvent, type VigilClient } from '../../protocol/index.js';
 import { eventStreamResponse } from './event-stream.js';
 import type { GatewayEnv } from './gateway-env.js';
 import { followTask } from './task-follow.js';
-import { ownerOf, taskView, type TaskView } from './task-view.js';
+import { ownTask, taskView, type TaskView } from './task-view.js';
 
 /** What the events route needs. */
 export interface EventsRouteDeps {
@@ -89,19 +81,6 @@ export function registerEventsRoute(app: Hono<GatewayEnv>, deps: EventsRouteDeps
     return streamTask(c, { taskId: now.id, region: status.region, now }, afterSeq);
   });
   return streamTask;
-}
-
-/** The task `id` when it exists and is `tenant`'s; 404 otherwise (another's is nobody's). */
-export async function ownTask(
-  client: VigilClient,
-  id: string,
-  tenant: string,
-): Promise<TaskStatus> {
-  const notFound = new VigilError(ErrorCode.NotFound, `task '${id}' does not exist`, false);
-  if (!TASK_ID.test(id)) throw notFound;
-  const status = await client.getTask(id);
-  if (!status || ownerOf(status) !== tenant) throw notFound;
-  return status;
 }
 
 /** The sequence after which a resumed stream starts; 0 for a new stream. */

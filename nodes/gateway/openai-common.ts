@@ -2,6 +2,7 @@
  * What the OpenAI routes share: their dependencies, the model lookup by kind, running a task to
  * its end within the sync wait, and reading its result as its kind promises.
  */
+import { trace } from '@opentelemetry/api';
 import type { Context } from 'hono';
 import type { z } from 'zod';
 import {
@@ -130,4 +131,9 @@ export function usage(prompt: number, completion: number) {
     completion_tokens: completion,
     total_tokens: prompt + completion,
   };
+}
+
+/** OpenAI's `user`: the end user's id, kept on the request's trace for abuse tracing. */
+export function noteEndUser(user: string | null | undefined): void {
+  if (user) trace.getActiveSpan()?.setAttribute('vigil.openai.user', user);
 }

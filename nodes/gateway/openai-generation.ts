@@ -6,7 +6,6 @@
  * name. `stream: true` answers Server-Sent Events (`openai-stream.ts`).
  */
 import type { Context } from 'hono';
-import { trace } from '@opentelemetry/api';
 import { z } from 'zod';
 import {
   chatContentSchema,
@@ -28,6 +27,7 @@ import { readJsonBody } from './json-body.js';
 import {
   modelOfKind,
   modelResult,
+  noteEndUser,
   runToEnd,
   seconds,
   usage,
@@ -235,8 +235,7 @@ function checkGeneration(
     n: body.n,
     stream: body.stream,
   });
-  // OpenAI's `user`: the end user's id, kept on the request's trace for abuse tracing.
-  if (body.user) trace.getActiveSpan()?.setAttribute('vigil.openai.user', body.user);
+  noteEndUser(body.user);
   return model;
 }
 

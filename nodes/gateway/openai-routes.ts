@@ -7,7 +7,6 @@
  * again.
  */
 import type { Context, Hono } from 'hono';
-import { trace } from '@opentelemetry/api';
 import { z } from 'zod';
 import {
   embeddingOutputSchema,
@@ -22,6 +21,7 @@ import { readJsonBody } from './json-body.js';
 import {
   modelOfKind,
   modelResult,
+  noteEndUser,
   runToEnd,
   seconds,
   type OpenAiRouteDeps,
@@ -68,7 +68,7 @@ async function embeddings(c: Context<GatewayEnv>, deps: OpenAiRouteDeps): Promis
     throw new ValidationError('token arrays are not supported; send strings', 'input');
   }
   const model = modelOfKind(deps.catalog, body.model, 'embedding');
-  if (body.user) trace.getActiveSpan()?.setAttribute('vigil.openai.user', body.user);
+  noteEndUser(body.user);
   const params: Record<string, unknown> = {};
   if (body.dimensions !== undefined) params['dimensions'] = body.dimensions;
   const { region, outcome } = await runToEnd(c, deps, { model, input: body.input, params }, body);

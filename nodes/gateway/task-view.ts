@@ -5,10 +5,13 @@
 import type { Context } from 'hono';
 import {
   ErrorCode,
+  TASK_ID,
   TaskState,
+  VigilError,
   type ModelDeployment,
   type TaskRecord,
   type TaskStatus,
+  type VigilClient,
   type WireError,
 } from '../../protocol/index.js';
 import { errorResponse } from './http-errors.js';
@@ -90,6 +93,19 @@ export function acceptedView(
     started_at: null,
     finished_at: null,
   };
+}
+
+/** The task `id` when it exists and is `tenant`'s; 404 otherwise (another's is nobody's). */
+export async function ownTask(
+  client: VigilClient,
+  id: string,
+  tenant: string,
+): Promise<TaskStatus> {
+  const notFound = new VigilError(ErrorCode.NotFound, `task '${id}' does not exist`, false);
+  if (!TASK_ID.test(id)) throw notFound;
+  const status = await client.getTask(id);
+  if (!status || ownerOf(status) !== tenant) throw notFound;
+  return status;
 }
 
 /** The tenant that owns a task status. */

@@ -1,23 +1,15 @@
 /**
  * `GET /v1/tasks/{id}`: a task's state from whichever region holds it, long-polled with
- * `Prefer: wait=N`. A tenant sees only its own tasks.
+ * `Prefer: wait=N`; `POST /v1/tasks/{id}/cancel` stops it. A tenant sees only its own tasks.
  */
 import type { Hono } from 'hono';
-import {
-  ErrorCode,
-  FINAL_STATES,
-  TASK_ID,
-  TaskState,
-  VigilError,
-  type VigilClient,
-} from '../../protocol/index.js';
+import { ErrorCode, FINAL_STATES, TaskState, type VigilClient } from '../../protocol/index.js';
 import { clientGone } from './client-gone.js';
 import type { GatewayEnv } from './gateway-env.js';
 import { parsePrefer } from './prefer-header.js';
-import { ownTask } from './events-route.js';
 import { errorResponse } from './http-errors.js';
 import type { TaskCanceller } from './task-cancel.js';
-import { ownerOf, taskView } from './task-view.js';
+import { ownTask, taskView } from './task-view.js';
 
 /** What the task route needs. */
 export interface TasksRouteDeps {
@@ -32,11 +24,7 @@ export function registerTasksRoute(app: Hono<GatewayEnv>, deps: TasksRouteDeps):
   const { client } = deps;
   app.get('/v1/tasks/:id', async (c) => {
     const id = c.req.param('id');
-    const notFound = new VigilError(ErrorCode.NotFound, `task '${id}' does not exist`, false);
-    if (!TASK_ID.test(id)) throw notFound;
-    let status = await client.getTask(id);
-    // A tenant sees only its own tasks; another tenant's id is indistinguishable from none.
-    if (!status || ownerOf(status) !== c.get('tenant')) throw notFound;
+    let status = await ownTask(client, id, c.get('tenant'));
     const prefer = parsePrefer(c.req.header('Prefer'));
     if (prefer.waitMs && !FINAL_STATES.has(status.state)) {
       const outcome = await client.waitForOutcome(
