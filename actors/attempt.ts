@@ -158,7 +158,7 @@ class AttemptsImpl implements Attempts {
         deadline: task.deadline,
         signal: attempt.abort.signal,
         onProgress: (fraction, message) => reportProgress(attempt, fraction, message),
-        ...(tokens ? { onToken: (token: string) => tokens.push(token) } : {}),
+        ...(tokens ? { onToken: (token: string, choice = 0) => tokens.push(token, choice) } : {}),
       });
       // The text is stored before the outcome is, so a reader sees it before the end.
       await tokens?.finish();

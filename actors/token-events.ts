@@ -34,8 +34,8 @@ const FINISH_WAIT_MS = 5_000;
 
 /** The tokens of one attempt, as the model produces them. */
 export interface TokenSink {
-  /** Takes the next token; never blocks and never throws. */
-  push(token: string): void;
+  /** Takes the next token of answer `choice` (0: the first); never blocks and never throws. */
+  push(token: string, choice: number): void;
   /**
    * Settles once every token pushed is stored, or after a bounded wait: the attempt's outcome is
    * written after its tokens, so a reader sees the text before the end.
@@ -67,7 +67,7 @@ export function createTokenEvents(js: JetStreamClient, options: TokenEventsOptio
 }
 
 class AttemptTokens implements TokenSink {
-  readonly #pending: string[] = [];
+  readonly #pending: { token: string; choice: number }[] = [];
   /** Tokens taken into events so far: the next event's `index`. */
   #published = 0;
   #sending: Promise<void> | undefined;
@@ -80,9 +80,9 @@ class AttemptTokens implements TokenSink {
     private readonly attempt: number,
   ) {}
 
-  push(token: string): void {
+  push(token: string, choice: number): void {
     if (this.#stopped) return;
-    this.#pending.push(token);
+    this.#pending.push({ token, choice });
     this.#sending ??= this.#send();
   }
 
@@ -111,7 +111,7 @@ class AttemptTokens implements TokenSink {
   async #send(): Promise<void> {
     try {
       while (this.#pending.length > 0 && !this.#stopped) {
-        const { text, tokens } = this.#take();
+        const { text, tokens, choice } = this.#take();
         const event: TaskEvent = {
           v: ENVELOPE_VERSION,
           type: TaskEventType.Token,
@@ -123,6 +123,7 @@ class AttemptTokens implements TokenSink {
           text,
           index: this.#published,
           tokens,
+          ...(choice > 0 ? { choice } : {}),
         };
         this.#published += tokens;
         await this.#publish(event);
@@ -132,18 +133,23 @@ class AttemptTokens implements TokenSink {
     }
   }
 
-  /** The pending tokens that fit one event (at least one; a longer token is cut to fit). */
-  #take(): { text: string; tokens: number } {
+  /**
+   * The pending tokens of one answer that fit one event (at least one; a longer token is cut to
+   * fit).
+   */
+  #take(): { text: string; tokens: number; choice: number } {
+    const choice = this.#pending[0]!.choice;
     let text = '';
     let tokens = 0;
     while (tokens < this.#pending.length) {
       const next = this.#pending[tokens]!;
-      if (tokens > 0 && text.length + next.length > MAX_EVENT_TEXT_CHARS) break;
-      text += next;
+      if (next.choice !== choice) break;
+      if (tokens > 0 && text.length + next.token.length > MAX_EVENT_TEXT_CHARS) break;
+      text += next.token;
       tokens += 1;
     }
     this.#pending.splice(0, tokens);
-    return { text: text.slice(0, MAX_EVENT_TEXT_CHARS), tokens };
+    return { text: text.slice(0, MAX_EVENT_TEXT_CHARS), tokens, choice };
   }
 
   /**

@@ -209,6 +209,8 @@ export const taskEventSchema = z.object({
   text: z.string().max(MAX_EVENT_TEXT_CHARS).optional(),
   index: z.number().int().nonnegative().optional(),
   tokens: z.number().int().positive().optional(),
+  /** Set on `token` when the text is not the first answer's: which answer (`params.n`). */
+  choice: z.number().int().positive().optional(),
 });
 
 /** A validated task event. */

@@ -131,8 +131,14 @@ export {
 export type { ActorHealth, WarningSink } from './actor-health.js';
 export { HostCommandName, hostCommandReplySchema, hostCommandSchema } from './control-plane.js';
 export type { HostCommand, HostCommandReply } from './control-plane.js';
-export { chatOutputSchema, embeddingOutputSchema, ModelKind } from './model-outputs.js';
-export type { ChatOutput, EmbeddingOutput } from './model-outputs.js';
+export {
+  chatChoices,
+  chatChoiceSchema,
+  chatOutputSchema,
+  embeddingOutputSchema,
+  ModelKind,
+} from './model-outputs.js';
+export type { ChatChoice, ChatOutput, EmbeddingOutput } from './model-outputs.js';
 export {
   chatContentSchema,
   chatMessageSchema,
@@ -144,6 +150,7 @@ export {
   embeddingParamsSchema,
   embeddingTextSchema,
   MAX_CHAT_CONTENT_CHARS,
+  MAX_CHAT_CHOICES,
   MAX_CHAT_MAX_TOKENS,
   MAX_CHAT_MESSAGES,
   MAX_CHAT_TEMPERATURE,

@@ -16,6 +16,11 @@ export const MAX_CHAT_MESSAGES = 64;
 export const MAX_CHAT_CONTENT_CHARS = 32_768;
 /** Largest `params.max_tokens` a chat request may ask for. */
 export const MAX_CHAT_MAX_TOKENS = 1024;
+/**
+ * Most choices (`params.n`) one chat request may ask for: each is a whole answer, so the cap
+ * bounds one request's work at this many times `max_tokens`.
+ */
+export const MAX_CHAT_CHOICES = 8;
 /** Largest `params.temperature` a chat request may ask for. */
 export const MAX_CHAT_TEMPERATURE = 2;
 /** Most strings one embedding request may embed. */
@@ -102,6 +107,13 @@ export const chatParamsSchema = z.object({
   presence_penalty: z.number().min(-2, 'at least -2').max(2, 'at most 2').nullish(),
   /** Lowers the odds of a token already in the answer, per time it appeared. */
   frequency_penalty: z.number().min(-2, 'at least -2').max(2, 'at most 2').nullish(),
+  /** How many answers to give (each its own draw; OpenAI's `n`). */
+  n: z
+    .number()
+    .int()
+    .min(1, 'at least 1')
+    .max(MAX_CHAT_CHOICES, `at most ${MAX_CHAT_CHOICES}`)
+    .nullish(),
 });
 
 /** A chat model's params, validated. */

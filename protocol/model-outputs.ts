@@ -28,13 +28,29 @@ export const embeddingOutputSchema = z.object({
 /** Output of an embedding model. */
 export type EmbeddingOutput = z.infer<typeof embeddingOutputSchema>;
 
-/** Output of a chat model. */
-export const chatOutputSchema = z.object({
+/** One answer of a chat model. */
+export const chatChoiceSchema = z.object({
   text: z.string(),
   /** `stop` when the model ended its answer, `length` when `max_tokens` cut it. */
   finish_reason: z.enum(['stop', 'length']),
+});
+
+/** One answer of a chat model. */
+export type ChatChoice = z.infer<typeof chatChoiceSchema>;
+
+/**
+ * Output of a chat model: its answer, and every answer when the request asked for more than one
+ * (`params.n`), the first being the answer; `usage` counts the tokens of all.
+ */
+export const chatOutputSchema = chatChoiceSchema.extend({
+  choices: z.array(chatChoiceSchema).min(2).optional(),
   usage: z.object({ prompt_tokens: count, completion_tokens: count }),
 });
+
+/** Every answer of a chat output, in order. */
+export function chatChoices(output: ChatOutput): ChatChoice[] {
+  return output.choices ?? [{ text: output.text, finish_reason: output.finish_reason }];
+}
 
 /** Output of a chat model. */
 export type ChatOutput = z.infer<typeof chatOutputSchema>;

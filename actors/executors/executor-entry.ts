@@ -140,7 +140,9 @@ async function serve(host: HostPort, specPromise: Promise<ExecutorSpec>): Promis
       untilDeadline <= MAX_TIMER_MS ? setTimeout(() => abort.abort(), untilDeadline) : undefined;
     const ctx: ModelRunContext = {
       signal: abort.signal,
-      onToken: message.tokens ? (token) => host.send({ type: 'token', id, token }) : undefined,
+      onToken: message.tokens
+        ? (token, choice) => host.send({ type: 'token', id, token, ...(choice ? { choice } : {}) })
+        : undefined,
       onProgress: message.progress
         ? (fraction, text) => host.send({ type: 'progress', id, fraction, message: text })
         : undefined,

@@ -40,7 +40,7 @@ export interface RunOptions {
   /** Absolute deadline, epoch ms: the run is aborted (inside the executor) when it passes. */
   deadline: number;
   onProgress?: (fraction: number, message?: string) => void;
-  onToken?: (token: string) => void;
+  onToken?: (token: string, choice?: number) => void;
   /**
    * Aborts the run before its deadline (another attempt finished first, the host is draining):
    * the executor is told to abort, and the run rejects with the model's abort error.

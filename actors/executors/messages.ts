@@ -64,6 +64,8 @@ export interface TokenMessage {
   type: 'token';
   id: number;
   token: string;
+  /** Which answer it belongs to, when not the first (`params.n`). */
+  choice?: number;
 }
 
 /** Executor to host: run `id` ended, with the model's value or its error in wire form. */

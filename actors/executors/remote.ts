@@ -137,7 +137,7 @@ export function connectRemoteExecutor(
 interface PendingRun {
   resolve(value: unknown): void;
   reject(err: Error): void;
-  onToken: ((token: string) => void) | undefined;
+  onToken: ((token: string, choice?: number) => void) | undefined;
   onProgress: ((fraction: number, message?: string) => void) | undefined;
   overrun: NodeJS.Timeout | undefined;
   detach: (() => void) | undefined;
@@ -292,7 +292,7 @@ class RemoteExecutor implements ModelExecutor, RemoteExecutorConnection {
         this.#settleReady.resolve(this);
         return;
       case 'token':
-        this.#runs.get(message.id)?.onToken?.(message.token);
+        this.#runs.get(message.id)?.onToken?.(message.token, message.choice);
         return;
       case 'progress':
         this.#runs.get(message.id)?.onProgress?.(message.fraction, message.message);

@@ -10,15 +10,17 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   ErrorCode,
+  MAX_CHAT_CHOICES,
   parseChatInput,
   parseChatParams,
   RetryableError,
   ValidationError,
+  type ChatChoice,
   type ChatMessage,
   type ModelCapabilities,
 } from '../../protocol/index.js';
 import { fmix32, isCount, ModelKind } from './runtime.js';
-import type { ChatOutput, ModelRunContext, ModelRuntime } from './runtime.js';
+import type { ChatOutput, ModelRuntime } from './runtime.js';
 
 /** Completion length when the request sets no `params.max_tokens`. */
 export const DEFAULT_CHAT_MAX_TOKENS = 64;
@@ -62,25 +64,43 @@ const TITLE_LINE = /^\s*#/;
 const DASH = /\s*(?:--|\u2014)\s*/g;
 
 /**
- * `ngram-chat`'s output check: text, a known finish reason, token counts; an answer cut by
- * `max_tokens` has tokens, and a non-empty answer has at least one.
+ * `ngram-chat`'s output check: text, a known finish reason, token counts; a non-empty answer
+ * counts at least one token; several answers each have text and a finish reason, the first being
+ * the answer.
  */
 export function checkChatOutput(output: unknown): string | undefined {
   const o = output as Partial<ChatOutput> | null;
   if (typeof o !== 'object' || o === null) return 'output is not an object';
-  if (typeof o.text !== 'string') return 'text is not a string';
-  if (o.finish_reason !== 'stop' && o.finish_reason !== 'length')
-    return `finish_reason '${String(o.finish_reason)}' is neither stop nor length`;
+  const answerProblem = checkChoice(o);
+  if (answerProblem) return answerProblem;
   if (!isCount(o.usage?.prompt_tokens) || !isCount(o.usage.completion_tokens))
     return 'usage token counts are not non-negative integers';
-  if (o.text.trim() !== '' && o.usage.completion_tokens === 0)
+  if (o.choices !== undefined) {
+    if (!Array.isArray(o.choices) || o.choices.length < 2)
+      return 'choices is not a list of 2 or more';
+    for (const [i, choice] of o.choices.entries()) {
+      const problem = checkChoice(choice as Partial<ChatChoice> | null);
+      if (problem) return `choice ${i}: ${problem}`;
+    }
+    if (o.choices[0]?.text !== o.text) return 'the first choice is not the answer';
+  }
+  const texts = o.choices?.map((c) => c.text) ?? [o.text];
+  if (texts.some((t) => t?.trim() !== '') && o.usage.completion_tokens === 0)
     return 'a non-empty answer counts no completion tokens';
+  return undefined;
+}
+
+function checkChoice(c: Partial<ChatChoice> | null): string | undefined {
+  if (typeof c !== 'object' || c === null) return 'answer is not an object';
+  if (typeof c.text !== 'string') return 'text is not a string';
+  if (c.finish_reason !== 'stop' && c.finish_reason !== 'length')
+    return `finish_reason '${String(c.finish_reason)}' is neither stop nor length`;
   return undefined;
 }
 
 /**
  * What `ngram-chat` honours: streamed tokens, temperature and nucleus sampling, seeds, stop
- * sequences, OpenAI's presence and frequency penalties, vLLM's `min_tokens`.
+ * sequences, OpenAI's presence and frequency penalties, vLLM's `min_tokens`, several answers.
  */
 export const NGRAM_CHAT_CAPABILITIES: ModelCapabilities = {
   streaming: true,
@@ -93,7 +113,7 @@ export const NGRAM_CHAT_CAPABILITIES: ModelCapabilities = {
     'frequency_penalty',
     'min_tokens',
   ],
-  maxChoices: 1,
+  maxChoices: MAX_CHAT_CHOICES,
 };
 
 /** Successor counts of one context, in first-seen corpus order (which makes ties deterministic). */
@@ -145,23 +165,33 @@ export function createNgramChatModel(options: NgramChatOptions = {}): ModelRunti
       const promptTokens = messages.reduce((sum, m) => sum + countWords(m.content), 0);
       const lastUser = messages.findLast((m) => m.role === 'user');
       const context = promptContext(model, lastUser?.content ?? '');
-      const { text, finishReason, completionTokens } = await generate(model, context, {
-        maxTokens,
-        random: mulberry32(seed),
-        sampling: {
-          temperature,
-          topP: parsed.top_p ?? 1,
-          presencePenalty: parsed.presence_penalty ?? 0,
-          frequencyPenalty: parsed.frequency_penalty ?? 0,
-        },
-        stops: stopSequences(parsed.stop),
-        minTokens: parsed.min_tokens ?? MIN_CHAT_TOKENS_BEFORE_STOP,
-        tokenIntervalMs: options.tokenIntervalMs ?? 0,
-        ctx,
-      });
+      // Answers one after another, each its own draw: the first from the seed (so `n` does not
+      // change it), the next ones from seeds derived from it.
+      const choices: ChatChoice[] = [];
+      let completionTokens = 0;
+      for (let choice = 0; choice < (parsed.n ?? 1); choice++) {
+        const answer = await generate(model, context, {
+          maxTokens,
+          random: mulberry32(choice === 0 ? seed : hashString(`${seed}:choice:${choice}`)),
+          sampling: {
+            temperature,
+            topP: parsed.top_p ?? 1,
+            presencePenalty: parsed.presence_penalty ?? 0,
+            frequencyPenalty: parsed.frequency_penalty ?? 0,
+          },
+          stops: stopSequences(parsed.stop),
+          minTokens: parsed.min_tokens ?? MIN_CHAT_TOKENS_BEFORE_STOP,
+          tokenIntervalMs: options.tokenIntervalMs ?? 0,
+          signal: ctx.signal,
+          onText: ctx.onToken && ((text) => ctx.onToken?.(text, choice)),
+        });
+        choices.push({ text: answer.text, finish_reason: answer.finishReason });
+        completionTokens += answer.completionTokens;
+      }
+      const [first] = choices as [ChatChoice, ...ChatChoice[]];
       return {
-        text,
-        finish_reason: finishReason,
+        ...first,
+        ...(choices.length > 1 ? { choices } : {}),
         usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens },
       };
     },
@@ -311,23 +341,34 @@ interface GenerateOptions {
   /** Fewest tokens before a sentence end may finish the answer. */
   minTokens: number;
   tokenIntervalMs: number;
-  ctx: ModelRunContext;
+  signal: AbortSignal;
+  /** Receives the answer's text as it may be shown (see {@link StopAwareText}). */
+  onText: ((text: string) => void) | undefined;
 }
 
 async function generate(
   model: NgramModel,
   start: [number, number],
-  { maxTokens, sampling, stops, random, minTokens, tokenIntervalMs, ctx }: GenerateOptions,
+  {
+    maxTokens,
+    sampling,
+    stops,
+    random,
+    minTokens,
+    tokenIntervalMs,
+    signal,
+    onText,
+  }: GenerateOptions,
 ): Promise<{ text: string; finishReason: 'stop' | 'length'; completionTokens: number }> {
   let [a, b] = start;
-  const out = new StopAwareText(stops, ctx.onToken);
+  const out = new StopAwareText(stops, onText);
   let produced = 0;
   let sentenceStart = true;
   // Times each token appeared in the answer, for the penalties (only kept when they apply).
   const seen = new Map<number, number>();
   const penalised = sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0;
   while (produced < maxTokens) {
-    if (ctx.signal.aborted) throw new RetryableError('aborted', ErrorCode.DeadlineExceeded);
+    if (signal.aborted) throw new RetryableError('aborted', ErrorCode.DeadlineExceeded);
     // The answer never opens with punctuation, even when the prompt's last word is usually
     // followed by a comma.
     const id = nextToken(
@@ -365,7 +406,7 @@ async function generate(
       sentenceStart = false;
     }
     if (tokenIntervalMs > 0) {
-      await paced(tokenIntervalMs, ctx.signal);
+      await paced(tokenIntervalMs, signal);
     } else if (produced % YIELD_EVERY_TOKENS === 0) {
       await new Promise((resolve) => setImmediate(resolve));
     }

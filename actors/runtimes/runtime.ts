@@ -14,8 +14,12 @@ export type { ChatOutput, EmbeddingOutput };
 export interface ModelRunContext {
   /** Aborted when the task's deadline passes or the host drains; long runs must check it. */
   readonly signal: AbortSignal;
-  /** Receives each generated token in order, as it is produced (generative models only). */
-  readonly onToken?: (token: string) => void;
+  /**
+   * Receives each generated token in order, as it is produced (generative models only), with the
+   * answer it belongs to when the request asked for several (`params.n`; 0, the first, if unset).
+   * Answers are produced one after another: a token of answer k comes after all of answer k - 1.
+   */
+  readonly onToken?: (token: string, choice?: number) => void;
   /** Receives progress reports: `fraction` from 0 to 1, and an optional short message. */
   readonly onProgress?: (fraction: number, message?: string) => void;
 }

@@ -8,6 +8,7 @@
 import type { Context } from 'hono';
 import { z } from 'zod';
 import {
+  chatChoices,
   chatContentSchema,
   chatOutputSchema,
   chatParamsSchema,
@@ -137,14 +138,12 @@ export async function chatCompletion(
     created: seconds(outcome.finishedAt ?? Date.now()),
     model: model.name,
     system_fingerprint: `${model.name}-${outcome.version}`,
-    choices: [
-      {
-        index: 0,
-        message: { role: 'assistant', content: output.text, refusal: null },
-        logprobs: null,
-        finish_reason: output.finish_reason,
-      },
-    ],
+    choices: chatChoices(output).map((choice, index) => ({
+      index,
+      message: { role: 'assistant', content: choice.text, refusal: null },
+      logprobs: null,
+      finish_reason: choice.finish_reason,
+    })),
     usage: usage(output.usage.prompt_tokens, output.usage.completion_tokens),
   });
 }
@@ -180,7 +179,12 @@ export async function textCompletion(
     created: seconds(outcome.finishedAt ?? Date.now()),
     model: model.name,
     system_fingerprint: `${model.name}-${outcome.version}`,
-    choices: [{ text: output.text, index: 0, logprobs: null, finish_reason: output.finish_reason }],
+    choices: chatChoices(output).map((choice, index) => ({
+      text: choice.text,
+      index,
+      logprobs: null,
+      finish_reason: choice.finish_reason,
+    })),
     usage: usage(output.usage.prompt_tokens, output.usage.completion_tokens),
   });
 }
@@ -253,6 +257,7 @@ function generationParams(
   if (body.stop != null) params['stop'] = body.stop;
   if (body.presence_penalty != null) params['presence_penalty'] = body.presence_penalty;
   if (body.frequency_penalty != null) params['frequency_penalty'] = body.frequency_penalty;
+  if (body.n != null && body.n > 1) params['n'] = body.n;
   return params;
 }
 
@@ -274,10 +279,14 @@ async function streamGeneration(
     input: unknown;
     params: Record<string, unknown>;
     body: GenerationBody;
-    format: (taskId: string, model: ModelDeployment) => ChunkFormat;
+    format: (taskId: string, model: ModelDeployment, choices: number) => ChunkFormat;
   },
 ): Promise<Response> {
   const from = resumeCursor(c);
+  const choices = g.body.n ?? 1;
+  if (from.choice >= choices) {
+    throw new ValidationError(`names answer ${from.choice} of ${choices}`, 'Last-Event-ID');
+  }
   const { taskId, region } = await deps.submitter.submit(c, {
     model: g.model,
     input: g.input,
@@ -296,14 +305,15 @@ async function streamGeneration(
     from,
     includeUsage: g.body.stream_options?.include_usage === true,
     keepAliveMs: deps.keepAliveMs,
-    format: g.format(taskId, g.model),
+    format: g.format(taskId, g.model, choices),
   });
 }
 
-/** A chat model's final text and finish reason, from a succeeded task's record. */
-function finalText(record: TaskRecord): { text: string; finish: string } | undefined {
+/** A chat model's answers and their finish reasons, from a succeeded task's record. */
+function finalChoices(record: TaskRecord): { text: string; finish: string }[] | undefined {
   const output = chatOutputSchema.safeParse(record.result);
-  return output.success ? { text: output.data.text, finish: output.data.finish_reason } : undefined;
+  if (!output.success) return undefined;
+  return chatChoices(output.data).map((c) => ({ text: c.text, finish: c.finish_reason }));
 }
 
 /** The usage chunk's counts, from a succeeded task's record. */
@@ -314,7 +324,7 @@ function usageOf(record: TaskRecord) {
 }
 
 /** `chat.completion.chunk`s of one completion. */
-function chatChunks(taskId: string, model: ModelDeployment): ChunkFormat {
+function chatChunks(taskId: string, model: ModelDeployment, choices: number): ChunkFormat {
   const base = {
     id: `chatcmpl-${taskId}`,
     object: 'chat.completion.chunk',
@@ -323,11 +333,12 @@ function chatChunks(taskId: string, model: ModelDeployment): ChunkFormat {
     system_fingerprint: `${model.name}-${model.version}`,
   };
   return {
-    chunk: ({ text, role, finish }) => ({
+    choices,
+    chunk: ({ index, text, role, finish }) => ({
       ...base,
       choices: [
         {
-          index: 0,
+          index,
           delta: finish ? {} : { ...(role ? { role: 'assistant' } : {}), content: text ?? '' },
           logprobs: null,
           finish_reason: finish ?? null,
@@ -335,12 +346,12 @@ function chatChunks(taskId: string, model: ModelDeployment): ChunkFormat {
       ],
     }),
     usage: (record) => ({ ...base, choices: [], usage: usageOf(record) }),
-    finalText,
+    finalChoices,
   };
 }
 
 /** `text_completion` chunks of one legacy completion (no role: the first is empty text). */
-function textChunks(taskId: string, model: ModelDeployment): ChunkFormat {
+function textChunks(taskId: string, model: ModelDeployment, choices: number): ChunkFormat {
   const base = {
     id: `cmpl-${taskId}`,
     object: 'text_completion',
@@ -349,11 +360,12 @@ function textChunks(taskId: string, model: ModelDeployment): ChunkFormat {
     system_fingerprint: `${model.name}-${model.version}`,
   };
   return {
-    chunk: ({ text, finish }) => ({
+    choices,
+    chunk: ({ index, text, finish }) => ({
       ...base,
-      choices: [{ text: text ?? '', index: 0, logprobs: null, finish_reason: finish ?? null }],
+      choices: [{ text: text ?? '', index, logprobs: null, finish_reason: finish ?? null }],
     }),
     usage: (record) => ({ ...base, choices: [], usage: usageOf(record) }),
-    finalText,
+    finalChoices,
   };
 }

@@ -12,10 +12,14 @@
  * carry (tokens published too late, a lost event) is sent from it, if what was shown is its
  * beginning.
  *
+ * A request for several answers (`n`) gets them one after another, as the model writes them
+ * (each chunk names its answer's `index`): the text shown is then the answers in order, a
+ * separator between two, and the memory also keeps which answer is being shown.
+ *
  * Every chunk's SSE id carries that memory with the event stream's sequence
- * (`<seq>.<attempt>.<length>.<hash>`): a client that lost its connection sends the same request
- * with the same `Idempotency-Key` and `Last-Event-ID` to any gateway, and the stream goes on
- * after that chunk, with the same checks.
+ * (`<seq>.<attempt>.<length>.<hash>`, then `.<choice>` past the first answer): a client that lost
+ * its connection sends the same request with the same `Idempotency-Key` and `Last-Event-ID` to
+ * any gateway, and the stream goes on after that chunk, with the same checks.
  */
 import type { Context } from 'hono';
 import {
@@ -38,19 +42,24 @@ export interface StreamCursor {
   seq: number;
   /** The attempt whose text is shown (0: none yet). */
   attempt: number;
-  /** Length of the text shown, UTF-16 code units. */
+  /** The answer being shown (`n`; 0: the first). */
+  choice: number;
+  /** Length of the text shown of that answer, UTF-16 code units. */
   length: number;
-  /** FNV-1a hash of the text shown. */
+  /** FNV-1a hash of all the text shown, answers joined by {@link CHOICE_SEPARATOR}. */
   hash: number;
 }
 
 const FNV_OFFSET = 0x811c9dc5;
 const FNV_PRIME = 0x01000193;
+/** What the hash reads between two answers (ASCII's record separator). */
+const CHOICE_SEPARATOR = '\u001e';
 
 /** A stream that has shown nothing. */
 export const START: StreamCursor = Object.freeze({
   seq: 0,
   attempt: 0,
+  choice: 0,
   length: 0,
   hash: FNV_OFFSET,
 });
@@ -62,7 +71,17 @@ function extend(hash: number, text: string): number {
   return h;
 }
 
-const CURSOR = /^([0-9]{1,15})\.([0-9]{1,6})\.([0-9]{1,9})\.([0-9a-z]{1,7})$/;
+/** `hash` and `length` moved from answer `from` to the start of answer `to`. */
+function nextChoices(at: { hash: number; length: number }, from: number, to: number) {
+  let { hash, length } = at;
+  for (let choice = from; choice < to; choice += 1) {
+    hash = extend(hash, CHOICE_SEPARATOR);
+    length = 0;
+  }
+  return { hash, length };
+}
+
+const CURSOR = /^([0-9]{1,15})\.([0-9]{1,6})\.([0-9]{1,9})\.([0-9a-z]{1,7})(?:\.([0-9]{1,3}))?$/;
 
 /** The cursor a `Last-Event-ID` names; a typed 400 when it is not one this gateway wrote. */
 export function parseCursor(header: string): StreamCursor {
@@ -70,25 +89,34 @@ export function parseCursor(header: string): StreamCursor {
   const hash = m ? parseInt(m[4]!, 36) : NaN;
   if (!m || !(hash <= 0xffffffff)) {
     throw new ValidationError(
-      'must be the id of a chunk of this stream (<seq>.<attempt>.<length>.<hash>)',
+      'must be the id of a chunk of this stream (<seq>.<attempt>.<length>.<hash>[.<choice>])',
       'Last-Event-ID',
     );
   }
-  return { seq: Number(m[1]), attempt: Number(m[2]), length: Number(m[3]), hash };
+  return {
+    seq: Number(m[1]),
+    attempt: Number(m[2]),
+    length: Number(m[3]),
+    hash,
+    choice: Number(m[5] ?? 0),
+  };
 }
 
 function formatCursor(c: StreamCursor): string {
-  return `${c.seq}.${c.attempt}.${c.length}.${c.hash.toString(36)}`;
+  const choice = c.choice > 0 ? `.${c.choice}` : '';
+  return `${c.seq}.${c.attempt}.${c.length}.${c.hash.toString(36)}${choice}`;
 }
 
 /** How one OpenAI route renders a stream's pieces. */
 export interface ChunkFormat {
-  /** A chunk carrying `text` (and, first, the role); `finish` set on the last. */
-  chunk(piece: { text?: string; role?: boolean; finish?: string }): unknown;
+  /** How many answers the request asked for (`n`). */
+  choices: number;
+  /** A chunk of answer `index` carrying `text` (and, first, the role); `finish` on its last. */
+  chunk(piece: { index: number; text?: string; role?: boolean; finish?: string }): unknown;
   /** The usage chunk (`stream_options.include_usage`), from the final record. */
   usage(record: TaskRecord): unknown;
-  /** What the stream's text must be, from a succeeded task's record (`undefined`: unreadable). */
-  finalText(record: TaskRecord): { text: string; finish: string } | undefined;
+  /** What the answers must be, from a succeeded task's record (`undefined`: unreadable). */
+  finalChoices(record: TaskRecord): { text: string; finish: string }[] | undefined;
 }
 
 /** The stream to answer. */
@@ -114,6 +142,7 @@ export function openAiStreamResponse(c: Context<GatewayEnv>, o: OpenAiStreamOpti
 /** An attempt other than the one shown, checked against the shown text as it comes. */
 interface Replay {
   attempt: number;
+  choice: number;
   length: number;
   hash: number;
 }
@@ -141,7 +170,7 @@ async function produce(sink: EventSink, o: OpenAiStreamOptions): Promise<void> {
       }
       const { event, seq } = item;
       if (event.type !== TaskEventType.Token || event.text === undefined) continue;
-      if (!(await stream.token(event.attempt, event.text, seq))) {
+      if (!(await stream.token(event.attempt, event.choice ?? 0, event.text, seq))) {
         ended = true;
         return;
       }
@@ -168,33 +197,47 @@ class ChunkWriter {
     this.#shown = { ...from };
   }
 
-  /** The first chunk: the role. */
+  /** The first chunks: each answer's role. */
   async start(): Promise<void> {
-    await this.#send(this.format.chunk({ role: true, text: '' }));
+    for (let index = 0; index < this.format.choices; index += 1) {
+      await this.#send(this.format.chunk({ index, role: true, text: '' }));
+    }
   }
 
-  /** Shows an event's text; false when the stream had to end (another attempt's other text). */
-  async token(attempt: number, text: string, seq: number): Promise<boolean> {
+  /**
+   * Shows an event's text of answer `choice`; false when the stream had to end (another
+   * attempt's other text).
+   */
+  async token(attempt: number, choice: number, text: string, seq: number): Promise<boolean> {
     const shown = this.#shown;
     if (shown.attempt === 0 || attempt === shown.attempt) {
-      await this.#show(text, attempt, seq);
+      // Answers come one after another: an earlier answer's text now breaks the contract.
+      if (choice < shown.choice || choice >= this.format.choices) {
+        await sendError(this.sink, outOfOrderError(this.taskId, choice));
+        return false;
+      }
+      await this.#show(choice, text, attempt, seq);
       return true;
     }
     // Another attempt's text: shown only past what it repeats of the text already shown.
     if (this.#replay?.attempt !== attempt) {
-      this.#replay = { attempt, length: 0, hash: FNV_OFFSET };
+      this.#replay = { attempt, choice: 0, length: 0, hash: FNV_OFFSET };
     }
     const replay = this.#replay;
-    const repeats = Math.min(text.length, shown.length - replay.length);
+    if (choice < replay.choice) return this.#diverged();
+    Object.assign(replay, nextChoices(replay, replay.choice, choice), { choice });
+    // Past the answer being shown before it repeated all of it: other text.
+    if (replay.choice > shown.choice) return this.#diverged();
+    const repeats =
+      replay.choice < shown.choice
+        ? text.length
+        : Math.min(text.length, shown.length - replay.length);
     replay.hash = extend(replay.hash, text.slice(0, repeats));
     replay.length += repeats;
-    if (replay.length < shown.length) return true;
-    if (replay.hash !== shown.hash) {
-      await sendError(this.sink, divergedError(this.taskId));
-      return false;
-    }
+    if (replay.choice < shown.choice || replay.length < shown.length) return true;
+    if (replay.hash !== shown.hash) return this.#diverged();
     this.#replay = undefined;
-    await this.#show(text.slice(repeats), attempt, seq);
+    await this.#show(choice, text.slice(repeats), attempt, seq);
     return true;
   }
 
@@ -205,8 +248,8 @@ class ChunkWriter {
       await sendError(this.sink, record.error ?? failed);
       return;
     }
-    const final = this.format.finalText(record);
-    if (!final) {
+    const final = this.format.finalChoices(record);
+    if (!final || final.length !== this.format.choices || this.#shown.choice >= final.length) {
       await sendError(this.sink, {
         code: ErrorCode.Internal,
         message: `model '${record.model}' returned a result that does not match its kind's output`,
@@ -216,27 +259,50 @@ class ChunkWriter {
     }
     // The record is the truth: what was shown must be its beginning; the rest comes from it.
     const shown = this.#shown;
-    const head = final.text.slice(0, shown.length);
-    if (head.length !== shown.length || extend(FNV_OFFSET, head) !== shown.hash) {
+    let before = FNV_OFFSET;
+    for (const earlier of final.slice(0, shown.choice)) {
+      before = extend(extend(before, earlier.text), CHOICE_SEPARATOR);
+    }
+    const head = final[shown.choice]!.text.slice(0, shown.length);
+    if (head.length !== shown.length || extend(before, head) !== shown.hash) {
       await sendError(this.sink, divergedError(this.taskId));
       return;
     }
-    await this.#show(final.text.slice(shown.length), record.attempt, seq ?? shown.seq);
-    await this.#send(this.format.chunk({ finish: final.finish }));
+    const at = seq ?? shown.seq;
+    await this.#show(
+      shown.choice,
+      final[shown.choice]!.text.slice(shown.length),
+      record.attempt,
+      at,
+    );
+    for (let index = shown.choice + 1; index < final.length; index += 1) {
+      await this.#show(index, final[index]!.text, record.attempt, at);
+    }
+    for (const [index, answer] of final.entries()) {
+      await this.#send(this.format.chunk({ index, finish: answer.finish }));
+    }
     if (includeUsage) await this.#send(this.format.usage(record));
     await this.sink.send({ data: '[DONE]' });
   }
 
-  /** Shows `text` as the next delta of attempt `attempt` at sequence `seq`. */
-  async #show(text: string, attempt: number, seq: number): Promise<void> {
+  /** Shows `text` as the next delta of answer `choice`, attempt `attempt`, at sequence `seq`. */
+  async #show(choice: number, text: string, attempt: number, seq: number): Promise<void> {
     const shown = this.#shown;
+    const at = nextChoices(shown, shown.choice, choice);
     this.#shown = {
       seq,
       attempt,
-      length: shown.length + text.length,
-      hash: extend(shown.hash, text),
+      choice: Math.max(choice, shown.choice),
+      length: at.length + text.length,
+      hash: extend(at.hash, text),
     };
-    if (text.length > 0) await this.#send(this.format.chunk({ text }));
+    if (text.length > 0) await this.#send(this.format.chunk({ index: choice, text }));
+  }
+
+  /** Ends the stream: its text would mix two answers. */
+  async #diverged(): Promise<false> {
+    await sendError(this.sink, divergedError(this.taskId));
+    return false;
   }
 
   async #send(payload: unknown): Promise<void> {
@@ -247,6 +313,16 @@ class ChunkWriter {
 /** The error chunk OpenAI clients raise (`APIError`), then the stream ends. */
 async function sendError(sink: EventSink, error: WireError): Promise<void> {
   await sink.send({ data: JSON.stringify({ error: { ...error, type: error.code } }) });
+}
+
+function outOfOrderError(taskId: string, choice: number): WireError {
+  return {
+    code: ErrorCode.ModelFailed,
+    message:
+      `the model wrote answer ${choice} of task ${taskId} out of order; ` +
+      `GET /v1/tasks/${taskId} has the answers`,
+    retryable: false,
+  };
 }
 
 function divergedError(taskId: string): WireError {

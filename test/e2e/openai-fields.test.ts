@@ -7,7 +7,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
+import { MAX_CHAT_CHOICES } from '../../protocol/index.js';
 import { startTestEdge, TENANTS, type TestEdge } from '../harness/edge.js';
+import { readEvents } from '../harness/sse.js';
 
 let edge: TestEdge;
 before(async () => {
@@ -37,7 +39,7 @@ describe('capabilities', () => {
         'frequency_penalty',
         'min_tokens',
       ],
-      maxChoices: 1,
+      maxChoices: MAX_CHAT_CHOICES,
     });
   });
 
@@ -48,7 +50,7 @@ describe('capabilities', () => {
       ['top_logprobs', { top_logprobs: 2 }],
       ['response_format', { response_format: { type: 'json_object' } }],
       ['tools', { tools: [{ type: 'function', function: { name: 'f' } }] }],
-      ['n', { n: 3 }],
+      ['n', { n: MAX_CHAT_CHOICES + 1 }],
     ];
     for (const [field, extra] of refused) {
       await assert.rejects(
@@ -150,6 +152,135 @@ describe('capabilities', () => {
     const greedy = (await ask({ temperature: 0 })).choices[0]!.message.content;
     assert.equal(await nucleus(1), greedy);
     assert.equal(await nucleus(2), greedy);
+  });
+});
+
+describe('several answers (n)', () => {
+  const ask = { model: 'ngram-chat', messages, max_tokens: 30, seed: 7, temperature: 1 };
+
+  test('n: 3 gives three answers, the first the n: 1 answer, usage counting all', async () => {
+    const one = await openai().chat.completions.create(ask);
+    const three = await openai().chat.completions.create({ ...ask, n: 3 });
+    assert.deepEqual(
+      three.choices.map((c) => c.index),
+      [0, 1, 2],
+    );
+    const texts = three.choices.map((c) => c.message.content!);
+    assert.equal(texts[0], one.choices[0]!.message.content, 'the first is the n: 1 answer');
+    assert.equal(new Set(texts).size, 3, `three different answers: ${JSON.stringify(texts)}`);
+    for (const c of three.choices) assert.ok(c.message.content && c.finish_reason);
+    // The model's tokens: words (with inner apostrophes) and sentence marks.
+    const token = /[\p{L}\p{N}]+(?:['’][\p{L}\p{N}]+)*|[.,;:!?]/gu;
+    const words = texts.reduce((sum, t) => sum + (t.match(token)?.length ?? 0), 0);
+    assert.equal(three.usage!.completion_tokens, words, 'usage counts every answer');
+    assert.equal(three.usage!.prompt_tokens, one.usage!.prompt_tokens);
+  });
+
+  test('streamed, each chunk names its answer, and the client assembles all three', async () => {
+    const whole = await openai().chat.completions.create({ ...ask, n: 3 });
+    const stream = await openai().chat.completions.create({
+      ...ask,
+      n: 3,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const texts = ['', '', ''];
+    const roles = new Set<number>();
+    const finishes: (string | null)[] = [null, null, null];
+    let usage: OpenAI.CompletionUsage | null | undefined;
+    for await (const chunk of stream) {
+      if (chunk.usage) usage = chunk.usage;
+      for (const c of chunk.choices) {
+        if (c.delta.role) roles.add(c.index);
+        texts[c.index] += c.delta.content ?? '';
+        if (c.finish_reason) finishes[c.index] = c.finish_reason;
+      }
+    }
+    assert.deepEqual(
+      texts,
+      whole.choices.map((c) => c.message.content),
+    );
+    assert.deepEqual(
+      finishes,
+      whole.choices.map((c) => c.finish_reason),
+    );
+    assert.deepEqual([...roles].sort(), [0, 1, 2], 'each answer opens with the role');
+    assert.deepEqual(usage, whole.usage);
+
+    // The `.stream()` helper puts them together too.
+    const helper = openai().chat.completions.stream({ ...ask, n: 3 });
+    const final = await helper.finalChatCompletion();
+    assert.deepEqual(
+      final.choices.map((c) => c.message.content),
+      whole.choices.map((c) => c.message.content),
+    );
+
+    // The legacy endpoint, streamed and not.
+    const legacy = { model: 'ngram-chat', prompt: 'The old captain said', max_tokens: 12, seed: 3 };
+    const completions = await openai().completions.create({ ...legacy, n: 2, temperature: 1 });
+    assert.equal(completions.choices.length, 2);
+    const legacyTexts = ['', ''];
+    const legacyStream = await openai().completions.create({
+      ...legacy,
+      n: 2,
+      temperature: 1,
+      stream: true,
+    });
+    for await (const chunk of legacyStream) {
+      for (const c of chunk.choices) legacyTexts[c.index] += c.text;
+    }
+    assert.deepEqual(
+      legacyTexts,
+      completions.choices.map((c) => c.text),
+    );
+  });
+
+  test('a stream of several answers resumes from any chunk, in any answer', async () => {
+    const body = JSON.stringify({ ...ask, n: 2, stream: true });
+    const key = `n-resume-${Date.now()}`;
+    const post = (lastEventId?: string) =>
+      edge.request('/v1/chat/completions', {
+        method: 'POST',
+        body,
+        headers: {
+          'Idempotency-Key': key,
+          ...(lastEventId ? { 'Last-Event-ID': lastEventId } : {}),
+        },
+      });
+    const whole = await readEvents(await post());
+    const chunks = whole.events.filter((e) => e.data !== '[DONE]');
+    const textOf = (events: typeof chunks, from = 0) => {
+      const texts = ['', ''];
+      for (const e of events.slice(from)) {
+        for (const c of (JSON.parse(e.data) as OpenAI.ChatCompletionChunk).choices) {
+          texts[c.index] += c.delta.content ?? '';
+        }
+      }
+      return texts;
+    };
+    const full = textOf(chunks);
+    assert.ok(full[0] && full[1], 'two answers');
+    // Chunks of the second answer carry it in their ids (`<seq>.<attempt>.<length>.<hash>.1`).
+    assert.ok(
+      chunks.some((c) => c.id?.endsWith('.1') && c.id.split('.').length === 5),
+      JSON.stringify(chunks.map((c) => c.id)),
+    );
+    // Resume after each chunk that carries text: what follows completes both answers exactly.
+    for (let i = 0; i < chunks.length; i++) {
+      const resumed = await readEvents(await post(chunks[i]!.id));
+      const rest = textOf(resumed.events.filter((e) => e.data !== '[DONE]'));
+      const shown = textOf(chunks.slice(0, i + 1));
+      assert.deepEqual(
+        [shown[0]! + rest[0]!, shown[1]! + rest[1]!],
+        full,
+        `resumed after chunk ${i} (${chunks[i]!.id})`,
+      );
+      assert.equal(resumed.events.at(-1)?.data, '[DONE]');
+    }
+    // A cursor naming an answer the request does not have is a 400.
+    const res = await post('1.1.0.0.5');
+    assert.equal(res.status, 400);
+    assert.match(await res.text(), /Last-Event-ID/);
   });
 });
 

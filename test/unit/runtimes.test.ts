@@ -15,6 +15,7 @@ import {
 import type { ChatOutput, EmbeddingOutput } from '../../protocol/index.js';
 import {
   MIN_CHAT_TOKENS_BEFORE_STOP,
+  checkChatOutput,
   createBuiltinModels,
   createEchoModel,
   createHashEmbeddingModel,
@@ -246,6 +247,42 @@ describe('ngram-chat', () => {
       assert.equal(pieces.length, output.usage.completion_tokens);
       for (const piece of pieces) assert.ok(piece.length > 0);
     }
+  });
+
+  test('n answers one after another, each streamed under its index, usage summing all', async () => {
+    const params = { seed: 3, temperature: 1, max_tokens: 40 };
+    const single = await chat(model, 'What did the wolf say?', params);
+    const streamed: { piece: string; choice: number }[] = [];
+    const output = await chat(
+      model,
+      'What did the wolf say?',
+      { ...params, n: 3 },
+      {
+        signal: new AbortController().signal,
+        onToken: (piece, choice = 0) => streamed.push({ piece, choice }),
+      },
+    );
+    assert.equal(checkChatOutput(output), undefined);
+    const choices = output.choices!;
+    assert.equal(choices.length, 3);
+    assert.deepEqual(choices[0], { text: single.text, finish_reason: single.finish_reason });
+    assert.equal(output.text, single.text, 'the first answer is the answer');
+    assert.equal(new Set(choices.map((c) => c.text)).size, 3);
+    // Answers never interleave: the choice index only grows.
+    const order = streamed.map((s) => s.choice);
+    assert.deepEqual(
+      order,
+      [...order].sort((a, b) => a - b),
+    );
+    for (const [i, choice] of choices.entries()) {
+      const pieces = streamed.filter((s) => s.choice === i).map((s) => s.piece);
+      assert.equal(pieces.join(''), choice.text);
+    }
+    assert.equal(output.usage.completion_tokens, streamed.length);
+    // n: 1 is one answer with no list; more than the cap is refused.
+    assert.equal((await chat(model, 'x', { ...params, n: 1 })).choices, undefined);
+    await rejectsValidation(chat(model, 'x', { n: 9 }), 'params.n');
+    await rejectsValidation(chat(model, 'x', { n: 0 }), 'params.n');
   });
 
   test('detokenises: no space before punctuation, capitalised sentence starts', async () => {

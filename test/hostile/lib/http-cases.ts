@@ -512,7 +512,7 @@ function openAiCases(): fc.Arbitrary<HttpCase> {
         max_completion_tokens: num(0, 1, MAX_TOKENS + 1, 'null'),
         temperature: num(-0.01, 0, 1, 2, 2.01, '1e400', '"1"', 'null'),
         seed: num(0, -1, 1.5, 2 ** 53 + 2, '"s"', 'null'),
-        n: num(1, 2, 0, 'null'),
+        n: num(1, 2, 8, 9, 129, 0, 1.5, 'null'),
         stream: fc.constantFrom('true', 'false', '"true"', 'null'),
       },
       { requiredKeys: ['model', 'messages'] },
