@@ -79,7 +79,7 @@ export function checkChatOutput(output: unknown): string | undefined {
     if (!Array.isArray(o.choices) || o.choices.length < 2)
       return 'choices is not a list of 2 or more';
     for (const [i, choice] of o.choices.entries()) {
-      const problem = checkChoice(choice as Partial<ChatChoice> | null);
+      const problem = checkChoice(choice);
       if (problem) return `choice ${i}: ${problem}`;
     }
     if (o.choices[0]?.text !== o.text) return 'the first choice is not the answer';
