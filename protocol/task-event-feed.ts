@@ -88,11 +88,12 @@ class Feed implements TaskEventFeed {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    // Removed now rather than left to expire: a thousand closed streams hold no server state.
-    void this.messages
-      .close()
-      .then(() => this.consumer.delete())
-      .catch(() => undefined);
+    // Unsubscribes at once; the returned promise settles only when an iteration takes the stop,
+    // and once the reader stopped iterating none will: the delete must not wait for it.
+    void this.messages.close();
+    // Removed now rather than left to expire: closed streams hold no server state, and a stream
+    // holds at most 1,000 consumers (nats-server's limit), so readers must not outlive readers.
+    this.consumer.delete().catch(() => undefined);
   }
 
   /** The event, or nothing for a message that is not one of this task's (never trusted). */

@@ -8,7 +8,9 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { jetstreamManager } from '@nats-io/jetstream';
 import OpenAI from 'openai';
+import { assetNames } from '../../protocol/index.js';
 import { startTestEdge, TENANTS, type TestEdge } from '../harness/edge.js';
 import { dataOf, readEvents, type ReceivedEvent } from '../harness/sse.js';
 
@@ -159,6 +161,26 @@ describe('native event stream', () => {
       assert.equal(error['code'], 'invalid_request');
       assert.match(String(error['message']), /Last-Event-ID/);
     }
+  });
+
+  test('a reader that finishes or goes away leaves no consumer behind', async () => {
+    // A stream holds at most 1,000 consumers: readers must not outlive their streams.
+    const nc = await edge.connect();
+    const jsm = await jetstreamManager(nc);
+    const stream = assetNames.eventStream(edge.region);
+    const consumers = async () => (await jsm.streams.info(stream)).state.consumer_count;
+    for (let i = 0; i < 20; i++) {
+      const res = await streamInfer({ ...chat, stream: true });
+      // Half read to the end, half leave after the first event.
+      await readEvents(res, { stopWhen: () => i % 2 === 1 });
+    }
+    const deadline = Date.now() + 5_000;
+    let left = await consumers();
+    while (left > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      left = await consumers();
+    }
+    assert.equal(left, 0, 'consumers left on the event stream');
   });
 });
 
