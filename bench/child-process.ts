@@ -127,3 +127,51 @@ export function startScript(file: string, options: StartScriptOptions): Promise<
     });
   });
 }
+
+/** What {@link runGenerator} needs of a load generator. */
+export interface GeneratorRun<T> {
+  /** The generator script and its one argument (options as JSON). */
+  file: string;
+  options: unknown;
+  /** How long it may run before it is killed as hung, ms. */
+  limitMs: number;
+  /** Parses its summary (its last non-empty stdout line that is not a marker). */
+  parse(line: string): T;
+  /** Called with its PID once spawned. */
+  onSpawn?(pid: number): void;
+  /** Marker lines it prints (`MEASURING_LINE`, ...) and what each sets off. */
+  markers?: Readonly<Record<string, () => void>>;
+}
+
+/**
+ * Runs a load generator to its end in its own process and returns its parsed summary line.
+ * @throws when it exits non-zero or prints no summary.
+ */
+export async function runGenerator<T>(run: GeneratorRun<T>): Promise<T> {
+  const child = spawnScript(run.file, [JSON.stringify(run.options)]);
+  // 'close', not 'exit': it comes after stdout is drained, so the summary line has been read.
+  const closed = new Promise<number | string>((resolve) => {
+    child.once('close', (code, signal) => resolve(code ?? signal ?? 'unknown'));
+  });
+  if (child.pid !== undefined) run.onSpawn?.(child.pid);
+  let summaryLine = '';
+  let stderr = '';
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    const marker = run.markers?.[line];
+    if (marker) marker();
+    else if (line.trim() !== '') summaryLine = line;
+  });
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  // The generator stops by itself; this only catches one that hangs.
+  const killer = setTimeout(() => child.kill('SIGKILL'), run.limitMs);
+  let code: number | string;
+  try {
+    code = await closed;
+  } finally {
+    clearTimeout(killer);
+  }
+  if (code !== 0 || summaryLine === '') {
+    throw new Error(`load generator exited (${code}): ${stderr.trim().slice(-500) || 'no output'}`);
+  }
+  return run.parse(summaryLine);
+}

@@ -72,3 +72,82 @@ export const loadSummarySchema = z.object({
   max: z.number().nullable(),
   cpuPercent: z.number().min(0),
 });
+
+/** The streaming cells' load: OpenAI chat streams through a gateway, or the model in-process. */
+export interface StreamLoadOptions {
+  mode: 'gateway' | 'in-process' | 'hold';
+  /** The chat completions URL (`gateway`, `hold`); unused in-process. */
+  url: string;
+  headers: Record<string, string>;
+  /** Streams at once (`hold`: how many are opened and held). */
+  concurrency: number;
+  /** Completion tokens per stream (the answer is made exactly this long). */
+  tokens: number;
+  /** Measured time (`hold`: how long the streams are held open), seconds. */
+  seconds: number;
+  warmupSeconds: number;
+  /** A stream slower than this is abandoned and counted as an error, ms. */
+  timeoutMs: number;
+}
+
+export const streamLoadOptionsSchema = z.object({
+  mode: z.enum(['gateway', 'in-process', 'hold']),
+  url: z.string(),
+  headers: z.record(z.string(), z.string()),
+  concurrency: z.number().int().min(1).max(4096),
+  tokens: z.number().int().min(1).max(1024),
+  seconds: z.number().positive().max(3600),
+  warmupSeconds: z.number().min(0).max(600),
+  timeoutMs: z.number().int().positive().max(600_000),
+});
+
+/** The line `hold` prints once every stream has shown a token. */
+export const STREAMS_OPEN_LINE = '{"event":"streams-open"}';
+
+/**
+ * The one chat request every streaming cell sends: a fixed prompt, an answer of exactly `tokens`
+ * tokens (`min_tokens` keeps it from ending early), a seed per stream.
+ */
+export function streamRequest(tokens: number, seed: number) {
+  return {
+    model: 'ngram-chat',
+    messages: [{ role: 'user' as const, content: 'Tell me about the sea and the ships.' }],
+    max_tokens: tokens,
+    min_tokens: tokens,
+    seed,
+    stream: true,
+    stream_options: { include_usage: true },
+  };
+}
+
+/** The one JSON line the streaming load generator prints. Times are ms; `null` when none. */
+export interface StreamLoadSummary {
+  /** Streams started in the measured window and finished, whatever their outcome. */
+  count: number;
+  /** Of those, streams that did not end with `[DONE]` and a token (`hold`: not closed by us). */
+  errors: number;
+  outcomes: Record<string, number>;
+  /** The measured window (`hold`: the time until every stream had shown a token), seconds. */
+  seconds: number;
+  streamsPerSecond: number;
+  /** Time to first token: request sent to first text. */
+  ttftP50: number | null;
+  ttftP99: number | null;
+  /** Completion tokens over the measured window, and per second. */
+  tokens: number;
+  tokensPerSecond: number;
+  cpuPercent: number;
+}
+
+export const streamLoadSummarySchema = z.object({
+  count: z.number().int().min(0),
+  errors: z.number().int().min(0),
+  outcomes: z.record(z.string(), z.number().int().min(0)),
+  seconds: z.number().min(0),
+  streamsPerSecond: z.number().min(0),
+  ttftP50: z.number().nullable(),
+  ttftP99: z.number().nullable(),
+  tokens: z.number().int().min(0),
+  tokensPerSecond: z.number().min(0),
+  cpuPercent: z.number().min(0),
+});

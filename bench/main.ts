@@ -21,6 +21,11 @@
  * sampling) and metrics every 5 s over OTLP/HTTP to a sink the bench runs (`otlp-sink.ts`), with a
  * Prometheus endpoint open; req/s are printed side by side.
  *
+ * Then the **streaming** cells (`streaming.ts`): OpenAI chat streams of `ngram-chat` through the
+ * gateway against the same model called in-process (time to first token, tokens per second, at
+ * the same concurrencies), and the gateway's memory holding `BENCH_STREAMS_HELD` (1,000) open
+ * streams. `BENCH_STREAMING=0` leaves them out.
+ *
  * Env: `BENCH_SECONDS` (measured seconds per cell, default 10), `BENCH_QUICK=1` (3 s per cell),
  * `BENCH_WARMUP_SECONDS` (default 2), `BENCH_SYSTEMS` (comma-separated, default
  * `ceiling,floor,vigil`; they always run in that order, `floor-kv` after `floor`),
@@ -34,7 +39,6 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { createInterface } from 'node:readline';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
@@ -46,7 +50,7 @@ import { provisionRegion } from '../nodes/provision/index.js';
 import { natsServerBin } from '../scripts/nats-server-provision.mjs';
 import { provisionFloor } from './baselines/floor-assets.js';
 import { startOtlpSink, type OtlpSink } from './otlp-sink.js';
-import { spawnScript, startScript } from './child-process.js';
+import { runGenerator, startScript } from './child-process.js';
 import {
   loadSummarySchema,
   MEASURING_LINE,
@@ -55,6 +59,8 @@ import {
 } from './load-protocol.js';
 import { describeMachine, type MachineInfo } from './machine.js';
 import { startProcessSampler, type ProcessSampler } from './process-sampler.js';
+import { renderStreaming, runStreamingBench, type StreamingResults } from './streaming.js';
+import { fmt, layout } from './table.js';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const RESULTS_DIR = join(BENCH_DIR, 'results');
@@ -106,6 +112,10 @@ interface BenchConfig {
   /** Requests in flight, one cell each. */
   concurrencies: readonly number[];
   cpuProfile: boolean;
+  /** Run the streaming cells. */
+  streaming: boolean;
+  /** Streams the gateway holds open in the memory cell. */
+  streamsHeld: number;
 }
 
 /** What a started system offers the cells. */
@@ -162,6 +172,7 @@ interface BenchResults {
   systems: SystemResult[];
   /** Vigil's req/s divided by the floor's, per concurrency (`null`: a figure is missing). */
   vigilToFloor: Record<string, number | null>;
+  streaming: StreamingResults | null;
   failures: string[];
 }
 
@@ -201,7 +212,18 @@ function readConfig(): BenchConfig {
     warmupSeconds: positiveNumber('BENCH_WARMUP_SECONDS', DEFAULT_WARMUP_SECONDS, true),
     systems: SYSTEM_NAMES.filter((name) => systems.includes(name)),
     cpuProfile: process.env['BENCH_CPU_PROF'] === '1',
+    streaming: process.env['BENCH_STREAMING'] !== '0',
+    streamsHeld: streamsHeld(),
   };
+}
+
+function streamsHeld(): number {
+  const raw = process.env['BENCH_STREAMS_HELD'] ?? '1000';
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 4096) {
+    throw new Error(`BENCH_STREAMS_HELD must be an integer from 1 to 4096, not '${raw}'`);
+  }
+  return n;
 }
 
 /** The commit under test: figures mean little without the code they came from. */
@@ -355,11 +377,15 @@ const SYSTEMS: Record<SystemName, SystemDefinition> = {
   },
 };
 
-/** Vigil's gateway and actor host, with `telemetryEnv` on both. */
+/**
+ * Vigil's gateway and actor host, with `telemetryEnv` on both and `actorEnv` on the actor host
+ * (it serves `echo` with 64 at once unless that says otherwise).
+ */
 async function startVigil(
   { nats, nc, config }: BenchContext,
-  name: SystemName,
+  name: string,
   telemetryEnv: Record<string, string>,
+  actorEnv: Record<string, string> = {},
 ): Promise<RunningSystem> {
   await provisionRegion(nc, { region: REGION }, createBuiltinModels());
   const apiKey = `bench-${randomBytes(16).toString('hex')}`;
@@ -377,6 +403,7 @@ async function startVigil(
           ...base,
           VIGIL_MODELS: 'echo',
           VIGIL_CONCURRENCY: '64',
+          ...actorEnv,
           ...profileEnv(config, `${name}-actor-host`),
         },
         logFile: join(LOG_DIR, `${name}-actor-host.log`),
@@ -428,38 +455,15 @@ async function runLoad(
   options: LoadOptions,
   onSpawn: (pid: number) => void,
   onMeasuring: () => void,
-  onSummary: () => void,
 ): Promise<LoadSummary> {
-  const child = spawnScript(join(BENCH_DIR, 'load.ts'), [JSON.stringify(options)]);
-  // 'close', not 'exit': it comes after stdout is drained, so the summary line has been read.
-  const closed = new Promise<number | string>((resolve) => {
-    child.once('close', (code, signal) => resolve(code ?? signal ?? 'unknown'));
+  return runGenerator({
+    file: join(BENCH_DIR, 'load.ts'),
+    options,
+    limitMs: (options.warmupSeconds + options.seconds) * 1000 + options.timeoutMs + 30_000,
+    parse: (line) => loadSummarySchema.parse(JSON.parse(line)),
+    onSpawn,
+    markers: { [MEASURING_LINE]: onMeasuring },
   });
-  if (child.pid !== undefined) onSpawn(child.pid);
-  let summaryLine = '';
-  let stderr = '';
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    if (line === MEASURING_LINE) {
-      onMeasuring();
-    } else if (line.trim() !== '') {
-      summaryLine = line;
-      onSummary();
-    }
-  });
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  // The generator stops by itself; this only catches one that hangs.
-  const limitMs = (options.warmupSeconds + options.seconds) * 1000 + options.timeoutMs + 30_000;
-  const killer = setTimeout(() => child.kill('SIGKILL'), limitMs);
-  let code: number | string;
-  try {
-    code = await closed;
-  } finally {
-    clearTimeout(killer);
-  }
-  if (code !== 0 || summaryLine === '') {
-    throw new Error(`load generator exited (${code}): ${stderr.trim().slice(-500) || 'no output'}`);
-  }
-  return loadSummarySchema.parse(JSON.parse(summaryLine));
 }
 
 async function runCell(
@@ -485,8 +489,8 @@ async function runCell(
       },
       (pid) => (sampler = startProcessSampler({ ...pids, load: pid })),
       () => sampler?.markMeasureStart(),
-      () => sampler?.markMeasureEnd(),
     );
+    sampler?.markMeasureEnd();
   } catch (err) {
     failure = (err as Error).message;
   }
@@ -536,23 +540,8 @@ async function runSystem(ctx: BenchContext, name: SystemName): Promise<SystemRes
   return result;
 }
 
-function fmt(value: number | null | undefined, digits: number): string {
-  return value === null || value === undefined ? '-' : value.toFixed(digits);
-}
-
 function ratio(a: number | undefined, b: number | undefined): number | null {
   return a === undefined || b === undefined || b === 0 ? null : Math.round((a / b) * 1000) / 1000;
-}
-
-/** Lays out rows under a header, the first column left-aligned and the others right-aligned. */
-function layout(head: readonly string[], rows: readonly (readonly string[])[]): string[] {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]): string =>
-    cells
-      .map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0)))
-      .join('  ')
-      .trimEnd();
-  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
 }
 
 /** The figures: one row per system and concurrency. */
@@ -656,11 +645,12 @@ async function main(): Promise<number> {
   say(
     `Vigil bench: ${config.systems.join(', ')} at ${config.concurrencies.join(' and ')} in flight, ` +
       `${config.warmupSeconds} s warm-up + ${config.seconds} s per cell ` +
-      `(about ${Math.ceil((config.systems.length * config.concurrencies.length * perCell) / 10) * 10 + 15} s)`,
+      `(about ${Math.ceil(((config.systems.length + (config.streaming ? 2 : 0)) * config.concurrencies.length * perCell + (config.streaming ? config.seconds + 30 : 0)) / 10) * 10 + 15} s)`,
   );
 
   const systems: SystemResult[] = [];
   const failures: string[] = [];
+  let streaming: StreamingResults | null = null;
   let nats: NatsServerProcess | undefined;
   let nc: NatsConnection | undefined;
   const otlp = await startOtlpSink();
@@ -673,6 +663,26 @@ async function main(): Promise<number> {
     nc = await connect({ servers: nats.url, name: 'bench', noAsyncTraces: true });
     const ctx: BenchContext = { nats, nc, config, otlp };
     for (const name of config.systems) systems.push(await runSystem(ctx, name));
+    if (config.streaming) {
+      streaming = await runStreamingBench({
+        benchDir: BENCH_DIR,
+        seconds: config.seconds,
+        warmupSeconds: config.warmupSeconds,
+        concurrencies: config.concurrencies,
+        streamsHeld: config.streamsHeld,
+        say,
+        startVigil: async (name, actorEnv) => {
+          const system = await startVigil(ctx, name, {}, actorEnv);
+          return {
+            baseUrl: new URL(system.url).origin,
+            headers: system.headers,
+            gatewayPid: system.pids.server,
+            stop: () => system.stop(),
+          };
+        },
+      });
+      failures.push(...streaming.failures);
+    }
   } catch (err) {
     say(`bench: ${(err as Error).message}`);
     failures.push(`set-up: ${(err as Error).message}`);
@@ -750,6 +760,10 @@ async function main(): Promise<number> {
     }
     say(`  exported to the sink: ${JSON.stringify(otlp.received())}`);
   }
+  if (streaming) {
+    say();
+    for (const line of renderStreaming(streaming)) say(line);
+  }
   say();
   say(
     `Machine: ${machine.cpuModel}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.os}`,
@@ -765,6 +779,7 @@ async function main(): Promise<number> {
     machine,
     systems,
     vigilToFloor,
+    streaming,
     failures,
   };
   mkdirSync(RESULTS_DIR, { recursive: true });

@@ -101,6 +101,11 @@ export interface RegionAssetsOptions {
   /** Most bytes the event stream holds; past it the oldest events go. Default 1 GiB. */
   maxEventBytes?: number;
   /**
+   * Most readers of the region's events at once (one consumer each: every open stream at every
+   * gateway). nats-server caps a stream that sets none at 1,000. Default 10 000.
+   */
+  maxEventReaders?: number;
+  /**
    * Actor heartbeat interval, ms. Default 10 s. Heartbeats expire after three intervals (the
    * actors bucket's TTL), so changing it means re-running provisioning.
    */
@@ -118,6 +123,7 @@ export const REGION_ASSET_DEFAULTS = {
   deadLetterRetentionMs: 14 * 24 * 3600_000,
   eventRetentionMs: 15 * 60_000,
   maxEventBytes: 1024 * 1024 * 1024,
+  maxEventReaders: 10_000,
   heartbeatIntervalMs: 10_000,
 } as const;
 
@@ -191,6 +197,7 @@ export function eventStreamConfig(
     discard: DiscardPolicy.Old,
     max_age: o.eventRetentionMs * NS_PER_MS,
     max_bytes: o.maxEventBytes,
+    max_consumers: o.maxEventReaders,
     max_msg_size: MAX_EVENT_BYTES,
     allow_msg_ttl: true,
     duplicate_window: Math.min(EVENT_DUPLICATE_WINDOW_MS, o.eventRetentionMs) * NS_PER_MS,

@@ -9,6 +9,7 @@
  */
 import {
   DeliverPolicy,
+  JetStreamApiError,
   type Consumer,
   type ConsumerMessages,
   type JetStreamClient,
@@ -16,6 +17,7 @@ import {
 } from '@nats-io/jetstream';
 import { assetNames } from './definitions.js';
 import { decodeAs, taskEventSchema, type TaskEvent } from './envelopes.js';
+import { ErrorCode, RetryableError } from './errors.js';
 import { subjects } from './subjects.js';
 
 /** Events a feed pulls at a time: its whole buffer. */
@@ -54,15 +56,32 @@ export async function openTaskEventFeed(
   options: TaskEventFeedOptions,
 ): Promise<TaskEventFeed> {
   const afterSeq = options.afterSeq ?? 0;
-  const consumer = await js.consumers.get(assetNames.eventStream(options.region), {
-    filter_subjects: subjects.event(options.region, options.tenant, options.taskId),
-    ...(afterSeq > 0
-      ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: afterSeq + 1 }
-      : { deliver_policy: DeliverPolicy.All }),
-    inactive_threshold: INACTIVE_THRESHOLD_MS,
-  });
+  const consumer = await js.consumers
+    .get(assetNames.eventStream(options.region), {
+      filter_subjects: subjects.event(options.region, options.tenant, options.taskId),
+      ...(afterSeq > 0
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: afterSeq + 1 }
+        : { deliver_policy: DeliverPolicy.All }),
+      inactive_threshold: INACTIVE_THRESHOLD_MS,
+    })
+    .catch((err: unknown) => {
+      throw tooManyReaders(err) ?? err;
+    });
   const messages = await consumer.consume({ max_messages: PULL_BATCH });
   return new Feed(consumer, messages, options.taskId);
+}
+
+/** JetStream's "maximum consumers limit reached". */
+const MAX_CONSUMERS_REACHED = 10026;
+
+/** The region's limit of readers at once, told as what it is: retry later. */
+function tooManyReaders(err: unknown): RetryableError | undefined {
+  if (!(err instanceof JetStreamApiError) || err.code !== MAX_CONSUMERS_REACHED) return undefined;
+  return new RetryableError(
+    "too many event streams are open in the task's region; try again shortly",
+    ErrorCode.Unavailable,
+    { retryAfterMs: 1_000 },
+  );
 }
 
 class Feed implements TaskEventFeed {

@@ -291,3 +291,40 @@ describe('keep-alive on every link', () => {
     assert.equal(varz['ping_max'], 3);
   });
 });
+
+describe("a region's limit of readers", () => {
+  let small: TestEdge;
+  before(async () => {
+    small = await startTestEdge({
+      assets: { maxEventReaders: 1 },
+      actorEnv: { VIGIL_ECHO_FAULTS: '{"enabled":true,"maxDelayMs":5000}' },
+    });
+  });
+  after(async () => {
+    await small?.stop();
+  });
+
+  test('a stream past it ends with a typed, retryable unavailable error', async () => {
+    const echo = (input: string, delayMs: number) =>
+      small.request('/v1/models/echo/infer', {
+        method: 'POST',
+        body: JSON.stringify({ input, params: { delay_ms: delayMs }, stream: true }),
+      });
+    // The one reader the region allows is taken while this stream is open.
+    const holding = await echo('first', 1500);
+    const held = readEvents(holding);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const { events } = await readEvents(await echo('second', 0));
+    const last = events.at(-1)!;
+    assert.equal(last.event, 'error', JSON.stringify(events));
+    const error = dataOf(last)['error'] as Json;
+    assert.equal(error['code'], 'unavailable');
+    assert.equal(error['retryable'], true);
+    assert.match(String(error['message']), /too many event streams/);
+    assert.equal((await held).events.at(-1)!.event, 'succeeded');
+    // Once it is free, a stream reads again.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const again = await readEvents(await echo('third', 0));
+    assert.equal(again.events.at(-1)!.event, 'succeeded');
+  });
+});
