@@ -41,6 +41,7 @@ import {
   ENVELOPE_VERSION,
   FINAL_STATES,
   newTaskId,
+  plannedTaskId,
   requestEnvelopeSchema,
   taskIdForIdempotencyKey,
   taskRecordSchema,
@@ -129,6 +130,11 @@ export interface SubmitRequest {
   region?: string;
   /** Client's idempotency key: the same key from the same tenant always names the same task. */
   idempotencyKey?: string;
+  /**
+   * The task's id, for a caller that needs it before the submission ends (a stream opens its
+   * event feed meanwhile): `plannedTaskId(tenant, idempotencyKey)`. Default: that, made here.
+   */
+  taskId?: string;
   /** The caller reads the task's tokens as they come: the actor publishes them as events. */
   stream?: boolean;
   /** Extra headers for the request message; trace context is added from the active span. */
@@ -287,10 +293,13 @@ class VigilClientImpl implements VigilClient {
     // What an actor would refuse to decode is refused here, before anything is stored.
     checkTaskFields({ input: request.input, params: request.params });
     const region = request.region ?? this.#region;
-    const taskId =
-      request.idempotencyKey === undefined
-        ? newTaskId()
-        : taskIdForIdempotencyKey(request.tenant, request.idempotencyKey);
+    const taskId = request.taskId ?? plannedTaskId(request.tenant, request.idempotencyKey);
+    if (
+      request.idempotencyKey !== undefined &&
+      taskId !== taskIdForIdempotencyKey(request.tenant, request.idempotencyKey)
+    ) {
+      throw new VigilError(ErrorCode.Internal, "a keyed submission's id is its key's", false);
+    }
     if (request.idempotencyKey !== undefined) {
       const existing = await this.#submittedBefore(taskId, request);
       if (existing) return existing;

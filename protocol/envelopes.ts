@@ -58,6 +58,13 @@ export function taskIdForIdempotencyKey(tenant: string, key: string): string {
   return base32(digest.subarray(0, 16));
 }
 
+/** The id a submission of `tenant` gets: its key's when it sends one, else a fresh one. */
+export function plannedTaskId(tenant: string, idempotencyKey: string | undefined): string {
+  return idempotencyKey === undefined
+    ? newTaskId()
+    : taskIdForIdempotencyKey(tenant, idempotencyKey);
+}
+
 const nameToken = z.string().regex(NAME_TOKEN);
 const epochMs = z.number().int().nonnegative();
 

@@ -44,6 +44,7 @@ export {
   FINAL_STATES,
   modelDeploymentSchema,
   newTaskId,
+  plannedTaskId,
   requestEnvelopeSchema,
   taskIdForIdempotencyKey,
   taskEventSchema,

@@ -11,10 +11,15 @@
  * text (see docs/streaming.md).
  */
 import type { Context, Hono } from 'hono';
-import { ValidationError, type TaskEvent, type VigilClient } from '../../protocol/index.js';
+import {
+  ValidationError,
+  type TaskEvent,
+  type TaskEventFeed,
+  type VigilClient,
+} from '../../protocol/index.js';
 import { eventStreamResponse } from './event-stream.js';
 import type { GatewayEnv } from './gateway-env.js';
-import { followTask } from './task-follow.js';
+import { closeFeed, followTask } from './task-follow.js';
 import { ownTask, taskView, type TaskView } from './task-view.js';
 
 /** What the events route needs. */
@@ -34,6 +39,8 @@ export interface StreamedTask {
   region: string;
   /** The task as it is now: a new stream (no `afterSeq`) starts with it, as `state`. */
   now: TaskView;
+  /** Its event feed, when the submission opened it. */
+  events?: Promise<TaskEventFeed>;
 }
 
 /** Answers a request with a task's event stream, after event `afterSeq` (0: from the start). */
@@ -46,15 +53,21 @@ export type TaskStreamer = (
 /** Mounts `GET /v1/tasks/:id/events` on `app`; returns the streamer the infer route shares. */
 export function registerEventsRoute(app: Hono<GatewayEnv>, deps: EventsRouteDeps): TaskStreamer {
   const { client } = deps;
-  const streamTask: TaskStreamer = (c, { taskId, region, now }, afterSeq = 0) => {
+  const streamTask: TaskStreamer = (c, { taskId, region, now, events }, afterSeq = 0) => {
     return eventStreamResponse(c, deps.keepAliveMs, async (sink) => {
-      if (afterSeq === 0) await sink.send({ event: 'state', data: JSON.stringify(now) });
+      if (afterSeq === 0) {
+        await sink.send({ event: 'state', data: JSON.stringify(now) }).catch((err: unknown) => {
+          closeFeed(events);
+          throw err;
+        });
+      }
       const items = followTask(client, {
         taskId,
         region,
         tenant: c.get('tenant'),
         afterSeq,
         signal: sink.signal,
+        ...(events ? { feed: events } : {}),
       });
       for await (const item of items) {
         if (item.type === 'event') {

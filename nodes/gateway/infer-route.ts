@@ -54,15 +54,17 @@ export function registerInferRoute(app: Hono<GatewayEnv>, deps: InferRouteDeps):
       priority: body.priority,
       waitMs,
       stream: body.stream,
+      // A stream is read at once: its feed opens while the task is published.
+      ...(body.stream && !prefer.respondAsync ? { events: { afterSeq: 0 } } : {}),
       ...(body.deadline_ms === undefined ? {} : { deadlineMs: body.deadline_ms }),
     };
-    const { taskId, region, outcome } = await deps.submitter.submit(c, submission);
+    const { taskId, region, outcome, events } = await deps.submitter.submit(c, submission);
     c.header('Location', `/v1/tasks/${taskId}`);
     if (body.stream && !prefer.respondAsync) {
       const now = outcome
         ? taskView({ region, state: outcome.state, record: outcome })
         : acceptedView(taskId, model, region);
-      return deps.streamTask(c, { taskId, region, now });
+      return deps.streamTask(c, { taskId, region, now, ...(events ? { events } : {}) });
     }
     if (!outcome) {
       const links = {

@@ -287,13 +287,14 @@ async function streamGeneration(
   if (from.choice >= choices) {
     throw new ValidationError(`names answer ${from.choice} of ${choices}`, 'Last-Event-ID');
   }
-  const { taskId, region } = await deps.submitter.submit(c, {
+  const { taskId, region, events } = await deps.submitter.submit(c, {
     model: g.model,
     input: g.input,
     params: g.params,
     priority: Priority.Interactive,
     waitMs: 0,
     stream: true,
+    events: { afterSeq: from.seq },
   });
   // Without a key the stream cannot be resumed: its task stops as soon as its reader goes.
   const keyed = c.req.header('Idempotency-Key') !== undefined;
@@ -302,6 +303,7 @@ async function streamGeneration(
     canceller: deps.canceller,
     abandonGraceMs: keyed ? deps.abandonGraceMs : 0,
     task: { taskId, region, tenant: c.get('tenant'), model: g.model.name, createdAt: Date.now() },
+    ...(events ? { events } : {}),
     from,
     includeUsage: g.body.stream_options?.include_usage === true,
     keepAliveMs: deps.keepAliveMs,

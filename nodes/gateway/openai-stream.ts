@@ -27,6 +27,7 @@ import {
   TaskEventType,
   TaskState,
   ValidationError,
+  type TaskEventFeed,
   type TaskRecord,
   type VigilClient,
   type WireError,
@@ -34,7 +35,7 @@ import {
 import { eventStreamResponse, type EventSink } from './event-stream.js';
 import type { GatewayEnv } from './gateway-env.js';
 import type { CancelTarget, TaskCanceller } from './task-cancel.js';
-import { followTask } from './task-follow.js';
+import { closeFeed, followTask } from './task-follow.js';
 
 /** What a client has been shown of a stream: where in the events, and which text. */
 export interface StreamCursor {
@@ -127,6 +128,8 @@ export interface OpenAiStreamOptions {
   /** How long the task waits for its reader to come back, ms (0: stopped at once). */
   abandonGraceMs: number;
   task: CancelTarget;
+  /** The task's event feed, when the submission opened it. */
+  events?: Promise<TaskEventFeed>;
   /** Where a resumed stream starts; {@link START} for a new one. */
   from: StreamCursor;
   includeUsage: boolean;
@@ -150,15 +153,21 @@ interface Replay {
 async function produce(sink: EventSink, o: OpenAiStreamOptions): Promise<void> {
   const { task } = o;
   const stream = new ChunkWriter(sink, o.format, o.from, task.taskId);
-  if (o.from.seq === 0) await stream.start();
-  // The reader is back: a cancel its going away left pending is withdrawn.
-  else await o.canceller.resumed(task.taskId, task.region);
+  try {
+    if (o.from.seq === 0) await stream.start();
+    // The reader is back: a cancel its going away left pending is withdrawn.
+    else await o.canceller.resumed(task.taskId, task.region);
+  } catch (err) {
+    closeFeed(o.events);
+    throw err;
+  }
   const items = followTask(o.client, {
     taskId: task.taskId,
     region: task.region,
     tenant: task.tenant,
     afterSeq: o.from.seq,
     signal: sink.signal,
+    ...(o.events ? { feed: o.events } : {}),
   });
   let ended = false;
   try {

@@ -4,18 +4,24 @@
  * the task runs, fails fast when no actor could run
  * a synchronous call now, caps the deadline, and hands the task to `protocol/client.ts` in the
  * chosen region, spilling over to the next one only when a region refused it outright.
+ *
+ * A streamed task's event feed is opened while the task is published (its id is planned first),
+ * so the reader's consumer exists by the time the first token does: time to first token is then
+ * the publish and the model, not the publish, then the consumer, then the model.
  */
 import type { Context } from 'hono';
 import type { Logger } from 'pino';
 import {
   checkModelInput,
   ErrorCode,
+  plannedTaskId,
   PublishRefusedError,
   ValidationError,
   VigilError,
   type ModelDeployment,
   type Priority,
   type SubmitRequest,
+  type TaskEventFeed,
   type TaskRecord,
   type VigilClient,
 } from '../../protocol/index.js';
@@ -35,6 +41,8 @@ export interface TaskSubmission {
   waitMs: number;
   /** The caller streams the task's tokens: the actor publishes them as events. */
   stream?: boolean;
+  /** Open the task's event feed (after this sequence) while it is submitted. */
+  events?: { afterSeq: number };
 }
 
 /** What the routes get back from a submission. */
@@ -44,6 +52,8 @@ export interface SubmittedTask {
   region: string;
   duplicate: boolean;
   outcome?: TaskRecord;
+  /** The task's event feed, when the submission asked for it; the caller closes it. */
+  events?: Promise<TaskEventFeed>;
 }
 
 /** Hands the routes' submissions to NATS. */
@@ -95,9 +105,46 @@ export function createTaskSubmitter(deps: TaskSubmitterDeps): TaskSubmitter {
         throw noActorError(submission.model.name);
       }
       const request = submitRequest(c, submission, key, deps);
-      return submitAcrossRegions(deps, taskMetrics, request, route);
+      if (!submission.events) return submitAcrossRegions(deps, taskMetrics, request, route);
+      return submitWithEvents(deps, taskMetrics, request, route, submission.events.afterSeq);
     },
   };
+}
+
+/** Submits and opens the task's event feed at once, in the region the task is published to. */
+async function submitWithEvents(
+  deps: Pick<TaskSubmitterDeps, 'client' | 'logger'>,
+  taskMetrics: GatewayTaskMetrics,
+  request: RoutedRequest,
+  route: RoutePlan,
+  afterSeq: number,
+): Promise<SubmittedTask> {
+  const taskId = plannedTaskId(request.tenant, request.idempotencyKey);
+  const open = (region: string) =>
+    deps.client.events({ region, tenant: request.tenant, taskId, afterSeq });
+  const first = route.regions[0]!;
+  let events = open(first);
+  // Settled either way, so a refused open never goes unhandled while the publish runs.
+  events.catch(() => undefined);
+  let submitted: SubmittedTask;
+  try {
+    submitted = await submitAcrossRegions(deps, taskMetrics, { ...request, taskId }, route);
+  } catch (err) {
+    void events.then(
+      (feed) => feed.close(),
+      () => undefined,
+    );
+    throw err;
+  }
+  // A keyed retry's task, or a spill-over, may live in another region than planned.
+  if (submitted.region !== first) {
+    void events.then(
+      (feed) => feed.close(),
+      () => undefined,
+    );
+    events = open(submitted.region);
+  }
+  return { ...submitted, events };
 }
 
 /** The request's `Idempotency-Key`, if it sent one that is valid. */

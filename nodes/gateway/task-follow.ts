@@ -10,6 +10,7 @@ import {
   TaskState,
   type Cancellation,
   type TaskEvent,
+  type TaskEventFeed,
   type TaskRecord,
   type VigilClient,
 } from '../../protocol/index.js';
@@ -41,6 +42,8 @@ export interface FollowOptions {
   afterSeq: number;
   /** Ends the following (the client went away). */
   signal: AbortSignal;
+  /** The task's event feed, opened while it was submitted; opened here when not given. */
+  feed?: Promise<TaskEventFeed>;
 }
 
 /** The task's events, then its end; stops early (returns) when `options.signal` aborts. */
@@ -49,7 +52,8 @@ export async function* followTask(
   options: FollowOptions,
 ): AsyncGenerator<FollowedItem> {
   const { taskId, region, tenant, signal } = options;
-  const feed = await client.events({ region, tenant, taskId, afterSeq: options.afterSeq });
+  const feed = await (options.feed ??
+    client.events({ region, tenant, taskId, afterSeq: options.afterSeq }));
   const events = feed[Symbol.asyncIterator]();
   const aborted = new Promise<'aborted'>((resolve) => {
     if (signal.aborted) resolve('aborted');
@@ -98,6 +102,17 @@ export async function* followTask(
   } finally {
     feed.close();
   }
+}
+
+/**
+ * Closes a feed opened for a stream that ends before following it (`followTask` closes the feed
+ * it follows).
+ */
+export function closeFeed(feed: Promise<TaskEventFeed> | undefined): void {
+  void feed?.then(
+    (f) => f.close(),
+    () => undefined,
+  );
 }
 
 /** The task's record if it is final (and `tenant`'s) now; else nothing. */
