@@ -127,6 +127,8 @@ interface RunningSystem {
   pids: { server: number; worker?: number };
   /** Where the echoed input sits in a 200 answer. */
   echoOf(body: unknown): unknown;
+  /** The HTTP process's Prometheus endpoint, when it serves one. */
+  metricsUrl?: string;
   /** Stops every process of the system, by PID. Idempotent. */
   stop(): Promise<void>;
 }
@@ -378,13 +380,13 @@ const SYSTEMS: Record<SystemName, SystemDefinition> = {
 };
 
 /**
- * Vigil's gateway and actor host, with `telemetryEnv` on both and `actorEnv` on the actor host
- * (it serves `echo` with 64 at once unless that says otherwise).
+ * Vigil's gateway and actor host, with `nodeEnv` on both and `actorEnv` on the actor host (it
+ * serves `echo` with 64 at once unless that says otherwise).
  */
 async function startVigil(
   { nats, nc, config }: BenchContext,
   name: string,
-  telemetryEnv: Record<string, string>,
+  nodeEnv: Record<string, string>,
   actorEnv: Record<string, string> = {},
 ): Promise<RunningSystem> {
   await provisionRegion(nc, { region: REGION }, createBuiltinModels());
@@ -393,7 +395,7 @@ async function startVigil(
     NATS_URL: nats.url,
     VIGIL_REGION: REGION,
     VIGIL_LOG_LEVEL: 'warn',
-    ...telemetryEnv,
+    ...nodeEnv,
   };
   const { started, stopAll } = await startInOrder([
     () =>
@@ -426,6 +428,9 @@ async function startVigil(
     headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${apiKey}` },
     pids: { server: gateway!.pid, worker: actorHost!.pid },
     echoOf: (body) => (body as { result?: { echo?: unknown } }).result?.echo,
+    ...(typeof gateway!.ready['metricsUrl'] === 'string'
+      ? { metricsUrl: gateway!.ready['metricsUrl'] }
+      : {}),
     stop: onlyOnce(stopAll),
   };
 }
@@ -671,12 +676,13 @@ async function main(): Promise<number> {
         concurrencies: config.concurrencies,
         streamsHeld: config.streamsHeld,
         say,
-        startVigil: async (name, actorEnv) => {
-          const system = await startVigil(ctx, name, {}, actorEnv);
+        startVigil: async (name, env) => {
+          const system = await startVigil(ctx, name, env.gateway, env.actor);
           return {
             baseUrl: new URL(system.url).origin,
             headers: system.headers,
             gatewayPid: system.pids.server,
+            ...(system.metricsUrl ? { metricsUrl: system.metricsUrl } : {}),
             stop: () => system.stop(),
           };
         },

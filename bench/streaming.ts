@@ -4,7 +4,7 @@
  * streams), and the gateway's memory while it holds many streams open at once.
  *
  * Each cell's load comes from `stream-load.ts` in its own process. The held streams run on a model
- * paced at one token a second, so all of them are live (tokens flowing, consumers open) while
+ * paced at one token every 5 s, so all of them are live (tokens flowing, consumers open) while
  * the gateway's RSS is read; per stream is the growth over the same gateway idle, divided by the
  * count.
  */
@@ -17,13 +17,14 @@ import {
   type StreamLoadOptions,
   type StreamLoadSummary,
 } from './load-protocol.js';
+import { scrape } from '../long-runs/common/index.js';
 import { readRssKiB } from './process-sampler.js';
 import { fmt, layout } from './table.js';
 
 /** Tokens per answer in the time-to-first-token and throughput cells. */
 const STREAM_TOKENS = 64;
 /** The model's pace while streams are held: every stream stays live, the host stays cool. */
-const HELD_TOKEN_INTERVAL_MS = 1_000;
+const HELD_TOKEN_INTERVAL_MS = 5_000;
 /** Streams opened and held first, unmeasured, so the gateway's idle figure is a warm one. */
 const WARM_UP_STREAMS = 64;
 /** Aim: gateway memory per open stream, KiB. */
@@ -40,6 +41,8 @@ export interface StreamingSystem {
   baseUrl: string;
   headers: Record<string, string>;
   gatewayPid: number;
+  /** The gateway's Prometheus endpoint, when it serves one (for its V8 heap). */
+  metricsUrl?: string;
   stop(): Promise<void>;
 }
 
@@ -51,8 +54,11 @@ export interface StreamingContext {
   concurrencies: readonly number[];
   /** Streams held open for the memory cell. */
   streamsHeld: number;
-  /** Starts Vigil serving `ngram-chat` with `actorEnv` on its actor host. */
-  startVigil(name: string, actorEnv: Record<string, string>): Promise<StreamingSystem>;
+  /** Starts Vigil with `env.gateway` on its gateway and `env.actor` on its actor host. */
+  startVigil(
+    name: string,
+    env: { gateway: Record<string, string>; actor: Record<string, string> },
+  ): Promise<StreamingSystem>;
   say(text?: string): void;
 }
 
@@ -74,6 +80,10 @@ export interface HeldStreams {
   /** Peak gateway RSS while every stream was open, MiB. */
   heldRssMiB: number | null;
   kibPerStream: number | null;
+  /** The same for the gateway's V8 heap in use (what the streams' objects take, without slack). */
+  idleHeapMiB: number | null;
+  heldHeapMiB: number | null;
+  heapKibPerStream: number | null;
   outcomes: Record<string, number>;
   failure?: string;
 }
@@ -131,7 +141,11 @@ async function withVigil(
 ): Promise<void> {
   let system: StreamingSystem;
   try {
-    system = await ctx.startVigil(name, { VIGIL_MODELS: 'ngram-chat', ...actorEnv });
+    // The gateway serves its metrics for its heap figure (a Prometheus endpoint, as deployed).
+    system = await ctx.startVigil(name, {
+      gateway: { VIGIL_METRICS_PORT: '0' },
+      actor: { VIGIL_MODELS: 'ngram-chat', ...actorEnv },
+    });
   } catch (err) {
     results.failures.push(`${name}: failed to start: ${(err as Error).message}`);
     ctx.say(`  ${name}: failed to start: ${(err as Error).message}`);
@@ -207,16 +221,38 @@ async function cell(
   return result;
 }
 
-/** Median of a few RSS readings of `pid`, MiB, taken `RSS_SAMPLE_MS` apart. */
-async function steadyRssMiB(pid: number, samples: number): Promise<number | null> {
-  const readings: number[] = [];
+/** The gateway's memory now, MiB: RSS, and V8 heap in use when it serves metrics. */
+async function memoryMiB(system: StreamingSystem): Promise<{ rss?: number; heap?: number }> {
+  const kib = readRssKiB(system.gatewayPid);
+  const metrics = system.metricsUrl ? await scrape(system.metricsUrl) : undefined;
+  const heapBytes = metrics
+    ?.filter((s) => s.name === 'v8js_memory_heap_used')
+    .reduce((sum, s) => sum + s.value, 0);
+  return {
+    ...(kib === undefined ? {} : { rss: kib / 1024 }),
+    ...(heapBytes ? { heap: heapBytes / MIB } : {}),
+  };
+}
+
+const MIB = 1024 * 1024;
+const median = (xs: number[]): number | null =>
+  xs.length === 0 ? null : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const round1 = (x: number | null): number | null => (x === null ? null : Math.round(x * 10) / 10);
+
+/** Median of a few readings of the gateway's memory, taken `RSS_SAMPLE_MS` apart. */
+async function steadyMemoryMiB(
+  system: StreamingSystem,
+  samples: number,
+): Promise<{ rss: number | null; heap: number | null }> {
+  const rss: number[] = [];
+  const heap: number[] = [];
   for (let i = 0; i < samples; i++) {
-    const kib = readRssKiB(pid);
-    if (kib !== undefined) readings.push(kib / 1024);
+    const m = await memoryMiB(system);
+    if (m.rss !== undefined) rss.push(m.rss);
+    if (m.heap !== undefined) heap.push(m.heap);
     await new Promise((resolve) => setTimeout(resolve, RSS_SAMPLE_MS));
   }
-  readings.sort((a, b) => a - b);
-  return readings.length === 0 ? null : readings[Math.floor(readings.length / 2)]!;
+  return { rss: median(rss), heap: median(heap) };
 }
 
 async function holdStreams(ctx: StreamingContext, system: StreamingSystem): Promise<HeldStreams> {
@@ -229,15 +265,25 @@ async function holdStreams(ctx: StreamingContext, system: StreamingSystem): Prom
     idleRssMiB: null,
     heldRssMiB: null,
     kibPerStream: null,
+    idleHeapMiB: null,
+    heldHeapMiB: null,
+    heapKibPerStream: null,
     outcomes: {},
   };
   try {
     await runStreamLoad(ctx, loadOptions(ctx, 'hold', WARM_UP_STREAMS, system, tokens, 2));
-    held.idleRssMiB = await steadyRssMiB(system.gatewayPid, 5);
-    let peakKiB = 0;
+    const idle = await steadyMemoryMiB(system, 5);
+    held.idleRssMiB = round1(idle.rss);
+    held.idleHeapMiB = round1(idle.heap);
+    // Peaks over the hold: a capacity plan needs the most a stream takes.
+    let peakRss = 0;
+    let peakHeap = 0;
     let sampler: NodeJS.Timeout | undefined;
     const sample = (): void => {
-      peakKiB = Math.max(peakKiB, readRssKiB(system.gatewayPid) ?? 0);
+      void memoryMiB(system).then((m) => {
+        peakRss = Math.max(peakRss, m.rss ?? 0);
+        peakHeap = Math.max(peakHeap, m.heap ?? 0);
+      });
     };
     const load = await runStreamLoad(
       ctx,
@@ -252,12 +298,14 @@ async function holdStreams(ctx: StreamingContext, system: StreamingSystem): Prom
     clearInterval(sampler);
     held.outcomes = load.outcomes;
     held.openSeconds = load.seconds;
-    if (load.errors > 0 || peakKiB === 0) {
+    if (load.errors > 0 || peakRss === 0) {
       held.failure = `${load.errors} of ${load.count} streams were not held open (${JSON.stringify(load.outcomes)})`;
     } else {
-      held.heldRssMiB = Math.round((peakKiB / 1024) * 10) / 10;
-      if (held.idleRssMiB !== null) {
-        held.kibPerStream = Math.round(((held.heldRssMiB - held.idleRssMiB) * 1024) / n);
+      held.heldRssMiB = round1(peakRss);
+      if (idle.rss !== null) held.kibPerStream = Math.round(((peakRss - idle.rss) * 1024) / n);
+      if (peakHeap > 0 && idle.heap !== null) {
+        held.heldHeapMiB = round1(peakHeap);
+        held.heapKibPerStream = Math.round(((peakHeap - idle.heap) * 1024) / n);
       }
     }
   } catch (err) {
@@ -266,8 +314,10 @@ async function holdStreams(ctx: StreamingContext, system: StreamingSystem): Prom
   ctx.say(
     `  vigil holding ${n} streams: ` +
       (held.kibPerStream !== null
-        ? `gateway RSS ${held.idleRssMiB?.toFixed(1)} MiB idle, ${held.heldRssMiB} MiB held: ` +
-          `${held.kibPerStream} KiB per stream (all open in ${held.openSeconds} s)`
+        ? `gateway RSS ${held.idleRssMiB} MiB idle, ${held.heldRssMiB} MiB held: ` +
+          `${held.kibPerStream} KiB per stream; V8 heap ${held.idleHeapMiB} -> ` +
+          `${held.heldHeapMiB} MiB, ${held.heapKibPerStream} KiB per stream ` +
+          `(all open in ${held.openSeconds} s)`
         : 'no figures') +
       (held.failure ? ` -- FAILED: ${held.failure}` : ''),
   );
@@ -328,7 +378,8 @@ export function renderStreaming(results: StreamingResults): string[] {
         (h.kibPerStream === null
           ? `no figures${h.failure ? ` (${h.failure})` : ''}`
           : `RSS ${fmt(h.idleRssMiB, 1)} MiB idle, ${fmt(h.heldRssMiB, 1)} MiB peak held, ` +
-            `${h.kibPerStream} KiB per stream${aim}`),
+            `${h.kibPerStream} KiB per stream${aim}; V8 heap in use ${fmt(h.idleHeapMiB, 1)} -> ` +
+            `${fmt(h.heldHeapMiB, 1)} MiB, ${h.heapKibPerStream ?? '-'} KiB per stream`),
     );
   }
   return lines;
