@@ -590,6 +590,9 @@ const lastEventId = fc.oneof(
     '5.1.10.zzzzzzz',
     '5.1.10.zzzzzzzz',
     '1.999999.999999999.a',
+    '3.1.0.0.1',
+    '3.1.4.abc.7',
+    '3.1.4.abc.9999',
     ' 1',
     '1.1.1.1' + 'x'.repeat(5000),
   ),
@@ -628,8 +631,9 @@ function streamCases(): fc.Arbitrary<HttpCase> {
       lastEventId: fc.option(lastEventId, { nil: undefined }),
       includeUsage: fc.constantFrom('true', 'false', 'null', '"yes"', undefined),
       stream: fc.constantFrom('true', 'true', 'false'),
+      n: fc.constantFrom(undefined, '1', '2', '3', '9'),
     })
-    .map(({ key, lastEventId: id, includeUsage, stream }) => ({
+    .map(({ key, lastEventId: id, includeUsage, stream, n }) => ({
       route: 'chat',
       method: 'POST',
       path: '/v1/chat/completions',
@@ -637,6 +641,7 @@ function streamCases(): fc.Arbitrary<HttpCase> {
         model: '"ngram-chat"',
         messages: '[{"role":"user","content":"stream the sea"}]',
         max_tokens: '12',
+        n,
         stream,
         stream_options:
           includeUsage === undefined ? undefined : `{"include_usage":${includeUsage}}`,
