@@ -151,3 +151,28 @@ export const streamLoadSummarySchema = z.object({
   tokensPerSecond: z.number().min(0),
   cpuPercent: z.number().min(0),
 });
+
+/** A load generator's options, from its one command-line argument (JSON), checked by `schema`. */
+export function parseGeneratorArgs<T>(
+  argv: readonly string[],
+  schema: z.ZodType<T>,
+  script: string,
+): T {
+  const raw = argv[2];
+  if (raw === undefined) throw new Error(`usage: ${script} '<options as JSON>'`);
+  const parsed = schema.safeParse(JSON.parse(raw));
+  if (!parsed.success) throw new Error(`${script}: bad options: ${parsed.error.message}`);
+  return parsed.data;
+}
+
+/** Nearest-rank percentile of an ascending array; `null` when it is empty. */
+export function percentile(sorted: Float64Array, q: number): number | null {
+  if (sorted.length === 0) return null;
+  const rank = Math.min(sorted.length, Math.max(1, Math.ceil(q * sorted.length)));
+  return sorted[rank - 1] ?? null;
+}
+
+/** Rounds to microseconds: more digits than that is noise in a JSON line. */
+export function ms3(value: number | null): number | null {
+  return value === null ? null : Math.round(value * 1000) / 1000;
+}

@@ -14,6 +14,9 @@ import { hrtime } from 'node:process';
 import {
   loadOptionsSchema,
   MEASURING_LINE,
+  ms3,
+  parseGeneratorArgs,
+  percentile,
   type LoadOptions,
   type LoadSummary,
 } from './load-protocol.js';
@@ -23,26 +26,6 @@ const NS_PER_S = 1e9;
 
 /** What one request came to: an HTTP status, or why there was none. */
 type Outcome = { type: 'status'; status: number } | { type: 'failed'; reason: string };
-
-function parseArgs(argv: readonly string[]): LoadOptions {
-  const raw = argv[2];
-  if (raw === undefined) throw new Error("usage: load.ts '<options as JSON>'");
-  const parsed = loadOptionsSchema.safeParse(JSON.parse(raw));
-  if (!parsed.success) throw new Error(`load.ts: bad options: ${parsed.error.message}`);
-  return parsed.data;
-}
-
-/** Nearest-rank percentile of an ascending array; `null` when it is empty. */
-function percentile(sorted: Float64Array, q: number): number | null {
-  if (sorted.length === 0) return null;
-  const rank = Math.min(sorted.length, Math.max(1, Math.ceil(q * sorted.length)));
-  return sorted[rank - 1] ?? null;
-}
-
-/** Rounds to microseconds: more digits than that is noise in a JSON line. */
-function ms3(value: number | null): number | null {
-  return value === null ? null : Math.round(value * 1000) / 1000;
-}
 
 async function run(options: LoadOptions): Promise<LoadSummary> {
   const url = new URL(options.url);
@@ -135,7 +118,7 @@ async function run(options: LoadOptions): Promise<LoadSummary> {
 }
 
 try {
-  const summary = await run(parseArgs(process.argv));
+  const summary = await run(parseGeneratorArgs(process.argv, loadOptionsSchema, 'load.ts'));
   process.stdout.write(`${JSON.stringify(summary)}\n`);
 } catch (err) {
   process.stderr.write(`load: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -22,6 +22,9 @@ import { createParser } from 'eventsource-parser';
 import { createNgramChatModel } from '../actors/index.js';
 import {
   MEASURING_LINE,
+  ms3,
+  parseGeneratorArgs,
+  percentile,
   STREAMS_OPEN_LINE,
   streamLoadOptionsSchema,
   streamRequest,
@@ -40,25 +43,6 @@ interface StreamOutcome {
   ttftMs?: number;
   /** Completion tokens the stream carried (its usage chunk). */
   tokens: number;
-}
-
-function parseArgs(argv: readonly string[]): StreamLoadOptions {
-  const raw = argv[2];
-  if (raw === undefined) throw new Error("usage: stream-load.ts '<options as JSON>'");
-  const parsed = streamLoadOptionsSchema.safeParse(JSON.parse(raw));
-  if (!parsed.success) throw new Error(`stream-load.ts: bad options: ${parsed.error.message}`);
-  return parsed.data;
-}
-
-/** Nearest-rank percentile of an ascending array; `null` when it is empty. */
-function percentile(sorted: Float64Array, q: number): number | null {
-  if (sorted.length === 0) return null;
-  const rank = Math.min(sorted.length, Math.max(1, Math.ceil(q * sorted.length)));
-  return sorted[rank - 1] ?? null;
-}
-
-function ms3(value: number | null): number | null {
-  return value === null ? null : Math.round(value * 1000) / 1000;
 }
 
 /**
@@ -290,7 +274,9 @@ async function run(o: StreamLoadOptions): Promise<StreamLoadSummary> {
 }
 
 try {
-  const summary = await run(parseArgs(process.argv));
+  const summary = await run(
+    parseGeneratorArgs(process.argv, streamLoadOptionsSchema, 'stream-load.ts'),
+  );
   process.stdout.write(`${JSON.stringify(summary)}\n`);
 } catch (err) {
   process.stderr.write(`stream-load: ${err instanceof Error ? err.message : String(err)}\n`);
