@@ -5,9 +5,13 @@
  *
  * Each cell's load comes from `stream-load.ts` in its own process. The held streams run on a model
  * paced at one token every 5 s, so all of them are live (tokens flowing, consumers open) while
- * the gateway's RSS is read; per stream is the growth over the same gateway idle, divided by the
- * count.
+ * the gateway's memory is read; per stream is the growth over the same gateway idle, divided by
+ * the count, three ways: RSS (what the machine gives, with the V8 heap's room to grow and what
+ * the collector has not taken back yet), V8 heap in use (the same, without the room), and the live
+ * heap (a heap snapshot, which collects first: what the streams' objects really hold).
  */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runGenerator } from './child-process.js';
 import {
@@ -43,6 +47,8 @@ export interface StreamingSystem {
   gatewayPid: number;
   /** The gateway's Prometheus endpoint, when it serves one (for its V8 heap). */
   metricsUrl?: string;
+  /** Where the gateway writes a heap snapshot on `SIGUSR2`, when it does. */
+  snapshotDir?: string;
   stop(): Promise<void>;
 }
 
@@ -84,6 +90,10 @@ export interface HeldStreams {
   idleHeapMiB: number | null;
   heldHeapMiB: number | null;
   heapKibPerStream: number | null;
+  /** The same for its live heap: the self sizes in a heap snapshot, taken after a collection. */
+  idleLiveMiB: number | null;
+  heldLiveMiB: number | null;
+  liveKibPerStream: number | null;
   outcomes: Record<string, number>;
   failure?: string;
 }
@@ -140,21 +150,28 @@ async function withVigil(
   use: (system: StreamingSystem) => Promise<void>,
 ): Promise<void> {
   let system: StreamingSystem;
+  // The gateway serves its metrics (a Prometheus endpoint, as deployed) for its heap in use, and
+  // writes a heap snapshot when asked, for its live heap.
+  const snapshotDir = mkdtempSync(join(tmpdir(), 'vigil-bench-heap-'));
   try {
-    // The gateway serves its metrics for its heap figure (a Prometheus endpoint, as deployed).
     system = await ctx.startVigil(name, {
-      gateway: { VIGIL_METRICS_PORT: '0' },
+      gateway: {
+        VIGIL_METRICS_PORT: '0',
+        NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${snapshotDir}`,
+      },
       actor: { VIGIL_MODELS: 'ngram-chat', ...actorEnv },
     });
   } catch (err) {
+    rmSync(snapshotDir, { recursive: true, force: true });
     results.failures.push(`${name}: failed to start: ${(err as Error).message}`);
     ctx.say(`  ${name}: failed to start: ${(err as Error).message}`);
     return;
   }
   try {
-    await use(system);
+    await use({ ...system, snapshotDir });
   } finally {
     await system.stop();
+    rmSync(snapshotDir, { recursive: true, force: true });
   }
 }
 
@@ -239,6 +256,50 @@ const median = (xs: number[]): number | null =>
   xs.length === 0 ? null : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const round1 = (x: number | null): number | null => (x === null ? null : Math.round(x * 10) / 10);
 
+/**
+ * The gateway's live heap, MiB: it writes a heap snapshot on `SIGUSR2` (collecting first) into
+ * `snapshotDir`, and the sum of its objects' self sizes is what is alive. `null` when the gateway
+ * takes no snapshots or none comes in time.
+ */
+async function liveHeapMiB(system: StreamingSystem): Promise<number | null> {
+  const dir = system.snapshotDir;
+  if (!dir) return null;
+  const before = new Set(readdirSync(dir));
+  process.kill(system.gatewayPid, 'SIGUSR2');
+  const deadline = Date.now() + SNAPSHOT_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    const file = readdirSync(dir).find((name) => !before.has(name));
+    if (!file) continue;
+    try {
+      // Written in one go; it parses once it is whole.
+      const bytes = liveBytes(JSON.parse(readFileSync(join(dir, file), 'utf8')) as HeapSnapshot);
+      rmSync(join(dir, file), { force: true });
+      return bytes / MIB;
+    } catch {
+      continue;
+    }
+  }
+  return null;
+}
+
+const SNAPSHOT_TIMEOUT_MS = 30_000;
+
+/** The parts of V8's heap snapshot format read here. */
+interface HeapSnapshot {
+  snapshot: { meta: { node_fields: string[] } };
+  nodes: number[];
+}
+
+/** The sum of the self sizes of a snapshot's nodes. */
+function liveBytes(s: HeapSnapshot): number {
+  const fields = s.snapshot.meta.node_fields;
+  const size = fields.indexOf('self_size');
+  let total = 0;
+  for (let i = size; i < s.nodes.length; i += fields.length) total += s.nodes[i]!;
+  return total;
+}
+
 /** Median of a few readings of the gateway's memory, taken `RSS_SAMPLE_MS` apart. */
 async function steadyMemoryMiB(
   system: StreamingSystem,
@@ -268,6 +329,9 @@ async function holdStreams(ctx: StreamingContext, system: StreamingSystem): Prom
     idleHeapMiB: null,
     heldHeapMiB: null,
     heapKibPerStream: null,
+    idleLiveMiB: null,
+    heldLiveMiB: null,
+    liveKibPerStream: null,
     outcomes: {},
   };
   try {
@@ -275,6 +339,7 @@ async function holdStreams(ctx: StreamingContext, system: StreamingSystem): Prom
     const idle = await steadyMemoryMiB(system, 5);
     held.idleRssMiB = round1(idle.rss);
     held.idleHeapMiB = round1(idle.heap);
+    const idleLive = await liveHeapMiB(system);
     // Peaks over the hold: a capacity plan needs the most a stream takes.
     let peakRss = 0;
     let peakHeap = 0;
@@ -285,6 +350,7 @@ async function holdStreams(ctx: StreamingContext, system: StreamingSystem): Prom
         peakHeap = Math.max(peakHeap, m.heap ?? 0);
       });
     };
+    let heldLive: Promise<number | null> = Promise.resolve(null);
     const load = await runStreamLoad(
       ctx,
       loadOptions(ctx, 'hold', n, system, tokens, ctx.seconds),
@@ -292,10 +358,19 @@ async function holdStreams(ctx: StreamingContext, system: StreamingSystem): Prom
         [STREAMS_OPEN_LINE]: () => {
           sample();
           sampler = setInterval(sample, RSS_SAMPLE_MS);
+          // Halfway through the hold, every stream open and settled, the live heap; the RSS and
+          // heap peaks are of the first half (a snapshot costs memory of its own).
+          heldLive = new Promise((resolve) => setTimeout(resolve, (ctx.seconds * 1000) / 2)).then(
+            () => {
+              clearInterval(sampler);
+              return liveHeapMiB(system);
+            },
+          );
         },
       },
     );
     clearInterval(sampler);
+    const live = await heldLive;
     held.outcomes = load.outcomes;
     held.openSeconds = load.seconds;
     if (load.errors > 0 || peakRss === 0) {
@@ -307,6 +382,11 @@ async function holdStreams(ctx: StreamingContext, system: StreamingSystem): Prom
         held.heldHeapMiB = round1(peakHeap);
         held.heapKibPerStream = Math.round(((peakHeap - idle.heap) * 1024) / n);
       }
+      if (live !== null && idleLive !== null) {
+        held.idleLiveMiB = round1(idleLive);
+        held.heldLiveMiB = round1(live);
+        held.liveKibPerStream = Math.round(((live - idleLive) * 1024) / n);
+      }
     }
   } catch (err) {
     held.failure = (err as Error).message;
@@ -316,8 +396,9 @@ async function holdStreams(ctx: StreamingContext, system: StreamingSystem): Prom
       (held.kibPerStream !== null
         ? `gateway RSS ${held.idleRssMiB} MiB idle, ${held.heldRssMiB} MiB held: ` +
           `${held.kibPerStream} KiB per stream; V8 heap ${held.idleHeapMiB} -> ` +
-          `${held.heldHeapMiB} MiB, ${held.heapKibPerStream} KiB per stream ` +
-          `(all open in ${held.openSeconds} s)`
+          `${held.heldHeapMiB} MiB, ${held.heapKibPerStream} KiB per stream; live heap ` +
+          `${held.idleLiveMiB} -> ${held.heldLiveMiB} MiB, ${held.liveKibPerStream} KiB per ` +
+          `stream (all open in ${held.openSeconds} s)`
         : 'no figures') +
       (held.failure ? ` -- FAILED: ${held.failure}` : ''),
   );
@@ -370,16 +451,18 @@ export function renderStreaming(results: StreamingResults): string[] {
   const h = results.held;
   if (h) {
     const aim =
-      h.kibPerStream === null
+      h.liveKibPerStream === null
         ? ''
-        : ` (aim <= ${TARGET_KIB_PER_STREAM} KiB: ${h.kibPerStream <= TARGET_KIB_PER_STREAM ? 'met' : 'NOT met'})`;
+        : ` (aim <= ${TARGET_KIB_PER_STREAM} KiB: ${h.liveKibPerStream <= TARGET_KIB_PER_STREAM ? 'met' : 'NOT met'})`;
     lines.push(
       `  gateway memory with ${h.streams} open streams: ` +
         (h.kibPerStream === null
           ? `no figures${h.failure ? ` (${h.failure})` : ''}`
-          : `RSS ${fmt(h.idleRssMiB, 1)} MiB idle, ${fmt(h.heldRssMiB, 1)} MiB peak held, ` +
-            `${h.kibPerStream} KiB per stream${aim}; V8 heap in use ${fmt(h.idleHeapMiB, 1)} -> ` +
-            `${fmt(h.heldHeapMiB, 1)} MiB, ${h.heapKibPerStream ?? '-'} KiB per stream`),
+          : `live heap ${fmt(h.idleLiveMiB, 1)} -> ${fmt(h.heldLiveMiB, 1)} MiB, ` +
+            `${h.liveKibPerStream ?? '-'} KiB per stream${aim}; V8 heap in use ` +
+            `${fmt(h.idleHeapMiB, 1)} -> ${fmt(h.heldHeapMiB, 1)} MiB peak, ` +
+            `${h.heapKibPerStream ?? '-'} KiB per stream; RSS ${fmt(h.idleRssMiB, 1)} -> ` +
+            `${fmt(h.heldRssMiB, 1)} MiB peak, ${h.kibPerStream} KiB per stream`),
     );
   }
   return lines;
