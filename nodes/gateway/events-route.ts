@@ -118,6 +118,7 @@ function eventView(event: TaskEvent): Record<string, unknown> {
     ...(event.text === undefined ? {} : { text: event.text }),
     ...(event.index === undefined ? {} : { index: event.index }),
     ...(event.tokens === undefined ? {} : { tokens: event.tokens }),
+    ...(event.choice === undefined ? {} : { choice: event.choice }),
     ...(event.progress === undefined ? {} : { progress: event.progress }),
     ...(event.retryInMs === undefined ? {} : { retry_in_ms: event.retryInMs }),
     ...(event.error === undefined ? {} : { error: event.error }),

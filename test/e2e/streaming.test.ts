@@ -163,6 +163,26 @@ describe('native event stream', () => {
     }
   });
 
+  test("several answers' tokens name their answer; the final task has them all", async () => {
+    const res = await streamInfer({
+      ...chat,
+      params: { ...chat.params, n: 2, temperature: 1 },
+      stream: true,
+    });
+    const { events } = await readEvents(res);
+    const tokens = events.filter((e) => e.event === 'token').map(dataOf);
+    const textOf = (choice: number) =>
+      tokens
+        .filter((t) => (t['choice'] ?? 0) === choice)
+        .map((t) => String(t['text']))
+        .join('');
+    const result = dataOf(events.at(-1)!)['result'] as { choices: { text: string }[] };
+    assert.equal(result.choices.length, 2);
+    assert.equal(textOf(0), result.choices[0]!.text);
+    assert.equal(textOf(1), result.choices[1]!.text);
+    assert.ok(tokens.some((t) => t['choice'] === 1));
+  });
+
   test('a reader that finishes or goes away leaves no consumer behind', async () => {
     // A stream holds at most 1,000 consumers: readers must not outlive their streams.
     const nc = await edge.connect();
