@@ -220,8 +220,12 @@ class ChunkWriter {
   async token(attempt: number, choice: number, text: string, seq: number): Promise<boolean> {
     const shown = this.#shown;
     if (shown.attempt === 0 || attempt === shown.attempt) {
+      if (choice >= this.format.choices) {
+        await sendError(this.sink, otherRequestError(this.taskId, this.format.choices));
+        return false;
+      }
       // Answers come one after another: an earlier answer's text now breaks the contract.
-      if (choice < shown.choice || choice >= this.format.choices) {
+      if (choice < shown.choice) {
         await sendError(this.sink, outOfOrderError(this.taskId, choice));
         return false;
       }
@@ -258,7 +262,11 @@ class ChunkWriter {
       return;
     }
     const final = this.format.finalChoices(record);
-    if (!final || final.length !== this.format.choices || this.#shown.choice >= final.length) {
+    if (final && final.length !== this.format.choices) {
+      await sendError(this.sink, otherRequestError(this.taskId, this.format.choices));
+      return;
+    }
+    if (!final || this.#shown.choice >= final.length) {
       await sendError(this.sink, {
         code: ErrorCode.Internal,
         message: `model '${record.model}' returned a result that does not match its kind's output`,
@@ -322,6 +330,20 @@ class ChunkWriter {
 /** The error chunk OpenAI clients raise (`APIError`), then the stream ends. */
 async function sendError(sink: EventSink, error: WireError): Promise<void> {
   await sink.send({ data: JSON.stringify({ error: { ...error, type: error.code } }) });
+}
+
+/**
+ * The stream's key names a task that asked for another number of answers: the key was used for
+ * another request (the task it names is the truth, and stays readable by id).
+ */
+function otherRequestError(taskId: string, asked: number): WireError {
+  return {
+    code: ErrorCode.Conflict,
+    message:
+      `this request asks for ${asked} answer${asked === 1 ? '' : 's'}, but its Idempotency-Key ` +
+      `names task ${taskId}, made by another request; GET /v1/tasks/${taskId} has its answers`,
+    retryable: false,
+  };
 }
 
 function outOfOrderError(taskId: string, choice: number): WireError {

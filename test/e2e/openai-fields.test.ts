@@ -277,6 +277,18 @@ describe('several answers (n)', () => {
       );
       assert.equal(resumed.events.at(-1)?.data, '[DONE]');
     }
+    // The key reused by a request for another number of answers: a typed conflict, not text.
+    const other = await edge.request('/v1/chat/completions', {
+      method: 'POST',
+      body: JSON.stringify({ ...ask, n: 1, stream: true }),
+      headers: { 'Idempotency-Key': key },
+    });
+    const ended = await readEvents(other);
+    const error = (
+      JSON.parse(ended.events.at(-1)!.data) as { error: { code: string; message: string } }
+    ).error;
+    assert.equal(error.code, 'conflict', JSON.stringify(ended.events));
+    assert.match(error.message, /Idempotency-Key/);
     // A cursor naming an answer the request does not have is a 400.
     const res = await post('1.1.0.0.5');
     assert.equal(res.status, 400);
