@@ -90,6 +90,20 @@ function connect(): { host: HostPort; spec: Promise<ExecutorSpec> } | undefined 
   return undefined;
 }
 
+/** What run `message` hands its model: the abort signal, and tokens and progress to the host. */
+function runContext(host: HostPort, message: RunMessage, signal: AbortSignal): ModelRunContext {
+  const { id } = message;
+  return {
+    signal,
+    onToken: message.tokens
+      ? (token, choice) => host.send({ type: 'token', id, token, ...(choice ? { choice } : {}) })
+      : undefined,
+    onProgress: message.progress
+      ? (fraction, text) => host.send({ type: 'progress', id, fraction, message: text })
+      : undefined,
+  };
+}
+
 async function serve(host: HostPort, specPromise: Promise<ExecutorSpec>): Promise<void> {
   const spec = await specPromise;
   let runtime: ModelRuntime;
@@ -138,15 +152,7 @@ async function serve(host: HostPort, specPromise: Promise<ExecutorSpec>): Promis
     const untilDeadline = message.deadline - Date.now();
     const timer =
       untilDeadline <= MAX_TIMER_MS ? setTimeout(() => abort.abort(), untilDeadline) : undefined;
-    const ctx: ModelRunContext = {
-      signal: abort.signal,
-      onToken: message.tokens
-        ? (token, choice) => host.send({ type: 'token', id, token, ...(choice ? { choice } : {}) })
-        : undefined,
-      onProgress: message.progress
-        ? (fraction, text) => host.send({ type: 'progress', id, fraction, message: text })
-        : undefined,
-    };
+    const ctx = runContext(host, message, abort.signal);
     runtime.run(message.input, params, ctx).then(
       (value) => {
         finish();
