@@ -42,29 +42,45 @@ export function isStale(beat: ActorHeartbeat, now = Date.now()): boolean {
   return !isHeartbeatFresh(beat, now);
 }
 
-/** Watches `vigil-actors-<region>`. */
+/**
+ * Watches `vigil-actors-<region>`: every beat as it is written (a core subscription to the
+ * bucket's subjects), after the beats already there. Not a KV watch: the bucket keeps one beat
+ * per actor, and a watch that lags behind a quick change (open, half-open, closed) skips the
+ * beats written meanwhile, which a test waiting for one of them would then never see.
+ */
 export async function watchHeartbeats(nc: NatsConnection, region: string): Promise<HeartbeatWatch> {
-  const kv = await new Kvm(nc).open(assetNames.actorBucket(region));
+  const bucket = assetNames.actorBucket(region);
+  const kv = await new Kvm(nc).open(bucket);
   const latest = new Map<string, SeenBeat>();
   const history: SeenBeat[] = [];
   const waiters = new Set<(seen: SeenBeat) => void>();
-  const watch = await kv.watch({ ignoreDeletes: true });
-  void (async () => {
-    for await (const entry of watch) {
-      if (entry.operation !== 'PUT') continue;
-      let beat: ActorHeartbeat;
-      try {
-        beat = decodeAs(actorHeartbeatSchema, entry.value, 'heartbeat');
-      } catch {
-        continue;
-      }
-      const seen = { beat, previous: latest.get(beat.actorId)?.beat, seenAt: Date.now() };
-      latest.set(beat.actorId, seen);
-      history.push(seen);
-      if (history.length > HISTORY_LIMIT) history.shift();
-      for (const waiter of [...waiters]) waiter(seen);
+  const see = (data: Uint8Array): void => {
+    let beat: ActorHeartbeat;
+    try {
+      beat = decodeAs(actorHeartbeatSchema, data, 'heartbeat');
+    } catch {
+      return; // a delete or purge marker, or junk
     }
-  })().catch(() => undefined);
+    const before = latest.get(beat.actorId)?.beat;
+    // The beats already there may arrive after a newer one: an older beat changes nothing.
+    if (before && before.at > beat.at) return;
+    const seen = { beat, previous: before, seenAt: Date.now() };
+    latest.set(beat.actorId, seen);
+    history.push(seen);
+    if (history.length > HISTORY_LIMIT) history.shift();
+    for (const waiter of [...waiters]) waiter(seen);
+  };
+  const sub = nc.subscribe(`$KV.${bucket}.>`, {
+    callback: (err, msg) => {
+      if (!err) see(msg.data);
+    },
+  });
+  await nc.flush();
+  for await (const key of await kv.keys()) {
+    const entry = await kv.get(key);
+    if (entry?.operation === 'PUT') see(entry.value);
+  }
+  const watch = { stop: () => sub.unsubscribe() };
 
   return {
     latest: () => [...latest.values()],
