@@ -20,13 +20,12 @@ import { decodeAs, taskEventSchema, type TaskEvent } from './envelopes.js';
 import { ErrorCode, RetryableError } from './errors.js';
 import { subjects } from './subjects.js';
 
-/** Events a feed pulls at a time: its whole buffer. */
-const PULL_BATCH = 8;
 /**
- * How long the server keeps a feed's consumer after its reader went silent, ms: a reader that
- * died without closing leaves nothing behind for long.
+ * Events a feed pulls at a time: its whole buffer. (A reader that dies without closing leaves its
+ * consumer to the 5 minutes of inactivity nats.js gives every ordered consumer; one that closes
+ * deletes it at once.)
  */
-const INACTIVE_THRESHOLD_MS = 30_000;
+const PULL_BATCH = 8;
 
 /** One event with its place in the event stream (its SSE id). */
 export interface SequencedEvent {
@@ -62,7 +61,6 @@ export async function openTaskEventFeed(
       ...(afterSeq > 0
         ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: afterSeq + 1 }
         : { deliver_policy: DeliverPolicy.All }),
-      inactive_threshold: INACTIVE_THRESHOLD_MS,
     })
     .catch((err: unknown) => {
       throw tooManyReaders(err) ?? err;
