@@ -6,8 +6,8 @@
  * chosen region, spilling over to the next one only when a region refused it outright.
  *
  * A streamed task's event feed is opened while the task is published (its id is planned first),
- * so the reader's consumer exists by the time the first token does: time to first token is then
- * the publish and the model, not the publish, then the consumer, then the model.
+ * not after it: the consumer's round trips overlap the publish's instead of following it (they
+ * still end after the first token is made; `bench/README.md` has the times).
  */
 import type { Context } from 'hono';
 import type { Logger } from 'pino';
