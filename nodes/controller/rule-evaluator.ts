@@ -1,9 +1,9 @@
 /**
  * One evaluation of the alert rules against what the observer sampled, while this controller
  * leads. Each (rule, subject) moves through: condition holds -> pending for `forMs` -> firing ->
- * condition clear for `keepFiringForMs` -> resolved. A subject no longer observed resolves too,
- * unless its region could not be read this time. What firing and resolving do is
- * `firing-alerts.ts`.
+ * condition clear for `keepFiringForMs` -> resolved. A subject no longer observed (an actor
+ * drained and forgotten) counts as clear: it resolves after the same `keepFiringForMs`, unless
+ * its region could not be read this time. What firing and resolving do is `firing-alerts.ts`.
  */
 import { alertKey, type RuleState } from './alert-state.js';
 import type { FiringAlerts } from './firing-alerts.js';
@@ -73,7 +73,7 @@ class RuleEvaluatorImpl implements RuleEvaluator {
         if (!lease.isLeader()) return;
       }
     }
-    await this.#resolveUnobserved(observed, present);
+    await this.#resolveUnobserved(observed, present, now);
   }
 
   /** Moves one (rule, subject) along by whether its condition holds now. */
@@ -110,13 +110,20 @@ class RuleEvaluatorImpl implements RuleEvaluator {
    * Subjects no longer observed: an actor forgotten, a consumer removed. A region that could not
    * be read this time keeps its alerts until it can.
    */
-  async #resolveUnobserved(observed: readonly Observed[], present: Set<string>): Promise<void> {
+  async #resolveUnobserved(
+    observed: readonly Observed[],
+    present: Set<string>,
+    now: number,
+  ): Promise<void> {
     const unread = new Set(unreadRegions(observed, this.#deps.regions));
     for (const [key, state] of this.#states) {
       if (present.has(key)) continue;
       if (state.subject.scope !== Scope.Actor && unread.has(state.subject.region)) continue;
       if (state.firing) {
         state.lastValue = null;
+        // Gone is clear: the same hysteresis as a condition that stopped holding.
+        state.clearSince ??= now;
+        if (now - state.clearSince < state.rule.keepFiringForMs) continue;
         if (!(await this.#deps.firing.resolve(key, state))) continue;
       }
       this.#states.delete(key);
