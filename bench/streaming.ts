@@ -22,7 +22,7 @@ import {
   type StreamLoadSummary,
 } from './load-protocol.js';
 import { scrape } from '../long-runs/common/index.js';
-import { readRssKiB } from './process-sampler.js';
+import { readRssKiB, RSS_SAMPLE_INTERVAL_MS } from './process-sampler.js';
 import { fmt, layout } from './table.js';
 
 /** Tokens per answer in the time-to-first-token and throughput cells. */
@@ -32,12 +32,11 @@ const HELD_TOKEN_INTERVAL_MS = 5_000;
 /** Streams opened and held first, unmeasured, so the gateway's idle figure is a warm one. */
 const WARM_UP_STREAMS = 64;
 /** Aim: gateway memory per open stream, KiB. */
-export const TARGET_KIB_PER_STREAM = 64;
+const TARGET_KIB_PER_STREAM = 64;
 /** Aim: time to first token through the gateway, above the in-process model's, at p50, ms. */
-export const TARGET_TTFT_OVERHEAD_MS = 2;
+const TARGET_TTFT_OVERHEAD_MS = 2;
 /** A stream slower than this is abandoned and counted as an error, ms. */
 const STREAM_TIMEOUT_MS = 60_000;
-const RSS_SAMPLE_MS = 500;
 
 /** A Vigil system the streaming cells run against. */
 export interface StreamingSystem {
@@ -300,7 +299,7 @@ function liveBytes(s: HeapSnapshot): number {
   return total;
 }
 
-/** Median of a few readings of the gateway's memory, taken `RSS_SAMPLE_MS` apart. */
+/** Median of a few readings of the gateway's memory, taken `RSS_SAMPLE_INTERVAL_MS` apart. */
 async function steadyMemoryMiB(
   system: StreamingSystem,
   samples: number,
@@ -311,7 +310,7 @@ async function steadyMemoryMiB(
     const m = await memoryMiB(system);
     if (m.rss !== undefined) rss.push(m.rss);
     if (m.heap !== undefined) heap.push(m.heap);
-    await new Promise((resolve) => setTimeout(resolve, RSS_SAMPLE_MS));
+    await new Promise((resolve) => setTimeout(resolve, RSS_SAMPLE_INTERVAL_MS));
   }
   return { rss: median(rss), heap: median(heap) };
 }
@@ -357,7 +356,7 @@ async function holdStreams(ctx: StreamingContext, system: StreamingSystem): Prom
       {
         [STREAMS_OPEN_LINE]: () => {
           sample();
-          sampler = setInterval(sample, RSS_SAMPLE_MS);
+          sampler = setInterval(sample, RSS_SAMPLE_INTERVAL_MS);
           // Halfway through the hold, every stream open and settled, the live heap; the RSS and
           // heap peaks are of the first half (a snapshot costs memory of its own).
           heldLive = new Promise((resolve) => setTimeout(resolve, (ctx.seconds * 1000) / 2)).then(

@@ -294,9 +294,12 @@ class VigilClientImpl implements VigilClient {
     checkTaskFields({ input: request.input, params: request.params });
     const region = request.region ?? this.#region;
     const taskId = request.taskId ?? plannedTaskId(request.tenant, request.idempotencyKey);
+    // A planned id is checked against its key; one made here is the key's already (one hash per
+    // keyed request on the hot path, not two).
     if (
+      request.taskId !== undefined &&
       request.idempotencyKey !== undefined &&
-      taskId !== taskIdForIdempotencyKey(request.tenant, request.idempotencyKey)
+      request.taskId !== taskIdForIdempotencyKey(request.tenant, request.idempotencyKey)
     ) {
       throw new VigilError(ErrorCode.Internal, "a keyed submission's id is its key's", false);
     }
